@@ -1,0 +1,14 @@
+//! Kotodama's shared vocabulary: ids, provider traits, turn outcomes and the segmenter.
+//!
+//! Architecture invariant: this crate does no IO and knows nothing of tokio, HTTP, SQLite or any
+//! vendor. Provider *traits* live here; their implementations live in `koto-providers`.
+
+pub mod ids;
+pub mod llm;
+pub mod provider_error;
+pub mod segmenter;
+pub mod tts;
+pub mod turn;
+
+pub use ids::{CorrelationId, InvalidSessionId, SessionId, TurnNo};
+pub use provider_error::ProviderError;

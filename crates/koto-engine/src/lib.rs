@@ -1,0 +1,1 @@
+//! Dialog engine: sessions, turns, chat service, TTS streamer, cancellation tree.

@@ -1,0 +1,123 @@
+//! Relay frames (CONTRACTS §2–§3): `SPEECH_CHUNK` and `CONTROL`, both directions.
+//!
+//! Shape only; the relay (`koto-relay`) decides what a frame means.
+
+use base64::Engine as _;
+use koto_core::{SessionId, TurnNo};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_SAMPLE_RATE: u32 = 24_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Viseme {
+    pub mouth_open: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    pub index: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpeechChunk {
+    pub session_id: SessionId,
+    pub turn: TurnNo,
+    pub seq: u64,
+    /// Base64 of s16le mono PCM.
+    pub pcm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    pub viseme: Viseme,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentInfo>,
+}
+
+impl SpeechChunk {
+    pub fn encode_pcm(samples: &[i16]) -> String {
+        let mut bytes = Vec::with_capacity(samples.len() * 2);
+        for sample in samples {
+            bytes.extend_from_slice(&sample.to_le_bytes());
+        }
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// Decode `pcm`; an odd byte count or bad base64 is an error.
+    pub fn decode_pcm(&self) -> Result<Vec<i16>, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.pcm)
+            .map_err(|e| format!("pcm is not valid base64: {e}"))?;
+        if bytes.len() % 2 != 0 {
+            return Err("pcm must hold whole 16-bit samples".into());
+        }
+        Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ControlAction {
+    Stop,
+    StopAck,
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Control {
+    pub action: ControlAction,
+    pub session_id: SessionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnNo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RelayFrame {
+    SpeechChunk(SpeechChunk),
+    Control(Control),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speech_chunk_round_trips_in_contract_shape() {
+        let session_id = SessionId::parse("live-001").expect("valid id");
+        let frame = RelayFrame::SpeechChunk(SpeechChunk {
+            session_id,
+            turn: TurnNo(42),
+            seq: 0,
+            pcm: SpeechChunk::encode_pcm(&[1, -2, 300]),
+            sample_rate: None,
+            viseme: Viseme { mouth_open: 0.5 },
+            segment: Some(SegmentInfo { index: 0, text: "你好。".into() }),
+        });
+        let json = serde_json::to_value(&frame).expect("serialise");
+        assert_eq!(json["type"], "SPEECH_CHUNK");
+        assert_eq!(json["sessionId"], "live-001");
+        assert_eq!(json["viseme"]["mouthOpen"], 0.5);
+        let back: RelayFrame = serde_json::from_value(json).expect("parse back");
+        let RelayFrame::SpeechChunk(chunk) = back else { panic!("kept its type") };
+        assert_eq!(chunk.decode_pcm(), Ok(vec![1, -2, 300]), "pcm is s16le base64");
+    }
+
+    #[test]
+    fn control_stop_parses_without_turn() {
+        let frame: RelayFrame = serde_json::from_str(
+            r#"{"type":"CONTROL","action":"STOP","sessionId":"s1","reason":"user_interrupt"}"#,
+        )
+        .expect("valid stop");
+        assert!(matches!(frame, RelayFrame::Control(Control { action: ControlAction::Stop, turn: None, .. })));
+    }
+}

@@ -1,0 +1,10 @@
+//! Wire types of `CONTRACTS.md`: request bodies, SSE payloads, relay frames, error bodies.
+//!
+//! Architecture invariant: JSON shapes are defined here and nowhere else; this crate holds no
+//! behaviour beyond (de)serialisation and shape-level validation.
+
+pub mod chat;
+pub mod error;
+pub mod ingest;
+
+pub use error::{ErrorBody, ErrorCode, WireError};

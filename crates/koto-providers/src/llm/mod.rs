@@ -1,0 +1,1 @@
+//! LLM providers: `mock` (deterministic, the embedded default) and `openai` (OpenAI-compatible streaming).

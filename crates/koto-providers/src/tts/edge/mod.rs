@@ -1,0 +1,1 @@
+//! Microsoft Edge read-aloud TTS over its WebSocket protocol (needs the internet in real use).

@@ -1,0 +1,1 @@
+//! The OpenAI-compatible streaming client against `koto_testkit::fake_openai`.

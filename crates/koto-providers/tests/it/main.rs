@@ -1,0 +1,5 @@
+//! Integration tests of the provider clients against loopback fakes speaking the real wire formats.
+
+mod llm_openai;
+mod tts;
+mod tts_remote;

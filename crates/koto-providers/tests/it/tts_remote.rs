@@ -1,0 +1,1 @@
+//! Edge and OpenAI speech clients against loopback fakes speaking their real protocols.

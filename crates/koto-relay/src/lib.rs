@@ -1,0 +1,1 @@
+//! Output relay: /ws/ingest producers, per-session STOP routing, paced fan-out to live clients.

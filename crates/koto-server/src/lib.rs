@@ -1,0 +1,1 @@
+//! The axum app and its wiring.

@@ -1,0 +1,2 @@
+//! `kotodama` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! SQLite storage: short-term memory (turns), outbox, migrations.

@@ -1,0 +1,1 @@
+//! Integration tests of the SQLite store on real files.

@@ -1,0 +1,1 @@
+//! A fake OpenAI-compatible `/v1/chat/completions` server speaking real SSE, scriptable per test.
