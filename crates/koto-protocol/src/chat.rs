@@ -36,7 +36,9 @@ pub fn parse_input_kind(raw: Option<&serde_json::Value>) -> Result<InputKind, St
             "TEXT" => Ok(InputKind::Text),
             "ASR_FINAL" => Ok(InputKind::AsrFinal),
             "COMMAND" => Ok(InputKind::Command),
-            other => Err(format!("type must be TEXT, ASR_FINAL or COMMAND, not {other:?}")),
+            other => Err(format!(
+                "type must be TEXT, ASR_FINAL or COMMAND, not {other:?}"
+            )),
         },
         Some(other) => Err(format!("type must be a string, not {other}")),
     }
@@ -78,11 +80,17 @@ pub struct ControlEvent {
 
 impl ControlEvent {
     pub fn hint_tts_start() -> Self {
-        ControlEvent { action: "HINT_TTS_START".into(), reason: None }
+        ControlEvent {
+            action: "HINT_TTS_START".into(),
+            reason: None,
+        }
     }
 
     pub fn stopped(reason: impl Into<String>) -> Self {
-        ControlEvent { action: "STOPPED".into(), reason: Some(reason.into()) }
+        ControlEvent {
+            action: "STOPPED".into(),
+            reason: Some(reason.into()),
+        }
     }
 }
 
@@ -108,25 +116,48 @@ mod tests {
 
     #[test]
     fn request_ignores_unknown_fields_and_defaults_type() {
-        let body = r#"{"sessionId":"live-001","content":"hi","extra":1,"meta":{"lang":"zh","x":2}}"#;
+        let body =
+            r#"{"sessionId":"live-001","content":"hi","extra":1,"meta":{"lang":"zh","x":2}}"#;
         let request: ChatStreamRequest = serde_json::from_str(body).expect("valid body");
-        assert_eq!(parse_input_kind(request.kind.as_ref()), Ok(InputKind::Text), "type defaults to TEXT");
+        assert_eq!(
+            parse_input_kind(request.kind.as_ref()),
+            Ok(InputKind::Text),
+            "type defaults to TEXT"
+        );
         assert_eq!(request.meta.lang.as_deref(), Some("zh"));
-        assert_eq!(request.meta.extra.get("x"), Some(&serde_json::json!(2)), "unknown meta keys kept");
+        assert_eq!(
+            request.meta.extra.get("x"),
+            Some(&serde_json::json!(2)),
+            "unknown meta keys kept"
+        );
     }
 
     #[test]
     fn turn_must_be_a_non_negative_integer() {
         assert_eq!(parse_turn(Some(&serde_json::json!(42))), Ok(Some(42)));
-        assert!(parse_turn(Some(&serde_json::json!(-1))).is_err(), "negative turn rejected");
-        assert!(parse_turn(Some(&serde_json::json!(1.5))).is_err(), "fractional turn rejected");
-        assert!(parse_turn(Some(&serde_json::json!("3"))).is_err(), "string turn rejected");
+        assert!(
+            parse_turn(Some(&serde_json::json!(-1))).is_err(),
+            "negative turn rejected"
+        );
+        assert!(
+            parse_turn(Some(&serde_json::json!(1.5))).is_err(),
+            "fractional turn rejected"
+        );
+        assert!(
+            parse_turn(Some(&serde_json::json!("3"))).is_err(),
+            "string turn rejected"
+        );
     }
 
     #[test]
     fn done_serialises_with_snake_case_stats() {
         let done = Done {
-            stats: TurnStats { ttft_ms: Some(12.5), tokens: 3, first_audio_ms: None, interrupted: false },
+            stats: TurnStats {
+                ttft_ms: Some(12.5),
+                tokens: 3,
+                first_audio_ms: None,
+                interrupted: false,
+            },
         };
         assert_eq!(
             serde_json::to_string(&done).expect("serialise"),

@@ -82,7 +82,10 @@ pub struct WireError {
 
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError { code, message: message.into() }
+        WireError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -108,7 +111,11 @@ mod tests {
         ];
         for code in all {
             let json = serde_json::to_string(&code).expect("serialise code");
-            assert_eq!(json, format!("\"{}\"", code.as_str()), "serde name and as_str agree");
+            assert_eq!(
+                json,
+                format!("\"{}\"", code.as_str()),
+                "serde name and as_str agree"
+            );
         }
     }
 }

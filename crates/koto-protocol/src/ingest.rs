@@ -52,7 +52,10 @@ impl SpeechChunk {
         if bytes.len() % 2 != 0 {
             return Err("pcm must hold whole 16-bit samples".into());
         }
-        Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect())
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -101,15 +104,24 @@ mod tests {
             pcm: SpeechChunk::encode_pcm(&[1, -2, 300]),
             sample_rate: None,
             viseme: Viseme { mouth_open: 0.5 },
-            segment: Some(SegmentInfo { index: 0, text: "你好。".into() }),
+            segment: Some(SegmentInfo {
+                index: 0,
+                text: "你好。".into(),
+            }),
         });
         let json = serde_json::to_value(&frame).expect("serialise");
         assert_eq!(json["type"], "SPEECH_CHUNK");
         assert_eq!(json["sessionId"], "live-001");
         assert_eq!(json["viseme"]["mouthOpen"], 0.5);
         let back: RelayFrame = serde_json::from_value(json).expect("parse back");
-        let RelayFrame::SpeechChunk(chunk) = back else { panic!("kept its type") };
-        assert_eq!(chunk.decode_pcm(), Ok(vec![1, -2, 300]), "pcm is s16le base64");
+        let RelayFrame::SpeechChunk(chunk) = back else {
+            panic!("kept its type")
+        };
+        assert_eq!(
+            chunk.decode_pcm(),
+            Ok(vec![1, -2, 300]),
+            "pcm is s16le base64"
+        );
     }
 
     #[test]
@@ -118,6 +130,13 @@ mod tests {
             r#"{"type":"CONTROL","action":"STOP","sessionId":"s1","reason":"user_interrupt"}"#,
         )
         .expect("valid stop");
-        assert!(matches!(frame, RelayFrame::Control(Control { action: ControlAction::Stop, turn: None, .. })));
+        assert!(matches!(
+            frame,
+            RelayFrame::Control(Control {
+                action: ControlAction::Stop,
+                turn: None,
+                ..
+            })
+        ));
     }
 }

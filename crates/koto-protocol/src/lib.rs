@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod events;
 pub mod ingest;
 
 pub use error::{ErrorBody, ErrorCode, WireError};

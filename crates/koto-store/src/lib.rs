@@ -1,1 +1,22 @@
-//! SQLite storage: short-term memory (turns), outbox, migrations.
+//! SQLite storage: short-term memory (turns), per-session counters, the transactional outbox,
+//! migrations. Blocking and synchronous by design (callers use `spawn_blocking`); it delivers no
+//! events and builds no prompts.
+//!
+//! Architecture invariant: a turn's reply row and its outbox rows are committed in one
+//! transaction, and only turns whose user row is `done` are ever returned as context.
+
+mod error;
+mod outbox;
+mod prefill;
+mod schema;
+mod session;
+mod store;
+mod turns;
+
+pub use error::StoreError;
+pub use outbox::{NewOutboxEvent, OutboxRow};
+pub use prefill::{prefill_reply_text, prefill_user_text};
+pub use schema::LATEST_SCHEMA_VERSION;
+pub use session::SessionState;
+pub use store::{BUSY_TIMEOUT, Store, StoreHealth};
+pub use turns::{ContextTurn, FinishedTurn, NewTurn};

@@ -1,0 +1,368 @@
+//! [`Engine`]: the one API the HTTP routes, Tauri commands and the benchmark drive.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use koto_core::llm::LlmProvider;
+use koto_core::turn::InputKind;
+use koto_core::{CorrelationId, SessionId, TurnNo};
+use koto_protocol::ErrorCode;
+use koto_store::{NewTurn, Store};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::session::SessionSlot;
+use crate::turn::{TurnJob, run_turn};
+use crate::{EngineError, TurnHandle};
+
+/// CONTRACTS §6 flags. Each has a visible effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flags {
+    /// `ENABLE_SYNC_CORE`: off → `/chat/stream` refuses with `sync_core_disabled`.
+    pub sync_core: bool,
+    /// `SYNC_TTS_STREAMING`: off → text only, no audio.
+    pub tts_streaming: bool,
+    /// `SYNC_TTS_BARGE_IN`: off → STOP is refused with `barge_in_disabled`.
+    pub barge_in: bool,
+    /// `ENABLE_ASYNC_EXT`: off → no outbox events are written.
+    pub async_ext: bool,
+    /// `ENABLE_LTM_INLINE`: on → recalled memories are added to the prompt.
+    pub ltm_inline: bool,
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            sync_core: true,
+            tts_streaming: true,
+            barge_in: true,
+            async_ext: true,
+            ltm_inline: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub system_prompt: String,
+    /// `STM_CONTEXT_TURNS`: how many earlier turns go into the prompt.
+    pub context_turns: usize,
+    pub max_content_chars: usize,
+    pub flags: Flags,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            system_prompt: String::new(),
+            context_turns: 20,
+            max_content_chars: 4000,
+            flags: Flags::default(),
+        }
+    }
+}
+
+/// One input, already shape-checked by the caller (CONTRACTS §1).
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub session: SessionId,
+    pub turn: Option<u64>,
+    pub kind: InputKind,
+    pub content: String,
+    pub lang: Option<String>,
+    /// When the request arrived: `ttft_ms` and `first_audio_ms` count from here.
+    pub received_at: Instant,
+}
+
+/// What `submit` started: a turn that streams, or a command that is already done.
+#[derive(Debug)]
+pub enum Submission {
+    Turn(TurnHandle),
+    /// `COMMAND stop`: the turns it cancelled.
+    Stopped {
+        turns: Vec<TurnNo>,
+    },
+    /// `COMMAND reset`: the session's window is empty now.
+    Reset,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    llm: Arc<dyn LlmProvider>,
+    store: Store,
+    sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
+    /// Parent of every session and turn token; cancelled on shutdown.
+    root: CancellationToken,
+    /// Owns every turn task, so shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+/// How many events may wait for a slow SSE reader before the turn waits for it.
+const EVENT_BUFFER: usize = 256;
+
+impl Engine {
+    pub fn new(config: EngineConfig, llm: Arc<dyn LlmProvider>, store: Store) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                config,
+                llm,
+                store,
+                sessions: Mutex::new(HashMap::new()),
+                root: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn flags(&self) -> &Flags {
+        &self.inner.config.flags
+    }
+
+    pub fn llm(&self) -> &dyn LlmProvider {
+        self.inner.llm.as_ref()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.root.is_cancelled()
+    }
+
+    /// Validates and starts one input. A turn is stored (user row) before this returns, so a
+    /// duplicate turn number is refused here, not mid-stream.
+    pub async fn submit(&self, request: TurnRequest) -> Result<Submission, EngineError> {
+        let flags = &self.inner.config.flags;
+        if !flags.sync_core {
+            return Err(EngineError::SyncCoreDisabled);
+        }
+        if self.is_shutting_down() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let content = request.content.trim();
+        if content.is_empty() {
+            return Err(EngineError::invalid(
+                ErrorCode::EmptyContent,
+                "content must not be blank",
+            ));
+        }
+        let n_chars = request.content.chars().count();
+        let max = self.inner.config.max_content_chars;
+        if n_chars > max {
+            return Err(EngineError::invalid(
+                ErrorCode::ContentTooLong,
+                format!("content has {n_chars} characters; the limit is {max}"),
+            ));
+        }
+        if request.kind == InputKind::Command {
+            return self.run_command(&request.session, content).await;
+        }
+        let text = request.content.clone();
+        self.start_turn(request, text).await.map(Submission::Turn)
+    }
+
+    async fn run_command(
+        &self,
+        session: &SessionId,
+        content: &str,
+    ) -> Result<Submission, EngineError> {
+        let (verb, rest) = content
+            .split_once(char::is_whitespace)
+            .unwrap_or((content, ""));
+        match verb.to_ascii_lowercase().as_str() {
+            "stop" => self
+                .stop(session)
+                .map(|turns| Submission::Stopped { turns }),
+            "reset" => self.reset(session).await.map(|()| Submission::Reset),
+            "say" if rest.trim().is_empty() => Err(EngineError::invalid(
+                ErrorCode::EmptyContent,
+                "say needs the text to speak: say <text>",
+            )),
+            "say" => Err(EngineError::NotAvailable(
+                "say is not available yet: this build has no speech output".into(),
+            )),
+            _ => Err(EngineError::UnknownCommand(verb.to_owned())),
+        }
+    }
+
+    /// Barge-in: cancels the session's running turn and the turns queued behind it. Harmless when
+    /// nothing runs. Returns the turns it cancelled.
+    pub fn stop(&self, session: &SessionId) -> Result<Vec<TurnNo>, EngineError> {
+        if !self.inner.config.flags.barge_in {
+            return Err(EngineError::BargeInDisabled);
+        }
+        let slot = self.lock_sessions().get(session).cloned();
+        let stopped = slot.map(|slot| slot.cancel_all()).unwrap_or_default();
+        tracing::info!(sessionId = %session, ?stopped, "stop");
+        Ok(stopped)
+    }
+
+    /// `COMMAND reset`: the session's short-term memory window starts empty from the next turn.
+    pub async fn reset(&self, session: &SessionId) -> Result<(), EngineError> {
+        let store = self.inner.store.clone();
+        let session = session.clone();
+        blocking(move || store.reset_session(&session)).await
+    }
+
+    /// Cancel every turn, refuse new ones, and wait (up to `grace`) for the turns to record how
+    /// they ended.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.root.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "turns still running after the shutdown grace period"
+            );
+        }
+    }
+
+    async fn start_turn(
+        &self,
+        request: TurnRequest,
+        user_text: String,
+    ) -> Result<TurnHandle, EngineError> {
+        let slot = self.slot(&request.session);
+        let store = self.inner.store.clone();
+        let session = request.session.clone();
+        slot.ensure_loaded(|| async move {
+            let state = blocking(move || store.session_state(&session)).await?;
+            Ok(state.next_turn.0)
+        })
+        .await?;
+
+        let turn_token = self.inner.root.child_token();
+        let place = slot.reserve(request.turn, turn_token.clone())?;
+        let turn = place.turn;
+        let begin = NewTurn {
+            session: request.session.clone(),
+            turn,
+            user_text: user_text.clone(),
+            kind: kind_name(request.kind).to_owned(),
+            ts_ms: now_ms(),
+        };
+        let store = self.inner.store.clone();
+        if let Err(error) = blocking(move || store.begin_turn(&begin)).await {
+            slot.release(turn);
+            self.forget_if_idle(slot);
+            return Err(match error {
+                EngineError::Storage(koto_store::StoreError::TurnExists { .. }) => {
+                    EngineError::TurnExists { turn }
+                }
+                other => other,
+            });
+        }
+
+        let correlation_id = CorrelationId::new(&request.session, turn);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+        let job = TurnJob {
+            engine: self.clone(),
+            slot,
+            turn,
+            queue_place: place,
+            correlation_id: correlation_id.clone(),
+            user_text,
+            lang: request.lang,
+            received_at: request.received_at,
+            token: turn_token.clone(),
+            events: events_tx,
+        };
+        let span = tracing::info_span!("turn", correlationId = %correlation_id);
+        self.inner.tasks.spawn(run_turn(job).instrument(span));
+        Ok(TurnHandle {
+            session: request.session,
+            turn,
+            correlation_id,
+            events: events_rx,
+            _cancel_on_drop: turn_token.drop_guard(),
+        })
+    }
+
+    fn slot(&self, session: &SessionId) -> Arc<SessionSlot> {
+        self.lock_sessions()
+            .entry(session.clone())
+            .or_insert_with(|| Arc::new(SessionSlot::new(session.clone())))
+            .clone()
+    }
+
+    /// Drops an idle slot so the map does not grow with every session ever seen. Only when no
+    /// one else holds it: a request that got the slot keeps it alive, so no turn number is
+    /// ever decided on a slot the map has forgotten.
+    pub(crate) fn forget_if_idle(&self, slot: Arc<SessionSlot>) {
+        let mut sessions = self.lock_sessions();
+        let id = slot.id.clone();
+        drop(slot);
+        if let Some(entry) = sessions.get(&id)
+            && Arc::strong_count(entry) == 1
+            && entry.is_idle()
+        {
+            sessions.remove(&id);
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<SessionSlot>>> {
+        // Entries are plain Arcs; a panic elsewhere cannot leave the map half-updated.
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn llm_arc(&self) -> Arc<dyn LlmProvider> {
+        self.inner.llm.clone()
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("llm", &self.inner.llm.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a store call off the async workers; SQLite calls are short but blocking.
+pub(crate) async fn blocking<T, F>(call: F) -> Result<T, EngineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, koto_store::StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(EngineError::from),
+        Err(join_error) => Err(EngineError::NotAvailable(format!(
+            "storage task failed: {join_error}"
+        ))),
+    }
+}
+
+pub(crate) fn kind_name(kind: InputKind) -> &'static str {
+    match kind {
+        InputKind::Text => "TEXT",
+        InputKind::AsrFinal => "ASR_FINAL",
+        InputKind::Command => "COMMAND",
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}

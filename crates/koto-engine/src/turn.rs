@@ -1,0 +1,330 @@
+//! One turn, start to end: wait for the session's earlier turns, assemble the context, stream
+//! the LLM, hand deltas to the caller, and record how the turn ended in one transaction.
+//!
+//! Cancellation (STOP, client gone, shutdown) is a normal ending: the turn is recorded as
+//! interrupted with only what was delivered. `Done` is always the last event.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use koto_core::llm::LlmRequest;
+use koto_core::{CorrelationId, ProviderError, TurnNo};
+use koto_protocol::chat::{ControlEvent, TurnStats};
+use koto_protocol::events::{
+    AnalyticsChatStats, LtmPayload, LtmWriteRequested, TurnFinished, event_type, stream,
+};
+use koto_protocol::{ErrorCode, WireError};
+use koto_store::{FinishedTurn, NewOutboxEvent};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::TurnEvent;
+use crate::context::build_messages;
+use crate::engine::{Engine, blocking, now_ms};
+use crate::session::{QueuePlace, SessionSlot};
+
+pub(crate) struct TurnJob {
+    pub engine: Engine,
+    pub slot: Arc<SessionSlot>,
+    pub turn: TurnNo,
+    /// Where this turn stands in its session's queue; dropped (releasing the next) at the end.
+    pub queue_place: QueuePlace,
+    pub correlation_id: CorrelationId,
+    pub user_text: String,
+    pub lang: Option<String>,
+    pub received_at: Instant,
+    /// Cancelled by STOP, by the caller dropping its handle, or by shutdown.
+    pub token: CancellationToken,
+    /// To the caller (SSE); its receiver may be gone.
+    pub events: mpsc::Sender<TurnEvent>,
+}
+
+enum Ending {
+    Completed,
+    Interrupted,
+    Failed(WireError),
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Text that reached the caller; for an interrupted turn, all the listener got.
+    delivered: String,
+    tokens: u64,
+    ttft_ms: Option<f64>,
+}
+
+pub(crate) async fn run_turn(job: TurnJob) {
+    tracing::info!(chars = job.user_text.chars().count(), "turn started");
+    let mut progress = Progress::default();
+    let ending = drive(&job, &mut progress).await;
+
+    let interrupted = matches!(ending, Ending::Interrupted);
+    match &ending {
+        Ending::Completed => {
+            job.emit(TurnEvent::TextDelta {
+                content: String::new(),
+                eos: true,
+            })
+            .await
+        }
+        Ending::Interrupted => {
+            job.emit(TurnEvent::Control(ControlEvent::stopped(
+                job.interrupt_reason(),
+            )))
+            .await
+        }
+        Ending::Failed(error) => job.emit(TurnEvent::Error(error.clone())).await,
+    }
+    let stats = TurnStats {
+        ttft_ms: progress.ttft_ms,
+        tokens: progress.tokens,
+        first_audio_ms: None,
+        interrupted,
+    };
+    if let Err(error) = record(&job, &ending, &progress, &stats).await {
+        tracing::error!(%error, "could not record the turn");
+        job.emit(TurnEvent::Error(WireError::new(
+            ErrorCode::StorageError,
+            format!("the turn was not saved: {error}"),
+        )))
+        .await;
+    }
+    tracing::info!(
+        outcome = ending.name(),
+        ttft_ms = stats.ttft_ms,
+        tokens = stats.tokens,
+        "turn ended"
+    );
+    job.emit(TurnEvent::Done(stats)).await;
+
+    // A turn cancelled while queued ends early; it still hands over in order, so the next turn
+    // never starts before every earlier one has recorded its reply.
+    if let Some(previous) = &job.queue_place.previous {
+        previous.cancelled().await;
+    }
+    job.slot.release(job.turn);
+    let TurnJob { engine, slot, .. } = job;
+    engine.forget_if_idle(slot);
+}
+
+async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
+    // Earlier turns of this session finish first, so this one's context holds their replies.
+    if let Some(previous) = &job.queue_place.previous {
+        tokio::select! {
+            biased;
+            _ = job.token.cancelled() => return Ending::Interrupted,
+            _ = previous.cancelled() => {}
+        }
+    }
+
+    let engine = &job.engine;
+    let config = engine.config();
+    let store = engine.store().clone();
+    let session = job.slot.id.clone();
+    let max_turns = config.context_turns;
+    let history = match blocking(move || store.context(&session, max_turns)).await {
+        Ok(history) => history,
+        Err(error) => {
+            return Ending::Failed(WireError::new(ErrorCode::StorageError, error.to_string()));
+        }
+    };
+    let messages = build_messages(&config.system_prompt, &[], &history, &job.user_text);
+    let request = LlmRequest {
+        messages,
+        lang: job.lang.clone(),
+        correlation_id: job.correlation_id.to_string(),
+    };
+    let mut deltas = engine.llm_arc().stream_chat(request);
+
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = job.token.cancelled() => return Ending::Interrupted,
+            next = deltas.next() => next,
+        };
+        match next {
+            None => return Ending::Completed,
+            Some(Err(error)) => return Ending::Failed(llm_error(&error)),
+            Some(Ok(delta)) if delta.is_empty() => {}
+            Some(Ok(delta)) => {
+                progress.tokens += 1;
+                if progress.ttft_ms.is_none() {
+                    progress.ttft_ms = Some(ms_since(job.received_at));
+                }
+                let event = TurnEvent::TextDelta {
+                    content: delta.clone(),
+                    eos: false,
+                };
+                tokio::select! {
+                    biased;
+                    _ = job.token.cancelled() => return Ending::Interrupted,
+                    _ = job.events.send(event) => progress.delivered.push_str(&delta),
+                }
+            }
+        }
+    }
+}
+
+/// Stores the reply (or the failure) and the turn's outbox events in one transaction.
+async fn record(
+    job: &TurnJob,
+    ending: &Ending,
+    progress: &Progress,
+    stats: &TurnStats,
+) -> Result<(), crate::EngineError> {
+    let ts = now_ms();
+    let async_ext = job.engine.flags().async_ext;
+    let events = if async_ext {
+        outbox_events(job, ending, progress, stats, ts)
+    } else {
+        Vec::new()
+    };
+    let store = job.engine.store().clone();
+    let session = job.slot.id.clone();
+    let turn = job.turn;
+    match ending {
+        Ending::Failed(_) => {
+            blocking(move || store.fail_turn(&session, turn, &events, ts)).await?;
+        }
+        Ending::Completed | Ending::Interrupted => {
+            let finished = FinishedTurn {
+                session,
+                turn,
+                reply_text: progress.delivered.clone(),
+                interrupted: matches!(ending, Ending::Interrupted),
+                ts_ms: ts,
+                events,
+            };
+            blocking(move || store.finish_turn(&finished)).await?;
+        }
+    }
+    Ok(())
+}
+
+fn outbox_events(
+    job: &TurnJob,
+    ending: &Ending,
+    progress: &Progress,
+    stats: &TurnStats,
+    ts: i64,
+) -> Vec<NewOutboxEvent> {
+    let correlation_id = job.correlation_id.to_string();
+    let session_id = job.slot.id.clone();
+    let turn = job.turn;
+    let event = |event_type: &str, stream: &str, payload: serde_json::Value| NewOutboxEvent {
+        event_type: event_type.to_owned(),
+        stream: stream.to_owned(),
+        correlation_id: correlation_id.clone(),
+        payload,
+        ts_ms: ts,
+    };
+    let mut events = Vec::with_capacity(3);
+    let reply = progress.delivered.clone();
+    if !matches!(ending, Ending::Failed(_)) && !reply.trim().is_empty() {
+        let ltm = LtmWriteRequested {
+            correlation_id: correlation_id.clone(),
+            session_id: session_id.clone(),
+            turn,
+            payload: LtmPayload {
+                text: job.user_text.clone(),
+                reply: reply.clone(),
+                vectorize: true,
+            },
+            ts,
+        };
+        events.push(event(
+            event_type::LTM_WRITE_REQUESTED,
+            stream::LTM,
+            to_json(&ltm),
+        ));
+    }
+    let analytics = AnalyticsChatStats {
+        correlation_id: correlation_id.clone(),
+        session_id: session_id.clone(),
+        turn,
+        ttft_ms: stats.ttft_ms,
+        first_audio_ms: stats.first_audio_ms,
+        tokens: stats.tokens,
+        interrupted: stats.interrupted,
+        outcome: ending.name().to_owned(),
+        ts,
+    };
+    events.push(event(
+        event_type::ANALYTICS_CHAT_STATS,
+        stream::ANALYTICS,
+        to_json(&analytics),
+    ));
+    let plugin_type = match ending {
+        Ending::Completed => event_type::TURN_COMPLETED,
+        Ending::Interrupted => event_type::TURN_INTERRUPTED,
+        Ending::Failed(_) => event_type::TURN_FAILED,
+    };
+    let finished = TurnFinished {
+        correlation_id: correlation_id.clone(),
+        session_id,
+        turn,
+        input: job.user_text.clone(),
+        reply,
+        interrupted: stats.interrupted,
+        error_code: match ending {
+            Ending::Failed(error) => Some(error.code.as_str().to_owned()),
+            _ => None,
+        },
+        ts,
+    };
+    events.push(event(plugin_type, stream::PLUGINS, to_json(&finished)));
+    events
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    // Our own plain structs always serialise; Null would only hide a bug, so log it.
+    serde_json::to_value(value).unwrap_or_else(|error| {
+        tracing::error!(%error, "event payload did not serialise");
+        serde_json::Value::Null
+    })
+}
+
+impl TurnJob {
+    async fn emit(&self, event: TurnEvent) {
+        // The caller may be gone (disconnect); the turn still finishes and is recorded.
+        let _ = self.events.send(event).await;
+    }
+
+    fn interrupt_reason(&self) -> &'static str {
+        if self.engine.is_shutting_down() {
+            "shutdown"
+        } else if self.events.is_closed() {
+            "client_disconnected"
+        } else {
+            "user_interrupt"
+        }
+    }
+}
+
+impl Ending {
+    fn name(&self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::Interrupted => "interrupted",
+            Ending::Failed(_) => "failed",
+        }
+    }
+}
+
+fn llm_error(error: &ProviderError) -> WireError {
+    let code = match error {
+        ProviderError::Timeout(_) => ErrorCode::LlmTimeout,
+        ProviderError::RateLimited { .. } => ErrorCode::LlmRateLimited,
+        ProviderError::Auth(_) => ErrorCode::LlmAuth,
+        ProviderError::Transport(_) => ErrorCode::LlmTransport,
+        ProviderError::Protocol(_) => ErrorCode::LlmProtocol,
+        ProviderError::Unavailable(_) => ErrorCode::LlmUnavailable,
+    };
+    WireError::new(code, format!("the LLM failed: {error}"))
+}
+
+fn ms_since(start: Instant) -> f64 {
+    let micros = start.elapsed().as_micros() as f64;
+    (micros / 100.0).round() / 10.0
+}

