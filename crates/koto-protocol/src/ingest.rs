@@ -82,12 +82,45 @@ pub struct Control {
     pub reason: Option<String>,
 }
 
-/// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`.
+/// The user's input of a turn, for the transcript (relay → `/ws/live` clients).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInputFrame {
+    pub session_id: SessionId,
+    pub turn: TurnNo,
+    pub content: String,
+}
+
+/// One LLM text delta, for the streaming transcript (relay → `/ws/live` clients, unpaced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TextDeltaFrame {
+    pub session_id: SessionId,
+    pub turn: TurnNo,
+    pub content: String,
+    pub eos: bool,
+}
+
+/// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`. Producers send `SPEECH_CHUNK`,
+/// `CONTROL` (END, STOP_ACK) and may send `USER_INPUT`/`TEXT_DELTA`; clients receive all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RelayFrame {
     SpeechChunk(SpeechChunk),
     Control(Control),
+    UserInput(UserInputFrame),
+    TextDelta(TextDeltaFrame),
+}
+
+impl RelayFrame {
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            RelayFrame::SpeechChunk(chunk) => &chunk.session_id,
+            RelayFrame::Control(control) => &control.session_id,
+            RelayFrame::UserInput(input) => &input.session_id,
+            RelayFrame::TextDelta(delta) => &delta.session_id,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,1 +1,83 @@
-//! The axum app and its wiring.
+//! The axum app (routes, auth, limits) and its start-up: everything `kotodama serve` and the
+//! desktop shell run, on one tokio runtime.
+//!
+//! Architecture invariant: handlers are thin adapters over `koto_engine::Engine`; every route but
+//! `/health` and `/ready` sits behind `security::guard`.
+
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod providers;
+pub mod rate_limit;
+pub mod routes;
+pub mod security;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use koto_core::SessionId;
+use koto_engine::Engine;
+use koto_protocol::ErrorCode;
+
+use crate::error::AppError;
+use crate::rate_limit::RateLimiter;
+use crate::security::SecurityPolicy;
+
+pub use server::{RunningServer, StartError, start};
+
+/// What every handler gets. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub security: Arc<SecurityPolicy>,
+    pub limiter: Arc<RateLimiter>,
+    pub max_body_bytes: usize,
+    pub started: Instant,
+}
+
+impl AppState {
+    fn check_rate(&self, session: &SessionId) -> Result<(), AppError> {
+        self.limiter.check(session, Instant::now()).map_err(|wait| {
+            let mut error = AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many inputs for this session; slow down",
+            );
+            error.retry_after_secs = Some(wait.as_secs().max(1));
+            error
+        })
+    }
+}
+
+/// The whole HTTP surface, apart from `main` so tests can drive it.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/chat/stream", post(routes::chat::chat_stream))
+        .route("/control/stop", post(routes::control::stop))
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.security.clone(),
+            security::guard,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidRequest,
+        "method not allowed on this route",
+    )
+}

@@ -1,2 +1,118 @@
-//! `kotodama` binary.
-fn main() {}
+//! The `kotodama` binary: `serve` (headless app) and `bench` (latency benchmark).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use koto_server::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kotodama",
+    version,
+    about = "An AI co-host for live streams that answers out loud and stops when told."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine and its HTTP/WebSocket server without a window.
+    Serve {
+        /// Address to listen on (KOTODAMA_BIND); loopback unless you mean it.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Where the database and token live (KOTODAMA_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML config file; environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Measure TTFT and engine overhead against a loopback fake LLM; prints p50/p95/p99.
+    Bench(koto_server::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kotodama: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve {
+            bind,
+            data_dir,
+            config,
+        } => runtime.block_on(serve(bind, data_dir, config)),
+        Command::Bench(args) => runtime.block_on(koto_server::bench::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kotodama: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (_, mut raw) = Config::load(config_file.as_deref())?;
+    if let Some(bind) = bind {
+        raw.set("bind", bind);
+    }
+    if let Some(dir) = data_dir {
+        raw.set("data_dir", dir.to_string_lossy());
+    }
+    let config = raw.build()?;
+    koto_server::logging::init(config.log_format);
+    let server = koto_server::start(config).await?;
+    println!(
+        "kotodama ready: {url}  token: {token}  (LLM: {llm})",
+        url = server.base_url(),
+        token = server.token.expose(),
+        llm = server.engine.llm().name(),
+    );
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        shutdown.cancel();
+    });
+    server.wait().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,269 @@
+//! `kotodama bench`: the app in process against a loopback fake OpenAI upstream whose first token
+//! comes after a fixed delay D; prints p50/p95/p99 of client TTFT, engine overhead (TTFT − D) and
+//! whole-turn time, sequentially and with C concurrent sessions. A benchmark, not a test: it
+//! asserts nothing and measures wall-clock time on purpose.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript, FakeStream};
+use serde::Serialize;
+
+use crate::config::RawConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Turns per scenario.
+    #[arg(long, default_value_t = 200)]
+    pub turns: usize,
+    /// Concurrent sessions in the concurrent scenario.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// D: the fake LLM's delay before its first token, in ms.
+    #[arg(long, default_value_t = 50)]
+    pub first_token_ms: u64,
+    /// Tokens per reply.
+    #[arg(long, default_value_t = 12)]
+    pub tokens: usize,
+    /// Gap between tokens, in ms.
+    #[arg(long, default_value_t = 5)]
+    pub token_gap_ms: u64,
+    /// Pre-fill the database with this many turns first (e.g. 1000000).
+    #[arg(long, default_value_t = 0)]
+    pub prefill_turns: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub turns: usize,
+    pub ttft_ms: Percentiles,
+    pub overhead_ms: Percentiles,
+    pub turn_ms: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub first_token_delay_ms: u64,
+    pub tokens_per_reply: usize,
+    pub prefilled_turns: usize,
+    pub scenarios: Vec<Scenario>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let first_token = Duration::from_millis(args.first_token_ms);
+    let tokens: Vec<String> = (0..args.tokens).map(|n| format!("word{n} ")).collect();
+    let reply = FakeStream::new(tokens)
+        .with_first_token_delay(first_token)
+        .with_token_gap(Duration::from_millis(args.token_gap_ms));
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(reply))).await;
+
+    let dir = tempfile_dir()?;
+    let mut raw = RawConfig::default();
+    raw.set("bind", "127.0.0.1:0");
+    raw.set("data_dir", dir.to_string_lossy());
+    raw.set("llm_provider", "openai");
+    raw.set("openai_base_url", fake.base_url());
+    raw.set("llm_model", "bench");
+    raw.set("input_rate_per_sec", "100000");
+    raw.set("input_burst", "100000");
+    let config = raw.build()?;
+    let server = crate::start(config).await?;
+
+    if args.prefill_turns > 0 {
+        let store = server.engine.store().clone();
+        let sessions = (args.prefill_turns / 1000).max(1);
+        let per_session = args.prefill_turns / sessions;
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || store.prefill(sessions, per_session)).await??;
+        eprintln!(
+            "prefilled {} turns in {:.1} s",
+            sessions * per_session,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let url = format!("{}/chat/stream", server.base_url());
+    let token = server.token.expose().to_owned();
+    let target = Target { client, url, token };
+
+    // Warm-up: connections, SQLite pages, allocator.
+    run_sequential(&target, "warmup", 10).await?;
+    let mut scenarios = Vec::new();
+    let sequential = run_sequential(&target, "bench-seq", args.turns).await?;
+    scenarios.push(summarise("sequential".into(), &sequential, first_token));
+    let concurrency = args.concurrency.max(1);
+    let per_session = args.turns.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for session in 0..concurrency {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            run_sequential(&target, &format!("bench-c{session}"), per_session).await
+        }));
+    }
+    let mut concurrent = Vec::new();
+    for task in tasks {
+        concurrent.extend(task.await??);
+    }
+    scenarios.push(summarise(
+        format!("{concurrency} sessions"),
+        &concurrent,
+        first_token,
+    ));
+
+    server.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = Report {
+        first_token_delay_ms: args.first_token_ms,
+        tokens_per_reply: args.tokens,
+        prefilled_turns: args.prefill_turns,
+        scenarios,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+struct Sample {
+    ttft: Duration,
+    turn: Duration,
+}
+
+async fn run_sequential(
+    target: &Target,
+    session: &str,
+    turns: usize,
+) -> anyhow::Result<Vec<Sample>> {
+    let mut samples = Vec::with_capacity(turns);
+    for n in 0..turns {
+        let body = serde_json::json!({ "sessionId": session, "content": format!("question {n}") });
+        let started = Instant::now();
+        let response = target
+            .client
+            .post(&target.url)
+            .bearer_auth(&target.token)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "bench turn refused: {}",
+            response.status()
+        );
+        let mut stream = response.bytes_stream();
+        let mut ttft = None;
+        let mut seen = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if ttft.is_none() {
+                seen.extend_from_slice(&chunk);
+                if contains(&seen, b"event: text-delta") {
+                    ttft = Some(started.elapsed());
+                }
+            }
+        }
+        let turn = started.elapsed();
+        samples.push(Sample {
+            ttft: ttft.context("a turn produced no text")?,
+            turn,
+        });
+    }
+    Ok(samples)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn summarise(name: String, samples: &[Sample], first_token: Duration) -> Scenario {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ttft: Vec<f64> = samples.iter().map(|s| ms(s.ttft)).collect();
+    let overhead: Vec<f64> = samples
+        .iter()
+        .map(|s| ms(s.ttft) - ms(first_token))
+        .collect();
+    let turn: Vec<f64> = samples.iter().map(|s| ms(s.turn)).collect();
+    Scenario {
+        name,
+        turns: samples.len(),
+        ttft_ms: percentiles(ttft),
+        overhead_ms: percentiles(overhead),
+        turn_ms: percentiles(turn),
+    }
+}
+
+pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if values.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((values.len() as f64 - 1.0) * q).round() as usize;
+        values[index.min(values.len() - 1)]
+    };
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "kotodama bench — fake LLM: first token after D = {} ms, {} tokens/reply; prefilled turns: {}",
+        report.first_token_delay_ms, report.tokens_per_reply, report.prefilled_turns
+    );
+    println!(
+        "{:<14} {:>6}  {:>26}  {:>26}  {:>26}",
+        "scenario",
+        "turns",
+        "TTFT ms p50/p95/p99",
+        "overhead ms p50/p95/p99",
+        "turn ms p50/p95/p99"
+    );
+    for s in &report.scenarios {
+        let fmt = |p: &Percentiles| format!("{:.2} / {:.2} / {:.2}", p.p50, p.p95, p.p99);
+        println!(
+            "{:<14} {:>6}  {:>26}  {:>26}  {:>26}",
+            s.name,
+            s.turns,
+            fmt(&s.ttft_ms),
+            fmt(&s.overhead_ms),
+            fmt(&s.turn_ms)
+        );
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("kotodama-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

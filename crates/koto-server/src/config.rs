@@ -1,0 +1,653 @@
+//! Configuration: one table of keys, read from defaults ← TOML file ← environment ← CLI flags.
+//!
+//! Every key has one TOML name and one env var; the README's reference table is checked against
+//! [`KEYS`] by a test, so the two cannot drift. Values are validated here, with the key named in
+//! the error. The desktop app reads the same file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Name in the TOML file.
+    pub key: &'static str,
+    /// Environment variable that overrides it.
+    pub env: &'static str,
+    /// Default as text ("" = unset).
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+const fn key(
+    key: &'static str,
+    env: &'static str,
+    default: &'static str,
+    doc: &'static str,
+) -> KeySpec {
+    KeySpec {
+        key,
+        env,
+        default,
+        doc,
+    }
+}
+
+/// Every key the app reads. Order is the README's order.
+pub const KEYS: &[KeySpec] = &[
+    key(
+        "bind",
+        "KOTODAMA_BIND",
+        "127.0.0.1:8000",
+        "Address to listen on. A non-loopback address exposes the app to the network (a warning is logged).",
+    ),
+    key(
+        "data_dir",
+        "KOTODAMA_DATA_DIR",
+        "",
+        "Where the database and the generated token live (default: $XDG_DATA_HOME/kotodama or ~/.local/share/kotodama).",
+    ),
+    key(
+        "token",
+        "KOTODAMA_TOKEN",
+        "",
+        "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600).",
+    ),
+    key(
+        "allowed_origins",
+        "KOTODAMA_ALLOWED_ORIGINS",
+        "",
+        "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed).",
+    ),
+    key(
+        "log_format",
+        "KOTODAMA_LOG_FORMAT",
+        "text",
+        "`text` or `json`. Levels come from RUST_LOG (default info).",
+    ),
+    key(
+        "llm_provider",
+        "LLM_PROVIDER",
+        "mock",
+        "`mock` (built in, offline, deterministic) or `openai` (any OpenAI-compatible server: OpenAI, Ollama, llama.cpp, vLLM, LM Studio, DeepSeek).",
+    ),
+    key(
+        "openai_base_url",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+        "Base URL including /v1, e.g. http://127.0.0.1:11434/v1 for Ollama.",
+    ),
+    key(
+        "openai_api_key",
+        "OPENAI_API_KEY",
+        "",
+        "Bearer key for the OpenAI-compatible server; never logged.",
+    ),
+    key(
+        "llm_model",
+        "LLM_MODEL",
+        "gpt-4o-mini",
+        "Model name sent upstream.",
+    ),
+    key(
+        "llm_temperature",
+        "LLM_TEMPERATURE",
+        "",
+        "Sampling temperature (0–2); unset = the server's default.",
+    ),
+    key(
+        "llm_max_tokens",
+        "LLM_MAX_TOKENS",
+        "",
+        "Reply length cap in tokens; unset = the server's default.",
+    ),
+    key(
+        "llm_request_timeout",
+        "LLM_REQUEST_TIMEOUT",
+        "30",
+        "Seconds to wait for the first token, and at most between two tokens.",
+    ),
+    key(
+        "llm_connect_timeout",
+        "LLM_CONNECT_TIMEOUT",
+        "5",
+        "Seconds to wait for the LLM server's connection.",
+    ),
+    key(
+        "llm_max_retries",
+        "LLM_MAX_RETRIES",
+        "2",
+        "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply).",
+    ),
+    key(
+        "stm_context_turns",
+        "STM_CONTEXT_TURNS",
+        "20",
+        "How many earlier turns of the session go into the prompt.",
+    ),
+    key(
+        "system_prompt",
+        "SYSTEM_PROMPT",
+        "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.",
+        "The persona / system prompt.",
+    ),
+    key(
+        "persona_file",
+        "PERSONA_FILE",
+        "",
+        "A text file whose content replaces system_prompt.",
+    ),
+    key(
+        "mock_llm_token_ms",
+        "MOCK_LLM_TOKEN_MS",
+        "25",
+        "Delay between the mock LLM's tokens, in ms.",
+    ),
+    key(
+        "max_content_chars",
+        "MAX_CONTENT_CHARS",
+        "4000",
+        "Longest accepted input, in characters.",
+    ),
+    key(
+        "max_body_bytes",
+        "MAX_BODY_BYTES",
+        "65536",
+        "Largest accepted request body, in bytes.",
+    ),
+    key(
+        "input_rate_per_sec",
+        "INPUT_RATE_PER_SEC",
+        "5",
+        "Sustained inputs per second allowed per session (token bucket).",
+    ),
+    key(
+        "input_burst",
+        "INPUT_BURST",
+        "20",
+        "Inputs a session may send at once before the rate applies.",
+    ),
+    key(
+        "enable_sync_core",
+        "ENABLE_SYNC_CORE",
+        "true",
+        "The streaming dialog path. false: /chat/stream answers 503 sync_core_disabled.",
+    ),
+    key(
+        "sync_tts_streaming",
+        "SYNC_TTS_STREAMING",
+        "true",
+        "Speak replies. false: text only.",
+    ),
+    key(
+        "sync_tts_barge_in",
+        "SYNC_TTS_BARGE_IN",
+        "true",
+        "Allow STOP. false: STOP is refused with 409 barge_in_disabled.",
+    ),
+    key(
+        "enable_async_ext",
+        "ENABLE_ASYNC_EXT",
+        "true",
+        "Write outbox events (LTM, analytics, plugins). false: none are written.",
+    ),
+    key(
+        "enable_ltm_inline",
+        "ENABLE_LTM_INLINE",
+        "false",
+        "Recall long-term memories into the prompt.",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error(
+        "unknown config key {key:?} in {path} (known keys: see the README's configuration table)"
+    )]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("invalid value {value:?} for {key} (env {env}): {reason}")]
+    Invalid {
+        key: &'static str,
+        env: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A secret that never shows up in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmProviderKind {
+    Mock,
+    OpenAi,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token: Option<Secret>,
+    pub allowed_origins: Vec<String>,
+    pub log_format: LogFormat,
+    pub llm_provider: LlmProviderKind,
+    pub openai_base_url: String,
+    pub openai_api_key: Option<Secret>,
+    pub llm_model: String,
+    pub llm_temperature: Option<f32>,
+    pub llm_max_tokens: Option<u32>,
+    pub llm_request_timeout: Duration,
+    pub llm_connect_timeout: Duration,
+    pub llm_max_retries: u32,
+    pub stm_context_turns: usize,
+    pub system_prompt: String,
+    pub mock_llm_token_ms: u64,
+    pub max_content_chars: usize,
+    pub max_body_bytes: usize,
+    pub input_rate_per_sec: f64,
+    pub input_burst: u32,
+    pub enable_sync_core: bool,
+    pub sync_tts_streaming: bool,
+    pub sync_tts_barge_in: bool,
+    pub enable_async_ext: bool,
+    pub enable_ltm_inline: bool,
+}
+
+/// Raw values by key, before typing: defaults, then each source on top.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            values: KEYS
+                .iter()
+                .map(|spec| (spec.key, spec.default.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl RawConfig {
+    /// Overlays a TOML file. Unknown keys are errors: a typo must not silently do nothing.
+    pub fn merge_toml_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.merge_toml_str(&text, path)
+    }
+
+    pub fn merge_toml_str(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        for (name, value) in table {
+            let Some(spec) = KEYS.iter().find(|spec| spec.key == name) else {
+                return Err(ConfigError::UnknownKey {
+                    path: path.to_owned(),
+                    key: name,
+                });
+            };
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| item.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            self.values.insert(spec.key, text);
+        }
+        Ok(())
+    }
+
+    /// Overlays environment variables (each key's `env` name).
+    pub fn merge_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        for spec in KEYS {
+            if let Some(value) = lookup(spec.env) {
+                self.values.insert(spec.key, value);
+            }
+        }
+    }
+
+    /// Sets one key (CLI flags). Panics never: an unknown key is ignored by design of callers,
+    /// which only pass names from [`KEYS`].
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        self.values.insert(key, value.into());
+    }
+
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let system_prompt = match self.optional::<PathBuf>("persona_file")? {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|e| self.invalid("persona_file", &e.to_string()))?,
+            None => self.text("system_prompt"),
+        };
+        let config = Config {
+            bind: self.parse("bind")?,
+            data_dir: match self.optional::<PathBuf>("data_dir")? {
+                Some(dir) => dir,
+                None => default_data_dir(),
+            },
+            token: self.optional::<String>("token")?.map(Secret::new),
+            allowed_origins: self
+                .text("allowed_origins")
+                .split(',')
+                .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
+            log_format: match self.text("log_format").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(self.invalid("log_format", "expected text or json")),
+            },
+            llm_provider: match self.text("llm_provider").as_str() {
+                "mock" => LlmProviderKind::Mock,
+                "openai" => LlmProviderKind::OpenAi,
+                _ => return Err(self.invalid("llm_provider", "expected mock or openai")),
+            },
+            openai_base_url: self.text("openai_base_url"),
+            openai_api_key: self.optional::<String>("openai_api_key")?.map(Secret::new),
+            llm_model: self.text("llm_model"),
+            llm_temperature: self.optional("llm_temperature")?,
+            llm_max_tokens: self.optional("llm_max_tokens")?,
+            llm_request_timeout: self.seconds("llm_request_timeout")?,
+            llm_connect_timeout: self.seconds("llm_connect_timeout")?,
+            llm_max_retries: self.parse("llm_max_retries")?,
+            stm_context_turns: self.parse("stm_context_turns")?,
+            system_prompt,
+            mock_llm_token_ms: self.parse("mock_llm_token_ms")?,
+            max_content_chars: self.parse("max_content_chars")?,
+            max_body_bytes: self.parse("max_body_bytes")?,
+            input_rate_per_sec: self.parse("input_rate_per_sec")?,
+            input_burst: self.parse("input_burst")?,
+            enable_sync_core: self.flag("enable_sync_core")?,
+            sync_tts_streaming: self.flag("sync_tts_streaming")?,
+            sync_tts_barge_in: self.flag("sync_tts_barge_in")?,
+            enable_async_ext: self.flag("enable_async_ext")?,
+            enable_ltm_inline: self.flag("enable_ltm_inline")?,
+        };
+        config.validate(self)?;
+        Ok(config)
+    }
+
+    fn text(&self, key: &'static str) -> String {
+        self.values.get(key).cloned().unwrap_or_default()
+    }
+
+    fn parse<T: FromStr>(&self, key: &'static str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.text(key)
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| self.invalid(key, &e.to_string()))
+    }
+
+    fn optional<T: FromStr>(&self, key: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        if self.text(key).trim().is_empty() {
+            Ok(None)
+        } else {
+            self.parse(key).map(Some)
+        }
+    }
+
+    fn flag(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.text(key).trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(self.invalid(key, "expected true or false")),
+        }
+    }
+
+    fn seconds(&self, key: &'static str) -> Result<Duration, ConfigError> {
+        let seconds: f64 = self.parse(key)?;
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(self.invalid(key, "expected a positive number of seconds"));
+        }
+        Ok(Duration::from_secs_f64(seconds))
+    }
+
+    fn invalid(&self, key: &'static str, reason: &str) -> ConfigError {
+        let env = KEYS
+            .iter()
+            .find(|spec| spec.key == key)
+            .map(|spec| spec.env)
+            .unwrap_or("");
+        let value = if key.contains("key") || key == "token" {
+            "***".into()
+        } else {
+            self.text(key)
+        };
+        ConfigError::Invalid {
+            key,
+            env,
+            value,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// defaults ← `config_file` (if any) ← process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<(Config, RawConfig), ConfigError> {
+        let mut raw = RawConfig::default();
+        if let Some(path) = config_file {
+            raw.merge_toml_file(path)?;
+        }
+        raw.merge_env(|name| std::env::var(name).ok());
+        Ok((raw.build()?, raw))
+    }
+
+    fn validate(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        if let Some(temperature) = self.llm_temperature
+            && !(0.0..=2.0).contains(&temperature)
+        {
+            return Err(raw.invalid("llm_temperature", "expected 0 to 2"));
+        }
+        if self.llm_provider == LlmProviderKind::OpenAi {
+            let url = self.openai_base_url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(raw.invalid("openai_base_url", "expected an http:// or https:// URL"));
+            }
+            if self.llm_model.trim().is_empty() {
+                return Err(raw.invalid("llm_model", "must not be empty"));
+            }
+        }
+        if self.max_content_chars == 0 {
+            return Err(raw.invalid("max_content_chars", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(raw.invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if !(self.input_rate_per_sec.is_finite() && self.input_rate_per_sec > 0.0) {
+            return Err(raw.invalid("input_rate_per_sec", "must be a positive number"));
+        }
+        if self.input_burst == 0 {
+            return Err(raw.invalid("input_burst", "must be at least 1"));
+        }
+        if let Some(token) = &self.token
+            && token.expose().len() < 16
+        {
+            return Err(raw.invalid("token", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir).join("kotodama");
+    }
+    match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/kotodama"),
+        None => PathBuf::from("kotodama-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        raw.merge_toml_str(toml, Path::new("test.toml"))?;
+        raw.merge_env(|name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        });
+        raw.build()
+    }
+
+    #[test]
+    fn defaults_are_a_working_offline_setup() {
+        let config = build("", &[]).expect("defaults are valid");
+        assert_eq!(
+            config.bind.to_string(),
+            "127.0.0.1:8000",
+            "loopback by default"
+        );
+        assert_eq!(
+            config.llm_provider,
+            LlmProviderKind::Mock,
+            "no key needed by default"
+        );
+        assert_eq!(config.stm_context_turns, 20);
+        assert!(config.enable_sync_core && config.sync_tts_barge_in && !config.enable_ltm_inline);
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let config = build(
+            "llm_provider = \"openai\"\nstm_context_turns = 5\nllm_temperature = 0.3",
+            &[
+                ("STM_CONTEXT_TURNS", "7"),
+                ("KOTODAMA_BIND", "127.0.0.1:9000"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            config.llm_provider,
+            LlmProviderKind::OpenAi,
+            "file beats default"
+        );
+        assert_eq!(config.stm_context_turns, 7, "env beats file");
+        assert_eq!(config.llm_temperature, Some(0.3));
+        assert_eq!(config.bind.port(), 9000);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_env_var() {
+        let error = build("", &[("STM_CONTEXT_TURNS", "many")]).expect_err("not a number");
+        let message = error.to_string();
+        assert!(
+            message.contains("stm_context_turns") && message.contains("STM_CONTEXT_TURNS"),
+            "{message}"
+        );
+        let error = build("llm_providr = \"mock\"", &[]).expect_err("typo");
+        assert!(
+            error.to_string().contains("llm_providr"),
+            "unknown keys are named: {error}"
+        );
+        assert!(
+            build("", &[("LLM_TEMPERATURE", "9")]).is_err(),
+            "temperature out of range"
+        );
+        assert!(
+            build("", &[("KOTODAMA_BIND", "localhost")]).is_err(),
+            "bind needs a port"
+        );
+        assert!(
+            build("", &[("ENABLE_SYNC_CORE", "maybe")]).is_err(),
+            "flags are booleans"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = build(
+            "",
+            &[
+                ("OPENAI_API_KEY", "sk-very-secret"),
+                ("KOTODAMA_TOKEN", "0123456789abcdef0"),
+            ],
+        )
+        .expect("valid");
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("sk-very-secret") && !printed.contains("0123456789abcdef0"),
+            "{printed}"
+        );
+        let error = build("", &[("KOTODAMA_TOKEN", "short")]).expect_err("too short");
+        assert!(
+            !error.to_string().contains("short\""),
+            "the rejected token is not echoed: {error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tidy {
+    use super::KEYS;
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../../README.md");
+        for spec in KEYS {
+            let row = format!("| `{}` | `{}` |", spec.key, spec.env);
+            assert!(
+                readme.contains(&row),
+                "README's configuration table lacks {row}"
+            );
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Builds the configured providers. A provider that is configured but cannot work here fails
+//! start-up with a clear message instead of silently falling back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use koto_core::llm::LlmProvider;
+use koto_providers::llm::mock::MockLlm;
+use koto_providers::llm::openai::{OpenAiConfig, OpenAiLlm};
+
+use crate::config::{Config, LlmProviderKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("cannot set up the LLM provider {provider}: {message}")]
+    Llm {
+        provider: &'static str,
+        message: String,
+    },
+}
+
+pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupError> {
+    match config.llm_provider {
+        LlmProviderKind::Mock => Ok(Arc::new(MockLlm::new(Duration::from_millis(
+            config.mock_llm_token_ms,
+        )))),
+        LlmProviderKind::OpenAi => {
+            let openai = OpenAiConfig {
+                base_url: config.openai_base_url.clone(),
+                api_key: config
+                    .openai_api_key
+                    .as_ref()
+                    .map(|key| key.expose().to_owned()),
+                model: config.llm_model.clone(),
+                temperature: config.llm_temperature,
+                max_tokens: config.llm_max_tokens,
+                connect_timeout: config.llm_connect_timeout,
+                first_token_timeout: config.llm_request_timeout,
+                idle_timeout: config.llm_request_timeout,
+                max_retries: config.llm_max_retries,
+            };
+            let llm = OpenAiLlm::new(openai).map_err(|error| ProviderSetupError::Llm {
+                provider: "openai",
+                message: error.to_string(),
+            })?;
+            Ok(Arc::new(llm))
+        }
+    }
+}

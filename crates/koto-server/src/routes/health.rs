@@ -1,0 +1,53 @@
+//! `GET /health` (providers, flags, database) and `GET /ready` (accepting turns).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let engine = &state.engine;
+    let store = engine.store().clone();
+    let db = match tokio::task::spawn_blocking(move || store.health()).await {
+        Ok(Ok(health)) => {
+            json!({ "ok": true, "path": health.path, "journalMode": health.journal_mode, "schemaVersion": health.schema_version })
+        }
+        Ok(Err(error)) => json!({ "ok": false, "error": error.to_string() }),
+        Err(error) => json!({ "ok": false, "error": error.to_string() }),
+    };
+    let flags = engine.flags();
+    let healthy = db["ok"] == json!(true);
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeSecs": state.started.elapsed().as_secs(),
+        "llm": { "provider": engine.llm().name(), "model": engine.llm().model() },
+        "flags": {
+            "ENABLE_SYNC_CORE": flags.sync_core,
+            "SYNC_TTS_STREAMING": flags.tts_streaming,
+            "SYNC_TTS_BARGE_IN": flags.barge_in,
+            "ENABLE_ASYNC_EXT": flags.async_ext,
+            "ENABLE_LTM_INLINE": flags.ltm_inline,
+        },
+        "db": db,
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.engine.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": "shutting down" })),
+        )
+    } else {
+        (StatusCode::OK, Json(json!({ "ready": true })))
+    }
+}

@@ -1,0 +1,330 @@
+//! `POST /chat/stream`, `/control/stop`, `/health`, `/ready` against the mock LLM.
+
+use serde_json::json;
+
+use crate::{expect_error, read_sse, serve};
+
+#[tokio::test]
+async fn a_turn_streams_in_contract_order() {
+    let app = serve(&[]).await;
+    let response = app
+        .chat(json!({"sessionId":"live-001","content":"hello there","meta":{"lang":"en"}}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "SSE content type"
+    );
+    let frames = read_sse(response).await;
+    let names: Vec<&str> = frames.iter().map(|f| f.event.as_str()).collect();
+    let deltas = names.iter().filter(|n| **n == "text-delta").count();
+    assert!(deltas >= 3, "the mock streams several deltas: {names:?}");
+    assert_eq!(names.last(), Some(&"done"), "done is last");
+    assert_eq!(
+        names.iter().filter(|n| **n == "done").count(),
+        1,
+        "done exactly once"
+    );
+    let eos: Vec<bool> = frames
+        .iter()
+        .filter(|f| f.event == "text-delta")
+        .map(|f| f.data["eos"] == true)
+        .collect();
+    assert_eq!(eos.iter().filter(|e| **e).count(), 1, "one eos delta");
+    assert!(
+        eos.last().copied().unwrap(),
+        "the eos delta is the last delta"
+    );
+    let stats = &frames.last().unwrap().data["stats"];
+    assert_eq!(
+        stats["tokens"].as_u64().unwrap() as usize,
+        deltas - 1,
+        "tokens = LLM deltas (eos excluded)"
+    );
+    assert!(stats["ttft_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(stats["interrupted"], false);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn turns_are_numbered_and_duplicates_conflict() {
+    let app = serve(&[]).await;
+    read_sse(
+        app.chat(json!({"sessionId":"s","content":"a","turn":5}))
+            .await,
+    )
+    .await;
+    expect_error(
+        app.chat(json!({"sessionId":"s","content":"b","turn":5}))
+            .await,
+        409,
+        "turn_exists",
+    )
+    .await;
+    let ok = app.chat(json!({"sessionId":"s","content":"c"})).await;
+    assert_eq!(ok.status(), 200, "automatic turn after 5 is accepted");
+    read_sse(ok).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_codes_and_the_server_keeps_serving() {
+    let app = serve(&[("MAX_CONTENT_CHARS", "10")]).await;
+    let raw = |body: &'static str| {
+        app.post("/chat/stream")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    expect_error(raw("{not json").await.unwrap(), 400, "invalid_json").await;
+    expect_error(raw("[1,2]").await.unwrap(), 400, "invalid_request").await;
+    expect_error(
+        raw(r#"{"sessionId":"s"}"#).await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        raw(r#"{"sessionId":"s","content":7}"#).await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    let cases = [
+        (
+            json!({"sessionId":"bad id!","content":"x"}),
+            400,
+            "invalid_session_id",
+        ),
+        (
+            json!({"sessionId":"","content":"x"}),
+            400,
+            "invalid_session_id",
+        ),
+        (
+            json!({"sessionId":"x".repeat(65),"content":"x"}),
+            400,
+            "invalid_session_id",
+        ),
+        (
+            json!({"sessionId":"s","content":"x","turn":-1}),
+            400,
+            "invalid_turn",
+        ),
+        (
+            json!({"sessionId":"s","content":"x","turn":"1"}),
+            400,
+            "invalid_turn",
+        ),
+        (
+            json!({"sessionId":"s","content":"x","type":"SHOUT"}),
+            400,
+            "invalid_type",
+        ),
+        (
+            json!({"sessionId":"s","content":"   "}),
+            400,
+            "empty_content",
+        ),
+        (
+            json!({"sessionId":"s","content":"x".repeat(11)}),
+            400,
+            "content_too_long",
+        ),
+        (
+            json!({"sessionId":"s","content":"dance","type":"COMMAND"}),
+            400,
+            "unknown_command",
+        ),
+    ];
+    for (body, status, code) in cases {
+        expect_error(app.chat(body).await, status, code).await;
+    }
+    let huge = format!(r#"{{"sessionId":"s","content":"{}"}}"#, "x".repeat(100_000));
+    expect_error(
+        app.post("/chat/stream").body(huge).send().await.unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    expect_error(
+        app.client
+            .get(format!("{}/nope", app.base))
+            .bearer_auth(crate::TOKEN)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    let still = app.chat(json!({"sessionId":"s","content":"ok"})).await;
+    assert_eq!(
+        still.status(),
+        200,
+        "the server still serves after all that"
+    );
+    read_sse(still).await;
+    assert!(
+        app.client
+            .get(format!("{}/ready", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_answer_as_sse() {
+    let app = serve(&[]).await;
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"s","content":"stop","type":"COMMAND"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        frames.iter().map(|f| f.event.as_str()).collect::<Vec<_>>(),
+        ["control", "done"]
+    );
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"s","content":"reset","type":"COMMAND"}))
+            .await,
+    )
+    .await;
+    assert_eq!(frames.last().unwrap().event, "done");
+    let not_yet = app
+        .chat(json!({"sessionId":"s","content":"say hello","type":"COMMAND"}))
+        .await;
+    expect_error(not_yet, 501, "not_available").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_stop_interrupts_a_running_turn() {
+    let app = serve(&[("MOCK_LLM_TOKEN_MS", "200")]).await;
+    let mut response = app.chat(json!({"sessionId":"s","content":"talk"})).await;
+    let first = response.chunk().await.unwrap().expect("first bytes");
+    assert!(
+        String::from_utf8_lossy(&first).contains("text-delta"),
+        "the turn is streaming"
+    );
+    let answer: serde_json::Value = app
+        .post("/control/stop")
+        .json(&json!({"sessionId":"s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["ok"], true);
+    assert_eq!(answer["stopped"], json!([0]), "turn 0 was stopped");
+    let mut rest = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frames = crate::parse_sse(&rest);
+    let control = frames
+        .iter()
+        .find(|f| f.event == "control")
+        .expect("a control event");
+    assert_eq!(
+        control.data,
+        json!({"action":"STOPPED","reason":"user_interrupt"})
+    );
+    assert_eq!(frames.last().unwrap().data["stats"]["interrupted"], true);
+    expect_error(
+        app.post("/control/stop")
+            .json(&json!({"sessionId":"no way"}))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_session_id",
+    )
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn flags_are_visible_over_http() {
+    let app = serve(&[
+        ("ENABLE_SYNC_CORE", "false"),
+        ("SYNC_TTS_BARGE_IN", "false"),
+    ])
+    .await;
+    expect_error(
+        app.chat(json!({"sessionId":"s","content":"hi"})).await,
+        503,
+        "sync_core_disabled",
+    )
+    .await;
+    expect_error(
+        app.post("/control/stop")
+            .json(&json!({"sessionId":"s"}))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "barge_in_disabled",
+    )
+    .await;
+    let health: serde_json::Value = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["flags"]["ENABLE_SYNC_CORE"], false);
+    assert_eq!(health["flags"]["SYNC_TTS_BARGE_IN"], false);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_reports_providers_flags_and_db() {
+    let app = serve(&[]).await;
+    let response = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "health needs no token");
+    let health: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["llm"]["provider"], "mock");
+    assert_eq!(health["db"]["ok"], true);
+    assert_eq!(
+        health["db"]["journalMode"], "wal",
+        "SQLite runs in WAL mode"
+    );
+    assert_eq!(health["flags"]["ENABLE_SYNC_CORE"], true);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_flood_is_rate_limited() {
+    let app = serve(&[("INPUT_RATE_PER_SEC", "0.01"), ("INPUT_BURST", "2")]).await;
+    for _ in 0..2 {
+        read_sse(app.chat(json!({"sessionId":"flood","content":"hi"})).await).await;
+    }
+    let limited = app.chat(json!({"sessionId":"flood","content":"hi"})).await;
+    assert!(
+        limited.headers().contains_key("retry-after"),
+        "says when to retry"
+    );
+    expect_error(limited, 429, "rate_limited").await;
+    let other = app.chat(json!({"sessionId":"calm","content":"hi"})).await;
+    assert_eq!(other.status(), 200, "other sessions are not limited");
+    read_sse(other).await;
+    app.shutdown().await;
+}

@@ -1,0 +1,123 @@
+//! The whole app over real HTTP on 127.0.0.1:0: routes, SSE, security, the binary itself.
+
+#![allow(clippy::unwrap_used)]
+
+mod binary;
+mod chat;
+mod security;
+mod upstream;
+
+use koto_server::RunningServer;
+use koto_server::config::RawConfig;
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts the app with the mock LLM (fast tokens) plus `overrides` (env-style names).
+pub async fn serve(overrides: &[(&str, &str)]) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut raw = RawConfig::default();
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let mut env: Vec<(String, String)> = vec![
+        ("KOTODAMA_BIND".into(), "127.0.0.1:0".into()),
+        ("KOTODAMA_DATA_DIR".into(), data_dir),
+        ("KOTODAMA_TOKEN".into(), TOKEN.into()),
+        ("MOCK_LLM_TOKEN_MS".into(), "1".into()),
+    ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    raw.merge_env(|name| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    });
+    let config = raw.build().expect("valid test config");
+    let server = koto_server::start(config).await.expect("server starts");
+    let base = server.base_url();
+    TestServer {
+        server: Some(server),
+        base,
+        client: reqwest::Client::new(),
+        dir,
+    }
+}
+
+impl TestServer {
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+    }
+
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.post("/chat/stream")
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// One SSE frame: `event:` name and `data:` JSON.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub event: String,
+    pub data: Value,
+}
+
+/// Reads a whole SSE response (until the server closes it) into frames; comments are skipped.
+pub async fn read_sse(response: reqwest::Response) -> Vec<Frame> {
+    let text = response.text().await.expect("stream read");
+    parse_sse(&text)
+}
+
+pub fn parse_sse(text: &str) -> Vec<Frame> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = Some(name.trim().to_owned());
+                } else if let Some(chunk) = line.strip_prefix("data:") {
+                    data.push_str(chunk.trim_start());
+                }
+            }
+            let event = event?;
+            Some(Frame {
+                event,
+                data: serde_json::from_str(&data).expect("data is JSON"),
+            })
+        })
+        .collect()
+}
+
+/// Asserts an error answer: status and `error.code`.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status, "status for {code}");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "a message explains it"
+    );
+}
