@@ -86,9 +86,21 @@ mod tests {
     #[test]
     fn session_id_accepts_the_contract_alphabet_only() {
         for ok in ["live-001", "a", "A.b_c:d-9", &"x".repeat(64)] {
-            assert!(SessionId::parse(ok).is_ok(), "{ok:?} is within [A-Za-z0-9._:-]{{1,64}}");
+            assert!(
+                SessionId::parse(ok).is_ok(),
+                "{ok:?} is within [A-Za-z0-9._:-]{{1,64}}"
+            );
         }
-        for bad in ["", " ", "a b", "a/b", "ünï", &"x".repeat(65), "a\n", "../etc"] {
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "a/b",
+            "ünï",
+            &"x".repeat(65),
+            "a\n",
+            "../etc",
+        ] {
             assert!(SessionId::parse(bad).is_err(), "{bad:?} must be rejected");
         }
     }
@@ -96,6 +108,9 @@ mod tests {
     #[test]
     fn correlation_id_is_session_hash_turn() {
         let session = SessionId::parse("live-001").expect("valid id");
-        assert_eq!(CorrelationId::new(&session, TurnNo(42)).as_str(), "live-001#42");
+        assert_eq!(
+            CorrelationId::new(&session, TurnNo(42)).as_str(),
+            "live-001#42"
+        );
     }
 }

@@ -27,7 +27,9 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProviderError::Timeout(_) | ProviderError::Transport(_) | ProviderError::RateLimited { .. }
+            ProviderError::Timeout(_)
+                | ProviderError::Transport(_)
+                | ProviderError::RateLimited { .. }
         )
     }
 }

@@ -14,10 +14,19 @@ pub enum InputKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnOutcome {
-    Completed { reply: String },
+    Completed {
+        reply: String,
+    },
     /// Stopped by the user (or a disconnect); `spoken_text` is what actually reached the listener.
-    Interrupted { spoken_text: String, reason: String },
-    Failed { code: String, message: String, partial_text: String },
+    Interrupted {
+        spoken_text: String,
+        reason: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+        partial_text: String,
+    },
 }
 
 impl TurnOutcome {
