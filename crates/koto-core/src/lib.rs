@@ -5,6 +5,8 @@
 
 pub mod ids;
 pub mod llm;
+pub mod memory;
+pub mod metrics;
 pub mod provider_error;
 pub mod segmenter;
 pub mod tts;

@@ -31,3 +31,25 @@ pub trait TtsProvider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn synthesize(&self, request: TtsRequest) -> PcmStream;
 }
+
+/// One 20–40 ms chunk of speech at the stream's rate, ready for the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioChunk {
+    /// s16le mono at [`Voice::sample_rate`].
+    pub samples: Vec<i16>,
+    /// 0..1 from the chunk's loudness, for lip-sync (`viseme.mouthOpen`).
+    pub mouth_open: f32,
+}
+
+pub type ChunkStream =
+    Pin<Box<dyn Stream<Item = Result<AudioChunk, ProviderError>> + Send + 'static>>;
+
+/// A TTS provider behind normalisation: whatever the provider yields (MP3, another rate) comes
+/// out as real PCM chunks at one rate. This is what the engine speaks with.
+pub trait Voice: Send + Sync + 'static {
+    /// The provider's name (`mock`, `espeak`, `piper`, `edge`, `openai`).
+    fn name(&self) -> &'static str;
+    fn sample_rate(&self) -> u32;
+    /// Cancel by drop, like [`TtsProvider::synthesize`].
+    fn speak(&self, request: TtsRequest) -> ChunkStream;
+}
