@@ -16,8 +16,14 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::session::SessionSlot;
+use crate::speech::Speaker;
+use crate::speech_turn::TurnSpeech;
 use crate::turn::{TurnJob, run_turn};
 use crate::{EngineError, TurnHandle};
+use koto_core::segmenter::{Segmenter, SegmenterConfig};
+use koto_core::tts::Voice;
+use koto_protocol::ingest::{Control, ControlAction, RelayFrame};
+use koto_relay::{Producer, Relay};
 
 /// CONTRACTS §6 flags. Each has a visible effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,9 @@ impl Default for Flags {
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub system_prompt: String,
+    /// How long the first segment may wait for a clause break before it goes to TTS anyway.
+    pub first_clause_wait: Duration,
+    pub segmenter: SegmenterConfig,
     /// `STM_CONTEXT_TURNS`: how many earlier turns go into the prompt.
     pub context_turns: usize,
     pub max_content_chars: usize,
@@ -59,6 +68,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             system_prompt: String::new(),
+            first_clause_wait: Duration::from_millis(250),
+            segmenter: SegmenterConfig::default(),
             context_turns: 20,
             max_content_chars: 4000,
             flags: Flags::default(),
@@ -90,6 +101,23 @@ pub enum Submission {
     Reset,
 }
 
+/// What the engine speaks and listens with.
+pub struct EngineParts {
+    pub llm: Arc<dyn LlmProvider>,
+    pub store: Store,
+    /// `None`: text only.
+    pub voice: Option<Arc<dyn Voice>>,
+    /// Where audio and transcript frames go; STOPs come back from it.
+    pub relay: Option<Relay>,
+}
+
+/// What a STOP did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// Turns cancelled (running and queued); empty when nothing was running.
+    pub stopped: Vec<TurnNo>,
+}
+
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -99,6 +127,10 @@ struct Inner {
     config: EngineConfig,
     llm: Arc<dyn LlmProvider>,
     store: Store,
+    voice: Option<Arc<dyn Voice>>,
+    relay: Option<Relay>,
+    /// This engine as the relay's default producer.
+    producer: Option<Arc<Producer>>,
     sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
     /// Parent of every session and turn token; cancelled on shutdown.
     root: CancellationToken,
@@ -110,16 +142,136 @@ struct Inner {
 const EVENT_BUFFER: usize = 256;
 
 impl Engine {
-    pub fn new(config: EngineConfig, llm: Arc<dyn LlmProvider>, store: Store) -> Engine {
-        Engine {
+    /// Must run inside a tokio runtime when `parts.relay` is set: it starts the task that
+    /// answers the relay's STOPs.
+    pub fn new(config: EngineConfig, parts: EngineParts) -> Engine {
+        let attached = parts
+            .relay
+            .as_ref()
+            .map(|relay| relay.attach_producer(true));
+        let (producer, control) = match attached {
+            Some((producer, control)) => (Some(Arc::new(producer)), Some(control)),
+            None => (None, None),
+        };
+        let engine = Engine {
             inner: Arc::new(Inner {
                 config,
-                llm,
-                store,
+                llm: parts.llm,
+                store: parts.store,
+                voice: parts.voice,
+                relay: parts.relay,
+                producer,
                 sessions: Mutex::new(HashMap::new()),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
+        };
+        if let Some(control) = control {
+            engine
+                .inner
+                .tasks
+                .spawn(engine.clone().answer_stops(control));
+        }
+        engine
+    }
+
+    /// The relay routes STOPs for our sessions here: cancel, fence, then `STOP_ACK`.
+    async fn answer_stops(self, mut control: mpsc::Receiver<Control>) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.inner.root.cancelled() => return,
+                next = control.recv() => next,
+            };
+            let Some(stop) = next else { return };
+            if stop.action != ControlAction::Stop {
+                continue;
+            }
+            let stopped = self
+                .lock_sessions()
+                .get(&stop.session_id)
+                .cloned()
+                .map(|slot| slot.cancel_all());
+            let turn = stopped.as_ref().and_then(|turns| turns.last().copied());
+            tracing::info!(sessionId = %stop.session_id, ?turn, "stop from the relay");
+            let ack = RelayFrame::Control(Control {
+                action: ControlAction::StopAck,
+                session_id: stop.session_id,
+                turn,
+                reason: None,
+            });
+            if let Some(producer) = &self.inner.producer {
+                let _ = producer.send(ack).await;
+            }
+        }
+    }
+
+    pub(crate) fn producer(&self) -> Option<&Producer> {
+        self.inner.producer.as_deref()
+    }
+
+    pub fn relay(&self) -> Option<&Relay> {
+        self.inner.relay.as_ref()
+    }
+
+    pub fn voice(&self) -> Option<&dyn Voice> {
+        self.inner.voice.as_deref()
+    }
+
+    pub(crate) fn released_seq(&self, session: &SessionId, turn: TurnNo) -> Option<u64> {
+        self.inner
+            .relay
+            .as_ref()
+            .and_then(|relay| relay.released_seq(session, turn))
+    }
+
+    /// Long-term memories for the prompt (`ENABLE_LTM_INLINE`); none without a memory store.
+    pub(crate) async fn recall(&self, _session: &SessionId, _text: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Speech for this turn, if speaking is on and there is a voice and a relay.
+    pub(crate) fn start_speech(&self, job: &TurnJob) -> Option<TurnSpeech> {
+        if !self.inner.config.flags.tts_streaming {
+            return None;
+        }
+        let voice = self.inner.voice.clone()?;
+        let producer = self.inner.producer.clone()?;
+        let speaker = Speaker {
+            voice,
+            producer,
+            slot: job.slot.clone(),
+            session: job.slot.id.clone(),
+            turn: job.turn,
+            lang: job.lang.clone(),
+            correlation_id: job.correlation_id.to_string(),
+            token: job.token.clone(),
+        };
+        Some(TurnSpeech::start(
+            Segmenter::new(self.inner.config.segmenter.clone()),
+            speaker,
+        ))
+    }
+
+    /// Barge-in from a button, hotkey, route or command. With a relay, the STOP goes through
+    /// it (so it fences the session's queued audio at once) and returns after the producer's
+    /// `STOP_ACK`; without one, the session's turns are cancelled directly.
+    pub async fn interrupt(
+        &self,
+        session: &SessionId,
+        reason: &str,
+    ) -> Result<StopOutcome, EngineError> {
+        if !self.inner.config.flags.barge_in {
+            return Err(EngineError::BargeInDisabled);
+        }
+        let slot = self.lock_sessions().get(session).cloned();
+        let in_flight = slot.map(|slot| slot.in_flight()).unwrap_or_default();
+        match &self.inner.relay {
+            Some(relay) => {
+                relay.stop(session, reason).await;
+                Ok(StopOutcome { stopped: in_flight })
+            }
+            None => self.stop(session).map(|stopped| StopOutcome { stopped }),
         }
     }
 
@@ -169,10 +321,20 @@ impl Engine {
             ));
         }
         if request.kind == InputKind::Command {
+            if let Some(script) = say_text(content) {
+                let user_text = content.to_owned();
+                let script = Some(script.to_owned());
+                return self
+                    .start_turn(request, user_text, script)
+                    .await
+                    .map(Submission::Turn);
+            }
             return self.run_command(&request.session, content).await;
         }
         let text = request.content.clone();
-        self.start_turn(request, text).await.map(Submission::Turn)
+        self.start_turn(request, text, None)
+            .await
+            .map(Submission::Turn)
     }
 
     async fn run_command(
@@ -191,9 +353,6 @@ impl Engine {
             "say" if rest.trim().is_empty() => Err(EngineError::invalid(
                 ErrorCode::EmptyContent,
                 "say needs the text to speak: say <text>",
-            )),
-            "say" => Err(EngineError::NotAvailable(
-                "say is not available yet: this build has no speech output".into(),
             )),
             _ => Err(EngineError::UnknownCommand(verb.to_owned())),
         }
@@ -238,6 +397,7 @@ impl Engine {
         &self,
         request: TurnRequest,
         user_text: String,
+        script: Option<String>,
     ) -> Result<TurnHandle, EngineError> {
         let slot = self.slot(&request.session);
         let store = self.inner.store.clone();
@@ -279,6 +439,7 @@ impl Engine {
             queue_place: place,
             correlation_id: correlation_id.clone(),
             user_text,
+            script,
             lang: request.lang,
             received_at: request.received_at,
             token: turn_token.clone(),
@@ -350,6 +511,12 @@ where
             "storage task failed: {join_error}"
         ))),
     }
+}
+
+/// `say <text>` → the text to speak verbatim.
+fn say_text(command: &str) -> Option<&str> {
+    let (verb, rest) = command.split_once(char::is_whitespace)?;
+    (verb.eq_ignore_ascii_case("say") && !rest.trim().is_empty()).then(|| rest.trim())
 }
 
 pub(crate) fn kind_name(kind: InputKind) -> &'static str {

@@ -11,8 +11,10 @@ mod engine;
 mod error;
 mod events;
 mod session;
+mod speech;
+mod speech_turn;
 mod turn;
 
-pub use engine::{Engine, EngineConfig, Flags, Submission, TurnRequest};
+pub use engine::{Engine, EngineConfig, EngineParts, Flags, StopOutcome, Submission, TurnRequest};
 pub use error::EngineError;
 pub use events::{TurnEvent, TurnHandle};

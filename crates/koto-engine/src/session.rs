@@ -27,6 +27,8 @@ struct SlotState {
     in_flight: BTreeMap<u64, CancellationToken>,
     /// Cancelled when the most recently reserved turn has finished: the next turn waits on it.
     tail: Option<CancellationToken>,
+    /// Turns up to this one were stopped: none of their audio may leave the engine any more.
+    fence: Option<u64>,
 }
 
 /// A reserved turn's place in its session's queue. Turns of one session run one after another in
@@ -93,13 +95,31 @@ impl SessionSlot {
         self.lock_state().in_flight.remove(&turn.0);
     }
 
-    /// Cancels every in-flight turn (running and queued); returns their numbers, oldest first.
+    /// Cancels every in-flight turn (running and queued) and fences their output; returns their
+    /// numbers, oldest first.
     pub fn cancel_all(&self) -> Vec<TurnNo> {
-        let state = self.lock_state();
+        let mut state = self.lock_state();
         for token in state.in_flight.values() {
             token.cancel();
         }
+        if let Some(last) = state.in_flight.keys().next_back().copied() {
+            state.fence = Some(state.fence.map_or(last, |fence| fence.max(last)));
+        }
         state.in_flight.keys().map(|turn| TurnNo(*turn)).collect()
+    }
+
+    /// Turns accepted and not yet finished, oldest first.
+    pub fn in_flight(&self) -> Vec<TurnNo> {
+        self.lock_state()
+            .in_flight
+            .keys()
+            .map(|turn| TurnNo(*turn))
+            .collect()
+    }
+
+    /// True once a STOP covered `turn`: its chunks must not be sent.
+    pub fn is_fenced(&self, turn: TurnNo) -> bool {
+        self.lock_state().fence.is_some_and(|fence| turn.0 <= fence)
     }
 
     pub fn is_idle(&self) -> bool {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use koto_core::llm::LlmRequest;
+use koto_core::llm::{LlmRequest, LlmStream};
 use koto_core::{CorrelationId, ProviderError, TurnNo};
 use koto_protocol::chat::{ControlEvent, TurnStats};
 use koto_protocol::events::{
@@ -23,6 +23,9 @@ use crate::TurnEvent;
 use crate::context::build_messages;
 use crate::engine::{Engine, blocking, now_ms};
 use crate::session::{QueuePlace, SessionSlot};
+use crate::speech::heard_text;
+use crate::speech_turn::TurnSpeech;
+use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
 
 pub(crate) struct TurnJob {
     pub engine: Engine,
@@ -32,6 +35,8 @@ pub(crate) struct TurnJob {
     pub queue_place: QueuePlace,
     pub correlation_id: CorrelationId,
     pub user_text: String,
+    /// `say <text>`: speak this text instead of asking the LLM.
+    pub script: Option<String>,
     pub lang: Option<String>,
     pub received_at: Instant,
     /// Cancelled by STOP, by the caller dropping its handle, or by shutdown.
@@ -48,25 +53,54 @@ enum Ending {
 
 #[derive(Default)]
 struct Progress {
-    /// Text that reached the caller; for an interrupted turn, all the listener got.
+    /// Text that reached the caller; for an interrupted turn with audio, what the listener heard.
     delivered: String,
     tokens: u64,
     ttft_ms: Option<f64>,
+    first_audio_ms: Option<f64>,
+    speech: Option<TurnSpeech>,
 }
 
 pub(crate) async fn run_turn(job: TurnJob) {
     tracing::info!(chars = job.user_text.chars().count(), "turn started");
+    job.publish(RelayFrame::UserInput(UserInputFrame {
+        session_id: job.slot.id.clone(),
+        turn: job.turn,
+        content: job.user_text.clone(),
+    }))
+    .await;
     let mut progress = Progress::default();
     let ending = drive(&job, &mut progress).await;
+    let speech = match progress.speech.take() {
+        Some(speech) => Some(speech.finish().await),
+        None => None,
+    };
 
     let interrupted = matches!(ending, Ending::Interrupted);
+    if let Some(report) = &speech {
+        progress.first_audio_ms = report
+            .first_audio_at
+            .map(|at| ms_between(job.received_at, at));
+        if interrupted {
+            // What the listener heard, not what the LLM wrote: cut where the audio stopped.
+            let released = job.engine.released_seq(&job.slot.id, job.turn);
+            progress.delivered = heard_text(&report.segments, released);
+        }
+    }
     match &ending {
         Ending::Completed => {
             job.emit(TurnEvent::TextDelta {
                 content: String::new(),
                 eos: true,
             })
-            .await
+            .await;
+            job.publish(RelayFrame::TextDelta(TextDeltaFrame {
+                session_id: job.slot.id.clone(),
+                turn: job.turn,
+                content: String::new(),
+                eos: true,
+            }))
+            .await;
         }
         Ending::Interrupted => {
             job.emit(TurnEvent::Control(ControlEvent::stopped(
@@ -76,10 +110,20 @@ pub(crate) async fn run_turn(job: TurnJob) {
         }
         Ending::Failed(error) => job.emit(TurnEvent::Error(error.clone())).await,
     }
+    if let Some(error) = speech.as_ref().and_then(|report| report.error.as_ref())
+        && !interrupted
+    {
+        let message = format!("speech failed, the rest of the reply was text only: {error}");
+        job.emit(TurnEvent::Error(WireError::new(
+            ErrorCode::TtsFailed,
+            message,
+        )))
+        .await;
+    }
     let stats = TurnStats {
         ttft_ms: progress.ttft_ms,
         tokens: progress.tokens,
-        first_audio_ms: None,
+        first_audio_ms: progress.first_audio_ms,
         interrupted,
     };
     if let Err(error) = record(&job, &ending, &progress, &stats).await {
@@ -93,6 +137,7 @@ pub(crate) async fn run_turn(job: TurnJob) {
     tracing::info!(
         outcome = ending.name(),
         ttft_ms = stats.ttft_ms,
+        first_audio_ms = stats.first_audio_ms,
         tokens = stats.tokens,
         "turn ended"
     );
@@ -119,38 +164,46 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
     }
 
     let engine = &job.engine;
-    let config = engine.config();
-    let store = engine.store().clone();
-    let session = job.slot.id.clone();
-    let max_turns = config.context_turns;
-    let history = match blocking(move || store.context(&session, max_turns)).await {
-        Ok(history) => history,
-        Err(error) => {
-            return Ending::Failed(WireError::new(ErrorCode::StorageError, error.to_string()));
+    let mut deltas = match &job.script {
+        Some(text) => Box::pin(futures_util::stream::iter([Ok(text.clone())])) as LlmStream,
+        None => {
+            let request = match prompt(job).await {
+                Ok(request) => request,
+                Err(error) => return Ending::Failed(error),
+            };
+            engine.llm_arc().stream_chat(request)
         }
     };
-    let messages = build_messages(&config.system_prompt, &[], &history, &job.user_text);
-    let request = LlmRequest {
-        messages,
-        lang: job.lang.clone(),
-        correlation_id: job.correlation_id.to_string(),
-    };
-    let mut deltas = engine.llm_arc().stream_chat(request);
+    progress.speech = engine.start_speech(job);
 
+    // The first segment goes to TTS at the first clause, or after this long at the latest.
+    let mut first_clause_deadline: Option<Instant> = None;
     loop {
+        let waiting_for_first_clause = first_clause_deadline.is_some()
+            && progress.speech.as_ref().is_some_and(|s| !s.started());
+        let deadline = first_clause_deadline.unwrap_or_else(Instant::now);
         let next = tokio::select! {
             biased;
             _ = job.token.cancelled() => return Ending::Interrupted,
+            _ = tokio::time::sleep_until(deadline), if waiting_for_first_clause => {
+                if let Some(speech) = &mut progress.speech {
+                    speech.flush_first_clause(job).await;
+                }
+                first_clause_deadline = None;
+                continue;
+            }
             next = deltas.next() => next,
         };
         match next {
-            None => return Ending::Completed,
+            None => break,
             Some(Err(error)) => return Ending::Failed(llm_error(&error)),
             Some(Ok(delta)) if delta.is_empty() => {}
             Some(Ok(delta)) => {
                 progress.tokens += 1;
                 if progress.ttft_ms.is_none() {
                     progress.ttft_ms = Some(ms_since(job.received_at));
+                    first_clause_deadline =
+                        Some(Instant::now() + engine.config().first_clause_wait);
                 }
                 let event = TurnEvent::TextDelta {
                     content: delta.clone(),
@@ -161,9 +214,44 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
                     _ = job.token.cancelled() => return Ending::Interrupted,
                     _ = job.events.send(event) => progress.delivered.push_str(&delta),
                 }
+                job.publish(RelayFrame::TextDelta(TextDeltaFrame {
+                    session_id: job.slot.id.clone(),
+                    turn: job.turn,
+                    content: delta.clone(),
+                    eos: false,
+                }))
+                .await;
+                if let Some(speech) = &mut progress.speech {
+                    speech.push(job, &delta).await;
+                }
             }
         }
     }
+    // The reply is complete; the turn is complete once its audio has all gone to the relay.
+    if let Some(speech) = &mut progress.speech {
+        speech.finish_text(job).await;
+        if !speech.wait_delivered(&job.token).await {
+            return Ending::Interrupted;
+        }
+    }
+    Ending::Completed
+}
+
+async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
+    let engine = &job.engine;
+    let config = engine.config();
+    let store = engine.store().clone();
+    let session = job.slot.id.clone();
+    let max_turns = config.context_turns;
+    let history = blocking(move || store.context(&session, max_turns))
+        .await
+        .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
+    let memories = engine.recall(&job.slot.id, &job.user_text).await;
+    Ok(LlmRequest {
+        messages: build_messages(&config.system_prompt, &memories, &history, &job.user_text),
+        lang: job.lang.clone(),
+        correlation_id: job.correlation_id.to_string(),
+    })
 }
 
 /// Stores the reply (or the failure) and the turn's outbox events in one transaction.
@@ -286,7 +374,14 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 impl TurnJob {
-    async fn emit(&self, event: TurnEvent) {
+    /// Transcript frames for `/ws/live` clients; never holds the turn up for long.
+    async fn publish(&self, frame: RelayFrame) {
+        if let Some(producer) = self.engine.producer() {
+            let _ = producer.send(frame).await;
+        }
+    }
+
+    pub(crate) async fn emit(&self, event: TurnEvent) {
         // The caller may be gone (disconnect); the turn still finishes and is recorded.
         let _ = self.events.send(event).await;
     }
@@ -325,6 +420,10 @@ fn llm_error(error: &ProviderError) -> WireError {
 }
 
 fn ms_since(start: Instant) -> f64 {
-    let micros = start.elapsed().as_micros() as f64;
+    ms_between(start, Instant::now())
+}
+
+fn ms_between(start: Instant, end: Instant) -> f64 {
+    let micros = end.saturating_duration_since(start).as_micros() as f64;
     (micros / 100.0).round() / 10.0
 }

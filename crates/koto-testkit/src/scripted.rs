@@ -39,7 +39,12 @@ impl ScriptedLlm {
 
     /// A reply of `tokens`, each after `gap`.
     pub fn push_tokens(&self, gap: Duration, tokens: &[&str]) -> &Self {
-        self.push_reply(tokens.iter().map(|token| Step::Delta(gap, (*token).to_owned())).collect())
+        self.push_reply(
+            tokens
+                .iter()
+                .map(|token| Step::Delta(gap, (*token).to_owned()))
+                .collect(),
+        )
     }
 
     pub fn requests(&self) -> Vec<LlmRequest> {
@@ -57,28 +62,125 @@ impl LlmProvider for ScriptedLlm {
     }
 
     fn stream_chat(&self, request: LlmRequest) -> LlmStream {
-        self.requests.lock().expect("request log lock").push(request);
+        self.requests
+            .lock()
+            .expect("request log lock")
+            .push(request);
         let steps = self
             .replies
             .lock()
             .expect("script lock")
             .pop_front()
             .unwrap_or_else(|| vec![Step::Delta(Duration::ZERO, "ok.".into())]);
-        Box::pin(stream::unfold(VecDeque::from(steps), |mut steps| async move {
-            match steps.pop_front()? {
-                Step::Delta(gap, text) => {
-                    tokio::time::sleep(gap).await;
-                    Some((Ok(text), steps))
+        Box::pin(stream::unfold(
+            VecDeque::from(steps),
+            |mut steps| async move {
+                match steps.pop_front()? {
+                    Step::Delta(gap, text) => {
+                        tokio::time::sleep(gap).await;
+                        Some((Ok(text), steps))
+                    }
+                    Step::Fail(error) => {
+                        steps.clear();
+                        Some((Err(error), steps))
+                    }
+                    Step::Hang => {
+                        std::future::pending::<()>().await;
+                        None
+                    }
                 }
-                Step::Fail(error) => {
-                    steps.clear();
-                    Some((Err(error), steps))
+            },
+        ))
+    }
+}
+
+/// `ScriptedVoice`: a [`Voice`] that speaks `chunks_per_char` 20 ms chunks of a constant tone per
+/// character of the text, each after `chunk_gap` (tokio time), and logs what it was asked to say.
+/// A text containing `fail_on` yields an error after its first chunk.
+#[derive(Debug, Clone)]
+pub struct ScriptedVoice {
+    pub chunks_per_char: usize,
+    pub chunk_gap: Duration,
+    pub fail_on: Option<String>,
+    spoken: Arc<Mutex<Vec<String>>>,
+    /// Syntheses started and not yet dropped (a stopped turn must leave none running).
+    live: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub const VOICE_RATE: u32 = 24_000;
+const CHUNK_SAMPLES: usize = 480;
+
+impl ScriptedVoice {
+    pub fn new(chunks_per_char: usize, chunk_gap: Duration) -> Self {
+        ScriptedVoice {
+            chunks_per_char,
+            chunk_gap,
+            fail_on: None,
+            spoken: Arc::default(),
+            live: Arc::default(),
+        }
+    }
+
+    /// Texts synthesis was started for, in order.
+    pub fn spoken(&self) -> Vec<String> {
+        self.spoken.lock().expect("voice log lock").clone()
+    }
+
+    /// Syntheses currently running.
+    pub fn live_syntheses(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl koto_core::tts::Voice for ScriptedVoice {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn sample_rate(&self) -> u32 {
+        VOICE_RATE
+    }
+
+    fn speak(&self, request: koto_core::tts::TtsRequest) -> koto_core::tts::ChunkStream {
+        self.spoken
+            .lock()
+            .expect("voice log lock")
+            .push(request.text.clone());
+        self.live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = LiveGuard(self.live.clone());
+        let total = request.text.chars().count() * self.chunks_per_char;
+        let fails = self
+            .fail_on
+            .as_ref()
+            .is_some_and(|needle| request.text.contains(needle.as_str()));
+        let gap = self.chunk_gap;
+        Box::pin(stream::unfold(
+            (0usize, guard),
+            move |(n, guard)| async move {
+                if n >= total || (fails && n > 1) {
+                    return None;
                 }
-                Step::Hang => {
-                    std::future::pending::<()>().await;
-                    None
+                tokio::time::sleep(gap).await;
+                if fails && n == 1 {
+                    return Some((
+                        Err(ProviderError::Transport("scripted TTS failure".into())),
+                        (n + 1, guard),
+                    ));
                 }
-            }
-        }))
+                let chunk = koto_core::tts::AudioChunk {
+                    samples: vec![1000; CHUNK_SAMPLES],
+                    mouth_open: 0.5,
+                };
+                Some((Ok(chunk), (n + 1, guard)))
+            },
+        ))
     }
 }

@@ -3,32 +3,59 @@
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod speech;
 mod turns;
 
 use std::sync::Arc;
 
 use koto_core::SessionId;
 use koto_core::turn::InputKind;
-use koto_engine::{Engine, EngineConfig, Submission, TurnEvent, TurnHandle, TurnRequest};
+use koto_engine::{
+    Engine, EngineConfig, EngineParts, Submission, TurnEvent, TurnHandle, TurnRequest,
+};
+use koto_relay::{Relay, RelayConfig};
 use koto_store::Store;
-use koto_testkit::scripted::ScriptedLlm;
+use koto_testkit::scripted::{ScriptedLlm, ScriptedVoice};
 
 pub struct Rig {
     pub engine: Engine,
     pub llm: ScriptedLlm,
     pub store: Store,
+    pub relay: Option<Relay>,
+    pub voice: Option<ScriptedVoice>,
     _dir: tempfile::TempDir,
 }
 
+/// Text only: no voice, no relay.
 pub fn rig(config: EngineConfig) -> Rig {
+    build_rig(config, None)
+}
+
+/// With a relay and a scripted voice (real pacing, real fences).
+pub fn speech_rig(config: EngineConfig, voice: ScriptedVoice) -> Rig {
+    build_rig(config, Some(voice))
+}
+
+fn build_rig(config: EngineConfig, voice: Option<ScriptedVoice>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("kotodama.sqlite3")).expect("open store");
     let llm = ScriptedLlm::new();
-    let engine = Engine::new(config, Arc::new(llm.clone()), store.clone());
+    let relay = voice.as_ref().map(|_| Relay::new(RelayConfig::default()));
+    let parts = EngineParts {
+        llm: Arc::new(llm.clone()),
+        store: store.clone(),
+        voice: voice
+            .clone()
+            .map(|voice| Arc::new(voice) as Arc<dyn koto_core::tts::Voice>),
+        relay: relay.clone(),
+    };
+    let engine = Engine::new(config, parts);
     Rig {
         engine,
         llm,
         store,
+        relay,
+        voice,
         _dir: dir,
     }
 }

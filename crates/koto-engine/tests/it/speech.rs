@@ -1,0 +1,310 @@
+//! Turns with a voice and the real relay: segments → chunks → paced live clients; STOP fences.
+
+use std::time::Duration;
+
+use koto_core::TurnNo;
+use koto_core::turn::InputKind;
+use koto_engine::{EngineConfig, Flags, TurnEvent};
+use koto_protocol::ingest::{ControlAction, RelayFrame};
+use koto_relay::{ClientFilter, LiveClient};
+use koto_testkit::scripted::{ScriptedVoice, Step};
+
+use crate::{Rig, drain, session, shape, speech_rig, start, text};
+
+const GAP: Duration = Duration::from_millis(1);
+
+fn voice() -> ScriptedVoice {
+    ScriptedVoice::new(1, Duration::from_millis(1))
+}
+
+fn watch(rig: &Rig, session_id: &str) -> LiveClient {
+    let filter = ClientFilter {
+        session: Some(session(session_id)),
+        ..ClientFilter::default()
+    };
+    rig.relay
+        .as_ref()
+        .expect("speech rig has a relay")
+        .subscribe(filter)
+}
+
+/// Frames a live client sees until `END` or `STOP_ACK` of `turn` (inclusive).
+async fn frames_until_turn_end(client: &mut LiveClient, turn: TurnNo) -> Vec<RelayFrame> {
+    let mut frames = Vec::new();
+    while let Some(frame) = client.recv().await {
+        let frame = frame.frame().clone();
+        let end = matches!(&frame, RelayFrame::Control(c)
+            if c.turn == Some(turn) && matches!(c.action, ControlAction::End | ControlAction::StopAck));
+        frames.push(frame);
+        if end {
+            break;
+        }
+    }
+    frames
+}
+
+fn chunk_seqs(frames: &[RelayFrame]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            RelayFrame::SpeechChunk(chunk) => Some(chunk.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spoken_turn_sends_segments_in_order_with_contiguous_seq_then_end() {
+    let rig = speech_rig(EngineConfig::default(), voice());
+    let mut client = watch(&rig, "s1");
+    rig.llm
+        .push_tokens(GAP, &["Hi there. ", "How are ", "you today? ", "Good."]);
+    let mut handle = start(&rig.engine, text("s1", "hello")).await;
+    let events = drain(&mut handle).await;
+    let names = shape(&events);
+    assert!(
+        names.contains(&"control HINT_TTS_START None".to_owned()),
+        "{names:?}"
+    );
+    let TurnEvent::Done(stats) = events.last().expect("done") else {
+        panic!("done is last")
+    };
+    assert!(stats.first_audio_ms.is_some(), "first audio is measured");
+
+    let frames = frames_until_turn_end(&mut client, TurnNo(0)).await;
+    let seqs = chunk_seqs(&frames);
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq contiguous from 0"
+    );
+    let spoken = rig.voice.as_ref().expect("voice").spoken();
+    assert_eq!(
+        spoken.concat().replace(' ', ""),
+        "Hithere.Howareyoutoday?Good.",
+        "every word spoken once, in order"
+    );
+    assert!(
+        spoken.len() >= 2,
+        "the reply was cut into segments: {spoken:?}"
+    );
+    let segment_texts: Vec<String> = frames
+        .iter()
+        .filter_map(|f| match f {
+            RelayFrame::SpeechChunk(chunk) => chunk.segment.as_ref().map(|s| s.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        segment_texts.concat(),
+        "Hi there. How are you today? Good.",
+        "subtitles cover the reply"
+    );
+    assert!(
+        matches!(frames.first(), Some(RelayFrame::UserInput(_))),
+        "the transcript starts with the input"
+    );
+    assert!(
+        matches!(frames.last(), Some(RelayFrame::Control(c)) if c.action == ControlAction::End),
+        "END closes the completed turn"
+    );
+}
+
+#[tokio::test]
+async fn stop_mid_audio_leaks_no_chunk_after_stop_ack_and_stores_what_was_heard() {
+    // 3 chunks of 20 ms per character: audio outlasts the 200 ms lead, so the STOP lands mid-turn.
+    let rig = speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(3, Duration::from_millis(1)),
+    );
+    let mut client = watch(&rig, "s1");
+    rig.llm.push_tokens(
+        GAP,
+        &["This is a long answer. ", "It goes on and on. ", "And on."],
+    );
+    let mut handle = start(&rig.engine, text("s1", "talk")).await;
+    // Wait until audio is flowing to the client.
+    loop {
+        let frame = client.recv().await.expect("client open");
+        if matches!(frame.frame(), RelayFrame::SpeechChunk(_)) {
+            break;
+        }
+    }
+    let outcome = rig
+        .engine
+        .interrupt(&session("s1"), "user_interrupt")
+        .await
+        .expect("barge-in on");
+    assert_eq!(outcome.stopped, vec![TurnNo(0)]);
+    let mut after_ack = Vec::new();
+    let mut acked = false;
+    while let Ok(Some(frame)) =
+        tokio::time::timeout(Duration::from_millis(500), client.recv()).await
+    {
+        let frame = frame.frame().clone();
+        if acked {
+            after_ack.push(frame);
+        } else if matches!(&frame, RelayFrame::Control(c) if c.action == ControlAction::StopAck) {
+            acked = true;
+        }
+    }
+    assert!(acked, "clients were told STOP_ACK");
+    assert!(
+        !after_ack
+            .iter()
+            .any(|f| matches!(f, RelayFrame::SpeechChunk(c) if c.turn == TurnNo(0))),
+        "no chunk of the stopped turn after STOP_ACK: {after_ack:?}"
+    );
+    let events = drain(&mut handle).await;
+    assert_eq!(
+        shape(&events).last().expect("done"),
+        "done tokens=3 interrupted=true"
+    );
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    let heard = &stored[0].reply_text;
+    assert!(stored[0].interrupted, "flagged interrupted");
+    assert!(
+        "This is a long answer. It goes on and on. And on.".starts_with(heard.as_str())
+            && heard.len() < 49,
+        "stored the heard prefix, not the whole reply: {heard:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rig.voice.as_ref().expect("voice").live_syntheses() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every synthesis of the stopped turn was dropped");
+}
+
+#[tokio::test]
+async fn stopping_one_session_leaves_the_other_speaking() {
+    let rig = speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(2, Duration::from_millis(1)),
+    );
+    let mut watch_b = watch(&rig, "b");
+    rig.llm.push_reply(vec![
+        Step::Delta(GAP, "Session A speaks a while. ".into()),
+        Step::Hang,
+    ]);
+    let mut a = start(&rig.engine, text("a", "go")).await;
+    a.events.recv().await.expect("a started");
+    rig.llm.push_tokens(GAP, &["Session B ", "finishes."]);
+    let mut b = start(&rig.engine, text("b", "go")).await;
+    rig.engine
+        .interrupt(&session("a"), "user_interrupt")
+        .await
+        .expect("stop a");
+    let b_frames = frames_until_turn_end(&mut watch_b, TurnNo(0)).await;
+    assert!(
+        matches!(b_frames.last(), Some(RelayFrame::Control(c)) if c.action == ControlAction::End),
+        "b completed with END, untouched by a's STOP"
+    );
+    assert_eq!(
+        shape(&drain(&mut b).await).last().expect("done"),
+        "done tokens=2 interrupted=false"
+    );
+    assert_eq!(
+        shape(&drain(&mut a).await).last().expect("done"),
+        "done tokens=1 interrupted=true"
+    );
+}
+
+#[tokio::test]
+async fn stop_before_any_audio_and_repeated_stops_are_harmless() {
+    let rig = speech_rig(EngineConfig::default(), voice());
+    rig.llm.push_reply(vec![Step::Hang]);
+    let mut handle = start(&rig.engine, text("s1", "hi")).await;
+    rig.engine
+        .interrupt(&session("s1"), "user_interrupt")
+        .await
+        .expect("first stop");
+    rig.engine
+        .interrupt(&session("s1"), "user_interrupt")
+        .await
+        .expect("second stop");
+    assert_eq!(
+        shape(&drain(&mut handle).await).last().expect("done"),
+        "done tokens=0 interrupted=true"
+    );
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    assert_eq!(stored[0].reply_text, "", "nothing was heard");
+    rig.llm.push_tokens(GAP, &["Fresh turn."]);
+    let events = drain(&mut start(&rig.engine, text("s1", "again")).await).await;
+    assert_eq!(
+        shape(&events).last().expect("done"),
+        "done tokens=1 interrupted=false",
+        "a later turn plays"
+    );
+}
+
+#[tokio::test]
+async fn say_speaks_verbatim_without_the_llm() {
+    let rig = speech_rig(EngineConfig::default(), voice());
+    let mut client = watch(&rig, "s1");
+    let mut request = text("s1", "say Welcome to the stream!");
+    request.kind = InputKind::Command;
+    let events = drain(&mut start(&rig.engine, request).await).await;
+    assert!(rig.llm.requests().is_empty(), "the LLM was not asked");
+    let frames = frames_until_turn_end(&mut client, TurnNo(0)).await;
+    assert!(!chunk_seqs(&frames).is_empty(), "it was spoken");
+    assert_eq!(
+        rig.voice.as_ref().expect("voice").spoken().concat(),
+        "Welcome to the stream!"
+    );
+    assert_eq!(
+        shape(&events).first().expect("delta"),
+        "delta \"Welcome to the stream!\" eos=false"
+    );
+}
+
+#[tokio::test]
+async fn tts_failure_goes_on_as_text_and_says_so() {
+    let mut failing = voice();
+    failing.fail_on = Some("broken".into());
+    let rig = speech_rig(EngineConfig::default(), failing);
+    rig.llm
+        .push_tokens(GAP, &["A broken sentence here. ", "More text."]);
+    let events = drain(&mut start(&rig.engine, text("s1", "hi")).await).await;
+    let names = shape(&events);
+    assert!(
+        names.contains(&"error tts_failed".to_owned()),
+        "the failure is reported: {names:?}"
+    );
+    assert_eq!(
+        names.last().expect("done"),
+        "done tokens=2 interrupted=false",
+        "the turn still completes"
+    );
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    assert_eq!(
+        stored[0].reply_text, "A broken sentence here. More text.",
+        "the text reply is kept"
+    );
+}
+
+#[tokio::test]
+async fn text_only_when_tts_streaming_is_off() {
+    let flags = Flags {
+        tts_streaming: false,
+        ..Flags::default()
+    };
+    let rig = speech_rig(
+        EngineConfig {
+            flags,
+            ..EngineConfig::default()
+        },
+        voice(),
+    );
+    rig.llm.push_tokens(GAP, &["Just text."]);
+    let names = shape(&drain(&mut start(&rig.engine, text("s1", "hi")).await).await);
+    assert!(
+        !names.iter().any(|n| n.contains("HINT_TTS_START")),
+        "no speech hint: {names:?}"
+    );
+    assert!(
+        rig.voice.as_ref().expect("voice").spoken().is_empty(),
+        "nothing synthesised"
+    );
+}

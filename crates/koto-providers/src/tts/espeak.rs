@@ -1,0 +1,413 @@
+//! `EspeakTts`: espeak-ng as a subprocess, one process per request, WAV streamed from its stdout.
+//! It does not link espeak-ng (GPL stays out of the binary) and never goes through a shell.
+//!
+//! `espeak-ng -v <voice> -s <wpm> [-p <pitch>] --stdout -- <text>`: the text is one argv entry
+//! after `--`, so quotes, `$(…)`, `;` or a leading `-` are just text. espeak-ng writes a WAV
+//! header with a placeholder size and then samples as it synthesises (22 050 Hz mono); they are
+//! parsed by [`crate::audio::wav`] and yielded as they arrive. Dropping the stream kills and reaps
+//! the process. A process that exits non-zero is a `Protocol` error carrying its stderr; one that
+//! dies by a signal is `Unavailable`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::stream;
+use koto_core::ProviderError;
+use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
+use tokio::io::AsyncReadExt;
+use tokio::process::{ChildStderr, ChildStdout, Command};
+
+use super::{ChildGuard, StderrTail};
+use crate::audio::WavStreamDecoder;
+
+/// Bytes per read of stdout: 4 KiB is ~93 ms of audio at 22 050 Hz, so a long sentence arrives
+/// in many blocks while each read stays cheap.
+const READ_BYTES: usize = 4096;
+
+/// Settings of the espeak-ng provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspeakConfig {
+    /// The binary: a name looked up in `PATH`, or a path.
+    pub program: PathBuf,
+    /// An espeak-ng voice (`espeak-ng --voices`); `None` picks one from the request's language.
+    pub voice: Option<String>,
+    /// Speed in words per minute (espeak-ng accepts 80–450; its default is 175).
+    pub rate_wpm: u32,
+    /// Pitch 0–99 (espeak-ng's default is 50).
+    pub pitch: Option<u8>,
+    /// Longest wait for the next bytes from the process before giving up.
+    pub idle_timeout: Duration,
+}
+
+impl Default for EspeakConfig {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from(EspeakTts::PROGRAM),
+            voice: None,
+            rate_wpm: 175,
+            pitch: None,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The espeak-ng provider. Cheap to clone; holds no process between requests.
+#[derive(Debug, Clone)]
+pub struct EspeakTts {
+    config: EspeakConfig,
+}
+
+impl EspeakTts {
+    pub const PROGRAM: &'static str = "espeak-ng";
+
+    /// Validates the settings (it does not run espeak-ng; see [`EspeakTts::detect`]).
+    pub fn new(config: EspeakConfig) -> Result<Self, ProviderError> {
+        let invalid = |what: String| {
+            Err(ProviderError::Unavailable(format!(
+                "invalid espeak-ng config: {what}"
+            )))
+        };
+        if !(80..=450).contains(&config.rate_wpm) {
+            return invalid(format!("rate {} wpm is outside 80..=450", config.rate_wpm));
+        }
+        if config.pitch.is_some_and(|p| p > 99) {
+            return invalid(format!("pitch {:?} is outside 0..=99", config.pitch));
+        }
+        if let Some(voice) = &config.voice {
+            // Voice names are like `en-us`, `cmn`, `en+f3`, `mb/mb-en1`; anything else is a typo.
+            let plausible = !voice.is_empty()
+                && !voice.starts_with('-')
+                && voice
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_+/".contains(c));
+            if !plausible {
+                return invalid(format!("voice {voice:?} is not an espeak-ng voice name"));
+            }
+        }
+        Ok(Self { config })
+    }
+
+    pub fn config(&self) -> &EspeakConfig {
+        &self.config
+    }
+
+    /// Whether `espeak-ng` in `PATH` runs, for choosing a default provider. Blocks for the few
+    /// milliseconds `espeak-ng --version` takes: call it at start-up, not per request.
+    pub fn detect() -> bool {
+        Self::detect_program(Path::new(Self::PROGRAM))
+    }
+
+    /// Like [`EspeakTts::detect`] for a given binary.
+    pub fn detect_program(program: &Path) -> bool {
+        std::process::Command::new(program)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// The voice for a request: the configured one, else by language (`zh` → `cmn`, `ja` → `ja`,
+    /// `en` → `en`; region subtags are ignored; anything else → `en`).
+    pub fn voice_for(&self, lang: Option<&str>) -> String {
+        if let Some(voice) = &self.config.voice {
+            return voice.clone();
+        }
+        let primary = lang
+            .unwrap_or("en")
+            .split(['-', '_'])
+            .next()
+            .unwrap_or("en")
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" | "cmn" => "cmn",
+            "ja" => "ja",
+            _ => "en",
+        }
+        .to_owned()
+    }
+
+    fn command(&self, request: &TtsRequest) -> Command {
+        let mut command = Command::new(&self.config.program);
+        command
+            .arg("-v")
+            .arg(self.voice_for(request.lang.as_deref()))
+            .arg("-s")
+            .arg(self.config.rate_wpm.to_string());
+        if let Some(pitch) = self.config.pitch {
+            command.arg("-p").arg(pitch.to_string());
+        }
+        command
+            .arg("--stdout")
+            .arg("--")
+            // An argv entry cannot hold NUL; it is not speech anyway.
+            .arg(request.text.replace('\0', " "))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+impl TtsProvider for EspeakTts {
+    fn name(&self) -> &'static str {
+        "espeak-ng"
+    }
+
+    fn synthesize(&self, request: TtsRequest) -> PcmStream {
+        if request.text.trim().is_empty() {
+            return Box::pin(stream::empty());
+        }
+        let pending = Pending {
+            command: self.command(&request),
+            program: self.config.program.clone(),
+            idle_timeout: self.config.idle_timeout,
+            correlation_id: request.correlation_id,
+        };
+        // The process starts on the first poll (inside the runtime), not here.
+        Box::pin(stream::unfold(
+            Synthesis::Pending(Box::new(pending)),
+            Synthesis::advance,
+        ))
+    }
+}
+
+struct Pending {
+    command: Command,
+    program: PathBuf,
+    idle_timeout: Duration,
+    correlation_id: String,
+}
+
+/// One running espeak-ng. Dropping it (with the stream) kills and reaps the process.
+struct Running {
+    child: ChildGuard,
+    stdout: ChildStdout,
+    /// `None` once stderr reached end of file.
+    stderr: Option<ChildStderr>,
+    stderr_tail: StderrTail,
+    decoder: WavStreamDecoder,
+    buffer: Vec<u8>,
+    stderr_buffer: Vec<u8>,
+    idle_timeout: Duration,
+    correlation_id: String,
+}
+
+enum Synthesis {
+    Pending(Box<Pending>),
+    Running(Box<Running>),
+    Done,
+}
+
+impl Synthesis {
+    async fn advance(self) -> Option<(Result<PcmBlock, ProviderError>, Synthesis)> {
+        let mut running = match self {
+            Synthesis::Pending(pending) => match pending.spawn() {
+                Ok(running) => Box::new(running),
+                Err(error) => return Some((Err(error), Synthesis::Done)),
+            },
+            Synthesis::Running(running) => running,
+            Synthesis::Done => return None,
+        };
+        match running.next_block().await {
+            Ok(Some(block)) => Some((Ok(block), Synthesis::Running(running))),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(correlationId = %running.correlation_id, %error, "espeak-ng failed");
+                Some((Err(error), Synthesis::Done))
+            }
+        }
+    }
+}
+
+impl Pending {
+    fn spawn(mut self) -> Result<Running, ProviderError> {
+        let mut child = self.command.spawn().map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                ProviderError::Unavailable(format!(
+                    "espeak-ng not found; install the espeak-ng package (looked for {:?})",
+                    self.program
+                ))
+            } else {
+                ProviderError::Unavailable(format!(
+                    "cannot start espeak-ng ({:?}): {error}",
+                    self.program
+                ))
+            }
+        })?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(ProviderError::Unavailable(
+                "espeak-ng started without its pipes".into(),
+            ));
+        };
+        tracing::debug!(correlationId = %self.correlation_id, pid = ?child.id(), "espeak-ng started");
+        Ok(Running {
+            child: ChildGuard::new(child),
+            stdout,
+            stderr: Some(stderr),
+            stderr_tail: StderrTail::default(),
+            decoder: WavStreamDecoder::new(),
+            buffer: vec![0; READ_BYTES],
+            stderr_buffer: vec![0; 1024],
+            idle_timeout: self.idle_timeout,
+            correlation_id: self.correlation_id,
+        })
+    }
+}
+
+impl Running {
+    /// The next samples; `Ok(None)` at a clean end.
+    async fn next_block(&mut self) -> Result<Option<PcmBlock>, ProviderError> {
+        loop {
+            let read = tokio::time::timeout(self.idle_timeout, async {
+                tokio::select! {
+                    // Stdout first: audio is what the caller waits for; stderr is drained too so
+                    // a chatty process can never block on a full stderr pipe.
+                    biased;
+                    read = self.stdout.read(&mut self.buffer) => Output::Stdout(read),
+                    read = read_some(&mut self.stderr, &mut self.stderr_buffer) => Output::Stderr(read),
+                }
+            })
+            .await
+            .map_err(|_| {
+                ProviderError::Timeout(format!(
+                    "espeak-ng wrote nothing for {:?}",
+                    self.idle_timeout
+                ))
+            })?;
+            match read {
+                Output::Stdout(Ok(0)) => return self.end().await.map(|()| None),
+                Output::Stdout(Ok(n)) => {
+                    if let Some(block) = self.decoder.push(&self.buffer[..n])? {
+                        return Ok(Some(block));
+                    }
+                }
+                Output::Stdout(Err(error)) => {
+                    return Err(ProviderError::Protocol(format!(
+                        "reading espeak-ng's output failed: {error}"
+                    )));
+                }
+                Output::Stderr(Some(n)) => self.stderr_tail.push(&self.stderr_buffer[..n]),
+                Output::Stderr(None) => self.stderr = None,
+            }
+        }
+    }
+
+    /// Stdout closed: collect the rest of stderr, reap the process, judge its exit.
+    async fn end(&mut self) -> Result<(), ProviderError> {
+        let idle_timeout = self.idle_timeout;
+        let status = tokio::time::timeout(idle_timeout, async {
+            // Checked first: `read_some` on a closed stderr never completes.
+            while self.stderr.is_some() {
+                match read_some(&mut self.stderr, &mut self.stderr_buffer).await {
+                    Some(n) => self.stderr_tail.push(&self.stderr_buffer[..n]),
+                    None => self.stderr = None,
+                }
+            }
+            self.child.wait().await
+        })
+        .await
+        .map_err(|_| {
+            ProviderError::Timeout(format!(
+                "espeak-ng did not exit within {idle_timeout:?} after closing its output"
+            ))
+        })?
+        .map_err(|error| ProviderError::Protocol(format!("waiting for espeak-ng: {error}")))?;
+        let stderr = self.stderr_tail.text();
+        if !status.success() {
+            return Err(match status.code() {
+                Some(code) => ProviderError::Protocol(format!(
+                    "espeak-ng exited with status {code}: {stderr}"
+                )),
+                None => ProviderError::Unavailable(format!("espeak-ng died ({status}): {stderr}")),
+            });
+        }
+        self.decoder.finish().map_err(|error| {
+            ProviderError::Protocol(format!("espeak-ng wrote no usable WAV ({error}): {stderr}"))
+        })?;
+        tracing::debug!(correlationId = %self.correlation_id, "espeak-ng finished");
+        Ok(())
+    }
+}
+
+enum Output {
+    Stdout(std::io::Result<usize>),
+    /// `None` at end of file or on a read error (stderr is only for messages).
+    Stderr(Option<usize>),
+}
+
+/// Reads some stderr; never completes once stderr is closed (so `select!` ignores it).
+async fn read_some(stderr: &mut Option<ChildStderr>, buffer: &mut [u8]) -> Option<usize> {
+    match stderr {
+        Some(stderr) => match stderr.read(buffer).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn voice_follows_the_language_unless_configured() {
+        let tts = EspeakTts::new(EspeakConfig::default()).unwrap();
+        assert_eq!(tts.voice_for(Some("zh")), "cmn");
+        assert_eq!(tts.voice_for(Some("zh-CN")), "cmn");
+        assert_eq!(tts.voice_for(Some("ja")), "ja");
+        assert_eq!(tts.voice_for(Some("en_US")), "en");
+        assert_eq!(
+            tts.voice_for(Some("fr")),
+            "en",
+            "unknown languages fall back to en"
+        );
+        assert_eq!(tts.voice_for(None), "en");
+        let fixed = EspeakTts::new(EspeakConfig {
+            voice: Some("en-us".into()),
+            ..EspeakConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            fixed.voice_for(Some("zh")),
+            "en-us",
+            "a configured voice wins"
+        );
+    }
+
+    #[test]
+    fn implausible_settings_are_refused() {
+        for config in [
+            EspeakConfig {
+                rate_wpm: 5,
+                ..EspeakConfig::default()
+            },
+            EspeakConfig {
+                pitch: Some(150),
+                ..EspeakConfig::default()
+            },
+            EspeakConfig {
+                voice: Some("--stdout".into()),
+                ..EspeakConfig::default()
+            },
+            EspeakConfig {
+                voice: Some("en; rm -rf /".into()),
+                ..EspeakConfig::default()
+            },
+        ] {
+            assert!(
+                matches!(
+                    EspeakTts::new(config.clone()),
+                    Err(ProviderError::Unavailable(_))
+                ),
+                "{config:?} is refused at construction"
+            );
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! [`NormalizedVoice`]: any [`TtsProvider`] behind the PCM normaliser, as the engine's
+//! [`Voice`]; and [`TtsSettings`] + [`build_voice`], which turn configuration into one.
+//!
+//! A provider that is configured but cannot run here is an error at start-up, never a silent
+//! fallback; only `auto` chooses (espeak-ng when installed, else the mock, and says so).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use koto_core::ProviderError;
+use koto_core::tts::{AudioChunk, ChunkStream, PcmStream, TtsProvider, TtsRequest, Voice};
+
+use crate::audio::PcmNormalizer;
+use crate::tts::edge::{EdgeTts, EdgeTtsConfig};
+use crate::tts::espeak::{EspeakConfig, EspeakTts};
+use crate::tts::mock::MockTts;
+use crate::tts::openai::{OpenAiSpeechFormat, OpenAiTts, OpenAiTtsConfig};
+use crate::tts::piper::{PiperConfig, PiperTts};
+
+pub struct NormalizedVoice {
+    name: &'static str,
+    provider: Arc<dyn TtsProvider>,
+    sample_rate: u32,
+    chunk_ms: u32,
+}
+
+impl NormalizedVoice {
+    pub fn new(provider: Arc<dyn TtsProvider>, sample_rate: u32, chunk_ms: u32) -> Self {
+        let normalizer = PcmNormalizer::new(sample_rate, chunk_ms);
+        NormalizedVoice {
+            name: provider.name(),
+            provider,
+            sample_rate: normalizer.target_rate(),
+            chunk_ms: normalizer.chunk_ms(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NormalizedVoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NormalizedVoice")
+            .field("provider", &self.name)
+            .field("sample_rate", &self.sample_rate)
+            .field("chunk_ms", &self.chunk_ms)
+            .finish()
+    }
+}
+
+struct Normalizing {
+    source: PcmStream,
+    normalizer: PcmNormalizer,
+    ready: VecDeque<AudioChunk>,
+    source_done: bool,
+}
+
+impl Voice for NormalizedVoice {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    fn speak(&self, request: TtsRequest) -> ChunkStream {
+        let state = Normalizing {
+            source: self.provider.synthesize(request),
+            normalizer: PcmNormalizer::new(self.sample_rate, self.chunk_ms),
+            ready: VecDeque::new(),
+            source_done: false,
+        };
+        Box::pin(futures_util::stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some(chunk) = state.ready.pop_front() {
+                    return Some((Ok(chunk), state));
+                }
+                if state.source_done {
+                    return None;
+                }
+                match state.source.next().await {
+                    Some(Ok(block)) => state.ready.extend(state.normalizer.push(&block)),
+                    Some(Err(error)) => {
+                        state.source_done = true;
+                        return Some((Err(error), state));
+                    }
+                    None => {
+                        state.source_done = true;
+                        state.ready.extend(state.normalizer.finish());
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// Which TTS to use (`TTS_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtsProviderKind {
+    /// espeak-ng when installed, else the mock (logged).
+    Auto,
+    Mock,
+    Espeak,
+    Piper,
+    Edge,
+    OpenAi,
+}
+
+impl std::str::FromStr for TtsProviderKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "auto" => Ok(TtsProviderKind::Auto),
+            "mock" => Ok(TtsProviderKind::Mock),
+            "espeak" => Ok(TtsProviderKind::Espeak),
+            "piper" => Ok(TtsProviderKind::Piper),
+            "edge" => Ok(TtsProviderKind::Edge),
+            "openai" => Ok(TtsProviderKind::OpenAi),
+            other => Err(format!("unknown TTS provider {other:?}: expected auto, mock, espeak, piper, edge or openai")),
+        }
+    }
+}
+
+/// Everything the TTS providers can be told; the server maps its config keys onto it.
+#[derive(Debug, Clone)]
+pub struct TtsSettings {
+    pub provider: TtsProviderKind,
+    /// Provider-specific voice name (`TTS_VOICE`); `None` = chosen by language.
+    pub voice: Option<String>,
+    /// Speaking rate as a factor (`TTS_RATE`, 1.0 = normal).
+    pub rate: f32,
+    /// The stream's rate (`TTS_SAMPLE_RATE`).
+    pub sample_rate: u32,
+    pub chunk_ms: u32,
+    pub edge_endpoint: Option<String>,
+    pub openai: OpenAiTtsConfig,
+    pub piper_python: Option<PathBuf>,
+    pub piper_model: Option<PathBuf>,
+}
+
+impl Default for TtsSettings {
+    fn default() -> Self {
+        TtsSettings {
+            provider: TtsProviderKind::Auto,
+            voice: None,
+            rate: 1.0,
+            sample_rate: 24_000,
+            chunk_ms: 20,
+            edge_endpoint: None,
+            openai: OpenAiTtsConfig::default(),
+            piper_python: None,
+            piper_model: None,
+        }
+    }
+}
+
+/// Builds the configured voice. Async because Piper loads its model (~1 s) up front.
+pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, ProviderError> {
+    let provider: Arc<dyn TtsProvider> = match settings.provider {
+        TtsProviderKind::Auto if EspeakTts::detect() => Arc::new(espeak(settings)?),
+        TtsProviderKind::Auto => {
+            tracing::warn!("espeak-ng is not installed: speaking with the mock TTS (a tone); install espeak-ng for real speech");
+            Arc::new(MockTts::default())
+        }
+        TtsProviderKind::Mock => Arc::new(MockTts::default()),
+        TtsProviderKind::Espeak => Arc::new(espeak(settings)?),
+        TtsProviderKind::Piper => {
+            let mut config = PiperConfig::default();
+            if let Some(python) = &settings.piper_python {
+                config.python = python.clone();
+            }
+            config.model = settings.piper_model.clone();
+            if settings.rate > 0.0 {
+                // Piper's length scale is the inverse of a speed factor.
+                config.length_scale = Some(1.0 / settings.rate);
+            }
+            Arc::new(PiperTts::start(config).await?)
+        }
+        TtsProviderKind::Edge => {
+            let mut config = EdgeTtsConfig::default();
+            if let Some(endpoint) = &settings.edge_endpoint {
+                config.endpoint = endpoint.clone();
+            }
+            config.voice = settings.voice.clone();
+            config.rate = format!("{:+.0}%", (settings.rate - 1.0) * 100.0);
+            Arc::new(EdgeTts::new(config)?)
+        }
+        TtsProviderKind::OpenAi => {
+            let mut config = settings.openai.clone();
+            if let Some(voice) = &settings.voice {
+                config.voice = voice.clone();
+            }
+            config.speed = settings.rate;
+            if config.response_format == OpenAiSpeechFormat::Pcm && settings.sample_rate == 0 {
+                return Err(ProviderError::Unavailable("TTS_SAMPLE_RATE must be positive".into()));
+            }
+            Arc::new(OpenAiTts::new(config)?)
+        }
+    };
+    Ok(Arc::new(NormalizedVoice::new(provider, settings.sample_rate, settings.chunk_ms)))
+}
+
+fn espeak(settings: &TtsSettings) -> Result<EspeakTts, ProviderError> {
+    let config = EspeakConfig {
+        voice: settings.voice.clone(),
+        // espeak-ng's default is 175 words per minute.
+        rate_wpm: (175.0 * settings.rate).round().clamp(80.0, 450.0) as u32,
+        ..EspeakConfig::default()
+    };
+    EspeakTts::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mock_voice_comes_out_in_exact_chunks_at_the_stream_rate() {
+        let settings = TtsSettings { provider: TtsProviderKind::Mock, ..TtsSettings::default() };
+        let voice = build_voice(&settings).await.expect("the mock always builds");
+        assert_eq!(voice.sample_rate(), 24_000);
+        let chunks: Vec<AudioChunk> = voice
+            .speak(TtsRequest { text: "你好".into(), lang: Some("zh".into()), correlation_id: "t#0".into() })
+            .map(|chunk| chunk.expect("mock never fails"))
+            .collect()
+            .await;
+        assert!(chunks.len() > 10, "two CJK characters last hundreds of ms: {} chunks", chunks.len());
+        let (last, whole) = chunks.split_last().expect("chunks");
+        assert!(whole.iter().all(|c| c.samples.len() == 480), "20 ms at 24 kHz = 480 samples each");
+        assert!(!last.samples.is_empty() && last.samples.len() <= 480, "only the last may be short");
+    }
+
+    #[test]
+    fn provider_names_parse_and_unknown_ones_are_named() {
+        assert_eq!("espeak".parse::<TtsProviderKind>(), Ok(TtsProviderKind::Espeak));
+        let error = "festival".parse::<TtsProviderKind>().expect_err("unknown");
+        assert!(error.contains("festival"), "{error}");
+    }
+}

@@ -1,0 +1,358 @@
+//! Live clients (`/ws/live`: the app window, the OBS overlay): their filters, their bounded
+//! outgoing queues, and the frames they receive.
+//!
+//! A client's queue lives under the relay's lock so a STOP can take buffered audio back out of
+//! it; this module does not pace (the session pacer decides *when* a frame is fanned out) and
+//! does not speak WebSocket (see `socket`).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use koto_core::{SessionId, TurnNo};
+use koto_protocol::ingest::{RelayFrame, SpeechChunk};
+use tokio::sync::Notify;
+
+use crate::framing::encode_binary_chunk;
+use crate::metrics::RelayMetrics;
+use crate::relay::Inner;
+use crate::socket::WsFrame;
+
+/// What a live client wants (`/ws/live?session=…&audio=0|1&binary=0|1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFilter {
+    /// Only this session's frames; `None` = every session.
+    pub session: Option<SessionId>,
+    /// `false`: SPEECH_CHUNKs still arrive (paced, for subtitles and mouth movement) but with
+    /// an empty `pcm`.
+    pub audio: bool,
+    /// `true`: SPEECH_CHUNKs arrive as binary frames (see `encode_binary_chunk`).
+    pub binary_audio: bool,
+}
+
+impl Default for ClientFilter {
+    fn default() -> Self {
+        ClientFilter {
+            session: None,
+            audio: true,
+            binary_audio: false,
+        }
+    }
+}
+
+impl ClientFilter {
+    fn wants(&self, session: &SessionId) -> bool {
+        self.session.as_ref().is_none_or(|wanted| wanted == session)
+    }
+}
+
+/// Why the relay ended a client's subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client's queue overflowed `client_drop_limit` times, or a control frame (STOP,
+    /// STOP_ACK, END) did not fit: it can no longer be in step and should reconnect.
+    TooSlow { dropped: u32 },
+    /// The relay shut down.
+    ShuttingDown,
+}
+
+/// One frame as fanned out to clients: the §2 frame, its JSON (serialised once for all
+/// clients) and, for SPEECH_CHUNK, the decoded PCM bytes (for binary frames and local playback).
+#[derive(Clone)]
+pub struct LiveFrame(Arc<FrameBody>);
+
+struct FrameBody {
+    frame: RelayFrame,
+    pcm: Option<Vec<u8>>,
+    json: OnceLock<String>,
+    json_without_audio: OnceLock<String>,
+}
+
+impl fmt::Debug for LiveFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the audio: logs must not carry raw PCM.
+        match &self.0.frame {
+            RelayFrame::SpeechChunk(chunk) => f
+                .debug_struct("SpeechChunk")
+                .field("session", &chunk.session_id)
+                .field("turn", &chunk.turn)
+                .field("seq", &chunk.seq)
+                .field("pcm_bytes", &self.0.pcm.as_ref().map_or(0, Vec::len))
+                .finish(),
+            other => other.fmt(f),
+        }
+    }
+}
+
+impl LiveFrame {
+    pub(crate) fn new(frame: RelayFrame) -> Self {
+        LiveFrame(Arc::new(FrameBody {
+            frame,
+            pcm: None,
+            json: OnceLock::new(),
+            json_without_audio: OnceLock::new(),
+        }))
+    }
+
+    pub(crate) fn speech(chunk: SpeechChunk, pcm: Vec<u8>) -> Self {
+        LiveFrame(Arc::new(FrameBody {
+            frame: RelayFrame::SpeechChunk(chunk),
+            pcm: Some(pcm),
+            json: OnceLock::new(),
+            json_without_audio: OnceLock::new(),
+        }))
+    }
+
+    /// The frame in its §2 shape.
+    pub fn frame(&self) -> &RelayFrame {
+        &self.0.frame
+    }
+
+    /// The raw s16le mono PCM of a SPEECH_CHUNK (for local playback); `None` for other frames.
+    pub fn pcm(&self) -> Option<&[u8]> {
+        self.0.pcm.as_deref()
+    }
+
+    /// The frame as JSON text, exactly as `/ws/live` sends it to an audio client.
+    pub fn json(&self) -> &str {
+        self.0.json.get_or_init(|| to_json(&self.0.frame))
+    }
+
+    /// The WebSocket frame this client gets for it, honouring `audio` and `binary_audio`.
+    pub fn to_ws(&self, filter: &ClientFilter) -> WsFrame {
+        match (&self.0.frame, &self.0.pcm) {
+            (RelayFrame::SpeechChunk(chunk), _) if !filter.audio => {
+                let json = self.0.json_without_audio.get_or_init(|| {
+                    let mut silent = chunk.clone();
+                    silent.pcm.clear();
+                    to_json(&RelayFrame::SpeechChunk(silent))
+                });
+                WsFrame::Text(json.clone())
+            }
+            (RelayFrame::SpeechChunk(chunk), Some(pcm)) if filter.binary_audio => {
+                WsFrame::Binary(encode_binary_chunk(chunk, pcm))
+            }
+            _ => WsFrame::Text(self.json().to_owned()),
+        }
+    }
+
+    pub(crate) fn session(&self) -> &SessionId {
+        self.0.frame.session_id()
+    }
+
+    /// The turn of a SPEECH_CHUNK; `None` for every other frame.
+    pub(crate) fn audio_turn(&self) -> Option<TurnNo> {
+        match &self.0.frame {
+            RelayFrame::SpeechChunk(chunk) => Some(chunk.turn),
+            _ => None,
+        }
+    }
+
+    fn is_control(&self) -> bool {
+        matches!(self.0.frame, RelayFrame::Control(_))
+    }
+}
+
+fn to_json(frame: &RelayFrame) -> String {
+    // Serialising these plain structs cannot fail; if it ever did, the client gets an error
+    // frame rather than the relay panicking.
+    serde_json::to_string(frame).unwrap_or_else(|error| {
+        tracing::error!(%error, "relay frame did not serialise");
+        r#"{"type":"ERROR","code":"internal","message":"frame could not be serialised"}"#.into()
+    })
+}
+
+/// The relay's registry of live clients and their outgoing queues (under the relay's lock).
+#[derive(Default)]
+pub(crate) struct Clients {
+    entries: HashMap<u64, ClientEntry>,
+}
+
+struct ClientEntry {
+    filter: ClientFilter,
+    frames: VecDeque<LiveFrame>,
+    dropped: u32,
+    closed: Option<DisconnectReason>,
+    /// Woken (one stored permit) whenever a frame is queued or the client is closed; the
+    /// `LiveClient` waits on it.
+    wake: Arc<Notify>,
+}
+
+/// What a client's `recv` finds.
+pub(crate) enum Delivery {
+    Frame(LiveFrame),
+    Empty,
+    Closed,
+}
+
+/// Queue limits, copied from the config so fan-out needs no other borrow.
+#[derive(Clone, Copy)]
+pub(crate) struct ClientLimits {
+    pub(crate) queue_frames: usize,
+    pub(crate) drop_limit: u32,
+}
+
+impl Clients {
+    pub(crate) fn insert(&mut self, id: u64, filter: ClientFilter, closed: bool) -> Arc<Notify> {
+        let wake = Arc::new(Notify::new());
+        self.entries.insert(
+            id,
+            ClientEntry {
+                filter,
+                frames: VecDeque::new(),
+                dropped: 0,
+                closed: closed.then_some(DisconnectReason::ShuttingDown),
+                wake: Arc::clone(&wake),
+            },
+        );
+        wake
+    }
+
+    pub(crate) fn remove(&mut self, id: u64) {
+        self.entries.remove(&id);
+    }
+
+    pub(crate) fn connected(&self) -> usize {
+        self.entries.values().filter(|c| c.closed.is_none()).count()
+    }
+
+    pub(crate) fn pop(&mut self, id: u64) -> Delivery {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return Delivery::Closed;
+        };
+        if entry.closed.is_some() {
+            return Delivery::Closed;
+        }
+        match entry.frames.pop_front() {
+            Some(frame) => Delivery::Frame(frame),
+            None => Delivery::Empty,
+        }
+    }
+
+    pub(crate) fn disconnect_reason(&self, id: u64) -> Option<DisconnectReason> {
+        self.entries.get(&id).and_then(|c| c.closed)
+    }
+
+    /// Queue `frame` for every client that wants its session. Never waits: a full queue loses
+    /// the frame (audio, text) or, for a control frame, the client.
+    pub(crate) fn fan_out(
+        &mut self,
+        frame: &LiveFrame,
+        limits: ClientLimits,
+        metrics: &mut RelayMetrics,
+    ) {
+        for entry in self.entries.values_mut() {
+            if entry.closed.is_some() || !entry.filter.wants(frame.session()) {
+                continue;
+            }
+            if entry.frames.len() < limits.queue_frames {
+                entry.frames.push_back(frame.clone());
+                entry.wake.notify_one();
+                continue;
+            }
+            entry.dropped = entry.dropped.saturating_add(1);
+            metrics.client_frames_dropped += 1;
+            // A missed STOP/STOP_ACK/END would leave the client playing stale audio or waiting
+            // for an END that never comes: it must resync by reconnecting.
+            if frame.is_control() || entry.dropped >= limits.drop_limit {
+                tracing::warn!(
+                    dropped = entry.dropped,
+                    "live client too slow, disconnecting"
+                );
+                metrics.clients_disconnected_slow += 1;
+                entry.closed = Some(DisconnectReason::TooSlow {
+                    dropped: entry.dropped,
+                });
+                entry.frames.clear();
+                entry.wake.notify_one();
+            }
+        }
+    }
+
+    /// Take `session`'s buffered audio of turns `≤ up_to` (every turn if `None`) back out of
+    /// every client queue: what a STOP or a fence makes stale is not sent at all.
+    pub(crate) fn purge_audio(&mut self, session: &SessionId, up_to: Option<TurnNo>) {
+        for entry in self.entries.values_mut() {
+            entry.frames.retain(|frame| {
+                let stale = frame.session() == session
+                    && frame
+                        .audio_turn()
+                        .is_some_and(|turn| up_to.is_none_or(|fence| turn <= fence));
+                !stale
+            });
+        }
+    }
+
+    pub(crate) fn close_all(&mut self, reason: DisconnectReason) {
+        for entry in self.entries.values_mut() {
+            if entry.closed.is_none() {
+                entry.closed = Some(reason);
+            }
+            entry.frames.clear();
+            entry.wake.notify_one();
+        }
+    }
+}
+
+/// A subscription to the relay's fan-out. Dropping it unsubscribes.
+pub struct LiveClient {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) id: u64,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) filter: ClientFilter,
+}
+
+impl fmt::Debug for LiveClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveClient")
+            .field("id", &self.id)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+impl LiveClient {
+    /// The next frame, in fan-out order; `None` once the relay disconnected this client (see
+    /// [`LiveClient::disconnect_reason`]). Cancel-safe: a frame is only taken when returned.
+    pub async fn recv(&mut self) -> Option<LiveFrame> {
+        loop {
+            // The guard must be gone before waiting: bind the result first.
+            let delivery = self.inner.lock().clients.pop(self.id);
+            match delivery {
+                Delivery::Frame(frame) => return Some(frame),
+                Delivery::Closed => return None,
+                // `notify_one` stores a permit, so a frame queued between the check above and
+                // this wait still wakes us.
+                Delivery::Empty => self.wake.notified().await,
+            }
+        }
+    }
+
+    /// The next frame if one is queued, without waiting. `Err` once disconnected.
+    pub fn try_recv(&mut self) -> Result<Option<LiveFrame>, DisconnectReason> {
+        let mut state = self.inner.lock();
+        match state.clients.pop(self.id) {
+            Delivery::Frame(frame) => Ok(Some(frame)),
+            Delivery::Empty => Ok(None),
+            Delivery::Closed => Err(state
+                .clients
+                .disconnect_reason(self.id)
+                .unwrap_or(DisconnectReason::ShuttingDown)),
+        }
+    }
+
+    /// Why the relay disconnected this client, if it did.
+    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
+        self.inner.lock().clients.disconnect_reason(self.id)
+    }
+
+    pub fn filter(&self) -> &ClientFilter {
+        &self.filter
+    }
+}
+
+impl Drop for LiveClient {
+    fn drop(&mut self) {
+        self.inner.lock().clients.remove(self.id);
+    }
+}

@@ -1,0 +1,114 @@
+//! WebSocket drivers for `/ws/ingest` (remote producers) and `/ws/live` (clients), generic over
+//! a `Sink`/`Stream` of [`WsFrame`] so the server adapts axum's (or tungstenite's) messages.
+//!
+//! Heartbeat: each driver sends a `Ping` every `heartbeat_interval` and closes a socket from
+//! which nothing (frame, ping or pong) arrived for `peer_timeout`; an adapter must therefore pass
+//! pongs through as [`WsFrame::Pong`]. Answering the peer's pings is left to the WebSocket
+//! library (axum and tungstenite both do it). This module does no HTTP: the token, `Origin`
+//! and `Host` checks happen before the upgrade, in the server.
+
+mod ingest;
+mod live;
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt};
+use koto_core::{SessionId, TurnNo};
+use koto_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+pub use ingest::run_ingest_socket;
+pub use live::run_live_socket;
+
+/// A WebSocket message, library-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsFrame {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// Close with an optional (code, reason).
+    Close(Option<(u16, String)>),
+}
+
+/// Close codes the drivers use.
+pub mod close_code {
+    /// The relay shuts down, or the peer went silent past `peer_timeout`.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A live client too slow to keep up (it should reconnect).
+    pub const POLICY_VIOLATION: u16 = 1008;
+}
+
+/// `{"type":"ERROR","code":"…","message":"…"}`, sent back on either socket for a frame that was
+/// refused; `sessionId`/`turn`/`seq` name the refused frame when they could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "ERROR", rename_all = "camelCase")]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnNo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl ErrorFrame {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorFrame {
+            code,
+            message: message.into(),
+            session_id: None,
+            turn: None,
+            seq: None,
+        }
+    }
+
+    pub fn to_ws(&self) -> WsFrame {
+        WsFrame::Text(serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"ERROR","code":"internal","message":"error frame could not be serialised"}"#
+                .into()
+        }))
+    }
+}
+
+/// How long closing a socket may take before it is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn close(code: u16, reason: impl Into<String>) -> WsFrame {
+    WsFrame::Close(Some((code, reason.into())))
+}
+
+/// Send one frame; `false` when the socket failed or did not take it within `limit` (a peer
+/// that stopped reading), after which the connection is given up.
+async fn send_frame<Tx>(sink: &mut Tx, frame: WsFrame, limit: Duration) -> bool
+where
+    Tx: Sink<WsFrame> + Unpin,
+    Tx::Error: fmt::Display,
+{
+    match tokio::time::timeout(limit, sink.send(frame)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "socket send failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("socket send timed out");
+            false
+        }
+    }
+}
+
+/// Send the closing frame (if any) and close the sink, each bounded by `limit`.
+async fn finish<Tx>(sink: &mut Tx, closing: Option<WsFrame>, limit: Duration)
+where
+    Tx: Sink<WsFrame> + Unpin,
+    Tx::Error: fmt::Display,
+{
+    if let Some(frame) = closing {
+        send_frame(sink, frame, limit).await;
+    }
+    let _ = tokio::time::timeout(limit, sink.close()).await;
+}

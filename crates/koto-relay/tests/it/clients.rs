@@ -1,0 +1,189 @@
+//! Live clients: slow ones lose frames then the connection, fast ones get everything in order;
+//! filters; unpaced text; frame encodings.
+
+use std::time::Duration;
+
+use koto_core::TurnNo;
+use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
+use koto_relay::{
+    ClientFilter, DisconnectReason, Relay, RelayConfig, WsFrame, decode_binary_chunk,
+};
+
+use crate::support::{Seen, chunk, chunks_of, end, recv_until, sid};
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_client_is_dropped_while_a_fast_one_gets_everything_in_order() {
+    // The queue must hold a lead's worth of chunks (10 × 20 ms go out at once when a turn starts).
+    let config = RelayConfig {
+        client_queue_frames: 16,
+        client_drop_limit: 4,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(config);
+    let mut slow = relay.subscribe(ClientFilter::default());
+    let mut fast = relay.subscribe(ClientFilter::default());
+    let (engine, _stops) = relay.attach_producer(true);
+    let session = sid("fanout");
+    for seq in 0..60 {
+        engine.send(chunk(&session, 1, seq)).await.expect("queued");
+    }
+    engine.send(end(&session, 1)).await.expect("END");
+    let log = recv_until(&mut fast, Duration::from_secs(3), |s| {
+        matches!(s, Seen::End { .. })
+    })
+    .await;
+    assert_eq!(
+        chunks_of(&log, "fanout"),
+        (0..60).map(|seq| (1, seq)).collect::<Vec<_>>(),
+        "the fast client got every chunk, in order, despite the slow one"
+    );
+    assert_eq!(
+        slow.try_recv().err(),
+        Some(DisconnectReason::TooSlow { dropped: 4 }),
+        "the slow client held 16, lost 4 more and was then disconnected"
+    );
+    let metrics = relay.metrics();
+    assert_eq!(metrics.client_frames_dropped, 4, "each lost frame counted");
+    assert_eq!(
+        metrics.clients_disconnected_slow, 1,
+        "one slow client disconnected"
+    );
+    assert_eq!(metrics.clients_connected, 1, "the fast one remains");
+    drop(fast);
+    assert_eq!(
+        relay.metrics().clients_connected,
+        0,
+        "dropping a client unsubscribes it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_frame_that_does_not_fit_disconnects_at_once() {
+    let config = RelayConfig {
+        client_queue_frames: 2,
+        client_drop_limit: 100,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(config);
+    let mut slow = relay.subscribe(ClientFilter::default());
+    let (engine, _stops) = relay.attach_producer(true);
+    let (a, b) = (sid("a"), sid("b"));
+    engine.send(chunk(&a, 1, 0)).await.expect("queued");
+    engine.send(chunk(&b, 1, 0)).await.expect("queued");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // The client holds 2 chunks; an END of a third session cannot fit.
+    engine
+        .send(end(&sid("c"), 1))
+        .await
+        .expect("END of a silent turn goes out at once");
+    assert!(
+        matches!(
+            slow.try_recv(),
+            Err(DisconnectReason::TooSlow { dropped: 1 })
+        ),
+        "a client that would miss an END cannot stay in step"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn filters_select_a_session_and_text_is_not_paced() {
+    let relay = Relay::new(RelayConfig::default());
+    let mut only_a = relay.subscribe(ClientFilter {
+        session: Some(sid("a")),
+        ..ClientFilter::default()
+    });
+    let (engine, _stops) = relay.attach_producer(true);
+    let (a, b) = (sid("a"), sid("b"));
+    for seq in 0..30 {
+        engine.send(chunk(&a, 1, seq)).await.expect("a");
+        engine.send(chunk(&b, 1, seq)).await.expect("b");
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    engine
+        .send(RelayFrame::UserInput(UserInputFrame {
+            session_id: a.clone(),
+            turn: TurnNo(2),
+            content: "次は？".into(),
+        }))
+        .await
+        .expect("forwarded");
+    engine
+        .send(RelayFrame::TextDelta(TextDeltaFrame {
+            session_id: a.clone(),
+            turn: TurnNo(2),
+            content: "えっと".into(),
+            eos: false,
+        }))
+        .await
+        .expect("forwarded");
+    let log = recv_until(&mut only_a, Duration::from_secs(2), |s| {
+        matches!(s, Seen::Chunk { seq: 29, .. })
+    })
+    .await;
+    assert!(
+        chunks_of(&log, "b").is_empty(),
+        "a session filter keeps other sessions out"
+    );
+    let text_at = log
+        .iter()
+        .position(|(_, s)| *s == Seen::Other)
+        .expect("text arrived");
+    assert!(
+        text_at < 20,
+        "USER_INPUT/TEXT_DELTA overtake the queued audio (position {text_at} of {})",
+        log.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_encode_per_client_choice() {
+    let relay = Relay::new(RelayConfig::default());
+    let mut client = relay.subscribe(ClientFilter::default());
+    let (engine, _stops) = relay.attach_producer(true);
+    let session = sid("enc");
+    let sent = chunk(&session, 3, 0);
+    engine.send(sent.clone()).await.expect("queued");
+    let frame = client.recv().await.expect("released at once");
+    assert_eq!(frame.frame(), &sent, "the frame is relayed unchanged");
+    assert_eq!(
+        frame.pcm().map(<[u8]>::len),
+        Some(960),
+        "20 ms at 24 kHz is 960 bytes of s16le"
+    );
+
+    let WsFrame::Text(json) = frame.to_ws(&ClientFilter::default()) else {
+        panic!("JSON text by default")
+    };
+    let parsed: RelayFrame = serde_json::from_str(&json).expect("the §2 shape");
+    assert_eq!(parsed, sent, "text frames carry the §2 JSON, pcm as base64");
+
+    let silent = ClientFilter {
+        audio: false,
+        binary_audio: true,
+        ..ClientFilter::default()
+    };
+    let WsFrame::Text(json) = frame.to_ws(&silent) else {
+        panic!("audio=0 wins over binary: JSON text")
+    };
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        value["pcm"], "",
+        "audio=0 clients get the chunk (subtitles, visemes) without PCM"
+    );
+    assert_eq!(value["seq"], 0, "but otherwise the same frame");
+
+    let binary = ClientFilter {
+        binary_audio: true,
+        ..ClientFilter::default()
+    };
+    let WsFrame::Binary(bytes) = frame.to_ws(&binary) else {
+        panic!("binary audio was asked for")
+    };
+    let decoded = decode_binary_chunk(&bytes).expect("our own framing decodes");
+    assert_eq!(
+        Some(decoded.pcm.as_slice()),
+        frame.pcm(),
+        "raw PCM after the header"
+    );
+    assert_eq!(decoded.header.seq, 0, "header names the chunk");
+}
