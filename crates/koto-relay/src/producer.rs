@@ -114,7 +114,8 @@ impl Producer {
 
     /// Send one §2 frame. A SPEECH_CHUNK waits while its session already holds
     /// `session_queue_ms` of audio (backpressure); everything else returns at once. A STOP of
-    /// the session releases a waiting send (the chunk is then `Fenced`).
+    /// the session releases a waiting send (the chunk is then `Fenced`). Cancel-safe: a send
+    /// dropped while it waits for space has queued nothing (send the same seq again).
     pub async fn send(&self, frame: RelayFrame) -> Result<Ingested, IngestError> {
         match frame {
             RelayFrame::SpeechChunk(chunk) => self.send_chunk(chunk).await,

@@ -50,6 +50,9 @@ pub(crate) struct Inner {
     /// Cancelled by `shutdown` or when the last handle drops: pacers, waiting producers and
     /// socket drivers end.
     pub(crate) shutdown: CancellationToken,
+    /// The runtime the relay was created in: pacers started from a thread outside any runtime
+    /// (a tray or hotkey callback calling `begin_stop`) run there.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Drop for Inner {
@@ -138,11 +141,14 @@ impl Inner {
             wake,
             self.shutdown.clone(),
         );
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone());
+        match runtime {
+            Some(runtime) => {
                 self.tasks.spawn_on(pacer, &runtime);
             }
-            Err(_) => {
+            None => {
                 tracing::error!(%session, "relay used outside a Tokio runtime: pacer not started");
                 if let Some(state) = self.lock().sessions.get_mut(&session) {
                     state.pacer_running = false;
@@ -265,6 +271,8 @@ async fn run_pacer(
 }
 
 impl Relay {
+    /// Create the relay. Create it inside a Tokio runtime: its pacers run there, so every
+    /// method may then be called from any thread (`begin_stop` from a tray callback, say).
     pub fn new(config: RelayConfig) -> Relay {
         Relay {
             inner: Arc::new(Inner {
@@ -279,6 +287,7 @@ impl Relay {
                 }),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }

@@ -204,7 +204,11 @@ async fn run_sequential(
 }
 
 /// Client → fake upstream with no Kotodama in between: time to the first content delta.
-async fn direct_ttft(client: &reqwest::Client, base_url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+async fn direct_ttft(
+    client: &reqwest::Client,
+    base_url: &str,
+    n: usize,
+) -> anyhow::Result<Vec<f64>> {
     let url = format!("{base_url}/chat/completions");
     let body = serde_json::json!({
         "model": "bench",
@@ -271,7 +275,10 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
 fn print_table(report: &Report) {
     println!(
         "kotodama bench — fake LLM: first token after D = {} ms ({:.2} ms p50 measured directly), {} tokens/reply; prefilled turns: {}",
-        report.first_token_delay_ms, report.direct_upstream_ttft_ms.p50, report.tokens_per_reply, report.prefilled_turns
+        report.first_token_delay_ms,
+        report.direct_upstream_ttft_ms.p50,
+        report.tokens_per_reply,
+        report.prefilled_turns
     );
     println!("overhead = Kotodama's client TTFT − the fake's direct TTFT (p50)");
     println!(

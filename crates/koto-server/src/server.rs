@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use koto_engine::{Engine, EngineConfig, Flags};
-use koto_store::{Store, StoreError};
 use axum::serve::ListenerExt;
+use koto_engine::{Engine, EngineConfig, EngineParts, Flags};
+use koto_providers::tts::voice::build_voice;
+use koto_relay::{Relay, RelayConfig};
+use koto_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,6 +102,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source: std::io::Error::other(join_error),
         })??;
     let llm = build_llm(&config)?;
+    let voice = if config.sync_tts_streaming {
+        let voice = build_voice(&config.tts)
+            .await
+            .map_err(|error| ProviderSetupError::Tts {
+                message: error.to_string(),
+            })?;
+        tracing::info!(
+            provider = voice.name(),
+            rate = voice.sample_rate(),
+            "speech ready"
+        );
+        Some(voice)
+    } else {
+        None
+    };
+    let relay = Relay::new(RelayConfig {
+        audio_lead: config.audio_lead,
+        ..RelayConfig::default()
+    });
 
     let listener = TcpListener::bind(config.bind)
         .await
@@ -118,7 +139,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!(%addr, "listening beyond loopback: anyone who can reach this address and has the token can use Kotodama");
     }
 
-    let engine = Engine::new(engine_config(&config), llm, store);
+    let parts = EngineParts {
+        llm,
+        store,
+        voice,
+        relay: Some(relay),
+    };
+    let engine = Engine::new(engine_config(&config), parts);
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(SecurityPolicy::new(
@@ -166,6 +193,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         system_prompt: config.system_prompt.clone(),
+        first_clause_wait: config.first_clause_wait,
+        segmenter: Default::default(),
         context_turns: config.stm_context_turns,
         max_content_chars: config.max_content_chars,
         flags: Flags {

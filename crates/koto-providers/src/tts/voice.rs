@@ -71,27 +71,30 @@ impl Voice for NormalizedVoice {
             ready: VecDeque::new(),
             source_done: false,
         };
-        Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-            loop {
-                if let Some(chunk) = state.ready.pop_front() {
-                    return Some((Ok(chunk), state));
-                }
-                if state.source_done {
-                    return None;
-                }
-                match state.source.next().await {
-                    Some(Ok(block)) => state.ready.extend(state.normalizer.push(&block)),
-                    Some(Err(error)) => {
-                        state.source_done = true;
-                        return Some((Err(error), state));
+        Box::pin(futures_util::stream::unfold(
+            state,
+            |mut state| async move {
+                loop {
+                    if let Some(chunk) = state.ready.pop_front() {
+                        return Some((Ok(chunk), state));
                     }
-                    None => {
-                        state.source_done = true;
-                        state.ready.extend(state.normalizer.finish());
+                    if state.source_done {
+                        return None;
+                    }
+                    match state.source.next().await {
+                        Some(Ok(block)) => state.ready.extend(state.normalizer.push(&block)),
+                        Some(Err(error)) => {
+                            state.source_done = true;
+                            return Some((Err(error), state));
+                        }
+                        None => {
+                            state.source_done = true;
+                            state.ready.extend(state.normalizer.finish());
+                        }
                     }
                 }
-            }
-        }))
+            },
+        ))
     }
 }
 
@@ -118,7 +121,9 @@ impl std::str::FromStr for TtsProviderKind {
             "piper" => Ok(TtsProviderKind::Piper),
             "edge" => Ok(TtsProviderKind::Edge),
             "openai" => Ok(TtsProviderKind::OpenAi),
-            other => Err(format!("unknown TTS provider {other:?}: expected auto, mock, espeak, piper, edge or openai")),
+            other => Err(format!(
+                "unknown TTS provider {other:?}: expected auto, mock, espeak, piper, edge or openai"
+            )),
         }
     }
 }
@@ -161,7 +166,9 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
     let provider: Arc<dyn TtsProvider> = match settings.provider {
         TtsProviderKind::Auto if EspeakTts::detect() => Arc::new(espeak(settings)?),
         TtsProviderKind::Auto => {
-            tracing::warn!("espeak-ng is not installed: speaking with the mock TTS (a tone); install espeak-ng for real speech");
+            tracing::warn!(
+                "espeak-ng is not installed: speaking with the mock TTS (a tone); install espeak-ng for real speech"
+            );
             Arc::new(MockTts::default())
         }
         TtsProviderKind::Mock => Arc::new(MockTts::default()),
@@ -194,12 +201,18 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
             }
             config.speed = settings.rate;
             if config.response_format == OpenAiSpeechFormat::Pcm && settings.sample_rate == 0 {
-                return Err(ProviderError::Unavailable("TTS_SAMPLE_RATE must be positive".into()));
+                return Err(ProviderError::Unavailable(
+                    "TTS_SAMPLE_RATE must be positive".into(),
+                ));
             }
             Arc::new(OpenAiTts::new(config)?)
         }
     };
-    Ok(Arc::new(NormalizedVoice::new(provider, settings.sample_rate, settings.chunk_ms)))
+    Ok(Arc::new(NormalizedVoice::new(
+        provider,
+        settings.sample_rate,
+        settings.chunk_ms,
+    )))
 }
 
 fn espeak(settings: &TtsSettings) -> Result<EspeakTts, ProviderError> {
@@ -218,23 +231,45 @@ mod tests {
 
     #[tokio::test]
     async fn mock_voice_comes_out_in_exact_chunks_at_the_stream_rate() {
-        let settings = TtsSettings { provider: TtsProviderKind::Mock, ..TtsSettings::default() };
-        let voice = build_voice(&settings).await.expect("the mock always builds");
+        let settings = TtsSettings {
+            provider: TtsProviderKind::Mock,
+            ..TtsSettings::default()
+        };
+        let voice = build_voice(&settings)
+            .await
+            .expect("the mock always builds");
         assert_eq!(voice.sample_rate(), 24_000);
         let chunks: Vec<AudioChunk> = voice
-            .speak(TtsRequest { text: "你好".into(), lang: Some("zh".into()), correlation_id: "t#0".into() })
+            .speak(TtsRequest {
+                text: "你好".into(),
+                lang: Some("zh".into()),
+                correlation_id: "t#0".into(),
+            })
             .map(|chunk| chunk.expect("mock never fails"))
             .collect()
             .await;
-        assert!(chunks.len() > 10, "two CJK characters last hundreds of ms: {} chunks", chunks.len());
+        assert!(
+            chunks.len() > 10,
+            "two CJK characters last hundreds of ms: {} chunks",
+            chunks.len()
+        );
         let (last, whole) = chunks.split_last().expect("chunks");
-        assert!(whole.iter().all(|c| c.samples.len() == 480), "20 ms at 24 kHz = 480 samples each");
-        assert!(!last.samples.is_empty() && last.samples.len() <= 480, "only the last may be short");
+        assert!(
+            whole.iter().all(|c| c.samples.len() == 480),
+            "20 ms at 24 kHz = 480 samples each"
+        );
+        assert!(
+            !last.samples.is_empty() && last.samples.len() <= 480,
+            "only the last may be short"
+        );
     }
 
     #[test]
     fn provider_names_parse_and_unknown_ones_are_named() {
-        assert_eq!("espeak".parse::<TtsProviderKind>(), Ok(TtsProviderKind::Espeak));
+        assert_eq!(
+            "espeak".parse::<TtsProviderKind>(),
+            Ok(TtsProviderKind::Espeak)
+        );
         let error = "festival".parse::<TtsProviderKind>().expect_err("unknown");
         assert!(error.contains("festival"), "{error}");
     }

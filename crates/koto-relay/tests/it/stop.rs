@@ -535,3 +535,51 @@ async fn shutdown_ends_pacers_clients_and_pending_stops() {
         "producers are refused"
     );
 }
+
+#[test]
+fn begin_stop_works_from_a_thread_outside_the_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let config = RelayConfig {
+        stop_ack_timeout: Duration::from_millis(50),
+        ..RelayConfig::default()
+    };
+    let relay = runtime.block_on(async { Relay::new(config) });
+    let (engine, mut stops) = runtime.block_on(async { relay.attach_producer(true) });
+    let session = sid("tray");
+    // A tray/hotkey callback: a plain thread, no runtime context.
+    let pending = std::thread::scope(|scope| {
+        scope
+            .spawn(|| relay.begin_stop(&session, "tray"))
+            .join()
+            .expect("the callback thread did not panic")
+    });
+    let outcome = runtime.block_on(async {
+        let stop = stops.recv().await.expect("the engine got the STOP");
+        engine
+            .send(ack(&stop.session_id, None))
+            .await
+            .expect("ack accepted");
+        pending.outcome().await
+    });
+    assert!(
+        matches!(outcome, StopOutcome::Acked { turn: None, .. }),
+        "the STOP completed normally: {outcome:?}"
+    );
+    let timed_out = std::thread::scope(|scope| {
+        scope
+            .spawn(|| relay.begin_stop(&session, "tray"))
+            .join()
+            .expect("the callback thread did not panic")
+    });
+    assert!(
+        matches!(
+            runtime.block_on(timed_out.outcome()),
+            StopOutcome::TimedOut { .. }
+        ),
+        "its deadline runs on the relay's runtime even though it started outside one"
+    );
+}

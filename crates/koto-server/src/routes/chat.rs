@@ -53,7 +53,7 @@ pub async fn chat_stream(
         })
         .await?;
     let events: Vec<TurnEvent> = match submission {
-        Submission::Turn(handle) => return Ok(sse(turn_events(handle))),
+        Submission::Turn(handle) => return Ok(turn_response(handle)),
         Submission::Stopped { .. } => vec![
             TurnEvent::Control(ControlEvent::stopped("user_interrupt")),
             TurnEvent::Done(TurnStats::default()),
@@ -61,6 +61,11 @@ pub async fn chat_stream(
         Submission::Reset => vec![TurnEvent::Done(TurnStats::default())],
     };
     Ok(sse(stream::iter(events)))
+}
+
+/// The SSE response of a running turn.
+pub fn turn_response(handle: TurnHandle) -> Response {
+    sse(turn_events(handle))
 }
 
 /// The turn's events until `Done`; holding `handle` keeps the turn alive.

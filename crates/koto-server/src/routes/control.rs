@@ -30,6 +30,9 @@ pub async fn stop(
     let body: StopRequest = read_json(request.into_body(), state.max_body_bytes).await?;
     let session = SessionId::parse(&body.session_id)
         .map_err(|error| AppError::bad_request(ErrorCode::InvalidSessionId, error.to_string()))?;
-    let stopped = state.engine.stop(&session)?;
-    Ok(Json(StopAnswer { ok: true, stopped }))
+    let outcome = state.engine.interrupt(&session, "user_interrupt").await?;
+    Ok(Json(StopAnswer {
+        ok: true,
+        stopped: outcome.stopped,
+    }))
 }

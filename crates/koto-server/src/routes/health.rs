@@ -24,6 +24,17 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": state.started.elapsed().as_secs(),
         "llm": { "provider": engine.llm().name(), "model": engine.llm().model() },
+        "tts": engine.voice().map(|voice| json!({ "provider": voice.name(), "sampleRate": voice.sample_rate() })),
+        "relay": engine.relay().map(|relay| {
+            let metrics = relay.metrics();
+            json!({
+                "clientsConnected": metrics.clients_connected,
+                "producers": metrics.producers,
+                "chunksReleased": metrics.chunks_released,
+                "droppedFenced": metrics.dropped_fenced,
+                "stops": metrics.stops,
+            })
+        }),
         "flags": {
             "ENABLE_SYNC_CORE": flags.sync_core,
             "SYNC_TTS_STREAMING": flags.tts_streaming,

@@ -3,6 +3,8 @@
 pub mod chat;
 pub mod control;
 pub mod health;
+pub mod speak;
+pub mod ws;
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;

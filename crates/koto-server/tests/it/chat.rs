@@ -198,10 +198,16 @@ async fn commands_answer_as_sse() {
     )
     .await;
     assert_eq!(frames.last().unwrap().event, "done");
-    let not_yet = app
-        .chat(json!({"sessionId":"s","content":"say hello","type":"COMMAND"}))
-        .await;
-    expect_error(not_yet, 501, "not_available").await;
+    let said = read_sse(
+        app.chat(json!({"sessionId":"s","content":"say hello there","type":"COMMAND"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        said[0].data["content"], "hello there",
+        "say speaks its text verbatim, no LLM"
+    );
+    assert_eq!(said.last().unwrap().event, "done");
     app.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 
 mod binary;
 mod chat;
+mod live;
 mod security;
 mod upstream;
 
@@ -30,6 +31,8 @@ pub async fn serve(overrides: &[(&str, &str)]) -> TestServer {
         ("KOTODAMA_DATA_DIR".into(), data_dir),
         ("KOTODAMA_TOKEN".into(), TOKEN.into()),
         ("MOCK_LLM_TOKEN_MS".into(), "1".into()),
+        // Most tests are about text; the speech tests turn it back on with short replies.
+        ("SYNC_TTS_STREAMING".into(), "false".into()),
     ];
     env.extend(
         overrides

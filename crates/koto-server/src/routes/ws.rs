@@ -1,0 +1,119 @@
+//! WebSocket routes: `/ws/ingest` (+ `/ws/ingest/tts`) for remote producers, `/ws/live` for the
+//! app window and the OBS overlay. The relay's drivers do the protocol; this file only adapts
+//! axum's messages to `koto_relay::WsFrame`. Token, Origin and Host were checked by the guard
+//! before the upgrade.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use koto_core::SessionId;
+use koto_protocol::ErrorCode;
+use koto_relay::{ClientFilter, WsFrame, run_ingest_socket, run_live_socket};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::AppError;
+
+/// Largest WebSocket message accepted (a 40 ms chunk at 48 kHz is ~5 KiB of base64).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+pub async fn ingest(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let Some(relay) = state.engine.relay().cloned() else {
+        return unavailable();
+    };
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = adapt(socket);
+            run_ingest_socket(relay, sink, stream).await;
+        })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    session: Option<String>,
+    audio: Option<String>,
+    binary: Option<String>,
+}
+
+pub async fn live(
+    State(state): State<AppState>,
+    Query(query): Query<LiveQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let Some(relay) = state.engine.relay().cloned() else {
+        return Ok(unavailable());
+    };
+    let session = match query.session.as_deref().filter(|s| !s.is_empty()) {
+        Some(raw) => Some(SessionId::parse(raw).map_err(|error| {
+            AppError::bad_request(ErrorCode::InvalidSessionId, error.to_string())
+        })?),
+        None => None,
+    };
+    let filter = ClientFilter {
+        session,
+        audio: flag(query.audio.as_deref(), true),
+        binary_audio: flag(query.binary.as_deref(), false),
+    };
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = adapt(socket);
+            run_live_socket(relay, sink, stream, filter).await;
+        }))
+}
+
+fn flag(value: Option<&str>, default: bool) -> bool {
+    match value {
+        Some("1" | "true" | "yes") => true,
+        Some("0" | "false" | "no") => false,
+        _ => default,
+    }
+}
+
+fn unavailable() -> Response {
+    use axum::response::IntoResponse;
+    AppError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NotAvailable,
+        "the output relay is not running",
+    )
+    .into_response()
+}
+
+type FrameSink = std::pin::Pin<Box<dyn futures_util::Sink<WsFrame, Error = axum::Error> + Send>>;
+type FrameStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<WsFrame, axum::Error>> + Send>>;
+
+fn adapt(socket: WebSocket) -> (FrameSink, FrameStream) {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|frame: WsFrame| async move { Ok::<_, axum::Error>(to_axum(frame)) });
+    let stream = stream.map(|message| message.map(from_axum));
+    (Box::pin(sink), Box::pin(stream))
+}
+
+fn to_axum(frame: WsFrame) -> Message {
+    match frame {
+        WsFrame::Text(text) => Message::Text(text.into()),
+        WsFrame::Binary(bytes) => Message::Binary(bytes.into()),
+        WsFrame::Ping(bytes) => Message::Ping(bytes.into()),
+        WsFrame::Pong(bytes) => Message::Pong(bytes.into()),
+        WsFrame::Close(close) => Message::Close(close.map(|(code, reason)| CloseFrame {
+            code,
+            reason: reason.into(),
+        })),
+    }
+}
+
+fn from_axum(message: Message) -> WsFrame {
+    match message {
+        Message::Text(text) => WsFrame::Text(text.to_string()),
+        Message::Binary(bytes) => WsFrame::Binary(bytes.to_vec()),
+        Message::Ping(bytes) => WsFrame::Ping(bytes.to_vec()),
+        Message::Pong(bytes) => WsFrame::Pong(bytes.to_vec()),
+        Message::Close(close) => {
+            WsFrame::Close(close.map(|frame| (frame.code, frame.reason.to_string())))
+        }
+    }
+}
