@@ -317,18 +317,21 @@ impl RawConfig {
         if !(20..=40).contains(&chunk_ms) {
             return Err(self.invalid("tts_chunk_ms", "expected 20 to 40 ms"));
         }
-        let mut openai = OpenAiTtsConfig::default();
-        openai.base_url = self
-            .optional::<String>("openai_tts_base_url")?
-            .unwrap_or_else(|| self.text("openai_base_url"));
-        openai.api_key = self
-            .optional::<String>("openai_tts_api_key")?
-            .or(self.optional::<String>("openai_api_key")?);
-        openai.model = self.text("openai_tts_model");
-        openai.response_format = match self.text("openai_tts_format").as_str() {
+        let response_format = match self.text("openai_tts_format").as_str() {
             "pcm" => OpenAiSpeechFormat::Pcm,
             "mp3" => OpenAiSpeechFormat::Mp3,
             _ => return Err(self.invalid("openai_tts_format", "expected pcm or mp3")),
+        };
+        let openai = OpenAiTtsConfig {
+            base_url: self
+                .optional::<String>("openai_tts_base_url")?
+                .unwrap_or_else(|| self.text("openai_base_url")),
+            api_key: self
+                .optional::<String>("openai_tts_api_key")?
+                .or(self.optional::<String>("openai_api_key")?),
+            model: self.text("openai_tts_model"),
+            response_format,
+            ..OpenAiTtsConfig::default()
         };
         Ok(TtsSettings {
             provider: self.parse("tts_provider")?,

@@ -52,7 +52,109 @@ CREATE TABLE outbox_events(
 CREATE INDEX outbox_events_pending ON outbox_events(delivered, id);
 "#;
 
-const MIGRATION_LIST: &[M<'static>] = &[M::up(M1_TURNS_SESSIONS_OUTBOX)];
+/// M2: what the event consumers need (`koto-events`).
+///
+/// - `event_meta.stream_epoch_ms`: fixed when this database was created; Redis entry ids are
+///   `<epoch>-<outbox id>`, so they grow with the outbox, are the same on every re-send (a replay
+///   is rejected by Redis), and a newer database's ids sort after an older one's.
+/// - `outbox_events_stream`: embedded consumers read one stream in id order.
+/// - `consumer_cursors` / `consumer_processed`: per consumer group, every row with
+///   `id <= last_id` of the stream is handled, plus the handled ids above it (out of order
+///   deliveries); together they make every effect idempotent by outbox id.
+/// - `consumer_failures`: failed attempts per (group, outbox id), for the dead-letter limit.
+/// - `dead_letters`: what a group gave up on, with the error (mirrors Redis `events.dlq`).
+/// - `memories` + `memories_fts`: long-term memory; the FTS body is the text with every CJK
+///   character spaced out, so `unicode61` makes one token per character and a query can match
+///   CJK words as adjacent-character phrases (see `memory.rs`).
+/// - `analytics_turns` / `analytics_sessions`: raw per-turn samples and running totals.
+const M2_EVENT_CONSUMERS: &str = r#"
+CREATE TABLE event_meta(
+  key   TEXT    PRIMARY KEY NOT NULL,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO event_meta(key, value)
+  VALUES ('stream_epoch_ms', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER));
+
+CREATE INDEX outbox_events_stream ON outbox_events(stream, id);
+
+CREATE TABLE consumer_cursors(
+  consumer   TEXT    NOT NULL,
+  stream     TEXT    NOT NULL,
+  last_id    INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(consumer, stream)
+) WITHOUT ROWID;
+
+CREATE TABLE consumer_processed(
+  consumer     TEXT    NOT NULL,
+  stream       TEXT    NOT NULL,
+  outbox_id    INTEGER NOT NULL,
+  processed_at INTEGER NOT NULL,
+  PRIMARY KEY(consumer, stream, outbox_id)
+) WITHOUT ROWID;
+
+CREATE TABLE consumer_failures(
+  consumer   TEXT    NOT NULL,
+  outbox_id  INTEGER NOT NULL,
+  attempts   INTEGER NOT NULL,
+  last_error TEXT    NOT NULL,
+  failed_at  INTEGER NOT NULL,
+  PRIMARY KEY(consumer, outbox_id)
+) WITHOUT ROWID;
+
+CREATE TABLE dead_letters(
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  consumer       TEXT    NOT NULL,
+  stream         TEXT    NOT NULL,
+  outbox_id      INTEGER,
+  type           TEXT,
+  payload        TEXT,
+  correlation_id TEXT,
+  error          TEXT    NOT NULL,
+  attempts       INTEGER NOT NULL,
+  ts             INTEGER NOT NULL
+);
+
+CREATE TABLE memories(
+  id          INTEGER PRIMARY KEY,
+  outbox_id   INTEGER UNIQUE,
+  sessionId   TEXT    NOT NULL,
+  turn        INTEGER NOT NULL,
+  user_text   TEXT    NOT NULL,
+  reply_text  TEXT    NOT NULL,
+  ts          INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE memories_fts USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2');
+
+CREATE TABLE analytics_turns(
+  outbox_id      INTEGER PRIMARY KEY,
+  sessionId      TEXT    NOT NULL,
+  turn           INTEGER NOT NULL,
+  outcome        TEXT    NOT NULL,
+  interrupted    INTEGER NOT NULL,
+  tokens         INTEGER NOT NULL,
+  ttft_ms        REAL,
+  first_audio_ms REAL,
+  ts             INTEGER NOT NULL
+);
+CREATE INDEX analytics_turns_session ON analytics_turns(sessionId, outbox_id);
+
+CREATE TABLE analytics_sessions(
+  sessionId   TEXT    PRIMARY KEY NOT NULL,
+  turns       INTEGER NOT NULL,
+  completed   INTEGER NOT NULL,
+  interrupted INTEGER NOT NULL,
+  failed      INTEGER NOT NULL,
+  tokens      INTEGER NOT NULL,
+  first_ts    INTEGER NOT NULL,
+  last_ts     INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(M1_TURNS_SESSIONS_OUTBOX),
+    M::up(M2_EVENT_CONSUMERS),
+];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 

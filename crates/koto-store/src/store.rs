@@ -9,6 +9,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::outbox_signal::OutboxListeners;
 use crate::schema::{LATEST_SCHEMA_VERSION, MIGRATIONS};
 
 /// How long a statement waits for another process's lock before failing with `Busy`.
@@ -37,6 +38,8 @@ struct StoreInner {
     /// Idle readers. A reader is taken out for one call and put back, so a slow read never
     /// holds this lock.
     readers: Mutex<Vec<Connection>>,
+    /// Run after commits that inserted outbox rows (see `outbox_signal`).
+    outbox_listeners: OutboxListeners,
 }
 
 /// What `GET /health` reports about storage.
@@ -56,6 +59,17 @@ impl Store {
     /// Opens (or creates) the database at `path`, creating parent directories, switching to WAL
     /// and running pending migrations. Turns left `open` by a crash become `abandoned`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, true)
+    }
+
+    /// Opens a database that another process (the server) also has open, e.g. for a standalone
+    /// event worker: migrations run as in `open`, but `open` turns are left alone, since they
+    /// belong to the other process's live turns.
+    pub fn open_shared(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, abandon_open_turns: bool) -> Result<Store, StoreError> {
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -70,12 +84,16 @@ impl Store {
         configure_writer(&writer).map_err(|error| StoreError::opening(path, error))?;
         MIGRATIONS.to_latest(&mut writer)?;
 
-        let abandoned = writer
-            .execute(
-                "UPDATE turns SET status = 'abandoned' WHERE status = 'open'",
-                [],
-            )
-            .map_err(StoreError::from)?;
+        let abandoned = if abandon_open_turns {
+            writer
+                .execute(
+                    "UPDATE turns SET status = 'abandoned' WHERE status = 'open'",
+                    [],
+                )
+                .map_err(StoreError::from)?
+        } else {
+            0
+        };
         if abandoned > 0 {
             tracing::warn!(abandoned, path = %path.display(), "turns left open by an earlier run marked abandoned");
         }
@@ -89,6 +107,7 @@ impl Store {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(vec![first_reader]),
+                outbox_listeners: OutboxListeners::default(),
             }),
         })
     }
@@ -146,6 +165,10 @@ impl Store {
         }
         drop(idle);
         result.map_err(StoreError::from)
+    }
+
+    pub(crate) fn outbox_listeners(&self) -> &OutboxListeners {
+        &self.inner.outbox_listeners
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Connection> {

@@ -69,28 +69,23 @@ impl Store {
     /// A user row for `(session, turn)` in any status → `TurnExists`.
     pub fn begin_turn(&self, turn: &NewTurn) -> Result<(), StoreError> {
         let turn_no = turn_to_sql(turn.turn)?;
-        self.write(|transaction| {
-            let inserted = transaction
-                .prepare_cached(
-                    "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind)
-                     VALUES (?1, ?2, 'user', ?3, ?4, 'open', 0, ?5)
-                     ON CONFLICT(sessionId, turn, role) DO NOTHING",
-                )?
-                .execute(params![turn.session.as_str(), turn_no, turn.user_text, turn.ts_ms, turn.kind])?;
-            if inserted == 0 {
-                return Err(StoreError::TurnExists { session: turn.session.clone(), turn: turn.turn });
-            }
-            transaction
-                .prepare_cached(
-                    "INSERT INTO sessions(sessionId, next_turn, context_from, created_at, updated_at)
-                     VALUES (?1, ?2 + 1, 0, ?3, ?3)
-                     ON CONFLICT(sessionId) DO UPDATE SET
-                       next_turn = MAX(next_turn, excluded.next_turn),
-                       updated_at = MAX(updated_at, excluded.updated_at)",
-                )?
-                .execute(params![turn.session.as_str(), turn_no, turn.ts_ms])?;
-            Ok(())
-        })
+        self.write(|transaction| insert_user_row(transaction, turn, turn_no))
+    }
+
+    /// `begin_turn` plus outbox rows (e.g. `UserInput` for plugins) in the same transaction.
+    /// Returns the outbox ids in the order given; outbox listeners run after the commit.
+    pub fn begin_turn_with_events(
+        &self,
+        turn: &NewTurn,
+        events: &[NewOutboxEvent],
+    ) -> Result<Vec<i64>, StoreError> {
+        let turn_no = turn_to_sql(turn.turn)?;
+        let ids = self.write(|transaction| {
+            insert_user_row(transaction, turn, turn_no)?;
+            insert_events(transaction, events)
+        })?;
+        self.outbox_committed(&ids);
+        Ok(ids)
     }
 
     /// One transaction: the assistant row (what was delivered, with the interrupted flag), the
@@ -117,6 +112,7 @@ impl Store {
             touch_session(transaction, session, finished.ts_ms)?;
             Ok(ids)
         })
+        .inspect(|ids| self.outbox_committed(ids))
     }
 
     /// One transaction: the user row → `failed` (never context), plus the outbox rows.
@@ -134,6 +130,7 @@ impl Store {
             touch_session(transaction, session.as_str(), ts_ms)?;
             Ok(ids)
         })
+        .inspect(|ids| self.outbox_committed(ids))
     }
 
     /// The last `max_turns` done turns at or after the session's `context_from`, oldest first.
@@ -172,6 +169,36 @@ impl Store {
             .query_row(params![session.as_str(), turn_no], |row| row.get(0))
         })
     }
+}
+
+/// The user row (`open`) and the session counter past it; `TurnExists` if the row is there.
+fn insert_user_row(
+    conn: &rusqlite::Connection,
+    turn: &NewTurn,
+    turn_no: i64,
+) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind)
+             VALUES (?1, ?2, 'user', ?3, ?4, 'open', 0, ?5)
+             ON CONFLICT(sessionId, turn, role) DO NOTHING",
+        )?
+        .execute(params![turn.session.as_str(), turn_no, turn.user_text, turn.ts_ms, turn.kind])?;
+    if inserted == 0 {
+        return Err(StoreError::TurnExists {
+            session: turn.session.clone(),
+            turn: turn.turn,
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO sessions(sessionId, next_turn, context_from, created_at, updated_at)
+         VALUES (?1, ?2 + 1, 0, ?3, ?3)
+         ON CONFLICT(sessionId) DO UPDATE SET
+           next_turn = MAX(next_turn, excluded.next_turn),
+           updated_at = MAX(updated_at, excluded.updated_at)",
+    )?
+    .execute(params![turn.session.as_str(), turn_no, turn.ts_ms])?;
+    Ok(())
 }
 
 /// Moves the user row from `open` to `status`; anything else is `TurnNotOpen` (and the caller's
