@@ -14,6 +14,9 @@ pub struct RelayConfig {
     pub client_queue_frames: usize,
     /// A client that has dropped this many frames is disconnected (it can reconnect).
     pub client_drop_limit: u32,
+    /// Whether `/ws/live` clients may send STOP (`SYNC_TTS_BARGE_IN`); when not, they get an
+    /// error frame `barge_in_disabled`.
+    pub client_stops: bool,
     /// How long a STOP waits for the producer's STOP_ACK before the relay fences by itself.
     pub stop_ack_timeout: Duration,
     /// The socket drivers send a WebSocket ping this often.
@@ -34,6 +37,7 @@ impl Default for RelayConfig {
             session_queue_ms: 3_000,
             client_queue_frames: 256,
             client_drop_limit: 64,
+            client_stops: true,
             stop_ack_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             peer_timeout: Duration::from_secs(45),

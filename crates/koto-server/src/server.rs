@@ -119,6 +119,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let relay = Relay::new(RelayConfig {
         audio_lead: config.audio_lead,
+        client_stops: config.sync_tts_barge_in,
         ..RelayConfig::default()
     });
 

@@ -73,6 +73,10 @@ pub async fn run_live_socket<Tx, Rx, E>(
                         "live clients send JSON text frames only",
                     )),
                     Some(Ok(WsFrame::Text(text))) => match parse_client_stop(&text, &filter) {
+                        Ok(_) if !config.client_stops => Some(ErrorFrame::new(
+                            ErrorCode::BargeInDisabled,
+                            "barge-in is disabled (SYNC_TTS_BARGE_IN=false)",
+                        )),
                         Ok((session, reason)) => {
                             // The STOP takes effect now; its outcome reaches this client as
                             // STOP/STOP_ACK frames through the fan-out, so nobody waits here.

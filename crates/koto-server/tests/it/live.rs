@@ -270,3 +270,24 @@ async fn a_remote_producer_gets_its_sessions_stops_and_bad_frames_get_errors() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn without_barge_in_a_live_stop_is_refused_with_a_clear_code() {
+    let app = serve(&[
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+        ("SYNC_TTS_BARGE_IN", "false"),
+    ])
+    .await;
+    let mut live = connect(&app, &format!("/ws/live?token={TOKEN}&session=s1")).await;
+    let stop = json!({"type":"CONTROL","action":"STOP","sessionId":"s1"});
+    live.send(Message::Text(stop.to_string().into()))
+        .await
+        .unwrap();
+    let answer = next_json(&mut live).await.expect("an answer");
+    assert_eq!(
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("ERROR"), Some("barge_in_disabled"))
+    );
+    app.shutdown().await;
+}

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::config::RawConfig;
 
+mod speech;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Turns per scenario.
@@ -32,6 +34,12 @@ pub struct BenchArgs {
     /// Pre-fill the database with this many turns first (e.g. 1000000).
     #[arg(long, default_value_t = 0)]
     pub prefill_turns: usize,
+    /// STOP trials per TTS provider in the speech benchmark (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    pub speech_trials: usize,
+    /// TTS providers the speech benchmark runs, comma-separated.
+    #[arg(long, default_value = "mock,espeak")]
+    pub speech_providers: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -62,6 +70,7 @@ pub struct Report {
     pub tokens_per_reply: usize,
     pub prefilled_turns: usize,
     pub scenarios: Vec<Scenario>,
+    pub speech: Vec<speech::SpeechScenario>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -134,7 +143,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
+
+    let mut speech_results = Vec::new();
+    if args.speech_trials > 0 {
+        let speech_args = speech::SpeechArgs {
+            trials: args.speech_trials,
+            first_token,
+            token_gap: Duration::from_millis(args.token_gap_ms),
+        };
+        for provider in args
+            .speech_providers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            eprintln!(
+                "speech benchmark: {provider}, {} STOP trials…",
+                args.speech_trials
+            );
+            speech_results.push(speech::run(provider, &speech_args).await?);
+        }
+    }
     let report = Report {
+        speech: speech_results,
         first_token_delay_ms: args.first_token_ms,
         direct_upstream_ttft_ms: percentiles(direct),
         tokens_per_reply: args.tokens,
@@ -273,6 +304,40 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
 }
 
 fn print_table(report: &Report) {
+    print_ttft_table(report);
+    if report.speech.is_empty() {
+        return;
+    }
+    let fmt = |p: &Percentiles| format!("{:.2} / {:.2} / {:.2}", p.p50, p.p95, p.p99);
+    println!();
+    println!(
+        "speech — first audio at a /ws/live client; STOPs at random 0–800 ms after the request"
+    );
+    for s in &report.speech {
+        println!(
+            "[{}] {} trials ({} stopped before any audio)",
+            s.provider, s.trials, s.stops_before_first_audio
+        );
+        println!(
+            "  baseline: LLM → first segment {} ms; TTS → first chunk {} ms (p50/p95/p99)",
+            fmt(&s.llm_first_segment_ms),
+            fmt(&s.tts_first_chunk_ms)
+        );
+        println!("  first audio          {:>26} ms", fmt(&s.first_audio_ms));
+        println!(
+            "  first-audio overhead {:>26} ms  (first audio − both baselines' p50)",
+            fmt(&s.first_audio_overhead_ms)
+        );
+        println!("  STOP → STOP_ACK      {:>26} ms", fmt(&s.stop_to_ack_ms));
+        println!(
+            "  STOP → last chunk    {:>26} ms",
+            fmt(&s.stop_to_last_chunk_ms)
+        );
+        println!("  chunks after STOP_ACK: {}", s.chunks_after_stop_ack);
+    }
+}
+
+fn print_ttft_table(report: &Report) {
     println!(
         "kotodama bench — fake LLM: first token after D = {} ms ({:.2} ms p50 measured directly), {} tokens/reply; prefilled turns: {}",
         report.first_token_delay_ms,
