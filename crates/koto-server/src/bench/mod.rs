@@ -90,6 +90,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     raw.set("llm_model", "bench");
     raw.set("input_rate_per_sec", "100000");
     raw.set("input_burst", "100000");
+    // Text TTFT only; the speech scenarios below measure audio.
+    raw.set("sync_tts_streaming", "false");
     let config = raw.build()?;
     let server = crate::start(config).await?;
 
