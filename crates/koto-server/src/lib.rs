@@ -22,6 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use koto_core::SessionId;
 use koto_engine::Engine;
+use koto_events::EventsHandle;
 use koto_protocol::ErrorCode;
 
 use crate::error::AppError;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub max_body_bytes: usize,
     pub started: Instant,
+    pub events: Arc<EventsHandle>,
 }
 
 impl AppState {
@@ -65,6 +67,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/live", get(routes::ws::live))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
+        .route("/stats", get(routes::stats::stats))
+        .route("/metrics", get(routes::stats::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

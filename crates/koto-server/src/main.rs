@@ -31,6 +31,19 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run event workers (LTM, analytics) against Redis, apart from the app (needs REDIS_URL and
+    /// the app's database).
+    Worker {
+        /// Consumer groups to run (ltm-workers, analytics-workers); repeat the flag. Default: both.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Where the app's database lives (KOTODAMA_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML config file; environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Measure TTFT and engine overhead against a loopback fake LLM; prints p50/p95/p99.
     Bench(koto_server::bench::BenchArgs),
 }
@@ -53,6 +66,11 @@ fn main() -> ExitCode {
             data_dir,
             config,
         } => runtime.block_on(serve(bind, data_dir, config)),
+        Command::Worker {
+            groups,
+            data_dir,
+            config,
+        } => runtime.block_on(worker(groups, data_dir, config)),
         Command::Bench(args) => runtime.block_on(koto_server::bench::run(args)),
     };
     match result {
@@ -92,6 +110,38 @@ async fn serve(
     });
     server.wait().await?;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn worker(
+    groups: Vec<String>,
+    data_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (_, mut raw) = Config::load(config_file.as_deref())?;
+    if let Some(dir) = data_dir {
+        raw.set("data_dir", dir.to_string_lossy());
+    }
+    let config = raw.build()?;
+    koto_server::logging::init(config.log_format);
+    let db_path = config.data_dir.join("kotodama.sqlite3");
+    anyhow::ensure!(
+        db_path.exists(),
+        "no Kotodama database at {} (run the app once, or pass --data-dir)",
+        db_path.display()
+    );
+    let store = koto_store::Store::open_shared(&db_path)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    println!(
+        "kotodama worker: groups {groups:?} on {}",
+        db_path.display()
+    );
+    koto_events::run_standalone_worker(store, config.events, groups, shutdown).await?;
     Ok(())
 }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt;
+use koto_core::metrics::Registry;
 use koto_engine::{Engine, EngineConfig, EngineParts, Flags};
+use koto_events::{EventsError, EventsRuntime};
 use koto_providers::tts::voice::build_voice;
 use koto_relay::{Relay, RelayConfig};
 use koto_store::{Store, StoreError};
@@ -37,6 +39,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(#[from] ProviderSetupError),
+    #[error("cannot start event delivery: {0}")]
+    Events(#[from] EventsError),
     #[error(
         "{addr} is already in use: is another Kotodama running? Choose another with --bind or KOTODAMA_BIND"
     )]
@@ -140,11 +144,25 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::warn!(%addr, "listening beyond loopback: anyone who can reach this address and has the token can use Kotodama");
     }
 
+    let registry = Registry::new();
+    let events_shutdown = CancellationToken::new();
+    let events = EventsRuntime::new(store.clone(), config.events.clone())
+        .with_registry(registry.clone())
+        .start(events_shutdown.clone())
+        .await?;
+    tracing::info!(
+        mode = events.mode().as_str(),
+        reason = events.mode_reason(),
+        "events ready"
+    );
+    let events = Arc::new(events);
     let parts = EngineParts {
         llm,
         store,
         voice,
         relay: Some(relay),
+        recall: Some(events.recall()),
+        metrics: Some(registry),
     };
     let engine = Engine::new(engine_config(&config), parts);
     let state = AppState {
@@ -160,11 +178,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         )),
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
+        events: events.clone(),
     };
     let shutdown = CancellationToken::new();
     let router = app(state);
     let serve_shutdown = shutdown.clone();
     let serve_engine = engine.clone();
+    let serve_events = events.clone();
     let task = tokio::spawn(async move {
         // Without TCP_NODELAY the first SSE event after the headers waits for the client's
         // delayed ACK (~40 ms): Nagle's algorithm, measured by `kotodama bench` with D = 0.
@@ -173,13 +193,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 tracing::warn!(%error, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, router)
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 serve_shutdown.cancelled().await;
                 tracing::info!("shutting down: cancelling turns");
                 serve_engine.shutdown(SHUTDOWN_GRACE).await;
             })
-            .await
+            .await;
+        // Turns have recorded their endings; now the relay and workers finish what is in hand.
+        events_shutdown.cancel();
+        serve_events.wait().await;
+        served
     });
     Ok(RunningServer {
         addr,
@@ -198,6 +222,8 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         segmenter: Default::default(),
         context_turns: config.stm_context_turns,
         max_content_chars: config.max_content_chars,
+        recall_top_k: config.events.ltm_top_k,
+        recall_budget: config.events.ltm_inline_budget,
         flags: Flags {
             sync_core: config.enable_sync_core,
             tts_streaming: config.sync_tts_streaming,

@@ -151,10 +151,7 @@ CREATE TABLE analytics_sessions(
 ) WITHOUT ROWID;
 "#;
 
-const MIGRATION_LIST: &[M<'static>] = &[
-    M::up(M1_TURNS_SESSIONS_OUTBOX),
-    M::up(M2_EVENT_CONSUMERS),
-];
+const MIGRATION_LIST: &[M<'static>] = &[M::up(M1_TURNS_SESSIONS_OUTBOX), M::up(M2_EVENT_CONSUMERS)];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 

@@ -183,7 +183,13 @@ fn insert_user_row(
              VALUES (?1, ?2, 'user', ?3, ?4, 'open', 0, ?5)
              ON CONFLICT(sessionId, turn, role) DO NOTHING",
         )?
-        .execute(params![turn.session.as_str(), turn_no, turn.user_text, turn.ts_ms, turn.kind])?;
+        .execute(params![
+            turn.session.as_str(),
+            turn_no,
+            turn.user_text,
+            turn.ts_ms,
+            turn.kind
+        ])?;
     if inserted == 0 {
         return Err(StoreError::TurnExists {
             session: turn.session.clone(),

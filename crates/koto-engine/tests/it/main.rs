@@ -48,6 +48,8 @@ fn build_rig(config: EngineConfig, voice: Option<ScriptedVoice>) -> Rig {
             .clone()
             .map(|voice| Arc::new(voice) as Arc<dyn koto_core::tts::Voice>),
         relay: relay.clone(),
+        recall: None,
+        metrics: None,
     };
     let engine = Engine::new(config, parts);
     Rig {

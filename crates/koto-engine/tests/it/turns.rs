@@ -51,7 +51,12 @@ async fn completed_turn_streams_deltas_then_eos_then_done_and_is_stored() {
     let types: Vec<&str> = outbox.iter().map(|row| row.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["LtmWriteRequested", "AnalyticsChatStats", "TurnCompleted"],
+        [
+            "UserInput",
+            "LtmWriteRequested",
+            "AnalyticsChatStats",
+            "TurnCompleted"
+        ],
         "one row per consumer"
     );
     assert!(
@@ -238,7 +243,7 @@ async fn provider_failure_sends_error_then_done_and_leaves_no_half_turn() {
         .collect();
     assert_eq!(
         types,
-        ["AnalyticsChatStats", "TurnFailed"],
+        ["UserInput", "AnalyticsChatStats", "TurnFailed"],
         "analytics still learn of the failure"
     );
 }

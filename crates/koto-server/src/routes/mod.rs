@@ -4,6 +4,7 @@ pub mod chat;
 pub mod control;
 pub mod health;
 pub mod speak;
+pub mod stats;
 pub mod ws;
 
 use axum::body::{Body, Bytes};

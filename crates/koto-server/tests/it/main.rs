@@ -4,6 +4,7 @@
 
 mod binary;
 mod chat;
+mod events;
 mod live;
 mod security;
 mod upstream;
