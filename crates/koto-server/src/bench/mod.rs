@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// TTS providers the speech benchmark runs, comma-separated.
     #[arg(long, default_value = "mock,espeak")]
     pub speech_providers: String,
+    /// Events for the outbox → Redis Streams benchmark (0 skips it; needs the `redis` feature).
+    #[arg(long, default_value_t = 20_000)]
+    pub outbox_events: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -59,6 +62,9 @@ pub struct Scenario {
     pub turns: usize,
     pub ttft_ms: Percentiles,
     pub overhead_ms: Percentiles,
+    /// The fake asked directly under the same load (concurrent scenarios): overhead's baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_upstream_ttft_ms: Option<Percentiles>,
     pub turn_ms: Percentiles,
 }
 
@@ -71,6 +77,39 @@ pub struct Report {
     pub prefilled_turns: usize,
     pub scenarios: Vec<Scenario>,
     pub speech: Vec<speech::SpeechScenario>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxBench>,
+}
+
+/// Outbox commit → entry readable by a Redis consumer, and the relay's rate beside
+/// `redis-benchmark`'s pipelined XADD on the same machine (one client, like the relay).
+#[derive(Debug, Serialize)]
+pub struct OutboxBench {
+    pub delivery: koto_events::bench::Samples,
+    pub redis_benchmark_xadd_per_sec: f64,
+    pub ratio: f64,
+}
+
+#[cfg(feature = "redis")]
+async fn outbox_bench(events: usize) -> anyhow::Result<OutboxBench> {
+    let redis = koto_events::redis_server::RedisServer::start()?;
+    let dir = std::env::temp_dir().join(format!("kotodama-bench-outbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = koto_store::Store::open(&dir.join("scratch.sqlite3"))?;
+    let delivery = koto_events::bench::outbox_delivery(&store, &redis.url(), events).await?;
+    let rps = koto_events::bench::redis_benchmark_xadd(redis.port(), 100_000, 16, 1).await?;
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(OutboxBench {
+        ratio: delivery.ratio_to(rps),
+        delivery,
+        redis_benchmark_xadd_per_sec: rps,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+async fn outbox_bench(_events: usize) -> anyhow::Result<OutboxBench> {
+    anyhow::bail!("the outbox benchmark needs the `redis` feature (it is on by default)")
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -126,22 +165,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     scenarios.push(summarise("sequential".into(), &sequential, effective_delay));
     let concurrency = args.concurrency.max(1);
     let per_session = args.turns.div_ceil(concurrency);
-    let mut tasks = Vec::new();
-    for session in 0..concurrency {
+    // Sessions start spread over one turn's length, as independent streams would, rather than
+    // in lockstep (which would land every first token in the same millisecond).
+    let spread = Duration::from_secs_f64(
+        percentiles(sequential.iter().map(|s| s.turn.as_secs_f64()).collect()).p50,
+    );
+    // The same load straight at the fake: at 16 sessions on 2 cores the client and the fake
+    // slow down too, and that is not Kotodama's overhead.
+    let direct_loaded: Vec<f64> = spread_sessions(concurrency, spread, |_| {
+        let client = target.client.clone();
+        let base_url = fake.base_url();
+        async move { direct_ttft(&client, &base_url, per_session).await }
+    })
+    .await?;
+    let loaded_delay = Duration::from_secs_f64(percentiles(direct_loaded.clone()).p50 / 1000.0);
+    let concurrent: Vec<Sample> = spread_sessions(concurrency, spread, |session| {
         let target = target.clone();
-        tasks.push(tokio::spawn(async move {
-            run_sequential(&target, &format!("bench-c{session}"), per_session).await
-        }));
-    }
-    let mut concurrent = Vec::new();
-    for task in tasks {
-        concurrent.extend(task.await??);
-    }
-    scenarios.push(summarise(
-        format!("{concurrency} sessions"),
-        &concurrent,
-        first_token,
-    ));
+        async move { run_sequential(&target, &format!("bench-c{session}"), per_session).await }
+    })
+    .await?;
+    let mut loaded = summarise(format!("{concurrency} sessions"), &concurrent, loaded_delay);
+    loaded.direct_upstream_ttft_ms = Some(percentiles(direct_loaded));
+    scenarios.push(loaded);
 
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,7 +211,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             speech_results.push(speech::run(provider, &speech_args).await?);
         }
     }
+    let outbox = if args.outbox_events > 0 {
+        eprintln!(
+            "outbox benchmark: {} events through a private redis-server…",
+            args.outbox_events
+        );
+        Some(outbox_bench(args.outbox_events).await?)
+    } else {
+        None
+    };
     let report = Report {
+        outbox,
         speech: speech_results,
         first_token_delay_ms: args.first_token_ms,
         direct_upstream_ttft_ms: percentiles(direct),
@@ -237,6 +292,33 @@ async fn run_sequential(
 }
 
 /// Client → fake upstream with no Kotodama in between: time to the first content delta.
+/// Runs `run(session)` for `concurrency` sessions at once, their starts spread over `spread`.
+async fn spread_sessions<T, F, Fut>(
+    concurrency: usize,
+    spread: Duration,
+    run: F,
+) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<T>>> + Send + 'static,
+{
+    let mut tasks = Vec::with_capacity(concurrency);
+    for session in 0..concurrency {
+        let offset = spread.mul_f64(session as f64 / concurrency as f64);
+        let job = run(session);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            job.await
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
 async fn direct_ttft(
     client: &reqwest::Client,
     base_url: &str,
@@ -284,6 +366,7 @@ fn summarise(name: String, samples: &[Sample], upstream_ttft: Duration) -> Scena
         turns: samples.len(),
         ttft_ms: percentiles(ttft),
         overhead_ms: percentiles(overhead),
+        direct_upstream_ttft_ms: None,
         turn_ms: percentiles(turn),
     }
 }
@@ -307,6 +390,22 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
 
 fn print_table(report: &Report) {
     print_ttft_table(report);
+    if let Some(outbox) = &report.outbox {
+        let d = &outbox.delivery;
+        println!();
+        println!("outbox → Redis Streams (commit → entry readable by a consumer)");
+        println!(
+            "  latency ms p50/p95/p99: {:.2} / {:.2} / {:.2} ({} samples)",
+            d.p50_ms, d.p95_ms, d.p99_ms, d.latency_samples
+        );
+        println!(
+            "  relay {:.0} events/s vs redis-benchmark XADD -P 16 -c 1 {:.0}/s = {:.2}; with commits {:.0} events/s",
+            d.relay_events_per_sec,
+            outbox.redis_benchmark_xadd_per_sec,
+            outbox.ratio,
+            d.events_per_sec
+        );
+    }
     if report.speech.is_empty() {
         return;
     }
@@ -340,6 +439,14 @@ fn print_table(report: &Report) {
 }
 
 fn print_ttft_table(report: &Report) {
+    for scenario in &report.scenarios {
+        if let Some(direct) = &scenario.direct_upstream_ttft_ms {
+            println!(
+                "({}: overhead measured against the fake's direct TTFT under the same load, p50 {:.2} ms)",
+                scenario.name, direct.p50
+            );
+        }
+    }
     println!(
         "kotodama bench — fake LLM: first token after D = {} ms ({:.2} ms p50 measured directly), {} tokens/reply; prefilled turns: {}",
         report.first_token_delay_ms,
