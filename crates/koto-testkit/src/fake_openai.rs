@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::tcp::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -277,24 +277,7 @@ pub fn split_tokens(text: &str) -> Vec<String> {
 }
 
 /// A chat-completions request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct FakeRequest {
-    pub method: String,
-    pub path: String,
-    /// Header names lower-cased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    /// The JSON body (`Value::Null` if it was not JSON).
-    pub body: Value,
-}
-
-impl FakeRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
+pub type FakeRequest = crate::http1::HttpRequest;
 
 /// State shared by the handle and the connection tasks.
 #[derive(Debug)]
@@ -466,7 +449,8 @@ async fn serve_requests(shared: &Shared, socket: &mut TcpStream) -> Ending {
     let (mut reader, mut writer) = socket.split();
     let mut buffer = Vec::with_capacity(8 * 1024);
     loop {
-        let Some(request) = read_request(&mut reader, &mut buffer).await else {
+        let Some(request) = crate::http1::read_request(&mut reader, &mut buffer, REQUEST_MAX).await
+        else {
             return Ending::Quiet;
         };
         let (response, context) = route(shared, request);
@@ -540,57 +524,6 @@ fn route(shared: &Shared, request: FakeRequest) -> (FakeResponse, ChunkContext) 
         .cloned()
         .unwrap_or_else(|| FakeResponse::error(500, "empty script"));
     (response, context)
-}
-
-/// Reads one request (head + `content-length` body) from `buffer` and the socket. `None` on
-/// EOF, a read error, or a request the fake cannot parse (it then closes the connection).
-async fn read_request(reader: &mut ReadHalf<'_>, buffer: &mut Vec<u8>) -> Option<FakeRequest> {
-    let head_len = loop {
-        if let Some(pos) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buffer.len() > REQUEST_MAX {
-            return None;
-        }
-        match reader.read_buf(buffer).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_len]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_owned();
-    let path = request_line.next()?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let content_length = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse::<usize>().ok())
-        .unwrap_or(0);
-    if content_length > REQUEST_MAX {
-        return None;
-    }
-    while buffer.len() < head_len + content_length {
-        match reader.read_buf(buffer).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-    let body_bytes: Vec<u8> = buffer
-        .drain(..head_len + content_length)
-        .skip(head_len)
-        .collect();
-    let body = serde_json::from_slice(&body_bytes).unwrap_or(Value::Null);
-    Some(FakeRequest {
-        method,
-        path,
-        headers,
-        body,
-    })
 }
 
 async fn write_response(

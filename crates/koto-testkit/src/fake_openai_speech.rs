@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::tcp::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -142,24 +142,7 @@ impl From<SpeechAudio> for SpeechResponse {
 }
 
 /// A request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct SpeechRequest {
-    pub method: String,
-    pub path: String,
-    /// Header names lower-cased, in arrival order.
-    pub headers: Vec<(String, String)>,
-    /// The JSON body (`Value::Null` if it was not JSON).
-    pub body: Value,
-}
-
-impl SpeechRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
+pub type SpeechRequest = crate::http1::HttpRequest;
 
 struct Shared {
     script: SpeechScript,
@@ -259,7 +242,8 @@ async fn serve_connection(shared: Arc<Shared>, mut socket: TcpStream) {
     let _ = socket.set_nodelay(true);
     let (mut reader, mut writer) = socket.split();
     let mut buffer = Vec::with_capacity(4096);
-    let Some(request) = read_request(&mut reader, &mut buffer).await else {
+    let Some(request) = crate::http1::read_request(&mut reader, &mut buffer, REQUEST_MAX).await
+    else {
         return;
     };
     let response = route(&shared, request);
@@ -304,56 +288,6 @@ fn route(shared: &Shared, request: SpeechRequest) -> SpeechResponse {
     problem
         .or_else(|| shared.script.response_for(index).cloned())
         .unwrap_or_else(|| SpeechResponse::error(500, "empty script"))
-}
-
-/// Reads one request (head + `content-length` body). `None` on EOF or an unparsable request.
-async fn read_request(reader: &mut ReadHalf<'_>, buffer: &mut Vec<u8>) -> Option<SpeechRequest> {
-    let head_len = loop {
-        if let Some(pos) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buffer.len() > REQUEST_MAX {
-            return None;
-        }
-        match reader.read_buf(buffer).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_len]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_owned();
-    let path = request_line.next()?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let content_length = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse::<usize>().ok())
-        .unwrap_or(0);
-    if content_length > REQUEST_MAX {
-        return None;
-    }
-    while buffer.len() < head_len + content_length {
-        match reader.read_buf(buffer).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-    let body_bytes: Vec<u8> = buffer
-        .drain(..head_len + content_length)
-        .skip(head_len)
-        .collect();
-    let body = serde_json::from_slice(&body_bytes).unwrap_or(Value::Null);
-    Some(SpeechRequest {
-        method,
-        path,
-        headers,
-        body,
-    })
 }
 
 async fn write_response(

@@ -6,4 +6,5 @@
 pub mod fake_edge;
 pub mod fake_openai;
 pub mod fake_openai_speech;
+pub mod http1;
 pub mod scripted;
