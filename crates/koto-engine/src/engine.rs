@@ -12,7 +12,7 @@ use koto_store::{NewTurn, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::metrics::EngineMetrics;
@@ -481,7 +481,14 @@ impl Engine {
             Some(event) => store.begin_turn_with_events(&begin, &[event]).map(|_| ()),
             None => store.begin_turn(&begin),
         });
-        if let Err(error) = begun.await {
+        // A turn number the engine chose cannot exist in the store (one process owns it), so its
+        // user row is written beside the LLM request instead of before it: the write then stays
+        // off the TTFT path even while a worker holds SQLite's write lock. A number the client
+        // chose may collide with a stored turn, so that one is written first (409 before SSE).
+        let mut user_row = None;
+        if request.turn.is_none() {
+            user_row = Some(AbortOnDropHandle::new(tokio::spawn(begun)));
+        } else if let Err(error) = begun.await {
             slot.release(turn);
             self.forget_if_idle(slot);
             return Err(match error {
@@ -499,6 +506,7 @@ impl Engine {
             slot,
             turn,
             queue_place: place,
+            user_row,
             correlation_id: correlation_id.clone(),
             user_text,
             script,

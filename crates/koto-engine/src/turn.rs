@@ -18,6 +18,7 @@ use koto_store::{FinishedTurn, NewOutboxEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
 use crate::context::build_messages;
@@ -33,6 +34,9 @@ pub(crate) struct TurnJob {
     pub turn: TurnNo,
     /// Where this turn stands in its session's queue; dropped (releasing the next) at the end.
     pub queue_place: QueuePlace,
+    /// The user row being written beside the LLM request (automatic turn numbers); awaited
+    /// before the turn's ending is recorded, which needs it.
+    pub user_row: Option<AbortOnDropHandle<Result<(), crate::EngineError>>>,
     pub correlation_id: CorrelationId,
     pub user_text: String,
     /// `say <text>`: speak this text instead of asking the LLM.
@@ -61,7 +65,7 @@ struct Progress {
     speech: Option<TurnSpeech>,
 }
 
-pub(crate) async fn run_turn(job: TurnJob) {
+pub(crate) async fn run_turn(mut job: TurnJob) {
     tracing::info!(chars = job.user_text.chars().count(), "turn started");
     job.publish(RelayFrame::UserInput(UserInputFrame {
         session_id: job.slot.id.clone(),
@@ -70,7 +74,22 @@ pub(crate) async fn run_turn(job: TurnJob) {
     }))
     .await;
     let mut progress = Progress::default();
-    let ending = drive(&job, &mut progress).await;
+    let mut ending = drive(&job, &mut progress).await;
+    let mut user_row_stored = true;
+    if let Some(user_row) = job.user_row.as_mut() {
+        let stored = match user_row.await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(join_error) => Err(join_error.to_string()),
+        };
+        if let Err(error) = stored {
+            tracing::error!(%error, "the user row was not stored");
+            user_row_stored = false;
+            ending = Ending::Failed(WireError::new(
+                ErrorCode::StorageError,
+                format!("the turn was not saved: {error}"),
+            ));
+        }
+    }
     let speech = match progress.speech.take() {
         Some(speech) => Some(speech.finish().await),
         None => None,
@@ -126,7 +145,9 @@ pub(crate) async fn run_turn(job: TurnJob) {
         first_audio_ms: progress.first_audio_ms,
         interrupted,
     };
-    if let Err(error) = record(&job, &ending, &progress, &stats).await {
+    if !user_row_stored {
+        // Nothing of this turn is in the store; there is nothing to finish.
+    } else if let Err(error) = record(&job, &ending, &progress, &stats).await {
         tracing::error!(%error, "could not record the turn");
         job.emit(TurnEvent::Error(WireError::new(
             ErrorCode::StorageError,
