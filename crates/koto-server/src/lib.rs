@@ -65,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/ingest", get(routes::ws::ingest))
         .route("/ws/ingest/tts", get(routes::ws::ingest))
         .route("/ws/live", get(routes::ws::live))
+        .merge(routes::legacy::router())
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))

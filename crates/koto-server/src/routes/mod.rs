@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod control;
 pub mod health;
+pub mod legacy;
 pub mod speak;
 pub mod stats;
 pub mod ws;

@@ -5,6 +5,7 @@
 mod binary;
 mod chat;
 mod events;
+mod legacy;
 mod live;
 mod security;
 mod upstream;
