@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 ensure_rust
 # Test-time parts: real Redis, real espeak-ng, headless Chromium, Xvfb, sox for audio checks.
-ensure_apt pkg-config redis-server espeak-ng chromium xvfb sox python3 python3-pip
+ensure_apt pkg-config redis-server espeak-ng chromium xvfb sox python3 python3-pip libasound2-dev
 ensure_piper
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
