@@ -89,3 +89,58 @@ fn invalid_config_is_a_clear_error() {
         "names the env var"
     );
 }
+
+#[test]
+fn json_logs_carry_the_correlation_id_on_every_turn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = kotodama()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env("KOTODAMA_LOG_FORMAT", "json")
+        .env("SYNC_TTS_STREAMING", "false")
+        .env("MOCK_LLM_TOKEN_MS", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let body = serde_json::json!({"sessionId":"logged","content":"hi"});
+        let response = reqwest::Client::new()
+            .post(format!("{url}/chat/stream"))
+            .bearer_auth(token.trim())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap();
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let turn_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("turn started") || l.contains("turn ended"))
+        .collect();
+    assert_eq!(turn_lines.len(), 2, "a start and an end line: {logs}");
+    for line in turn_lines {
+        let value: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");
+        assert_eq!(
+            value["span"]["correlationId"], "logged#0",
+            "the turn's lines carry sessionId#turn: {line}"
+        );
+    }
+}
