@@ -34,10 +34,11 @@ pub struct Store {
 
 struct StoreInner {
     path: PathBuf,
-    writer: Mutex<Connection>,
     /// Idle readers. A reader is taken out for one call and put back, so a slow read never
-    /// holds this lock.
+    /// holds this lock. Declared before `writer` so they close first: the last connection to
+    /// close checkpoints the WAL and removes `-wal`, and only the writer can do that.
     readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Connection>,
     /// Run after commits that inserted outbox rows (see `outbox_signal`).
     outbox_listeners: OutboxListeners,
 }

@@ -127,3 +127,21 @@ fn a_crashed_turn_is_abandoned_and_never_context() {
         "context skips over the abandoned turn"
     );
 }
+
+#[test]
+fn dropping_the_store_checkpoints_and_removes_the_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kotodama.sqlite3");
+    {
+        let store = koto_store::Store::open(&path).expect("open");
+        let session = koto_core::SessionId::parse("s").expect("id");
+        store
+            .context(&session, 5)
+            .expect("a read opens a reader connection");
+        store
+            .reset_session(&session)
+            .expect("a write fills the WAL");
+    }
+    let wal = dir.path().join("kotodama.sqlite3-wal");
+    assert!(!wal.exists(), "a clean close leaves no -wal file behind");
+}
