@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 ensure_rust
 # Test-time parts: real Redis, real espeak-ng, headless Chromium, Xvfb, sox for audio checks.
-ensure_apt pkg-config redis-server espeak-ng chromium xvfb sox python3 python3-pip libasound2-dev
+ensure_apt pkg-config redis-server espeak-ng chromium xvfb sox python3 python3-pip
+# The desktop shell (src-tauri, a workspace member): WebKitGTK & co. to build it; D-Bus, xdotool
+# and ImageMagick for its smoke test under Xvfb.
+ensure_apt libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libayatana-appindicator3-dev \
+  librsvg2-dev libasound2-dev dbus xdotool x11-utils imagemagick curl
 ensure_piper
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -18,6 +22,23 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The workspace build enables koto-events' `redis` feature (koto-server's default); check the
 # crate without it too, so the embedded-only build stays clean and tested.
 cargo clippy -p koto-events --all-targets --quiet -- -D warnings
+# The real desktop binary in a real (virtual) window: start, single instance, hotkey STOP, busy
+# port page, clean quit. KOTODAMA_SKIP_DESKTOP=1 skips it (the mock-runtime tests above still run).
+if [ "${KOTODAMA_SKIP_DESKTOP:-0}" = 1 ]; then
+  echo "==> desktop smoke test skipped (KOTODAMA_SKIP_DESKTOP=1)"
+else
+  echo "==> desktop smoke test (tests/desktop/smoke.sh; screenshots in artifacts/)"
+  tests/desktop/smoke.sh
+fi
+# The control panel and OBS overlay in headless Chromium (tests/ui, Node >= 18 + playwright-core).
+command -v node >/dev/null || ensure_apt nodejs npm
+if [ -x /usr/bin/chromium ] && command -v node >/dev/null && command -v npm >/dev/null; then
+  echo "==> browser tests (tests/ui/run.sh; screenshots in artifacts/ui/)"
+  tests/ui/run.sh
+else
+  echo "==> browser tests SKIPPED: they need /usr/bin/chromium and Node.js >= 18 with npm (apt-get install chromium nodejs npm)"
+fi
+# Rust tests last, so the run ends with the test runner's own summary line.
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run -p koto-events --no-fail-fast --failure-output final   # without Redis

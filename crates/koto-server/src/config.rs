@@ -1,4 +1,5 @@
-//! Configuration: one table of keys, read from defaults ← TOML file ← environment ← CLI flags.
+//! Configuration: one table of keys, read from defaults ← `<data_dir>/kotodama.toml` (the settings
+//! the app saves) ← `--config` TOML file ← environment ← CLI flags.
 //!
 //! Every key has one TOML name and one env var; the README's reference table is checked against
 //! [`KEYS`] by a test, so the two cannot drift. Values are validated here, with the key named in
@@ -184,12 +185,35 @@ pub struct Config {
     pub sync_tts_barge_in: bool,
     pub enable_async_ext: bool,
     pub enable_ltm_inline: bool,
+    /// The layered raw values this config was built from (the settings API shows and edits
+    /// them); secrets inside print as `***`.
+    pub raw: RawConfig,
+}
+
+/// The file in the data directory that holds the settings saved by the app (`PUT /settings`).
+pub const SETTINGS_FILE: &str = "kotodama.toml";
+
+/// Keys whose values are secrets: masked in `Debug`, in error messages and by the settings API.
+pub fn is_secret(key: &str) -> bool {
+    key.contains("key") || key == "token"
+}
+
+/// Where a key's raw value came from (the last layer that set it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// A TOML file: `<data_dir>/kotodama.toml` or a `--config` file.
+    File(PathBuf),
+    Env,
+    /// Set by the program: a command-line flag, or a caller that builds its own config.
+    Set,
 }
 
 /// Raw values by key, before typing: defaults, then each source on top.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RawConfig {
     values: BTreeMap<&'static str, String>,
+    sources: BTreeMap<&'static str, Source>,
 }
 
 impl Default for RawConfig {
@@ -199,7 +223,23 @@ impl Default for RawConfig {
                 .iter()
                 .map(|spec| (spec.key, spec.default.to_owned()))
                 .collect(),
+            sources: BTreeMap::new(),
         }
+    }
+}
+
+/// Values of secret keys print as `***`: a `Config` is logged at times and carries its raw values.
+impl fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, value) in &self.values {
+            if is_secret(key) && !value.is_empty() {
+                map.entry(key, &"***");
+            } else {
+                map.entry(key, value);
+            }
+        }
+        map.finish()
     }
 }
 
@@ -240,7 +280,7 @@ impl RawConfig {
                     .join(","),
                 other => other.to_string(),
             };
-            self.values.insert(spec.key, text);
+            self.set_from(spec.key, text, Source::File(path.to_owned()));
         }
         Ok(())
     }
@@ -249,7 +289,7 @@ impl RawConfig {
     pub fn merge_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
         for spec in KEYS {
             if let Some(value) = lookup(spec.env) {
-                self.values.insert(spec.key, value);
+                self.set_from(spec.key, value, Source::Env);
             }
         }
     }
@@ -257,7 +297,23 @@ impl RawConfig {
     /// Sets one key (CLI flags). Panics never: an unknown key is ignored by design of callers,
     /// which only pass names from [`KEYS`].
     pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        self.set_from(key, value, Source::Set);
+    }
+
+    /// Sets one key and records where its value came from.
+    pub fn set_from(&mut self, key: &'static str, value: impl Into<String>, source: Source) {
         self.values.insert(key, value.into());
+        self.sources.insert(key, source);
+    }
+
+    /// The raw text of `key` ("" = unset), or `None` for a name that is not in [`KEYS`].
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The layer that set `key` last.
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
     }
 
     pub fn build(&self) -> Result<Config, ConfigError> {
@@ -313,6 +369,7 @@ impl RawConfig {
             sync_tts_barge_in: self.flag("sync_tts_barge_in")?,
             enable_async_ext: self.flag("enable_async_ext")?,
             enable_ltm_inline: self.flag("enable_ltm_inline")?,
+            raw: self.clone(),
         };
         config.validate(self)?;
         Ok(config)
@@ -440,7 +497,7 @@ impl RawConfig {
             .find(|spec| spec.key == key)
             .map(|spec| spec.env)
             .unwrap_or("");
-        let value = if key.contains("key") || key == "token" {
+        let value = if is_secret(key) {
             "***".into()
         } else {
             self.text(key)
@@ -455,13 +512,52 @@ impl RawConfig {
 }
 
 impl Config {
-    /// defaults ← `config_file` (if any) ← process environment.
+    /// defaults ← `<data_dir>/kotodama.toml` (if present) ← `config_file` (if any) ← process
+    /// environment.
     pub fn load(config_file: Option<&Path>) -> Result<(Config, RawConfig), ConfigError> {
-        let mut raw = RawConfig::default();
-        if let Some(path) = config_file {
-            raw.merge_toml_file(path)?;
+        Config::load_with(config_file, &[], |name| std::env::var(name).ok())
+    }
+
+    /// defaults ← `<data_dir>/kotodama.toml` (if present) ← `config_file` (if any) ← `env` ←
+    /// `flags` (command-line values by key). The data directory is decided by the layers above
+    /// the settings file, which therefore cannot move itself.
+    pub fn load_with(
+        config_file: Option<&Path>,
+        flags: &[(&'static str, String)],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Config, RawConfig), ConfigError> {
+        let upper_layers = |raw: &mut RawConfig| -> Result<(), ConfigError> {
+            if let Some(path) = config_file {
+                raw.merge_toml_file(path)?;
+            }
+            raw.merge_env(&env);
+            for (key, value) in flags {
+                raw.set(key, value.clone());
+            }
+            Ok(())
+        };
+        let mut upper = RawConfig::default();
+        upper_layers(&mut upper)?;
+        let data_dir = match upper.optional::<PathBuf>("data_dir")? {
+            Some(dir) => dir,
+            None => default_data_dir(),
+        };
+        let settings_file = data_dir.join(SETTINGS_FILE);
+        if !settings_file.is_file() {
+            return Ok((upper.build()?, upper));
         }
-        raw.merge_env(|name| std::env::var(name).ok());
+        let mut raw = RawConfig::default();
+        raw.merge_toml_file(&settings_file)?;
+        if raw.source("data_dir") != Source::Default {
+            return Err(raw.invalid(
+                "data_dir",
+                &format!(
+                    "cannot be set in {} itself (use --data-dir or KOTODAMA_DATA_DIR)",
+                    settings_file.display()
+                ),
+            ));
+        }
+        upper_layers(&mut raw)?;
         Ok((raw.build()?, raw))
     }
 
@@ -587,6 +683,67 @@ mod tests {
         assert!(
             build("", &[("ENABLE_SYNC_CORE", "maybe")]).is_err(),
             "flags are booleans"
+        );
+    }
+
+    #[test]
+    fn saved_settings_sit_between_defaults_and_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            "stm_context_turns = \"5\"\nllm_model = \"saved\"\nmock_llm_token_ms = 7\ntts_rate = \"1.5\"\n",
+        )
+        .expect("settings file");
+        let config_file = dir.path().join("extra.toml");
+        std::fs::write(
+            &config_file,
+            "llm_model = \"config\"\nmock_llm_token_ms = 8\n",
+        )
+        .expect("config file");
+        let data_dir = dir.path().to_string_lossy().into_owned();
+        let flags = [
+            ("data_dir", data_dir),
+            ("bind", "127.0.0.1:9001".to_owned()),
+        ];
+        let env = |name: &str| match name {
+            "MOCK_LLM_TOKEN_MS" => Some("9".to_owned()),
+            "TTS_RATE" => Some("0.8".to_owned()),
+            "KOTODAMA_BIND" => Some("127.0.0.1:9000".to_owned()),
+            _ => None,
+        };
+        let (config, raw) =
+            Config::load_with(Some(&config_file), &flags, env).expect("valid layers");
+        assert_eq!(
+            config.stm_context_turns, 5,
+            "the saved file beats the default"
+        );
+        assert_eq!(config.llm_model, "config", "--config beats the saved file");
+        assert_eq!(config.mock_llm_token_ms, 9, "env beats --config");
+        assert_eq!(config.tts.rate, 0.8, "env beats the saved file");
+        assert_eq!(config.bind.port(), 9001, "flags beat env");
+        assert_eq!(
+            raw.source("stm_context_turns"),
+            Source::File(dir.path().join(SETTINGS_FILE)),
+            "sources are recorded for the settings API"
+        );
+        assert_eq!(raw.source("bind"), Source::Set);
+        assert_eq!(config.raw.value("llm_model"), Some("config"));
+
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            "data_dir = \"/elsewhere\"\n",
+        )
+        .expect("rewrite");
+        let error = Config::load_with(None, &flags, |_: &str| None).expect_err("cannot move");
+        assert!(
+            error.to_string().contains("data_dir"),
+            "the settings file cannot move the data dir: {error}"
+        );
+        std::fs::remove_file(dir.path().join(SETTINGS_FILE)).expect("remove");
+        let (config, _) = Config::load_with(None, &flags, |_: &str| None).expect("no file is fine");
+        assert_eq!(
+            config.stm_context_turns, 20,
+            "defaults without a settings file"
         );
     }
 

@@ -1,8 +1,9 @@
 //! The axum app (routes, auth, limits) and its start-up: everything `kotodama serve` and the
 //! desktop shell run, on one tokio runtime.
 //!
-//! Architecture invariant: handlers are thin adapters over `koto_engine::Engine`; every route but
-//! `/health` and `/ready` sits behind `security::guard`.
+//! Architecture invariant: handlers are thin adapters over `koto_engine::Engine`; every route
+//! sits behind `security::guard`, and all but `/health`, `/ready` and the UI's static files
+//! (`security::is_public`) need the token.
 
 pub mod bench;
 pub mod config;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub started: Instant,
     pub events: Arc<EventsHandle>,
+    /// The settings file and the raw configuration the app started with (`/settings`).
+    pub settings: Arc<routes::settings::Settings>,
 }
 
 impl AppState {
@@ -70,6 +73,13 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))
         .route("/metrics", get(routes::stats::metrics))
+        .route("/", get(routes::ui::panel))
+        .route("/overlay", get(routes::ui::overlay))
+        .route("/ui/{*path}", get(routes::ui::asset))
+        .route(
+            "/settings",
+            get(routes::settings::get_settings).put(routes::settings::put_settings),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -27,7 +27,8 @@ enum Command {
         /// Where the database and token live (KOTODAMA_DATA_DIR).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// A TOML config file; environment variables override it.
+        /// A TOML config file; environment variables override it, and it overrides the settings
+        /// saved in <data-dir>/kotodama.toml.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -87,14 +88,17 @@ async fn serve(
     data_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (_, mut raw) = Config::load(config_file.as_deref())?;
+    let mut flags = Vec::new();
     if let Some(bind) = bind {
-        raw.set("bind", bind);
+        flags.push(("bind", bind));
     }
     if let Some(dir) = data_dir {
-        raw.set("data_dir", dir.to_string_lossy());
+        flags.push(("data_dir", dir.to_string_lossy().into_owned()));
     }
-    let config = raw.build()?;
+    // defaults ← <data_dir>/kotodama.toml (saved by the settings page) ← --config ← env ← flags.
+    let (config, _) = Config::load_with(config_file.as_deref(), &flags, |name| {
+        std::env::var(name).ok()
+    })?;
     koto_server::logging::init(config.log_format);
     let server = koto_server::start(config).await?;
     println!(
@@ -118,11 +122,13 @@ async fn worker(
     data_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (_, mut raw) = Config::load(config_file.as_deref())?;
-    if let Some(dir) = data_dir {
-        raw.set("data_dir", dir.to_string_lossy());
-    }
-    let config = raw.build()?;
+    let flags: Vec<(&'static str, String)> = data_dir
+        .map(|dir| ("data_dir", dir.to_string_lossy().into_owned()))
+        .into_iter()
+        .collect();
+    let (config, _) = Config::load_with(config_file.as_deref(), &flags, |name| {
+        std::env::var(name).ok()
+    })?;
     koto_server::logging::init(config.log_format);
     let db_path = config.data_dir.join("kotodama.sqlite3");
     anyhow::ensure!(

@@ -1,14 +1,15 @@
 //! Localhost hardening (CONTRACTS §3, ADR §9): access token, `Origin` allow-list (no
 //! cross-site WebSocket hijacking) and `Host` check (no DNS rebinding), as one middleware.
 //!
-//! `/health` and `/ready` need no token (monitoring), but still pass the Host/Origin checks.
+//! `/health` and `/ready` need no token (monitoring), nor do the UI's static pages (see
+//! [`is_public`]); they still pass the Host/Origin checks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use koto_protocol::ErrorCode;
@@ -27,6 +28,21 @@ pub struct SecurityPolicy {
 
 /// Paths anyone on the machine may read without the token.
 const PUBLIC_PATHS: &[&str] = &["/health", "/ready"];
+
+/// Whether a request needs no token: `/health`, `/ready`, and GET/HEAD of the UI's static pages
+/// and assets (`/`, `/overlay`, `/ui/…`). Those hold no secret; the page reads the token from
+/// its own URL for the API and WebSocket calls, which keep requiring it.
+pub fn is_public(method: &Method, path: &str) -> bool {
+    if PUBLIC_PATHS.contains(&path) {
+        return true;
+    }
+    let static_file = path == "/"
+        || path == "/overlay"
+        // No dot segments or escapes: the router does not normalise them, so a public prefix
+        // must never be able to name another route.
+        || (path.starts_with("/ui/") && !path.contains("..") && !path.contains('%'));
+    static_file && (*method == Method::GET || *method == Method::HEAD)
+}
 
 impl SecurityPolicy {
     pub fn new(token: Secret, bound: SocketAddr, extra_origins: &[String]) -> Self {
@@ -175,7 +191,7 @@ pub async fn guard(
             .into_response();
         }
     }
-    let public = PUBLIC_PATHS.contains(&request.uri().path());
+    let public = is_public(request.method(), request.uri().path());
     if !public && !policy.token_ok(headers, request.uri().query()) {
         return AppError::new(
             StatusCode::UNAUTHORIZED,
@@ -287,6 +303,39 @@ mod tests {
             "Bearer 0123456789abcdef".parse().expect("header"),
         );
         assert!(policy.token_ok(&headers, None));
+    }
+
+    #[test]
+    fn only_health_and_static_ui_files_skip_the_token() {
+        for (method, path) in [
+            (Method::GET, "/health"),
+            (Method::GET, "/ready"),
+            (Method::GET, "/"),
+            (Method::HEAD, "/"),
+            (Method::GET, "/overlay"),
+            (Method::GET, "/ui/js/panel.js"),
+        ] {
+            assert!(is_public(&method, path), "{method} {path} is public");
+        }
+        for (method, path) in [
+            (Method::POST, "/"),
+            (Method::PUT, "/ui/js/panel.js"),
+            (Method::GET, "/settings"),
+            (Method::PUT, "/settings"),
+            (Method::GET, "/ws/live"),
+            (Method::GET, "/stats"),
+            (Method::GET, "/metrics"),
+            (Method::POST, "/chat/stream"),
+            (Method::GET, "/overlay/x"),
+            (Method::GET, "/uix"),
+            (Method::GET, "/ui/../settings"),
+            (Method::GET, "/ui/%2e%2e/settings"),
+        ] {
+            assert!(
+                !is_public(&method, path),
+                "{method} {path} must need the token"
+            );
+        }
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
         events: events.clone(),
+        settings: Arc::new(crate::routes::settings::Settings::new(
+            &config.data_dir,
+            config.raw.clone(),
+        )),
     };
     let shutdown = CancellationToken::new();
     let router = app(state);

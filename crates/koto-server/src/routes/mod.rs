@@ -4,8 +4,10 @@ pub mod chat;
 pub mod control;
 pub mod health;
 pub mod legacy;
+pub mod settings;
 pub mod speak;
 pub mod stats;
+pub mod ui;
 pub mod ws;
 
 use axum::body::{Body, Bytes};

@@ -8,6 +8,7 @@ mod events;
 mod legacy;
 mod live;
 mod security;
+mod ui;
 mod upstream;
 
 use koto_server::RunningServer;

@@ -1,0 +1,200 @@
+//! Kotodama's desktop shell: a Tauri window, tray and stop hotkey over the engine and server
+//! `kotodama serve` runs, started in process by the same `koto_server::start`.
+//!
+//! Architecture invariants:
+//! - **Thin.** No dialog, audio-routing or HTTP logic lives here: the window shows the server's
+//!   own UI, commands are a few lines over `Shell`/`Engine`, STOP is `Engine::interrupt`.
+//! - **One runtime.** The server, the shell's tasks and async commands all run on
+//!   `tauri::async_runtime` (the binary hands it its own tokio runtime).
+//! - **Second launch opens nothing.** The single-instance check runs while the app is built,
+//!   before start-up opens the database or binds the port.
+//! - **Quit waits.** Every exit goes through `lifecycle::request_quit`, which shuts the server
+//!   down (turns record their endings, the database closes) before the event loop may end.
+
+pub mod barge_in;
+pub mod commands;
+pub mod hotkey;
+pub mod launch;
+pub mod lifecycle;
+pub mod sessions;
+pub mod shell;
+pub mod tray;
+pub mod window;
+
+use koto_server::StartError;
+use koto_server::config::ConfigError;
+use tauri::{App, AppHandle, Manager, Runtime};
+
+use crate::hotkey::{DisplaySession, HotkeyStatus};
+use crate::launch::Launch;
+use crate::lifecycle::Lifecycle;
+use crate::shell::Shell;
+use crate::window::StartupFailure;
+
+/// The app's embedded configuration, pages, icons and ACL (generic so tests can use the mock
+/// runtime with the real capabilities).
+pub fn context<R: Runtime>() -> tauri::Context<R> {
+    tauri::generate_context!()
+}
+
+/// The app without its context: plugins, commands and start-up. `launch` is consumed by setup.
+pub fn builder<R: Runtime>(launch: Launch) -> tauri::Builder<R> {
+    tauri::Builder::<R>::new()
+        // First: a second launch must find the first before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            tracing::info!("second launch: showing this window instead");
+            window::show_main(app);
+        }))
+        .manage(Lifecycle::default())
+        .invoke_handler(commands::handler())
+        .setup(move |app| {
+            start(app, launch);
+            Ok(())
+        })
+}
+
+/// Builds and runs the app until it quits; returns the process exit code.
+pub fn run(launch: Launch) -> i32 {
+    let app = match builder::<tauri::Wry>(launch).build(context()) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("kotodama-desktop: cannot start the window system: {error}");
+            return 1;
+        }
+    };
+    app.run_return(lifecycle::on_run_event)
+}
+
+/// Start-up inside Tauri's setup: start the server, then the panel, tray and hotkey; on failure
+/// the failure page and a tray with Quit. Never fails the app: every error is shown.
+fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
+    let handle = app.handle().clone();
+    spawn_signal_watcher(&handle);
+    let started = match launch.config {
+        Ok(config) => tauri::async_runtime::block_on(koto_server::start(config))
+            .map_err(|error| startup_failure(&error)),
+        Err(error) => Err(config_failure(&error)),
+    };
+    let server = match started {
+        Ok(server) => server,
+        Err(failure) => {
+            tracing::error!(code = failure.code, message = %failure.message, "cannot start");
+            println!("kotodama-desktop failed: {}", failure.message);
+            app.state::<Lifecycle>().mark_start_failed();
+            if let Err(error) = window::open_failure(&handle, &failure) {
+                tracing::error!(%error, "cannot open the failure window");
+                lifecycle::request_quit(&handle);
+            }
+            install_tray(&handle, &HotkeyStatus::off(), false);
+            return;
+        }
+    };
+    let llm = server.engine.llm().name().to_owned();
+    // Never fails: without a sound card it plays into a real-time null sink (logged).
+    let player = launch
+        .playback
+        .then(|| koto_audio::Player::start(koto_audio::PlayerConfig::default()));
+    let audio = match &player {
+        Some(player) => player.status().device,
+        None => "off".to_owned(),
+    };
+    app.manage(Shell::new(server, player));
+    let shell = app.state::<Shell>();
+    if let Err(error) = window::open_panel(&handle, shell.panel_url(), shell.origin()) {
+        tracing::error!(%error, "cannot open the panel window");
+    }
+    let session = DisplaySession::detect(|name| std::env::var(name).ok());
+    let hotkey = hotkey::install(
+        &handle,
+        launch.stop_hotkey.as_deref(),
+        session,
+        |app: &AppHandle<R>| barge_in::stop_talking_now(app, "hotkey"),
+    );
+    if hotkey.is_active() {
+        tracing::info!(message = %hotkey.message, "stop hotkey");
+    } else {
+        tracing::warn!(message = %hotkey.message, "stop hotkey");
+    }
+    shell.set_hotkey_status(hotkey.clone());
+    install_tray(&handle, &hotkey, true);
+    // One line for people and scripts (the smoke test waits for it), like `kotodama serve`.
+    println!(
+        "kotodama-desktop ready: {url}  token: {token}  (LLM: {llm}, audio: {audio})  hotkey: {state:?} {accelerator}",
+        url = shell.origin().as_str().trim_end_matches('/'),
+        token = shell.info().token,
+        state = hotkey.state,
+        accelerator = hotkey.accelerator.as_deref().unwrap_or("-"),
+    );
+}
+
+fn install_tray<R: Runtime>(app: &AppHandle<R>, hotkey: &HotkeyStatus, running: bool) {
+    if let Err(error) = tray::install(app, hotkey, running) {
+        // No tray host (some desktops): the window's close button still quits cleanly.
+        tracing::warn!(%error, "no tray icon");
+    }
+}
+
+fn startup_failure(error: &StartError) -> StartupFailure {
+    match error {
+        StartError::PortInUse { addr } => StartupFailure {
+            code: "port_in_use",
+            message: error.to_string(),
+            hint: format!(
+                "Quit the program on port {port} (another Kotodama, or kotodama serve), or pick a free port.",
+                port = addr.port()
+            ),
+        },
+        other => StartupFailure {
+            code: "start_failed",
+            message: other.to_string(),
+            hint: "See the log (RUST_LOG=debug for more) and the README's configuration table."
+                .to_owned(),
+        },
+    }
+}
+
+fn config_failure(error: &ConfigError) -> StartupFailure {
+    StartupFailure {
+        code: "config_invalid",
+        message: error.to_string(),
+        hint: "Fix the value named above in the config file or the environment variable."
+            .to_owned(),
+    }
+}
+
+/// SIGTERM / SIGINT quit like the tray's Quit (clean database, turns recorded).
+fn spawn_signal_watcher<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    let quitting = app.state::<Lifecycle>().quitting_token();
+    tauri::async_runtime::spawn(async move {
+        tokio::select! {
+            () = quitting.cancelled() => {}
+            () = wait_for_signal() => {
+                tracing::info!("signal received");
+                lifecycle::request_quit(&app);
+            }
+        }
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

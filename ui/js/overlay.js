@@ -1,0 +1,241 @@
+// The OBS overlay (`/overlay?token=…`): shows the segment being spoken, fades after END or a
+// STOP, optionally plays the audio itself (`&audio=1`), and reconnects by itself.
+//
+// Query parameters (all optional but the token):
+//   session=<id>     only this session      audio=1        play audio in the page
+//   font=<family>    size=<px>              color=<css>    stroke=<px>   strokeColor=<css>
+//   position=bottom|top|middle             align=center|left|right       bg=<css color>
+//   width=<% of page>  hold=<ms after END>  fade=<ms>      status=1 (show connection state)
+// Subtitles appear when a segment's first chunk arrives: the relay paces chunks in real time
+// (CONTRACTS §2), so that is when the segment starts to be heard. With in-page audio they wait
+// for the chunk's scheduled start instead.
+
+import { LiveSocket, decodeBase64Pcm } from './live.js';
+import { PcmPlayer } from './player.js';
+import { takeToken } from './token.js';
+
+const params = new URLSearchParams(window.location.search);
+const token = takeToken({ strip: false });
+const session = params.get('session') || '';
+const playAudio = params.get('audio') === '1';
+const showStatus = params.get('status') === '1';
+const holdMs = clampNumber(params.get('hold'), 0, 60_000, 1500);
+
+const stage = document.getElementById('stage');
+const subtitle = document.getElementById('subtitle');
+const notice = document.getElementById('notice');
+const noticeTitle = document.getElementById('notice-title');
+const noticeText = document.getElementById('notice-text');
+
+const player = playAudio ? new PcmPlayer() : null;
+/** Per session: the highest turn ended by STOP/STOP_ACK (its frames are ignored). */
+const fences = new Map();
+/** Timers of subtitles waiting for their audio, and of the fade after END. */
+let pendingShows = [];
+let hideTimer = null;
+/** The (session, turn) the current subtitle belongs to. */
+let showing = null;
+
+// A test/debug hook: state to read, and an observer a test can install (page.exposeFunction)
+// to see every frame and effect in order. Nothing is recorded when no observer is installed.
+const hook = {
+  state: 'starting',
+  connections: 0,
+  subtitle: () => (subtitle.classList.contains('visible') ? subtitle.textContent : ''),
+  notice: () => (notice.hidden ? '' : notice.textContent.trim()),
+};
+window.__koto = hook;
+function observe(event) {
+  if (typeof window.__kotoObserve === 'function') {
+    window.__kotoObserve({ t: performance.now(), ...event });
+  }
+}
+
+applyLook();
+
+function clampNumber(raw, min, max, fallback) {
+  const value = Number.parseFloat(raw ?? '');
+  return Number.isFinite(value) ? Math.min(max, Math.max(min, value)) : fallback;
+}
+
+/** The look from the URL, through CSS custom properties (CSSOM is allowed by the CSP). */
+function applyLook() {
+  const root = document.documentElement.style;
+  const color = (name, property) => {
+    const value = params.get(name);
+    if (value && CSS.supports('color', value)) root.setProperty(property, value);
+  };
+  const font = params.get('font');
+  if (font && /^[\w\s,"'-]{1,120}$/u.test(font)) {
+    root.setProperty('--font', `${font}, system-ui, sans-serif`);
+  }
+  if (params.has('size')) root.setProperty('--size', `${clampNumber(params.get('size'), 8, 300, 42)}px`);
+  if (params.has('stroke')) root.setProperty('--stroke', `${clampNumber(params.get('stroke'), 0, 30, 3)}px`);
+  if (params.has('width')) root.setProperty('--width', `${clampNumber(params.get('width'), 10, 100, 90)}vw`);
+  if (params.has('fade')) root.setProperty('--fade-ms', `${clampNumber(params.get('fade'), 0, 10_000, 400)}ms`);
+  color('color', '--color');
+  color('strokeColor', '--stroke-color');
+  color('bg', '--bg');
+  const align = params.get('align');
+  if (['left', 'center', 'right'].includes(align)) root.setProperty('--align', align);
+  const position = params.get('position');
+  if (['top', 'middle', 'bottom'].includes(position)) {
+    stage.classList.remove('position-bottom');
+    stage.classList.add(`position-${position}`);
+  }
+}
+
+function showNotice(title, text, { info = false } = {}) {
+  noticeTitle.textContent = title;
+  noticeText.textContent = text;
+  notice.classList.toggle('info', info);
+  notice.hidden = false;
+}
+
+function hideNotice() {
+  notice.hidden = true;
+}
+
+function isFenced(sessionId, turn) {
+  const fence = fences.get(sessionId);
+  return fence !== undefined && turn <= fence;
+}
+
+function cancelPending() {
+  for (const timer of pendingShows) clearTimeout(timer);
+  pendingShows = [];
+  clearTimeout(hideTimer);
+  hideTimer = null;
+}
+
+function show(text, sessionId, turn) {
+  if (isFenced(sessionId, turn)) return;
+  clearTimeout(hideTimer);
+  hideTimer = null;
+  subtitle.textContent = text;
+  subtitle.classList.remove('stopped');
+  subtitle.classList.add('visible');
+  showing = { sessionId, turn };
+  observe({ kind: 'subtitle', text, sessionId, turn });
+}
+
+function hide(reason) {
+  subtitle.classList.toggle('stopped', reason === 'stop');
+  subtitle.classList.remove('visible');
+  showing = null;
+  observe({ kind: 'hide', reason });
+}
+
+function onSpeechChunk(chunk) {
+  if (isFenced(chunk.sessionId, chunk.turn)) return;
+  let startAt = null;
+  if (player) {
+    const samples = chunk.samples ?? decodeBase64Pcm(chunk.pcm);
+    startAt = player.play(chunk.sessionId, chunk.turn, samples, chunk.sampleRate ?? 24000);
+    if (startAt !== null) {
+      observe({ kind: 'audio', sessionId: chunk.sessionId, turn: chunk.turn, seq: chunk.seq });
+    }
+    if (player.blocked) {
+      showNotice('Audio is blocked by the browser', 'Click the page once to allow sound (OBS plays it without a click).', { info: true });
+    }
+  }
+  if (!chunk.segment) return;
+  const text = chunk.segment.text;
+  const delayMs = startAt === null ? 0 : Math.max(0, (startAt - player.context.currentTime) * 1000);
+  if (delayMs < 5) {
+    show(text, chunk.sessionId, chunk.turn);
+  } else {
+    const timer = setTimeout(() => {
+      pendingShows = pendingShows.filter((t) => t !== timer);
+      show(text, chunk.sessionId, chunk.turn);
+    }, delayMs);
+    pendingShows.push(timer);
+  }
+}
+
+function onControl(frame) {
+  const { action, sessionId, turn } = frame;
+  if (action === 'STOP' || action === 'STOP_ACK') {
+    // STOP silences at once; STOP_ACK names the last turn, after which nothing of it may show.
+    const fenceTurn = turn ?? (showing?.sessionId === sessionId ? showing.turn : undefined);
+    if (fenceTurn !== undefined) {
+      fences.set(sessionId, Math.max(fences.get(sessionId) ?? -1, fenceTurn));
+    }
+    player?.stop(sessionId, fenceTurn);
+    if (!showing || showing.sessionId === sessionId) {
+      cancelPending();
+      hide('stop');
+    }
+  } else if (action === 'END') {
+    if (showing && showing.sessionId === sessionId && showing.turn === turn) {
+      // Fade once the audio has been heard: locally scheduled audio, or the relay's lead.
+      const tailMs = (player?.remaining() ?? 0) * 1000;
+      clearTimeout(hideTimer);
+      hideTimer = setTimeout(() => hide('end'), tailMs + holdMs);
+    }
+  }
+}
+
+function onFrame(frame) {
+  observe({
+    kind: 'frame',
+    type: frame.type,
+    action: frame.action,
+    sessionId: frame.sessionId,
+    turn: frame.turn,
+    seq: frame.seq,
+    segment: frame.segment?.text,
+    audioBytes: frame.samples ? frame.samples.length * 2 : (frame.pcm?.length ?? 0),
+  });
+  if (session && frame.sessionId !== session) return;
+  if (frame.type === 'SPEECH_CHUNK') onSpeechChunk(frame);
+  else if (frame.type === 'CONTROL') onControl(frame);
+}
+
+function onState(state, detail) {
+  hook.state = state;
+  observe({ kind: 'state', state, ...detail });
+  switch (state) {
+    case 'open':
+      hook.connections = detail.connections;
+      hideNotice();
+      break;
+    case 'token_missing':
+      showNotice('Kotodama overlay: no access token', 'The URL has no ?token=…: copy the overlay URL again from the app (Copy overlay URL).');
+      break;
+    case 'token_rejected':
+      showNotice('Kotodama overlay: token rejected', 'Copy the overlay URL again from the app (Copy overlay URL) and paste it into this browser source.');
+      break;
+    case 'refused':
+      showNotice('Kotodama overlay: connection refused', detail.message);
+      break;
+    case 'unreachable':
+      if (showStatus) showNotice('Kotodama is not running', `Retrying in ${Math.ceil(detail.retryInMs / 1000)} s…`, { info: true });
+      break;
+    case 'reconnecting':
+      // The stream is live: say nothing on screen unless asked to (status=1).
+      if (showStatus) showNotice('Reconnecting to Kotodama', `Retrying in ${Math.ceil(detail.retryInMs / 1000)} s…`, { info: true });
+      cancelPending();
+      hide('disconnected');
+      break;
+    default:
+      break;
+  }
+}
+
+if (player) {
+  // Browsers outside OBS start audio only after a gesture.
+  window.addEventListener('pointerdown', () => {
+    player.ensureContext();
+    if (!player.blocked && notice.classList.contains('info')) hideNotice();
+  });
+}
+
+new LiveSocket({
+  token,
+  session,
+  audio: playAudio,
+  binary: playAudio,
+  onFrame,
+  onState,
+}).start();

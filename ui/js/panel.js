@@ -1,0 +1,315 @@
+// The control panel (`/?token=…`): transcript, input, push-to-interrupt, sessions, status,
+// settings, overlay URL. It runs in the desktop app's window and in any browser on the same
+// URL. In the app the audio plays in Rust, so the panel never plays audio unless the user
+// asks for it in a plain browser ("Play audio here").
+
+import { Api } from './api.js';
+import { LiveSocket } from './live.js';
+import { PcmPlayer } from './player.js';
+import { Sessions, sessionIdProblem, suggestSessionId } from './sessions.js';
+import { SettingsForm } from './settings.js';
+import { StatusBar } from './status.js';
+import { takeToken } from './token.js';
+import { Transcript } from './transcript.js';
+
+/** A STOP over the socket not answered (STOP or STOP_ACK) within this goes over HTTP too. */
+const STOP_FALLBACK_MS = 400;
+
+const $ = (id) => document.getElementById(id);
+const token = takeToken({ strip: true });
+/** Tauri injects `window.__TAURI__` (withGlobalTauri) into the app's window only. */
+const inDesktopApp = typeof window.__TAURI__ === 'object' && window.__TAURI__ !== null;
+
+// Test/debug hook, as in the overlay: state to read, and an optional observer.
+const hook = { state: 'starting', token: Boolean(token), desktop: inDesktopApp };
+window.__koto = hook;
+function observe(event) {
+  if (typeof window.__kotoObserve === 'function') {
+    window.__kotoObserve({ t: performance.now(), ...event });
+  }
+}
+
+if (!token) {
+  const fatal = $('fatal');
+  fatal.hidden = false;
+  fatal.textContent =
+    'No access token. Open the panel from the Kotodama app, or use the URL that `kotodama serve` prints ' +
+    '(http://127.0.0.1:<port>/?token=…; the token is also in <data dir>/token).';
+}
+
+const api = new Api(token);
+const transcript = new Transcript($('transcript'));
+const status = new StatusBar(api, (health) => {
+  transcript.speech = Boolean(health.tts);
+});
+let player = null;
+/** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
+const pending = [];
+/** Sessions with a STOP in flight: resolve when STOP/STOP_ACK comes back. */
+const stopWaiters = new Map();
+
+const sessions = new Sessions($('session-select'), (id) => {
+  transcript.show(id);
+  updateOverlayUrl();
+});
+transcript.show(sessions.current);
+
+// ---- live socket -------------------------------------------------------------------------
+
+const live = new LiveSocket({
+  token,
+  audio: false,
+  binary: false,
+  onFrame: (frame) => {
+    observe({
+      kind: 'frame',
+      type: frame.type,
+      action: frame.action,
+      sessionId: frame.sessionId,
+      turn: frame.turn,
+      seq: frame.seq,
+      segment: frame.segment?.text,
+      audioBytes: frame.samples ? frame.samples.length * 2 : (frame.pcm?.length ?? 0),
+    });
+    if (frame.type === 'ERROR') {
+      $('interrupt-result').textContent = `Refused: ${frame.message}`;
+      return;
+    }
+    if (frame.sessionId) sessions.add(frame.sessionId);
+    if (frame.type === 'USER_INPUT') {
+      const index = pending.findIndex(
+        (send) => send.sessionId === frame.sessionId && send.content === frame.content && send.turn === undefined,
+      );
+      if (index >= 0) pending[index].turn = frame.turn;
+    }
+    if (frame.type === 'CONTROL' && (frame.action === 'STOP' || frame.action === 'STOP_ACK')) {
+      stopWaiters.get(frame.sessionId)?.();
+      if (frame.action === 'STOP_ACK') player?.stop(frame.sessionId, frame.turn);
+    }
+    if (frame.type === 'SPEECH_CHUNK' && player && frame.samples) {
+      player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
+    }
+    transcript.apply(frame);
+  },
+  onState: (state, detail) => {
+    hook.state = state;
+    observe({ kind: 'state', state, ...detail });
+    status.live(state, detail);
+    if (state === 'token_rejected') {
+      const fatal = $('fatal');
+      fatal.hidden = false;
+      fatal.textContent =
+        'The access token was rejected. Open the panel again from the app, or with the URL `kotodama serve` printed.';
+    } else if (state === 'open') {
+      $('fatal').hidden = Boolean(token);
+    }
+  },
+});
+if (token) {
+  live.start();
+  status.start();
+}
+
+// ---- sending -------------------------------------------------------------------------------
+
+function parseInput(text) {
+  if (text.startsWith('/')) {
+    const command = text.slice(1).trim();
+    return { type: 'COMMAND', content: command };
+  }
+  return { type: 'TEXT', content: text };
+}
+
+async function send(text) {
+  const errorLine = $('composer-error');
+  errorLine.textContent = '';
+  const sessionId = sessions.current;
+  const { type, content } = parseInput(text);
+  const record = { sessionId, content, turn: undefined };
+  if (type === 'TEXT') pending.push(record);
+  let failedMidStream = null;
+  try {
+    await api.chat({ sessionId, type, content }, (name, data) => {
+      observe({ kind: 'sse', name, data });
+      if (name === 'error') {
+        failedMidStream = `${data.message} (${data.code})`;
+        errorLine.textContent = `The reply failed: ${failedMidStream}`;
+        if (record.turn !== undefined) transcript.fail(sessionId, record.turn, failedMidStream);
+      } else if (name === 'done') {
+        status.turn(data.stats ?? {});
+      }
+    });
+  } catch (error) {
+    errorLine.textContent = `Not sent: ${error.message}${error.code ? ` (${error.code})` : ''}`;
+    observe({ kind: 'send-error', code: error.code, message: error.message });
+    return false;
+  } finally {
+    const index = pending.indexOf(record);
+    if (index >= 0) pending.splice(index, 1);
+  }
+  return true;
+}
+
+$('composer').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $('composer-input');
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = '';
+  send(text);
+});
+
+$('composer-input').addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    // isComposing: Enter that confirms a Japanese/Chinese IME candidate must not send.
+    event.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+// ---- push to interrupt ---------------------------------------------------------------------
+
+async function stopOverHttp(sessionId) {
+  try {
+    const answer = await api.json('POST', '/control/stop', { sessionId });
+    $('interrupt-result').textContent = answer.stopped?.length
+      ? `Stopped turn ${answer.stopped.join(', ')} (HTTP).`
+      : 'Nothing was talking.';
+  } catch (error) {
+    $('interrupt-result').textContent = `STOP failed: ${error.message}`;
+  }
+}
+
+async function interrupt() {
+  const sessionId = sessions.current;
+  const button = $('interrupt');
+  button.classList.add('pressed');
+  setTimeout(() => button.classList.remove('pressed'), 150);
+  // Silence this tab's own audio at once; the STOP_ACK fences the turn.
+  player?.stop(sessionId);
+  observe({ kind: 'interrupt', sessionId });
+  const answered = new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), STOP_FALLBACK_MS);
+    stopWaiters.set(sessionId, () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  const sent = live.send({ type: 'CONTROL', action: 'STOP', sessionId, reason: 'user_interrupt' });
+  if (!sent) {
+    stopWaiters.delete(sessionId);
+    await stopOverHttp(sessionId);
+    return;
+  }
+  const ok = await answered;
+  stopWaiters.delete(sessionId);
+  if (ok) {
+    $('interrupt-result').textContent = 'Stopped.';
+  } else {
+    // No answer over the socket (nothing was playing, or the socket is stuck): HTTP is the
+    // fallback, and a STOP when nothing runs is harmless.
+    await stopOverHttp(sessionId);
+  }
+}
+
+$('interrupt').addEventListener('click', interrupt);
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && !event.repeat) {
+    event.preventDefault();
+    interrupt();
+  }
+});
+
+// ---- sessions ------------------------------------------------------------------------------
+
+$('session-new-id').value = '';
+$('session-new-id').placeholder = suggestSessionId();
+$('session-new').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $('session-new-id');
+  const id = input.value.trim() || input.placeholder;
+  const problem = sessionIdProblem(id);
+  $('session-new-error').textContent = problem;
+  input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  if (problem) return;
+  input.value = '';
+  input.placeholder = suggestSessionId();
+  sessions.choose(id);
+});
+$('session-new-id').addEventListener('input', () => {
+  $('session-new-error').textContent = '';
+  $('session-new-id').removeAttribute('aria-invalid');
+});
+
+async function loadRecentSessions() {
+  try {
+    const stats = await api.json('GET', '/stats');
+    sessions.add(...(stats.sessions ?? []).map((entry) => entry.sessionId));
+  } catch {
+    // Stats are a convenience for the picker; the panel works without them.
+  }
+}
+if (token) loadRecentSessions();
+
+// ---- audio in this tab (browser only) --------------------------------------------------------
+
+if (inDesktopApp) {
+  $('audio-app').hidden = false;
+  $('audio-here-label').hidden = true;
+} else {
+  $('audio-here').addEventListener('change', (event) => {
+    const on = event.target.checked;
+    if (on) {
+      // The click is the user gesture browsers need before audio may start.
+      player = new PcmPlayer();
+      player.ensureContext();
+    } else {
+      player?.close();
+      player = null;
+    }
+    live.reconfigure({ audio: on, binary: on });
+  });
+}
+
+// ---- overlay URL -----------------------------------------------------------------------------
+
+function overlayUrl() {
+  const params = new URLSearchParams({ token });
+  if ($('overlay-audio').checked) params.set('audio', '1');
+  if ($('overlay-session').checked) params.set('session', sessions.current);
+  const size = Number.parseInt($('overlay-size').value, 10);
+  if (Number.isFinite(size) && size !== 42) params.set('size', String(Math.min(300, Math.max(8, size))));
+  const position = $('overlay-position').value;
+  if (position !== 'bottom') params.set('position', position);
+  return `${window.location.origin}/overlay?${params}`;
+}
+
+function updateOverlayUrl() {
+  $('overlay-url').value = overlayUrl();
+}
+
+for (const id of ['overlay-audio', 'overlay-session', 'overlay-size', 'overlay-position']) {
+  $(id).addEventListener('input', updateOverlayUrl);
+  $(id).addEventListener('change', updateOverlayUrl);
+}
+updateOverlayUrl();
+
+$('overlay-copy').addEventListener('click', async () => {
+  const url = overlayUrl();
+  const note = $('overlay-copied');
+  try {
+    await navigator.clipboard.writeText(url);
+    note.textContent = 'Copied. Paste it into an OBS Browser source.';
+  } catch {
+    // Clipboard API refused (permissions): select the text for Ctrl+C instead.
+    const input = $('overlay-url');
+    input.focus();
+    input.select();
+    note.textContent = 'Press Ctrl+C to copy the selected URL.';
+  }
+});
+
+// ---- settings --------------------------------------------------------------------------------
+
+const settings = new SettingsForm(api, $('settings'));
+if (token) settings.load();

@@ -1,0 +1,136 @@
+// The status bar: providers and relay clients from `GET /health`, outbox health from
+// `/metrics`, the panel's own connection, and the last turn's latency from `done.stats`.
+
+const HEALTH_EVERY_MS = 3000;
+const METRICS_EVERY_MS = 10_000;
+/** Undelivered events older than this are worth a warning. */
+const OUTBOX_STALE_S = 60;
+
+function chip(id, text, tone = '', title) {
+  const element = document.getElementById(id);
+  element.textContent = text;
+  element.className = `chip ${tone}`.trim();
+  if (title !== undefined) element.title = title;
+}
+
+/** One sample's value from Prometheus text (first series of `name`), or null. */
+export function metricValue(text, name) {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) {
+      const value = Number.parseFloat(line.slice(line.lastIndexOf(' ') + 1));
+      if (Number.isFinite(value)) return value;
+    }
+  }
+  return null;
+}
+
+function ms(value) {
+  return typeof value === 'number' ? `${Math.round(value)} ms` : '–';
+}
+
+export class StatusBar {
+  /**
+   * @param {import('./api.js').Api} api
+   * @param {(health: object) => void} onHealth every successful health answer
+   */
+  constructor(api, onHealth) {
+    this.api = api;
+    this.onHealth = onHealth;
+    this.liveOpen = false;
+    this.health = null;
+    this.events = { mode: null, reason: '' };
+  }
+
+  start() {
+    this.pollHealth();
+    this.pollMetrics();
+    setInterval(() => this.pollHealth(), HEALTH_EVERY_MS);
+    setInterval(() => this.pollMetrics(), METRICS_EVERY_MS);
+  }
+
+  async pollHealth() {
+    let health;
+    try {
+      health = await this.api.health();
+    } catch (error) {
+      chip('status-llm', 'LLM: ?', 'bad', `health check failed: ${error.message}`);
+      return;
+    }
+    this.health = health;
+    const llm = health.llm ?? {};
+    chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok');
+    if (health.tts) {
+      chip('status-tts', `TTS: ${health.tts.provider} · ${Math.round(health.tts.sampleRate / 100) / 10} kHz`, 'ok');
+    } else {
+      chip('status-tts', 'TTS: off (text only)', 'warn', 'SYNC_TTS_STREAMING is off: replies are not spoken');
+    }
+    this.events = health.events ?? this.events;
+    this.renderEvents();
+    const clients = health.relay?.clientsConnected;
+    if (typeof clients === 'number') {
+      const others = Math.max(0, clients - (this.liveOpen ? 1 : 0));
+      chip('status-overlays', `overlays: ${others}`, others > 0 ? 'ok' : '', `${clients} /ws/live clients in all, this panel included`);
+    }
+    this.onHealth(health);
+  }
+
+  async pollMetrics() {
+    try {
+      const text = await this.api.metricsText();
+      this.outbox = {
+        backlog: metricValue(text, 'koto_outbox_backlog'),
+        oldest: metricValue(text, 'koto_outbox_oldest_undelivered_age_seconds'),
+        deadLetters: metricValue(text, 'koto_events_dead_letters'),
+      };
+    } catch {
+      this.outbox = null;
+    }
+    this.renderEvents();
+  }
+
+  renderEvents() {
+    const mode = this.events.mode ?? '?';
+    const outbox = this.outbox;
+    let text = `events: ${mode}`;
+    let tone = 'ok';
+    let title = this.events.reason ?? '';
+    if (outbox && outbox.backlog !== null) {
+      text += ` · outbox ${outbox.backlog}`;
+      if (outbox.oldest !== null && outbox.oldest > OUTBOX_STALE_S) {
+        tone = 'warn';
+        text += ` (oldest ${Math.round(outbox.oldest)} s)`;
+      }
+      if (outbox.deadLetters) {
+        tone = 'warn';
+        title += ` · ${outbox.deadLetters} dead letters`;
+      }
+    }
+    chip('status-events', text, tone, title);
+  }
+
+  /** The panel's own /ws/live state. */
+  live(state, detail = {}) {
+    const opened = state === 'open' && !this.liveOpen;
+    this.liveOpen = state === 'open';
+    // Count again once the server counts this panel too (the overlay count subtracts it).
+    if (opened) this.pollHealth();
+    const tones = { open: 'ok', connecting: '', reconnecting: 'warn', unreachable: 'bad' };
+    const texts = {
+      open: 'live: connected',
+      connecting: 'live: connecting…',
+      reconnecting: `live: reconnecting in ${Math.ceil((detail.retryInMs ?? 0) / 1000)} s`,
+      unreachable: 'live: server unreachable',
+      token_missing: 'live: no token',
+      token_rejected: 'live: token rejected',
+      refused: 'live: refused',
+    };
+    chip('status-live', texts[state] ?? `live: ${state}`, tones[state] ?? 'bad');
+  }
+
+  /** `done.stats` of the last turn sent from this panel. */
+  turn(stats) {
+    const text = `last turn: TTFT ${ms(stats.ttft_ms)} · first audio ${ms(stats.first_audio_ms)}${stats.interrupted ? ' · interrupted' : ''}`;
+    chip('status-turn', text, 'ok', `${stats.tokens ?? 0} tokens`);
+  }
+}
