@@ -14,10 +14,10 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${KOTODAMA_HEADLESS:-0}" != 1
   echo "==> display found: building the desktop app (release; the first build takes several minutes)"
   cargo build --release --quiet -p kotodama-desktop --features custom-protocol
   echo "==> starting the desktop app: window, tray, stop hotkey (KOTODAMA_HEADLESS=1 for serve)"
-  exec target/release/kotodama-desktop "$@"
+  exec "${CARGO_TARGET_DIR:-target}/release/kotodama-desktop" "$@"
 fi
 echo "==> no display (\$DISPLAY and \$WAYLAND_DISPLAY unset): running headless"
 echo "==> building kotodama (release; the first build takes a few minutes)"
 cargo build --release --quiet -p koto-server --bin kotodama
 echo "==> starting headless: kotodama serve"
-exec target/release/kotodama serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/kotodama" serve "$@"

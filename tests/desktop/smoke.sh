@@ -25,7 +25,7 @@ if [ "${1:-}" != "--inside" ]; then
   if [ -z "${KOTODAMA_DESKTOP_BIN:-}" ]; then
     echo "==> desktop smoke: cargo build -p kotodama-desktop"
     cargo build --quiet -p kotodama-desktop
-    export KOTODAMA_DESKTOP_BIN="$ROOT/target/debug/kotodama-desktop"
+    export KOTODAMA_DESKTOP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/kotodama-desktop"
   fi
   mkdir -p artifacts
   # Own D-Bus session (single-instance, tray) and own X server: nothing leaks to the desktop

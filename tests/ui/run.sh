@@ -36,7 +36,7 @@ fi
 if [ -z "${KOTODAMA_BIN:-}" ]; then
   echo "==> cargo build -p koto-server --bin kotodama"
   (cd "$root" && cargo build --quiet -p koto-server --bin kotodama)
-  KOTODAMA_BIN="$root/target/debug/kotodama"
+  KOTODAMA_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/kotodama"
 fi
 export KOTODAMA_BIN CHROMIUM
 
