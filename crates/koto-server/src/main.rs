@@ -101,17 +101,20 @@ async fn serve(
     })?;
     koto_server::logging::init(config.log_format);
     let server = koto_server::start(config).await?;
+    // Signal handlers are registered before the ready line, so a SIGTERM right after it is
+    // already a clean shutdown.
+    let signals = Signals::register()?;
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        signals.wait().await;
+        shutdown.cancel();
+    });
     println!(
         "kotodama ready: {url}  token: {token}  (LLM: {llm})",
         url = server.base_url(),
         token = server.token.expose(),
         llm = server.engine.llm().name(),
     );
-    let shutdown = server.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        shutdown.cancel();
-    });
     server.wait().await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -149,6 +152,39 @@ async fn worker(
     );
     koto_events::run_standalone_worker(store, config.events, groups, shutdown).await?;
     Ok(())
+}
+
+/// SIGINT and SIGTERM, registered at once (not on first poll).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn wait_for_signal() {
