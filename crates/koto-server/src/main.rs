@@ -142,8 +142,9 @@ async fn worker(
     let store = koto_store::Store::open_shared(&db_path)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
+    let signals = Signals::register()?;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         stop.cancel();
     });
     println!(
@@ -183,28 +184,6 @@ impl Signals {
             _ = self.terminate.recv() => {}
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
