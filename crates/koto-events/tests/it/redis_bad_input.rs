@@ -256,13 +256,17 @@ async fn oom_keeps_events_in_the_outbox_until_redis_has_room() {
             "a",
         );
     }
-    wait_for("OOM reported", || {
+    // The metric is counted before the failure is written to the rows: wait for both.
+    wait_for("OOM reported and recorded on the rows", || {
         metric(
             &handle.registry().encode(),
             "koto_events_relay_errors_total{kind=\"oom\"}",
         )
         .unwrap_or(0.0)
             >= 1.0
+            && fixture.count(
+                "SELECT COUNT(*) FROM outbox_events WHERE attempts > 0 AND last_error LIKE '%OOM%'",
+            ) > 0
     })
     .await;
     assert_eq!(
@@ -270,9 +274,6 @@ async fn oom_keeps_events_in_the_outbox_until_redis_has_room() {
         15,
         "all 15 rows kept in the outbox"
     );
-    let attempts_recorded = fixture
-        .count("SELECT COUNT(*) FROM outbox_events WHERE attempts > 0 AND last_error LIKE '%OOM%'");
-    assert!(attempts_recorded > 0, "the failure is recorded on the rows");
 
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
