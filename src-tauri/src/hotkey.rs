@@ -9,7 +9,7 @@
 use std::str::FromStr;
 
 use serde::Serialize;
-use tauri::{AppHandle, Runtime};
+use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_global_shortcut::{GlobalShortcutExt, Shortcut, ShortcutState};
 
 /// Whether the stop hotkey works, for the tray, the log and `app_info`.
@@ -43,8 +43,9 @@ impl HotkeyStatus {
         HotkeyStatus {
             accelerator: None,
             state: HotkeyState::Off,
-            message: "Stop hotkey is off (set KOTODAMA_STOP_HOTKEY or --stop-hotkey to enable it)."
-                .to_owned(),
+            message:
+                "Stop hotkey is off (set one in Settings, KOTODAMA_STOP_HOTKEY or --stop-hotkey)."
+                    .to_owned(),
         }
     }
 
@@ -103,26 +104,40 @@ impl DisplaySession {
     }
 }
 
-/// Registers `accelerator` so that pressing it calls `on_press`. Every failure becomes a status;
-/// nothing here can stop the app.
+/// Why `accelerator` is not a shortcut, in words for the settings page.
+pub fn parse(accelerator: &str) -> Result<Shortcut, String> {
+    Shortcut::from_str(accelerator).map_err(|error| {
+        format!(
+            "{accelerator:?} is not a valid shortcut ({error}); use e.g. Ctrl+Shift+Space or Alt+F9"
+        )
+    })
+}
+
+/// Registers `accelerator` so that pressing it calls `on_press`, replacing the shortcut
+/// registered before (a settings change; `None` only unregisters). `on_press` is taken the first
+/// time the shortcut plugin starts. Every failure becomes a status; nothing here can stop the app.
 pub fn install<R: Runtime>(
     app: &AppHandle<R>,
     accelerator: Option<&str>,
     session: DisplaySession,
     on_press: impl Fn(&AppHandle<R>) + Send + Sync + 'static,
 ) -> HotkeyStatus {
+    let plugin_running = app
+        .try_state::<tauri_plugin_global_shortcut::GlobalShortcut<R>>()
+        .is_some();
+    if plugin_running && let Err(error) = app.global_shortcut().unregister_all() {
+        tracing::warn!(%error, "cannot release the previous stop hotkey");
+    }
     let Some(accelerator) = accelerator else {
         return HotkeyStatus::off();
     };
-    let shortcut = match Shortcut::from_str(accelerator) {
+    let shortcut = match parse(accelerator) {
         Ok(shortcut) => shortcut,
-        Err(error) => {
+        Err(message) => {
             return HotkeyStatus::new(
                 accelerator,
                 HotkeyState::Failed,
-                format!(
-                    "Stop hotkey {accelerator:?} is not a valid shortcut ({error}); use e.g. Ctrl+Shift+Space."
-                ),
+                format!("Stop hotkey {message}."),
             );
         }
     };
@@ -144,26 +159,30 @@ pub fn install<R: Runtime>(
             );
         }
     };
-    let plugin = tauri_plugin_global_shortcut::Builder::new()
-        .with_handler(move |app, _shortcut, event| {
-            if event.state == ShortcutState::Pressed {
-                on_press(app);
-            }
-        })
-        .build();
-    if let Err(error) = app.plugin(plugin) {
-        return HotkeyStatus::new(
-            accelerator,
-            HotkeyState::Failed,
-            format!("Global shortcuts cannot start here ({error}); use the tray's Stop talking."),
-        );
+    if !plugin_running {
+        let plugin = tauri_plugin_global_shortcut::Builder::new()
+            .with_handler(move |app, _shortcut, event| {
+                if event.state == ShortcutState::Pressed {
+                    on_press(app);
+                }
+            })
+            .build();
+        if let Err(error) = app.plugin(plugin) {
+            return HotkeyStatus::new(
+                accelerator,
+                HotkeyState::Failed,
+                format!(
+                    "Global shortcuts cannot start here ({error}); use the tray's Stop talking."
+                ),
+            );
+        }
     }
     if let Err(error) = app.global_shortcut().register(shortcut) {
         return HotkeyStatus::new(
             accelerator,
             HotkeyState::Failed,
             format!(
-                "Stop hotkey {accelerator} could not be registered ({error}); another app may hold it. Choose another with KOTODAMA_STOP_HOTKEY."
+                "Stop hotkey {accelerator} could not be registered ({error}); another app may hold it. Choose another in Settings."
             ),
         );
     }

@@ -1,15 +1,15 @@
 //! What the desktop app starts with: the configuration `kotodama serve` reads (defaults ← saved
-//! settings ← TOML file ← environment ← flags, via `koto_server::config`) plus the shell's own
-//! settings (stop hotkey, local playback). It starts nothing and shows nothing; a bad
-//! configuration is kept as an error for the failure page, because an app launched from a menu
-//! has no terminal to print it to.
+//! settings ← TOML file ← environment ← flags, via `koto_server::config`), whose desktop keys
+//! (`stop_hotkey`, `playback`, `output_device`, `output_volume`) are the shell's. It starts
+//! nothing and shows nothing; a bad configuration is kept as an error for the failure page,
+//! because an app launched from a menu has no terminal to print it to.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use koto_server::config::{Config, ConfigError};
+use koto_server::config::{Config, ConfigError, DesktopConfig};
 
-/// The push-to-interrupt shortcut when none is configured.
+/// The push-to-interrupt shortcut when none is configured (the `stop_hotkey` key's default).
 pub const DEFAULT_STOP_HOTKEY: &str = "Ctrl+Shift+Space";
 
 /// Environment variable that sets the stop hotkey (`off` disables it).
@@ -49,10 +49,13 @@ pub struct DesktopArgs {
 pub struct Launch {
     /// The server's configuration, or why it is unusable (shown in the window).
     pub config: Result<Config, ConfigError>,
-    /// The stop hotkey as written (`None`: disabled).
-    pub stop_hotkey: Option<String>,
-    /// Play the relay's audio on the default output device (null sink without one).
-    pub playback: bool,
+}
+
+impl Launch {
+    /// The desktop keys of the configuration; `None` when it is unusable (nothing starts).
+    pub fn desktop(&self) -> Option<&DesktopConfig> {
+        self.config.as_ref().ok().map(|config| &config.desktop)
+    }
 }
 
 impl Launch {
@@ -71,35 +74,47 @@ impl Launch {
         if let Some(dir) = &args.data_dir {
             flags.push(("data_dir", dir.to_string_lossy().into_owned()));
         }
+        if let Some(hotkey) = &args.stop_hotkey {
+            flags.push(("stop_hotkey", hotkey.clone()));
+        }
+        if args.no_playback {
+            flags.push(("playback", "off".to_owned()));
+        }
         // Exactly `kotodama serve`'s layering: defaults ← <data_dir>/kotodama.toml (the saved
         // settings) ← --config ← environment ← flags.
         let config =
             Config::load_with(args.config.as_deref(), &flags, &env).map(|(config, _)| config);
-        let written = args
-            .stop_hotkey
-            .or_else(|| env(STOP_HOTKEY_ENV))
-            .unwrap_or_else(|| DEFAULT_STOP_HOTKEY.to_owned());
-        let stop_hotkey = match written.trim() {
-            "" | "off" | "none" | "false" => None,
-            accelerator => Some(accelerator.to_owned()),
-        };
-        let playback_off = env(PLAYBACK_ENV)
-            .is_some_and(|value| matches!(value.trim(), "off" | "0" | "false" | "no"));
-        Launch {
-            config,
-            stop_hotkey,
-            playback: !(args.no_playback || playback_off),
-        }
+        Launch { config }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use koto_server::config::KEYS;
 
     fn args(flags: &[&str]) -> DesktopArgs {
         let argv = std::iter::once("kotodama-desktop").chain(flags.iter().copied());
         DesktopArgs::try_parse_from(argv).expect("flags parse")
+    }
+
+    fn hotkey(launch: &Launch) -> Option<&str> {
+        launch
+            .desktop()
+            .and_then(|desktop| desktop.stop_hotkey.as_deref())
+    }
+
+    fn playback(launch: &Launch) -> bool {
+        launch.desktop().is_some_and(|desktop| desktop.playback)
+    }
+
+    #[test]
+    fn the_documented_default_is_the_config_key_default() {
+        let spec = KEYS.iter().find(|spec| spec.key == "stop_hotkey");
+        assert_eq!(spec.map(|spec| spec.env), Some(STOP_HOTKEY_ENV));
+        assert_eq!(spec.map(|spec| spec.default), Some(DEFAULT_STOP_HOTKEY));
+        let spec = KEYS.iter().find(|spec| spec.key == "playback");
+        assert_eq!(spec.map(|spec| spec.env), Some(PLAYBACK_ENV));
     }
 
     #[test]
@@ -107,24 +122,22 @@ mod tests {
         let none = |_: &str| None;
         let env = |name: &str| (name == STOP_HOTKEY_ENV).then(|| "Alt+F9".to_owned());
         assert_eq!(
-            Launch::resolve(args(&[]), none).stop_hotkey.as_deref(),
+            hotkey(&Launch::resolve(args(&[]), none)),
             Some(DEFAULT_STOP_HOTKEY),
             "a documented default, so push-to-interrupt works out of the box"
         );
         assert_eq!(
-            Launch::resolve(args(&[]), env).stop_hotkey.as_deref(),
+            hotkey(&Launch::resolve(args(&[]), env)),
             Some("Alt+F9"),
             "the environment overrides the default"
         );
         assert_eq!(
-            Launch::resolve(args(&["--stop-hotkey", "Ctrl+F8"]), env)
-                .stop_hotkey
-                .as_deref(),
+            hotkey(&Launch::resolve(args(&["--stop-hotkey", "Ctrl+F8"]), env)),
             Some("Ctrl+F8"),
             "the flag overrides the environment"
         );
         assert_eq!(
-            Launch::resolve(args(&["--stop-hotkey", "off"]), env).stop_hotkey,
+            hotkey(&Launch::resolve(args(&["--stop-hotkey", "off"]), env)),
             None,
             "`off` disables the hotkey"
         );
@@ -135,15 +148,15 @@ mod tests {
         let none = |_: &str| None;
         let off = |name: &str| (name == PLAYBACK_ENV).then(|| "off".to_owned());
         assert!(
-            Launch::resolve(args(&[]), none).playback,
+            playback(&Launch::resolve(args(&[]), none)),
             "the desktop app speaks out loud by default"
         );
         assert!(
-            !Launch::resolve(args(&[]), off).playback,
+            !playback(&Launch::resolve(args(&[]), off)),
             "KOTODAMA_PLAYBACK=off"
         );
         assert!(
-            !Launch::resolve(args(&["--no-playback"]), none).playback,
+            !playback(&Launch::resolve(args(&["--no-playback"]), none)),
             "--no-playback"
         );
     }

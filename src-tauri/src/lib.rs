@@ -13,6 +13,7 @@
 
 pub mod barge_in;
 pub mod commands;
+pub mod desktop_settings;
 pub mod hotkey;
 pub mod launch;
 pub mod lifecycle;
@@ -25,6 +26,9 @@ use koto_server::StartError;
 use koto_server::config::ConfigError;
 use tauri::{App, AppHandle, Manager, Runtime};
 
+use std::sync::Arc;
+
+use crate::desktop_settings::DesktopHooks;
 use crate::hotkey::{DisplaySession, HotkeyStatus};
 use crate::launch::Launch;
 use crate::lifecycle::Lifecycle;
@@ -70,9 +74,25 @@ pub fn run(launch: Launch) -> i32 {
 fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     let handle = app.handle().clone();
     spawn_signal_watcher(&handle);
+    let session = DisplaySession::detect(|name| std::env::var(name).ok());
+    let mut player = None;
+    let mut stop_hotkey = None;
     let started = match launch.config {
-        Ok(config) => tauri::async_runtime::block_on(koto_server::start(config))
-            .map_err(|error| startup_failure(&error)),
+        Ok(config) => {
+            let desktop = &config.desktop;
+            stop_hotkey.clone_from(&desktop.stop_hotkey);
+            // Never fails: without a sound card it plays into a real-time null sink (logged).
+            player = desktop.playback.then(|| {
+                koto_audio::Player::start(koto_audio::PlayerConfig {
+                    device: desktop.output_device.clone(),
+                    volume: desktop.output_volume,
+                    ..koto_audio::PlayerConfig::default()
+                })
+            });
+            let hooks = DesktopHooks::new(handle.clone(), player.clone(), session);
+            tauri::async_runtime::block_on(koto_server::start_with(config, Some(Arc::new(hooks))))
+                .map_err(|error| startup_failure(&error))
+        }
         Err(error) => Err(config_failure(&error)),
     };
     let server = match started {
@@ -90,10 +110,6 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
         }
     };
     let llm = server.engine.llm().name().to_owned();
-    // Never fails: without a sound card it plays into a real-time null sink (logged).
-    let player = launch
-        .playback
-        .then(|| koto_audio::Player::start(koto_audio::PlayerConfig::default()));
     let audio = match &player {
         Some(player) => player.status().device,
         None => "off".to_owned(),
@@ -103,10 +119,9 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     if let Err(error) = window::open_panel(&handle, shell.panel_url(), shell.origin()) {
         tracing::error!(%error, "cannot open the panel window");
     }
-    let session = DisplaySession::detect(|name| std::env::var(name).ok());
     let hotkey = hotkey::install(
         &handle,
-        launch.stop_hotkey.as_deref(),
+        stop_hotkey.as_deref(),
         session,
         |app: &AppHandle<R>| barge_in::stop_talking_now(app, "hotkey"),
     );

@@ -4,12 +4,13 @@
 
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Runtime};
+use tauri::{AppHandle, Manager, Runtime};
 
 use crate::hotkey::HotkeyStatus;
 use crate::{barge_in, lifecycle, window};
 
 const SHOW: &str = "show";
+const HOTKEY: &str = "hotkey";
 const STOP: &str = "stop";
 const QUIT: &str = "quit";
 
@@ -22,7 +23,7 @@ pub fn install<R: Runtime>(
     let show = MenuItem::with_id(app, SHOW, "Show Kotodama", true, None::<&str>)?;
     let stop_item = MenuItem::with_id(app, STOP, "Stop talking", running, None::<&str>)?;
     // Informational: a disabled item is how a tray menu shows a status.
-    let hotkey_item = MenuItem::with_id(app, "hotkey", hotkey.menu_label(), false, None::<&str>)?;
+    let hotkey_item = MenuItem::with_id(app, HOTKEY, hotkey.menu_label(), false, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
     let quit = MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&show, &stop_item, &hotkey_item, &separator, &quit])?;
@@ -39,5 +40,18 @@ pub fn install<R: Runtime>(
         tray = tray.icon(icon.clone());
     }
     tray.build(app)?;
+    app.manage(HotkeyLabel(hotkey_item));
     Ok(())
+}
+
+/// The tray's hotkey line, kept to show a hotkey changed in the settings.
+struct HotkeyLabel<R: Runtime>(MenuItem<R>);
+
+/// Shows `hotkey` in the tray menu (no-op without a tray).
+pub fn show_hotkey<R: Runtime>(app: &AppHandle<R>, hotkey: &HotkeyStatus) {
+    if let Some(label) = app.try_state::<HotkeyLabel<R>>()
+        && let Err(error) = label.0.set_text(hotkey.menu_label())
+    {
+        tracing::warn!(%error, "cannot update the tray's hotkey line");
+    }
 }

@@ -1,7 +1,7 @@
 //! [`Engine`]: the one API the HTTP routes, Tauri commands and the benchmark drive.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use koto_core::llm::LlmProvider;
@@ -126,6 +126,28 @@ pub struct EngineParts {
     pub metrics: Option<Registry>,
 }
 
+/// What turns are answered with: the settings and providers a streamer may change while the app
+/// runs. A turn takes one snapshot when it is submitted and keeps it to its end, so a change
+/// never mixes two personas or two voices in one reply; [`Engine::reconfigure`] swaps it for the
+/// turns after.
+#[derive(Clone)]
+pub struct Profile {
+    pub config: EngineConfig,
+    pub llm: Arc<dyn LlmProvider>,
+    /// `None`: text only.
+    pub voice: Option<Arc<dyn Voice>>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("config", &self.config)
+            .field("llm", &self.llm.name())
+            .field("voice", &self.voice.as_ref().map(|voice| voice.name()))
+            .finish()
+    }
+}
+
 /// What a STOP did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOutcome {
@@ -139,10 +161,9 @@ pub struct Engine {
 }
 
 struct Inner {
-    config: EngineConfig,
-    llm: Arc<dyn LlmProvider>,
+    /// Read at each submit; replaced whole by `reconfigure` (never held across an `.await`).
+    profile: RwLock<Arc<Profile>>,
     store: Store,
-    voice: Option<Arc<dyn Voice>>,
     relay: Option<Relay>,
     /// This engine as the relay's default producer.
     producer: Option<Arc<Producer>>,
@@ -172,10 +193,12 @@ impl Engine {
         };
         let engine = Engine {
             inner: Arc::new(Inner {
-                config,
-                llm: parts.llm,
+                profile: RwLock::new(Arc::new(Profile {
+                    config,
+                    llm: parts.llm,
+                    voice: parts.voice,
+                })),
                 store: parts.store,
-                voice: parts.voice,
                 relay: parts.relay,
                 producer,
                 recall: parts.recall,
@@ -233,8 +256,9 @@ impl Engine {
         self.inner.relay.as_ref()
     }
 
-    pub fn voice(&self) -> Option<&dyn Voice> {
-        self.inner.voice.as_deref()
+    /// The voice the next turn speaks with.
+    pub fn voice(&self) -> Option<Arc<dyn Voice>> {
+        self.profile().voice.clone()
     }
 
     pub(crate) fn released_seq(&self, session: &SessionId, turn: TurnNo) -> Option<u64> {
@@ -245,8 +269,13 @@ impl Engine {
     }
 
     /// Long-term memories for the prompt (`ENABLE_LTM_INLINE`); none without a memory store.
-    pub(crate) async fn recall(&self, session: &SessionId, text: &str) -> Vec<String> {
-        if !self.inner.config.flags.ltm_inline {
+    pub(crate) async fn recall(
+        &self,
+        config: &EngineConfig,
+        session: &SessionId,
+        text: &str,
+    ) -> Vec<String> {
+        if !config.flags.ltm_inline {
             return Vec::new();
         }
         let Some(recall) = &self.inner.recall else {
@@ -254,12 +283,8 @@ impl Engine {
         };
         // The implementation keeps its own budget (LTM_INLINE_BUDGET_MS); this bound only guards
         // against one that does not.
-        let budget = self.inner.config.recall_budget;
-        match tokio::time::timeout(
-            budget,
-            recall.recall(session, text, self.inner.config.recall_top_k),
-        )
-        .await
+        let budget = config.recall_budget;
+        match tokio::time::timeout(budget, recall.recall(session, text, config.recall_top_k)).await
         {
             Ok(Ok(memories)) => memories,
             Ok(Err(error)) => {
@@ -279,10 +304,11 @@ impl Engine {
 
     /// Speech for this turn, if speaking is on and there is a voice and a relay.
     pub(crate) fn start_speech(&self, job: &TurnJob) -> Option<TurnSpeech> {
-        if !self.inner.config.flags.tts_streaming {
+        let profile = &job.profile;
+        if !profile.config.flags.tts_streaming {
             return None;
         }
-        let voice = self.inner.voice.clone()?;
+        let voice = profile.voice.clone()?;
         let producer = self.inner.producer.clone()?;
         let speaker = Speaker {
             voice,
@@ -295,7 +321,7 @@ impl Engine {
             token: job.token.clone(),
         };
         Some(TurnSpeech::start(
-            Segmenter::new(self.inner.config.segmenter.clone()),
+            Segmenter::new(profile.config.segmenter.clone()),
             speaker,
         ))
     }
@@ -308,7 +334,7 @@ impl Engine {
         session: &SessionId,
         reason: &str,
     ) -> Result<StopOutcome, EngineError> {
-        if !self.inner.config.flags.barge_in {
+        if !self.flags().barge_in {
             return Err(EngineError::BargeInDisabled);
         }
         let slot = self.lock_sessions().get(session).cloned();
@@ -327,16 +353,34 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
+    /// What the next turn will be answered with.
+    pub fn profile(&self) -> Arc<Profile> {
+        self.inner
+            .profile
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    pub fn flags(&self) -> &Flags {
-        &self.inner.config.flags
+    /// Answers the turns submitted from now on with `profile` (a settings change while the
+    /// app runs). Turns already submitted finish with the profile they started with; the old
+    /// providers are dropped when the last of them ends.
+    pub fn reconfigure(&self, profile: Profile) {
+        tracing::info!(?profile, "profile replaced for the next turns");
+        *self
+            .inner
+            .profile
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(profile);
     }
 
-    pub fn llm(&self) -> &dyn LlmProvider {
-        self.inner.llm.as_ref()
+    pub fn flags(&self) -> Flags {
+        self.profile().config.flags.clone()
+    }
+
+    /// The LLM the next turn streams from.
+    pub fn llm(&self) -> Arc<dyn LlmProvider> {
+        self.profile().llm.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -350,7 +394,8 @@ impl Engine {
     /// Validates and starts one input. A turn is stored (user row) before this returns, so a
     /// duplicate turn number is refused here, not mid-stream.
     pub async fn submit(&self, request: TurnRequest) -> Result<Submission, EngineError> {
-        let flags = &self.inner.config.flags;
+        let profile = self.profile();
+        let flags = &profile.config.flags;
         if !flags.sync_core {
             return Err(EngineError::SyncCoreDisabled);
         }
@@ -365,7 +410,7 @@ impl Engine {
             ));
         }
         let n_chars = request.content.chars().count();
-        let max = self.inner.config.max_content_chars;
+        let max = profile.config.max_content_chars;
         if n_chars > max {
             return Err(EngineError::invalid(
                 ErrorCode::ContentTooLong,
@@ -377,14 +422,14 @@ impl Engine {
                 let user_text = content.to_owned();
                 let script = Some(script.to_owned());
                 return self
-                    .start_turn(request, user_text, script)
+                    .start_turn(profile, request, user_text, script)
                     .await
                     .map(Submission::Turn);
             }
             return self.run_command(&request.session, content).await;
         }
         let text = request.content.clone();
-        self.start_turn(request, text, None)
+        self.start_turn(profile, request, text, None)
             .await
             .map(Submission::Turn)
     }
@@ -413,7 +458,7 @@ impl Engine {
     /// Barge-in: cancels the session's running turn and the turns queued behind it. Harmless when
     /// nothing runs. Returns the turns it cancelled.
     pub fn stop(&self, session: &SessionId) -> Result<Vec<TurnNo>, EngineError> {
-        if !self.inner.config.flags.barge_in {
+        if !self.flags().barge_in {
             return Err(EngineError::BargeInDisabled);
         }
         let slot = self.lock_sessions().get(session).cloned();
@@ -447,6 +492,7 @@ impl Engine {
 
     async fn start_turn(
         &self,
+        profile: Arc<Profile>,
         request: TurnRequest,
         user_text: String,
         script: Option<String>,
@@ -470,8 +516,7 @@ impl Engine {
             kind: kind_name(request.kind).to_owned(),
             ts_ms: now_ms(),
         };
-        let user_input = self
-            .inner
+        let user_input = profile
             .config
             .flags
             .async_ext
@@ -503,6 +548,7 @@ impl Engine {
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let job = TurnJob {
             engine: self.clone(),
+            profile,
             slot,
             turn,
             queue_place: place,
@@ -555,16 +601,12 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
-    pub(crate) fn llm_arc(&self) -> Arc<dyn LlmProvider> {
-        self.inner.llm.clone()
-    }
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("llm", &self.inner.llm.name())
+            .field("profile", &self.profile())
             .finish_non_exhaustive()
     }
 }

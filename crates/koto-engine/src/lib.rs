@@ -16,6 +16,8 @@ mod speech;
 mod speech_turn;
 mod turn;
 
-pub use engine::{Engine, EngineConfig, EngineParts, Flags, StopOutcome, Submission, TurnRequest};
+pub use engine::{
+    Engine, EngineConfig, EngineParts, Flags, Profile, StopOutcome, Submission, TurnRequest,
+};
 pub use error::EngineError;
 pub use events::{TurnEvent, TurnHandle};

@@ -22,7 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
 use crate::context::build_messages;
-use crate::engine::{Engine, blocking, now_ms};
+use crate::engine::{Engine, Profile, blocking, now_ms};
 use crate::session::{QueuePlace, SessionSlot};
 use crate::speech::heard_text;
 use crate::speech_turn::TurnSpeech;
@@ -30,6 +30,8 @@ use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
 
 pub(crate) struct TurnJob {
     pub engine: Engine,
+    /// The settings and providers this turn was submitted under, kept to its end.
+    pub profile: Arc<Profile>,
     pub slot: Arc<SessionSlot>,
     pub turn: TurnNo,
     /// Where this turn stands in its session's queue; dropped (releasing the next) at the end.
@@ -193,7 +195,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
                 Ok(request) => request,
                 Err(error) => return Ending::Failed(error),
             };
-            engine.llm_arc().stream_chat(request)
+            job.profile.llm.stream_chat(request)
         }
     };
     progress.speech = engine.start_speech(job);
@@ -225,7 +227,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
                 if progress.ttft_ms.is_none() {
                     progress.ttft_ms = Some(ms_since(job.received_at));
                     first_clause_deadline =
-                        Some(Instant::now() + engine.config().first_clause_wait);
+                        Some(Instant::now() + job.profile.config.first_clause_wait);
                 }
                 let event = TurnEvent::TextDelta {
                     content: delta.clone(),
@@ -261,14 +263,14 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
 
 async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
     let engine = &job.engine;
-    let config = engine.config();
+    let config = &job.profile.config;
     let store = engine.store().clone();
     let session = job.slot.id.clone();
     let max_turns = config.context_turns;
     let history = blocking(move || store.context(&session, max_turns))
         .await
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
-    let memories = engine.recall(&job.slot.id, &job.user_text).await;
+    let memories = engine.recall(config, &job.slot.id, &job.user_text).await;
     Ok(LlmRequest {
         messages: build_messages(&config.system_prompt, &memories, &history, &job.user_text),
         lang: job.lang.clone(),
@@ -284,7 +286,7 @@ async fn record(
     stats: &TurnStats,
 ) -> Result<(), crate::EngineError> {
     let ts = now_ms();
-    let async_ext = job.engine.flags().async_ext;
+    let async_ext = job.profile.config.flags.async_ext;
     let events = if async_ext {
         outbox_events(job, ending, progress, stats, ts)
     } else {

@@ -97,6 +97,10 @@ pub const KEYS: &[KeySpec] = &[
     key("sync_tts_barge_in", "SYNC_TTS_BARGE_IN", "true", "Allow STOP. false: STOP is refused with 409 barge_in_disabled."),
     key("enable_async_ext", "ENABLE_ASYNC_EXT", "true", "Write outbox events (LTM, analytics, plugins). false: none are written."),
     key("enable_ltm_inline", "ENABLE_LTM_INLINE", "false", "Recall long-term memories into the prompt."),
+    key("playback", "KOTODAMA_PLAYBACK", "on", "Desktop app: play the co-host's voice on this computer (`on`/`off`); off when OBS plays it from the overlay (`--no-playback`)."),
+    key("output_device", "KOTODAMA_OUTPUT_DEVICE", "", "Desktop app: the sound output (a device name or id from the settings page, e.g. a virtual cable); unset = the system default. Missing or unplugged → the default device, then a silent null sink, with a warning."),
+    key("output_volume", "KOTODAMA_OUTPUT_VOLUME", "1.0", "Desktop app: playback volume, 0 to 2 (1 = unchanged)."),
+    key("stop_hotkey", "KOTODAMA_STOP_HOTKEY", "Ctrl+Shift+Space", "Desktop app: global shortcut that stops the co-host talking (e.g. `Alt+F9`); `off` disables it. Not available under Wayland without XWayland."),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +189,23 @@ pub struct Config {
     pub sync_tts_barge_in: bool,
     pub enable_async_ext: bool,
     pub enable_ltm_inline: bool,
+    /// The desktop app's local playback, output and stop hotkey (`kotodama serve` ignores them).
+    pub desktop: DesktopConfig,
     /// The layered raw values this config was built from (the settings API shows and edits
     /// them); secrets inside print as `***`.
     pub raw: RawConfig,
+}
+
+/// What only the desktop app uses. Validated here (ranges, shapes); whether a device exists or
+/// a shortcut can be grabbed is for the app to say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesktopConfig {
+    pub playback: bool,
+    /// `None`: the system's default output.
+    pub output_device: Option<String>,
+    pub output_volume: f32,
+    /// `None`: disabled.
+    pub stop_hotkey: Option<String>,
 }
 
 /// The file in the data directory that holds the settings saved by the app (`PUT /settings`).
@@ -369,6 +387,7 @@ impl RawConfig {
             sync_tts_barge_in: self.flag("sync_tts_barge_in")?,
             enable_async_ext: self.flag("enable_async_ext")?,
             enable_ltm_inline: self.flag("enable_ltm_inline")?,
+            desktop: self.desktop_config()?,
             raw: self.clone(),
         };
         config.validate(self)?;
@@ -405,6 +424,23 @@ impl RawConfig {
             ltm_inline_budget: Duration::from_millis(self.parse("ltm_inline_budget_ms")?),
             in_process_workers: self.flag("event_workers_in_process")?,
             ..EventsConfig::default()
+        })
+    }
+
+    fn desktop_config(&self) -> Result<DesktopConfig, ConfigError> {
+        let output_volume: f32 = self.parse("output_volume")?;
+        if !(0.0..=2.0).contains(&output_volume) {
+            return Err(self.invalid("output_volume", "expected 0 to 2"));
+        }
+        let stop_hotkey = match self.text("stop_hotkey").trim() {
+            "" | "off" | "none" | "false" => None,
+            accelerator => Some(accelerator.to_owned()),
+        };
+        Ok(DesktopConfig {
+            playback: self.flag("playback")?,
+            output_device: self.optional("output_device")?,
+            output_volume,
+            stop_hotkey,
         })
     }
 

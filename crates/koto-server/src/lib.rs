@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod logging;
 pub mod providers;
 pub mod rate_limit;
@@ -30,7 +31,7 @@ use crate::error::AppError;
 use crate::rate_limit::RateLimiter;
 use crate::security::SecurityPolicy;
 
-pub use server::{RunningServer, StartError, start};
+pub use server::{RunningServer, StartError, start, start_with};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]

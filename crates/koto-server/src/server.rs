@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
+use crate::live::{DesktopSettings, LiveTargets};
 use crate::providers::{ProviderSetupError, build_llm};
 use crate::rate_limit::RateLimiter;
 use crate::security::{SecurityPolicy, load_or_create_token};
@@ -86,7 +87,36 @@ impl RunningServer {
     }
 }
 
+/// Starts everything `kotodama serve` runs.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_with(config, None).await
+}
+
+/// As [`start`], for the desktop shell: `desktop` applies its saved settings (output device,
+/// volume, stop hotkey) and lists the choices the settings page offers.
+pub async fn start_with(
+    config: Config,
+    desktop: Option<Arc<dyn DesktopSettings>>,
+) -> Result<RunningServer, StartError> {
+    // The port first: a second instance on the same data dir must fail here, before opening the
+    // store would mark the running instance's live turns abandoned.
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => StartError::PortInUse { addr: config.bind },
+            _ => StartError::Bind {
+                addr: config.bind,
+                source,
+            },
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback: anyone who can reach this address and has the token can use Kotodama");
+    }
+
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
@@ -127,23 +157,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ..RelayConfig::default()
     });
 
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AddrInUse => StartError::PortInUse { addr: config.bind },
-            _ => StartError::Bind {
-                addr: config.bind,
-                source,
-            },
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.bind,
-        source,
-    })?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback: anyone who can reach this address and has the token can use Kotodama");
-    }
-
     let registry = Registry::new();
     let events_shutdown = CancellationToken::new();
     let events = EventsRuntime::new(store.clone(), config.events.clone())
@@ -179,10 +192,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_body_bytes: config.max_body_bytes,
         started: Instant::now(),
         events: events.clone(),
-        settings: Arc::new(crate::routes::settings::Settings::new(
-            &config.data_dir,
-            config.raw.clone(),
-        )),
+        settings: Arc::new(
+            crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone()).with_live(
+                LiveTargets {
+                    engine: engine.clone(),
+                    desktop,
+                },
+            ),
+        ),
     };
     let shutdown = CancellationToken::new();
     let router = app(state);

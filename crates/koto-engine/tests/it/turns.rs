@@ -421,3 +421,48 @@ async fn shutdown_interrupts_running_turns_and_refuses_new_ones() {
         ErrorCode::ShuttingDown
     );
 }
+
+#[tokio::test]
+async fn reconfigure_answers_the_next_turn_and_lets_a_running_one_finish_as_it_began() {
+    let rig = rig(EngineConfig {
+        system_prompt: "old persona".into(),
+        ..EngineConfig::default()
+    });
+    rig.llm
+        .push_tokens(Duration::from_millis(100), &["one ", "two ", "three."]);
+    let mut running = start(&rig.engine, text("s1", "first")).await;
+    let first_delta = running.events.recv().await;
+    assert!(
+        matches!(first_delta, Some(TurnEvent::TextDelta { .. })),
+        "the first turn is streaming when the profile changes"
+    );
+
+    let other = koto_testkit::scripted::ScriptedLlm::new();
+    other.push_tokens(GAP, &["new ", "llm."]);
+    let mut profile = (*rig.engine.profile()).clone();
+    profile.config.system_prompt = "new persona".into();
+    profile.llm = std::sync::Arc::new(other.clone());
+    rig.engine.reconfigure(profile);
+
+    let rest = drain(&mut running).await;
+    assert_eq!(
+        shape(&rest).last().map(String::as_str),
+        Some("done tokens=3 interrupted=false"),
+        "the running turn ends on the LLM it started with"
+    );
+    let mut next = start(&rig.engine, text("s1", "second")).await;
+    drain(&mut next).await;
+    assert_eq!(rig.llm.requests().len(), 1, "the old LLM got one turn");
+    let asked = other.requests();
+    assert_eq!(asked.len(), 1, "the next turn goes to the new LLM");
+    assert_eq!(asked[0].messages[0].role, Role::System);
+    assert_eq!(
+        asked[0].messages[0].content, "new persona",
+        "and carries the new persona"
+    );
+    assert_eq!(
+        rig.llm.requests()[0].messages[0].content,
+        "old persona",
+        "the first turn was asked with the persona it began under"
+    );
+}

@@ -2,9 +2,10 @@
 //! saved to `<data_dir>/kotodama.toml` (mode 0600: it may hold API keys).
 //!
 //! It validates a change by building the whole configuration the next start would build, and
-//! reports every failing key. It does not apply anything to the running app: the engine,
-//! providers, limiter and listener are built once at start, so every saved key says "restart to
-//! apply" (no key is hot today; [`applies_live`] is where one would become so).
+//! reports every failing key. Then it applies what it can to the running app (`crate::live`):
+//! persona, memory window, LLM and voice keys swap the engine's profile for the next turns (a
+//! provider that cannot start refuses the change before anything is saved), and the desktop
+//! shell applies output device, volume and stop hotkey. Every other key says "restart to apply".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::config::{ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
+use crate::config::{Config, ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
 use crate::error::AppError;
+use crate::live::{Effect, LiveTargets, rebuild_profile};
 use crate::routes::read_json;
 
 /// Keys the settings API does not edit, and why.
@@ -35,20 +37,26 @@ const NOT_EDITABLE: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether a saved key takes effect in the running app. None does yet: everything a key
-/// configures is built once at start-up.
-fn applies_live(_key: &str) -> bool {
-    false
-}
-
-/// The settings file and the raw configuration the running app was built from.
+/// The settings file, the raw configuration the running app uses, and what a save reaches.
 #[derive(Debug)]
 pub struct Settings {
     path: PathBuf,
-    running: RawConfig,
-    /// One writer at a time: a PUT reads, merges and replaces the file under it. Only held
-    /// inside `spawn_blocking`, never across an `.await`.
-    write_lock: Mutex<()>,
+    /// What the app started with, updated as keys are applied live. Never held across an
+    /// `.await`.
+    running: Mutex<RawConfig>,
+    live: Option<LiveTargets>,
+    /// One change at a time, from reading the file to applying the change (it spans the
+    /// awaits of rebuilding a provider).
+    change_lock: tokio::sync::Mutex<()>,
+}
+
+/// A validated change, not yet written.
+#[derive(Debug)]
+struct Plan {
+    table: toml::Table,
+    saved: Vec<String>,
+    next: RawConfig,
+    config: Config,
 }
 
 /// A refused change: every failing key with its reason, or a problem with the file itself.
@@ -65,9 +73,13 @@ pub struct SettingsSaved {
     pub ok: bool,
     pub path: PathBuf,
     pub saved: Vec<String>,
-    /// Saved keys that take effect only after a restart (today: all of them).
+    /// Saved keys that take effect only after a restart.
     pub restart_required: Vec<String>,
+    /// Saved keys in effect now (turns submitted from now on use them).
     pub applied_now: Vec<String>,
+    /// Per key, how it took effect when that is not simply "as asked" (a fallback device, a
+    /// hotkey that could not be grabbed, a key only the desktop app uses).
+    pub notes: BTreeMap<String, String>,
     /// Saved keys that a higher layer (env, `--config`, a flag) overrides: they will not take
     /// effect while that override stays.
     pub overridden: BTreeMap<String, String>,
@@ -75,12 +87,33 @@ pub struct SettingsSaved {
 }
 
 impl Settings {
+    /// Settings that are saved for the next start only (tests, tools).
     pub fn new(data_dir: &Path, running: RawConfig) -> Settings {
         Settings {
             path: data_dir.join(SETTINGS_FILE),
-            running,
-            write_lock: Mutex::new(()),
+            running: Mutex::new(running),
+            live: None,
+            change_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Settings whose live keys reach `targets` when saved.
+    pub fn with_live(mut self, targets: LiveTargets) -> Settings {
+        self.live = Some(targets);
+        self
+    }
+
+    fn has_desktop(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|live| live.desktop.is_some())
+    }
+
+    fn running(&self) -> RawConfig {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -94,15 +127,18 @@ impl Settings {
             Ok(table) => (table, None),
             Err(message) => (toml::Table::new(), Some(message)),
         };
-        let next = self.next_start(&file);
+        let running_config = self.running();
+        let next = self.next_start(&running_config, &file);
+        let desktop = self.live.as_ref().and_then(|live| live.desktop.clone());
         let mut keys = Vec::new();
         let mut pending = Vec::new();
         for spec in KEYS {
             if NOT_EDITABLE.iter().any(|(key, _)| *key == spec.key) {
                 continue;
             }
-            let running = self.running.value(spec.key).unwrap_or_default();
-            if next.value(spec.key) != Some(running) {
+            let effect = Effect::of(spec.key);
+            let running = running_config.value(spec.key).unwrap_or_default();
+            if next.value(spec.key) != Some(running) && self.takes_effect_here(effect) {
                 pending.push(spec.key);
             }
             let saved = file.get(spec.key).map(toml_text);
@@ -121,10 +157,12 @@ impl Settings {
                 "default": spec.default,
                 "value": shown(running),
                 "saved": saved.as_deref().map(shown),
-                "source": self.source_name(&self.running.source(spec.key)),
-                "overriddenBy": self.override_of(spec.key),
+                "source": self.source_name(&running_config.source(spec.key)),
+                "overriddenBy": self.override_of(&running_config, spec.key),
                 "secret": secret,
-                "restartRequired": !applies_live(spec.key),
+                "restartRequired": !effect.is_live(desktop.is_some()),
+                "desktopOnly": effect == Effect::Desktop,
+                "choices": desktop.as_ref().and_then(|desktop| desktop.choices(spec.key)),
             }));
         }
         json!({
@@ -137,15 +175,139 @@ impl Settings {
     }
 
     /// Validates `changes` (`null` removes a key from the file) against the configuration the
-    /// next start would build, then writes the file. On any error nothing is written.
+    /// next start would build, then writes the file; applies nothing to the running app (see
+    /// [`Settings::change`]). On any error nothing is written.
     pub fn update(
         &self,
         changes: &serde_json::Map<String, Value>,
     ) -> Result<SettingsSaved, SettingsRefused> {
-        let _writer = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let plan = self.plan(changes)?;
+        self.commit(&plan)?;
+        Ok(self.report(plan.saved, Vec::new(), BTreeMap::new()))
+    }
+
+    /// A PUT: validate, check what the running app must accept (a device that exists, a voice
+    /// that starts), write the file, then apply the live keys. On any refusal nothing is written
+    /// and nothing changes.
+    pub async fn change(
+        self: Arc<Self>,
+        changes: serde_json::Map<String, Value>,
+    ) -> Result<SettingsSaved, SettingsRefused> {
+        let _one_change = self.change_lock.lock().await;
+        let planner = self.clone();
+        let plan = tokio::task::spawn_blocking(move || planner.plan(&changes))
+            .await
+            .map_err(|error| SettingsRefused::File(error.to_string()))??;
+        let Some(live) = self.live.clone() else {
+            let committer = self.clone();
+            return tokio::task::spawn_blocking(move || {
+                committer.commit(&plan)?;
+                Ok(committer.report(plan.saved, Vec::new(), BTreeMap::new()))
+            })
+            .await
+            .map_err(|error| SettingsRefused::File(error.to_string()))?;
+        };
+
+        let running = self.running();
+        let changed: Vec<&'static str> = KEYS
+            .iter()
+            .map(|spec| spec.key)
+            .filter(|key| plan.next.value(key) != running.value(key))
+            .collect();
+        let mut fields = BTreeMap::new();
+        let desktop_changed: Vec<&'static str> = changed
+            .iter()
+            .copied()
+            .filter(|key| Effect::of(key) == Effect::Desktop)
+            .collect();
+        if let Some(desktop) = &live.desktop {
+            for key in &desktop_changed {
+                if let Err(reason) = desktop.check(key, &plan.config.desktop) {
+                    fields.insert((*key).to_owned(), reason);
+                }
+            }
+        }
+        let profile_changed = changed.iter().any(|key| {
+            matches!(
+                Effect::of(key),
+                Effect::Engine | Effect::Llm | Effect::Voice
+            )
+        });
+        let profile = if profile_changed && fields.is_empty() {
+            match rebuild_profile(&live.engine, &plan.config, &changed).await {
+                Ok(profile) => Some(profile),
+                Err(failures) => {
+                    for (key, reason) in failures {
+                        fields.insert(key.to_owned(), reason);
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if !fields.is_empty() {
+            return Err(SettingsRefused::Fields(fields));
+        }
+        let committer = self.clone();
+        let plan = tokio::task::spawn_blocking(move || committer.commit(&plan).map(|()| plan))
+            .await
+            .map_err(|error| SettingsRefused::File(error.to_string()))??;
+
+        let mut applied: Vec<&'static str> = Vec::new();
+        let mut notes = BTreeMap::new();
+        if let Some(profile) = profile {
+            live.engine.reconfigure(profile);
+            applied.extend(changed.iter().copied().filter(|key| {
+                matches!(
+                    Effect::of(key),
+                    Effect::Engine | Effect::Llm | Effect::Voice
+                )
+            }));
+        }
+        match &live.desktop {
+            Some(desktop) => {
+                for key in desktop_changed {
+                    match desktop.apply(key, &plan.config.desktop) {
+                        Ok(note) => {
+                            applied.push(key);
+                            if let Some(note) = note {
+                                notes.insert(key.to_owned(), note);
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::warn!(key, %reason, "saved setting not applied");
+                            notes.insert(key.to_owned(), reason);
+                        }
+                    }
+                }
+            }
+            None => {
+                for key in desktop_changed {
+                    notes.insert(
+                        key.to_owned(),
+                        "saved for the desktop app; `kotodama serve` plays no audio and has no hotkey"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        {
+            let mut running = self
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for key in &applied {
+                let value = plan.next.value(key).unwrap_or_default().to_owned();
+                running.set_from(key, value, plan.next.source(key));
+            }
+        }
+        let applied = applied.into_iter().map(str::to_owned).collect();
+        Ok(self.report(plan.saved, applied, notes))
+    }
+
+    /// Reads the file, merges `changes` and validates the result; writes nothing.
+    fn plan(&self, changes: &serde_json::Map<String, Value>) -> Result<Plan, SettingsRefused> {
         let mut table = read_table(&self.path).map_err(SettingsRefused::File)?;
         let mut fields = BTreeMap::new();
         let mut saved = Vec::new();
@@ -172,22 +334,52 @@ impl Settings {
             }
             saved.push(spec.key.to_owned());
         }
-        fields.extend(self.check(&table));
+        let running = self.running();
+        fields.extend(self.check(&running, &table));
         if !fields.is_empty() {
             return Err(SettingsRefused::Fields(fields));
         }
-        let text = toml::to_string(&table).map_err(|error| {
+        let next = self.next_start(&running, &table);
+        let config = next.build().map_err(|error| {
+            SettingsRefused::File(format!("the settings do not build: {error}"))
+        })?;
+        Ok(Plan {
+            table,
+            saved,
+            next,
+            config,
+        })
+    }
+
+    fn commit(&self, plan: &Plan) -> Result<(), SettingsRefused> {
+        let text = toml::to_string(&plan.table).map_err(|error| {
             SettingsRefused::File(format!("cannot encode the settings: {error}"))
         })?;
         write_private(&self.path, &text)
-            .map_err(|error| SettingsRefused::File(format!("cannot write the file: {error}")))?;
+            .map_err(|error| SettingsRefused::File(format!("cannot write the file: {error}")))
+    }
+
+    fn report(
+        &self,
+        saved: Vec<String>,
+        applied_now: Vec<String>,
+        notes: BTreeMap<String, String>,
+    ) -> SettingsSaved {
+        let running = self.running();
         let overridden: BTreeMap<String, String> = saved
             .iter()
-            .filter_map(|key| Some((key.clone(), self.override_of(key)?)))
+            .filter_map(|key| Some((key.clone(), self.override_of(&running, key)?)))
             .collect();
+        let desktop = self.has_desktop();
         let restart_required: Vec<String> = saved
             .iter()
-            .filter(|key| !applies_live(key))
+            .filter(|key| {
+                let effect = Effect::of(key);
+                // Without a live target (tests, tools) nothing applies before a restart.
+                !(self.live.is_some() && effect.is_live(desktop))
+                    && self.takes_effect_here(effect)
+                    && !overridden.contains_key(*key)
+            })
             .cloned()
             .collect();
         let message = if saved.is_empty() {
@@ -200,23 +392,30 @@ impl Settings {
                 restart_required.join(", ")
             )
         };
-        Ok(SettingsSaved {
+        SettingsSaved {
             ok: true,
             path: self.path.clone(),
             saved,
             restart_required,
-            applied_now: Vec::new(),
+            applied_now,
+            notes,
             overridden,
             message,
-        })
+        }
+    }
+
+    /// Whether a key of this kind does anything in this process at all (desktop keys do
+    /// nothing in `kotodama serve`).
+    fn takes_effect_here(&self, effect: Effect) -> bool {
+        effect != Effect::Desktop || self.live.is_none() || self.has_desktop()
     }
 
     /// Every key that makes the next start fail with `file` as the settings file. `build` stops
     /// at the first error, so each failing key is set back to its default and the build re-run
     /// until it passes (or stops making progress).
-    fn check(&self, file: &toml::Table) -> BTreeMap<String, String> {
+    fn check(&self, running: &RawConfig, file: &toml::Table) -> BTreeMap<String, String> {
         let mut fields = BTreeMap::new();
-        let mut candidate = self.next_start(file);
+        let mut candidate = self.next_start(running, file);
         for _ in 0..=KEYS.len() {
             match candidate.build() {
                 Ok(_) => break,
@@ -243,7 +442,7 @@ impl Settings {
 
     /// The raw configuration the next start would build: defaults ← `file` ← every value the
     /// running app took from a layer above the settings file (`--config`, env, flags).
-    fn next_start(&self, file: &toml::Table) -> RawConfig {
+    fn next_start(&self, running: &RawConfig, file: &toml::Table) -> RawConfig {
         let mut next = RawConfig::default();
         for spec in KEYS {
             if let Some(value) = file.get(spec.key) {
@@ -251,9 +450,9 @@ impl Settings {
             }
         }
         for spec in KEYS {
-            if self.is_upper(&self.running.source(spec.key)) {
-                let value = self.running.value(spec.key).unwrap_or_default();
-                next.set_from(spec.key, value, self.running.source(spec.key));
+            if self.is_upper(&running.source(spec.key)) {
+                let value = running.value(spec.key).unwrap_or_default();
+                next.set_from(spec.key, value, running.source(spec.key));
             }
         }
         next
@@ -278,9 +477,9 @@ impl Settings {
     }
 
     /// What keeps a value saved in the settings file from taking effect, in words.
-    fn override_of(&self, key: &str) -> Option<String> {
+    fn override_of(&self, running: &RawConfig, key: &str) -> Option<String> {
         let env = KEYS.iter().find(|spec| spec.key == key)?.env;
-        match self.running.source(key) {
+        match running.source(key) {
             Source::Env => Some(format!("the environment variable {env}")),
             Source::Set => Some("a command-line flag".to_owned()),
             Source::File(path) if path != self.path => {
@@ -390,10 +589,9 @@ pub async fn put_settings(State(state): State<AppState>, request: Request) -> Re
         .into_response();
     };
     let settings: Arc<Settings> = state.settings.clone();
-    let outcome = tokio::task::spawn_blocking(move || settings.update(&changes)).await;
-    match outcome {
-        Ok(Ok(saved)) => Json(saved).into_response(),
-        Ok(Err(SettingsRefused::Fields(fields))) => {
+    match settings.change(changes).await {
+        Ok(saved) => Json(saved).into_response(),
+        Err(SettingsRefused::Fields(fields)) => {
             let message = match fields.len() {
                 1 => "1 setting is invalid; nothing was saved".to_owned(),
                 n => format!("{n} settings are invalid; nothing was saved"),
@@ -404,7 +602,7 @@ pub async fn put_settings(State(state): State<AppState>, request: Request) -> Re
             });
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
-        Ok(Err(SettingsRefused::File(message))) => {
+        Err(SettingsRefused::File(message)) => {
             tracing::error!(%message, "settings not saved");
             AppError::new(
                 StatusCode::CONFLICT,
@@ -413,7 +611,6 @@ pub async fn put_settings(State(state): State<AppState>, request: Request) -> Re
             )
             .into_response()
         }
-        Err(error) => internal(&error.to_string()).into_response(),
     }
 }
 
@@ -487,8 +684,10 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(
-            saved.restart_required, saved.saved,
-            "nothing is hot: every saved key needs a restart"
+            saved.restart_required,
+            ["openai_api_key", "tts_rate"],
+            "without a running app nothing applies before a restart; the env's llm_model \
+             will not apply even then"
         );
         assert!(
             saved.overridden["llm_model"].contains("LLM_MODEL"),

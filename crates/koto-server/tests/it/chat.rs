@@ -334,3 +334,44 @@ async fn a_session_flood_is_rate_limited() {
     read_sse(other).await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_start_on_a_busy_port_leaves_the_running_turns_alone() {
+    let app = serve(&[("MOCK_LLM_TOKEN_MS", "100")]).await;
+    let mut response = app.chat(json!({"sessionId":"s","content":"talk"})).await;
+    let first = response.chunk().await.unwrap().expect("first bytes");
+    assert!(
+        String::from_utf8_lossy(&first).contains("text-delta"),
+        "the turn is streaming (its row is open in the database)"
+    );
+
+    let addr = app.server.as_ref().unwrap().addr.to_string();
+    let data_dir = app.dir.path().to_string_lossy().into_owned();
+    let mut raw = koto_server::config::RawConfig::default();
+    raw.merge_env(|name| match name {
+        "KOTODAMA_BIND" => Some(addr.clone()),
+        "KOTODAMA_DATA_DIR" => Some(data_dir.clone()),
+        "KOTODAMA_TOKEN" => Some(crate::TOKEN.to_owned()),
+        "SYNC_TTS_STREAMING" => Some("false".to_owned()),
+        _ => None,
+    });
+    let second = koto_server::start(raw.build().unwrap()).await;
+    assert!(
+        matches!(second, Err(koto_server::StartError::PortInUse { .. })),
+        "the second instance fails on the port: {second:?}"
+    );
+
+    let mut rest = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frames = crate::parse_sse(&rest);
+    let done = frames.last().unwrap();
+    assert_eq!(done.event, "done");
+    assert!(
+        frames.iter().all(|frame| frame.event != "error"),
+        "the first instance's turn was not abandoned under it: {frames:?}"
+    );
+    assert_eq!(done.data["stats"]["interrupted"], false);
+    app.shutdown().await;
+}

@@ -8,6 +8,7 @@ mod events;
 mod legacy;
 mod live;
 mod security;
+mod settings;
 mod ui;
 mod upstream;
 
@@ -26,6 +27,14 @@ pub struct TestServer {
 
 /// Starts the app with the mock LLM (fast tokens) plus `overrides` (env-style names).
 pub async fn serve(overrides: &[(&str, &str)]) -> TestServer {
+    serve_with(overrides, None).await
+}
+
+/// As [`serve`], embedded like the desktop shell embeds it (`desktop` applies its settings).
+pub async fn serve_with(
+    overrides: &[(&str, &str)],
+    desktop: Option<std::sync::Arc<dyn koto_server::live::DesktopSettings>>,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = RawConfig::default();
     let data_dir = dir.path().to_string_lossy().into_owned();
@@ -49,7 +58,9 @@ pub async fn serve(overrides: &[(&str, &str)]) -> TestServer {
             .map(|(_, v)| v.clone())
     });
     let config = raw.build().expect("valid test config");
-    let server = koto_server::start(config).await.expect("server starts");
+    let server = koto_server::start_with(config, desktop)
+        .await
+        .expect("server starts");
     let base = server.base_url();
     TestServer {
         server: Some(server),

@@ -1,0 +1,214 @@
+//! Saved settings that take effect in the running app: which keys apply at once, the engine
+//! profile rebuilt from them, and [`DesktopSettings`], the hook through which the desktop shell
+//! applies its own keys (output device, volume, stop hotkey).
+//!
+//! It decides nothing about whether a value is valid (`config` does) and writes no file
+//! (`routes::settings` does). Everything else — the listener, limits, the relay, event
+//! delivery — is built once at start and needs a restart.
+
+use std::fmt;
+use std::sync::Arc;
+
+use koto_engine::{Engine, Profile};
+use koto_providers::tts::voice::build_voice;
+use serde::Serialize;
+
+use crate::config::{Config, DesktopConfig};
+use crate::providers::build_llm;
+use crate::server::engine_config;
+
+/// When a saved key takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Part of the engine's profile: turns submitted after the save use it.
+    Engine,
+    /// Rebuilds the LLM client, then as `Engine`.
+    Llm,
+    /// Rebuilds the voice (a TTS process may restart), then as `Engine`.
+    Voice,
+    /// Applied by the desktop shell at once; `kotodama serve` has no use for it.
+    Desktop,
+    /// Built once at start.
+    Restart,
+}
+
+const ENGINE_KEYS: &[&str] = &[
+    "stm_context_turns",
+    "system_prompt",
+    "persona_file",
+    "first_clause_ms",
+    "max_content_chars",
+    "ltm_top_k",
+    "ltm_inline_budget_ms",
+    "enable_sync_core",
+    "sync_tts_streaming",
+    "enable_ltm_inline",
+];
+const LLM_KEYS: &[&str] = &[
+    "llm_provider",
+    "openai_base_url",
+    "openai_api_key",
+    "llm_model",
+    "llm_temperature",
+    "llm_max_tokens",
+    "llm_request_timeout",
+    "llm_connect_timeout",
+    "llm_max_retries",
+    "mock_llm_token_ms",
+];
+const VOICE_KEYS: &[&str] = &[
+    "tts_provider",
+    "tts_voice",
+    "tts_rate",
+    "tts_chunk_ms",
+    "edge_tts_endpoint",
+    "openai_tts_base_url",
+    "openai_tts_api_key",
+    "openai_tts_model",
+    "openai_tts_format",
+    "piper_python",
+    "piper_model",
+];
+const DESKTOP_KEYS: &[&str] = &["output_device", "output_volume", "stop_hotkey"];
+
+impl Effect {
+    pub fn of(key: &str) -> Effect {
+        let effects = [
+            (ENGINE_KEYS, Effect::Engine),
+            (LLM_KEYS, Effect::Llm),
+            (VOICE_KEYS, Effect::Voice),
+            (DESKTOP_KEYS, Effect::Desktop),
+        ];
+        effects
+            .into_iter()
+            .find(|(keys, _)| keys.contains(&key))
+            .map_or(Effect::Restart, |(_, effect)| effect)
+    }
+
+    /// Whether saving the key changes the running app without a restart (given a desktop shell
+    /// for the desktop keys).
+    pub fn is_live(self, desktop: bool) -> bool {
+        match self {
+            Effect::Engine | Effect::Llm | Effect::Voice => true,
+            Effect::Desktop => desktop,
+            Effect::Restart => false,
+        }
+    }
+}
+
+/// One entry of a list the settings form offers for a key (output devices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Choice {
+    /// What is saved.
+    pub value: String,
+    /// What a person reads.
+    pub label: String,
+}
+
+/// The desktop shell's side of the settings: it knows the sound devices and owns the hotkey.
+/// Methods are short and synchronous (called from `spawn_blocking` or between awaits).
+pub trait DesktopSettings: Send + Sync + fmt::Debug {
+    /// Why `config`'s value for `key` cannot be used here (no such device, not a shortcut),
+    /// checked before anything is saved.
+    fn check(&self, key: &str, config: &DesktopConfig) -> Result<(), String>;
+    /// Makes the saved value for `key` take effect now. `Ok(Some(note))`: it took effect
+    /// differently than asked (a fallback device); `Err`: it did not take effect.
+    fn apply(&self, key: &str, config: &DesktopConfig) -> Result<Option<String>, String>;
+    /// The values the settings form lists for `key`, if it is a list.
+    fn choices(&self, key: &str) -> Option<Vec<Choice>>;
+}
+
+/// The parts of the running app that saved settings reach.
+#[derive(Debug, Clone)]
+pub struct LiveTargets {
+    pub engine: Engine,
+    pub desktop: Option<Arc<dyn DesktopSettings>>,
+}
+
+/// A profile rebuilt for `changed` keys, or why it cannot be (per key).
+pub async fn rebuild_profile(
+    engine: &Engine,
+    config: &Config,
+    changed: &[&'static str],
+) -> Result<Profile, Vec<(&'static str, String)>> {
+    let current = engine.profile();
+    let touched = |effect: Effect| {
+        changed
+            .iter()
+            .filter(move |key| Effect::of(key) == effect)
+            .copied()
+    };
+    let blame = |effect: Effect, message: &str| -> Vec<(&'static str, String)> {
+        touched(effect)
+            .map(|key| (key, message.to_owned()))
+            .collect()
+    };
+    let llm = if touched(Effect::Llm).next().is_some() {
+        build_llm(config).map_err(|error| blame(Effect::Llm, &error.to_string()))?
+    } else {
+        current.llm.clone()
+    };
+    // The speech client falls back to the LLM's base URL and key.
+    let speech_defaults = changed
+        .iter()
+        .any(|key| matches!(*key, "openai_base_url" | "openai_api_key"));
+    let needs_voice = config.sync_tts_streaming
+        && (touched(Effect::Voice).next().is_some() || speech_defaults || current.voice.is_none());
+    let voice = if needs_voice {
+        match build_voice(&config.tts).await {
+            Ok(voice) => Some(voice),
+            Err(error) => {
+                let message = format!("the voice cannot start: {error}");
+                let mut blamed = blame(Effect::Voice, &message);
+                if blamed.is_empty() {
+                    blamed.push(("sync_tts_streaming", message));
+                }
+                return Err(blamed);
+            }
+        }
+    } else {
+        current.voice.clone()
+    };
+    Ok(Profile {
+        config: engine_config(config),
+        llm,
+        voice,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KEYS;
+
+    #[test]
+    fn every_key_has_a_deliberate_effect() {
+        for keys in [ENGINE_KEYS, LLM_KEYS, VOICE_KEYS, DESKTOP_KEYS] {
+            for key in keys {
+                assert!(
+                    KEYS.iter().any(|spec| spec.key == *key),
+                    "{key} is not a configuration key: a typo would make it restart-only"
+                );
+            }
+        }
+        for key in [
+            "bind",
+            "redis_url",
+            "tts_sample_rate",
+            "audio_lead_ms",
+            "token",
+        ] {
+            assert_eq!(
+                Effect::of(key),
+                Effect::Restart,
+                "{key} is built into the listener, relay or events at start"
+            );
+        }
+        assert!(
+            Effect::of("system_prompt").is_live(false)
+                && !Effect::of("output_device").is_live(false)
+                && Effect::of("output_device").is_live(true),
+            "serve applies the persona at once; device keys only mean something in the desktop app"
+        );
+    }
+}
