@@ -1,5 +1,6 @@
-// The panel's settings form: a valid change is saved (and says "restart to apply"); a bad
-// value gets an inline error from the API's field errors and the saved value stays.
+// The panel's settings form: a valid change is saved and applied at once (the form says which
+// keys need a restart); a bad value gets an inline error from the API's field errors and the
+// saved value stays.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -31,15 +32,21 @@ test('a bad value is refused inline and the old one stays', async () => {
   const temperature = panel.page.locator('#setting-llm_temperature');
   await temperature.waitFor({ timeout: WAIT_MS });
 
-  // A good value first: saved, and honest about needing a restart.
+  // Each field says whether it applies at once or after a restart.
+  const badge = (key) => panel.page.textContent(`[data-key="${key}"] .applies`);
+  assert.equal(await badge('llm_temperature'), 'applies at once');
+  assert.equal(await badge('bind'), 'restart to apply');
+
+  // A good value first: saved and applied to the next turn.
   await temperature.fill('0.7');
   await panel.page.click('#settings-save');
   await panel.page.waitForFunction(
-    () => /restart Kotodama to apply/.test(document.getElementById('settings-summary').textContent),
+    () => /saved and applied/.test(document.getElementById('settings-summary').textContent),
     null,
     { timeout: WAIT_MS },
   );
   assert.equal((await saved('llm_temperature')).saved, '0.7');
+  assert.equal((await saved('llm_temperature')).value, '0.7', 'running now, not only saved');
 
   // Two bad values at once: each gets its own message.
   await panel.page.locator('#setting-llm_temperature').fill('9');

@@ -1,12 +1,15 @@
 // The settings form over `GET/PUT /settings`. The server validates (it builds the whole
 // configuration the next start would use) and answers every failing key; the form shows each
 // message under its field and keeps what the user typed, while the saved settings stay as
-// they were. Nothing here pretends to apply live: the server says which keys need a restart.
+// they were. The server applies what it can at once (persona, memory, LLM, voice, and in the
+// desktop app the output device, volume and hotkey) and says which keys need a restart; each
+// field shows which kind it is. Device choices come from the server (the desktop app's list).
 
 const GROUPS = [
   { title: 'LLM', keys: ['llm_provider', 'openai_base_url', 'llm_model', 'openai_api_key', 'llm_temperature', 'llm_max_tokens'] },
   { title: 'Speech', keys: ['tts_provider', 'tts_voice', 'tts_rate'] },
   { title: 'Persona and memory', keys: ['system_prompt', 'persona_file', 'stm_context_turns'] },
+  { title: 'Audio and stop hotkey (desktop app)', keys: ['output_device', 'output_volume', 'stop_hotkey', 'playback'] },
   { title: 'Flags', keys: ['enable_sync_core', 'sync_tts_streaming', 'sync_tts_barge_in', 'enable_async_ext', 'enable_ltm_inline'] },
   { title: 'Server', keys: ['bind'] },
 ];
@@ -32,12 +35,16 @@ const LABELS = {
   persona_file: 'Persona file',
   stm_context_turns: 'Memory window (earlier turns in the prompt)',
   bind: 'Listen address (host:port)',
+  output_device: 'Output device',
+  output_volume: 'Volume',
+  stop_hotkey: 'Stop hotkey (push-to-interrupt)',
+  playback: 'Play the voice on this computer',
 };
 
 const TRUE_WORDS = ['true', '1', 'yes', 'on'];
 
 function isFlag(spec) {
-  return ['true', 'false'].includes(spec.default);
+  return ['true', 'false', 'on', 'off'].includes(spec.default);
 }
 
 export class SettingsForm {
@@ -128,7 +135,32 @@ export class SettingsForm {
       this.initial.set(spec.key, input.checked);
     } else {
       label.textContent = LABELS[spec.key] ?? spec.key;
-      if (CHOICES[spec.key]) {
+      if (spec.choices) {
+        input = document.createElement('select');
+        for (const choice of spec.choices) input.append(new Option(choice.label, choice.value));
+        if (!spec.choices.some((choice) => choice.value === current)) {
+          // A saved device that is not plugged in now: keep it visible rather than silently
+          // switching the selection to another one.
+          input.append(new Option(`${current} (not found)`, current));
+        }
+        input.value = current;
+      } else if (spec.key === 'output_volume') {
+        input = document.createElement('input');
+        input.type = 'range';
+        input.min = '0';
+        input.max = '2';
+        input.step = '0.05';
+        input.value = current;
+        const shown = document.createElement('output');
+        shown.className = 'range-value';
+        shown.textContent = `${Math.round(Number(current) * 100)}%`;
+        input.addEventListener('input', () => {
+          shown.textContent = `${Math.round(Number(input.value) * 100)}%`;
+        });
+        // Volume is heard, not read: apply it when the slider is let go.
+        input.addEventListener('change', () => this.save(['output_volume']));
+        label.append(shown);
+      } else if (CHOICES[spec.key]) {
         input = document.createElement('select');
         const choices = CHOICES[spec.key].includes(current) ? CHOICES[spec.key] : [current, ...CHOICES[spec.key]];
         for (const choice of choices) input.append(new Option(choice, choice));
@@ -184,6 +216,13 @@ export class SettingsForm {
     const notes = [];
     if (spec.overriddenBy) notes.push(`Overridden by ${spec.overriddenBy}: a saved value takes effect only without it.`);
     if (pending) notes.push('Saved; restart Kotodama to apply.');
+    if (spec.desktopOnly && !spec.choices && spec.key === 'output_device') {
+      notes.push('Only the desktop app plays audio; it lists the devices here.');
+    }
+    const applies = document.createElement('span');
+    applies.className = spec.restartRequired ? 'applies restart' : 'applies live';
+    applies.textContent = spec.restartRequired ? 'restart to apply' : 'applies at once';
+    label.append(applies);
     if (notes.length > 0) {
       const note = document.createElement('p');
       note.className = 'note';
@@ -208,7 +247,8 @@ export class SettingsForm {
     for (const [key, input] of this.inputs) {
       const spec = this.specs.get(key);
       if (input.type === 'checkbox') {
-        if (input.checked !== this.initial.get(key)) changes[key] = input.checked ? 'true' : 'false';
+        const [yes, no] = ['on', 'off'].includes(spec.default) ? ['on', 'off'] : ['true', 'false'];
+        if (input.checked !== this.initial.get(key)) changes[key] = input.checked ? yes : no;
       } else if (spec.secret) {
         if (input.value !== '') changes[key] = input.value;
         else if (this.clearing?.has(key)) changes[key] = null;
@@ -219,9 +259,13 @@ export class SettingsForm {
     return changes;
   }
 
-  async save() {
+  /** Saves what changed (or only `only`, e.g. the volume slider). */
+  async save(only = null) {
     for (const key of this.inputs.keys()) this.clearError(key);
     const changes = this.changes();
+    if (only) {
+      for (const key of Object.keys(changes)) if (!only.includes(key)) delete changes[key];
+    }
     if (Object.keys(changes).length === 0) {
       this.say('Nothing changed.');
       return;
@@ -255,6 +299,7 @@ export class SettingsForm {
     const overridden = Object.entries(answer.overridden ?? {}).map(
       ([key, by]) => `${key} is overridden by ${by}`,
     );
-    this.say([answer.message, ...overridden].join(' — '), 'ok');
+    const notes = Object.entries(answer.notes ?? {}).map(([key, note]) => `${key}: ${note}`);
+    this.say([answer.message, ...overridden, ...notes].join(' — '), 'ok');
   }
 }
