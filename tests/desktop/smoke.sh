@@ -4,7 +4,8 @@
 #   1. the server answers /health and the "Kotodama" window exists and renders (screenshot:
 #      artifacts/desktop.png);
 #   2. a second launch exits at once and leaves one window (single instance);
-#   3. the global stop hotkey (pressed with xdotool) interrupts a running turn;
+#   3. the global stop hotkey (pressed with xdotool) interrupts a running turn, and so does a
+#      new one saved in the settings while the app runs;
 #   4. a busy port shows the failure page (artifacts/desktop-port-busy.png) and exits with 2;
 #   5. SIGTERM during a turn quits cleanly: exit 0, the turn recorded as interrupted, no turn
 #      left open, the database closed (no -wal file left).
@@ -128,6 +129,16 @@ press_until_stopped() { xdotool key ctrl+shift+space; grep -q '"interrupted":tru
 WAIT_S=30 wait_for "the hotkey to stop the turn" press_until_stopped
 grep -q 'source="hotkey"' "$WORK/app.err" || fail "the stop did not come from the hotkey"
 ok "Ctrl+Shift+Space stopped the running turn"
+
+# --- 3b. a hotkey changed in the settings applies at once ---------------------------------------
+curl -sf -X PUT "$BASE/settings" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"stop_hotkey":"Alt+F9"}' >"$WORK/hotkey-put.json" || fail "PUT /settings refused: $(cat "$WORK/hotkey-put.json")"
+grep -q '"appliedNow":\["stop_hotkey"\]' "$WORK/hotkey-put.json" || fail "the hotkey was not applied: $(cat "$WORK/hotkey-put.json")"
+chat smoke-hotkey-2 "$WORK/hotkey2.sse"
+wait_for "the second turn to start" turn_open smoke-hotkey-2
+press_new_until_stopped() { xdotool key alt+F9; grep -q '"interrupted":true' "$WORK/hotkey2.sse"; }
+WAIT_S=30 wait_for "the new hotkey to stop the turn" press_new_until_stopped
+ok "Alt+F9, set in the settings while running, stopped the next turn"
 
 # --- 4. a busy port shows the failure page ------------------------------------------------------
 # Another D-Bus session (else single-instance hands over) and data dir (else it opens our DB).
