@@ -44,6 +44,21 @@ export class Api {
     return this.json('GET', '/health');
   }
 
+  /** `GET /sessions`: `{sessions: [{sessionId, lastActiveMs, createdMs, turns}]}`, most recent first. */
+  sessions(limit = 50) {
+    return this.json('GET', `/sessions?limit=${encodeURIComponent(limit)}`);
+  }
+
+  /**
+   * `GET /sessions/{id}/history`: `{sessionId, turns: [{turn, user, assistant, status, …}], more}`,
+   * oldest first; `before` pages back (only turns numbered below it).
+   */
+  history(sessionId, { before, limit = 50 } = {}) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (before !== undefined) params.set('before', String(before));
+    return this.json('GET', `/sessions/${encodeURIComponent(sessionId)}/history?${params}`);
+  }
+
   /** Prometheus text of `/metrics`. */
   async metricsText() {
     const response = await fetch('/metrics', { headers: this.headers(), cache: 'no-store' });

@@ -1,5 +1,5 @@
-// The control panel (`/?token=…`): transcript, input, push-to-interrupt, sessions, status,
-// settings, overlay URL. It runs in the desktop app's window and in any browser on the same
+// The control panel (`/?token=…`): transcript (stored history + live turns), input,
+// push-to-interrupt, sessions, status, settings, overlay URL. It runs in the desktop app's window and in any browser on the same
 // URL. In the app the audio plays in Rust, so the panel never plays audio unless the user
 // asks for it in a plain browser ("Play audio here").
 
@@ -14,6 +14,8 @@ import { Transcript } from './transcript.js';
 
 /** A STOP over the socket not answered (STOP or STOP_ACK) within this goes over HTTP too. */
 const STOP_FALLBACK_MS = 400;
+/** Stored turns per history page (the API allows up to 200). */
+const HISTORY_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
 const token = takeToken({ strip: true });
@@ -38,7 +40,9 @@ if (!token) {
 }
 
 const api = new Api(token);
-const transcript = new Transcript($('transcript'));
+const transcript = new Transcript($('transcript'), {
+  load: (sessionId, { older }) => loadHistory(sessionId, { older }),
+});
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
 });
@@ -49,10 +53,38 @@ const pending = [];
 const stopWaiters = new Map();
 
 const sessions = new Sessions($('session-select'), (id) => {
-  transcript.show(id);
+  showSession(id);
   updateOverlayUrl();
 });
-transcript.show(sessions.current);
+
+// ---- stored history ------------------------------------------------------------------------
+
+/**
+ * Loads one page of a session's stored turns into the transcript: the newest page, or with
+ * `older` the page before the oldest turn drawn. `quiet`: no "loading" row (a catch-up).
+ */
+async function loadHistory(sessionId, { older = false, quiet = false } = {}) {
+  if (!token) return;
+  const before = older ? transcript.oldestTurn(sessionId) : undefined;
+  if (!quiet) transcript.historyLoading(sessionId);
+  try {
+    const page = await api.history(sessionId, { before, limit: HISTORY_PAGE });
+    transcript.addHistory(sessionId, page, { older });
+    observe({ kind: 'history', sessionId, older, turns: page.turns.map((turn) => turn.turn), more: page.more });
+  } catch (error) {
+    transcript.historyFailed(sessionId, error.message, { older });
+    observe({ kind: 'history-error', sessionId, code: error.code, message: error.message });
+  }
+}
+
+/** Draws a session: what is already known at once, then its stored turns. */
+function showSession(id) {
+  // Marked loading first, so an empty session does not say "no messages" before we know.
+  if (token) transcript.historyLoading(id);
+  transcript.show(id);
+  loadHistory(id);
+}
+showSession(sessions.current);
 
 // ---- live socket -------------------------------------------------------------------------
 
@@ -102,6 +134,11 @@ const live = new LiveSocket({
         'The access token was rejected. Open the panel again from the app, or with the URL `kotodama serve` printed.';
     } else if (state === 'open') {
       $('fatal').hidden = Boolean(token);
+      if (detail.connections > 1) {
+        // Back after a drop: frames sent meanwhile are lost, the store has them.
+        loadHistory(sessions.current, { quiet: true });
+        loadRecentSessions();
+      }
     }
   },
 });
@@ -137,6 +174,8 @@ async function send(text) {
         if (record.turn !== undefined) transcript.fail(sessionId, record.turn, failedMidStream);
       } else if (name === 'done') {
         status.turn(data.stats ?? {});
+        // The picker's turn counts.
+        loadRecentSessions();
       }
     });
   } catch (error) {
@@ -243,10 +282,10 @@ $('session-new-id').addEventListener('input', () => {
 
 async function loadRecentSessions() {
   try {
-    const stats = await api.json('GET', '/stats');
-    sessions.add(...(stats.sessions ?? []).map((entry) => entry.sessionId));
+    const answer = await api.sessions();
+    sessions.addRecent(answer.sessions ?? []);
   } catch {
-    // Stats are a convenience for the picker; the panel works without them.
+    // The list is a convenience for the picker; the panel works without it.
   }
 }
 if (token) loadRecentSessions();

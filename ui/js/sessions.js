@@ -1,5 +1,6 @@
-// Session picker: the sessions this browser used (localStorage), the recent ones from
-// `GET /stats`, and any seen on the live socket. Ids follow CONTRACTS §1.
+// Session picker: the sessions the app stored (`GET /sessions`, most recently active first,
+// with their turn counts), the ones this browser used (localStorage) and any seen on the live
+// socket. Ids follow CONTRACTS §1.
 
 const SESSION_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const KNOWN_KEY = 'kotodama.sessions';
@@ -46,6 +47,8 @@ export class Sessions {
     this.select = select;
     this.onChange = onChange;
     this.known = load(KNOWN_KEY, []).filter((id) => !sessionIdProblem(id));
+    /** sessionId → `{turns, lastActiveMs}` from `GET /sessions` (labels only). */
+    this.stored = new Map();
     const current = load(CURRENT_KEY, DEFAULT_SESSION);
     this.current = sessionIdProblem(current) ? DEFAULT_SESSION : current;
     this.add(this.current);
@@ -66,6 +69,21 @@ export class Sessions {
     this.render();
   }
 
+  /**
+   * The app's stored sessions (`GET /sessions` entries, most recent first) go to the top in
+   * that order; ids only this browser knows (new, unused ones) stay below them.
+   */
+  addRecent(entries) {
+    const listed = entries.filter((entry) => !sessionIdProblem(entry.sessionId));
+    for (const entry of listed) {
+      this.stored.set(entry.sessionId, { turns: entry.turns, lastActiveMs: entry.lastActiveMs });
+    }
+    const ids = listed.map((entry) => entry.sessionId);
+    this.known = [...ids, ...this.known.filter((id) => !ids.includes(id))].slice(0, MAX_KNOWN);
+    save(KNOWN_KEY, this.known);
+    this.render();
+  }
+
   choose(id) {
     if (sessionIdProblem(id)) return;
     this.add(id);
@@ -76,8 +94,17 @@ export class Sessions {
   }
 
   render() {
-    const options = this.known.map((id) => new Option(id, id, false, id === this.current));
+    // The current session is always offered, even when the list was cut at MAX_KNOWN.
+    const ids = this.known.includes(this.current) ? this.known : [this.current, ...this.known];
+    const options = ids.map((id) => new Option(this.label(id), id, false, id === this.current));
     this.select.replaceChildren(...options);
     this.select.value = this.current;
+  }
+
+  label(id) {
+    const stored = this.stored.get(id);
+    if (!stored) return id;
+    const when = Number.isFinite(stored.lastActiveMs) ? ` · ${new Date(stored.lastActiveMs).toLocaleString()}` : '';
+    return `${id} (${stored.turns} ${stored.turns === 1 ? 'turn' : 'turns'}${when})`;
   }
 }

@@ -1,12 +1,25 @@
 // The streaming transcript, drawn from `/ws/live` frames: the user's input (USER_INPUT), the
 // reply as it streams (TEXT_DELTA), the segments actually released as audio (SPEECH_CHUNK
-// with `segment`), and the turn's end (END) or interruption (STOP → STOP_ACK).
+// with `segment`), and the turn's end (END) or interruption (STOP → STOP_ACK). Above the live
+// turns sit the stored ones (`GET /sessions/{id}/history`, merged by `addHistory`), paged back
+// with a "load earlier" button. Turns are keyed by number, so a turn that is both stored and
+// live is drawn once.
 //
 // An interrupted reply is cut where the audio stopped: what the app stores is what was heard
 // (the segments released before the STOP), not what the LLM had written. The rest stays
 // visible only as "not spoken", struck through.
 
+/** Live turns kept per session; older ones are dropped (and can be loaded again). */
 const MAX_TURNS_PER_SESSION = 200;
+
+/** A stored turn's status (the history API) → the phase drawn. */
+const STORED_PHASE = {
+  completed: 'completed',
+  interrupted: 'interrupted',
+  failed: 'failed',
+  abandoned: 'abandoned',
+  open: 'streaming',
+};
 
 /** One turn's state. */
 class Turn {
@@ -16,23 +29,54 @@ class Turn {
     this.text = '';
     /** Segment texts whose first chunk reached this client, i.e. that were heard. */
     this.heard = [];
-    /** 'streaming' | 'written' (eos) | 'completed' (END) | 'stopping' | 'interrupted' | 'failed' */
+    /**
+     * 'streaming' | 'written' (eos) | 'completed' (END) | 'stopping' | 'interrupted' | 'failed'
+     * | 'abandoned' (stored only: the app stopped during the turn)
+     */
     this.phase = 'streaming';
     this.error = null;
     this.element = null;
+    /** Drawn from the store: `text` is what was stored (for a cut reply, what was heard). */
+    this.stored = false;
+    /** Stored as still running when loaded: the reply's start streamed before we looked. */
+    this.joinedLate = false;
   }
 
   get finished() {
-    return this.phase === 'completed' || this.phase === 'interrupted' || this.phase === 'failed';
+    return (
+      this.phase === 'completed' || this.phase === 'interrupted' || this.phase === 'failed' || this.phase === 'abandoned'
+    );
+  }
+}
+
+/** Per session: what the history API said, for the "load earlier" row. */
+class HistoryState {
+  constructor() {
+    /** Whether any page arrived (until then the empty-session text would be premature). */
+    this.loaded = false;
+    this.loading = false;
+    /** Older turns exist below the oldest one drawn. */
+    this.more = false;
+    this.error = '';
+    /** Whether the failed request was for older turns (what "retry" asks for again). */
+    this.failedOlder = false;
   }
 }
 
 export class Transcript {
-  /** @param {HTMLOListElement} list */
-  constructor(list) {
+  /**
+   * @param {HTMLOListElement} list
+   * @param {{load?: (sessionId: string, options: {older: boolean}) => void}} [options]
+   *   called by the "load earlier" and "retry" buttons; the answer comes back through
+   *   `addHistory` (or `historyFailed`)
+   */
+  constructor(list, { load = () => {} } = {}) {
     this.list = list;
+    this.load = load;
     /** sessionId → Map(turn → Turn) */
     this.sessions = new Map();
+    /** sessionId → HistoryState */
+    this.history = new Map();
     this.current = '';
     /** Whether replies are spoken (TTS on): decides what an interrupted turn "heard". */
     this.speech = true;
@@ -41,12 +85,10 @@ export class Transcript {
   show(sessionId) {
     this.current = sessionId;
     this.list.replaceChildren();
+    this.renderHistoryRow(sessionId);
     const turns = this.sessions.get(sessionId);
     if (!turns || turns.size === 0) {
-      const empty = document.createElement('li');
-      empty.className = 'empty';
-      empty.textContent = `No messages in ${sessionId} yet. Say something below.`;
-      this.list.append(empty);
+      this.renderEmpty(sessionId);
       return;
     }
     for (const turn of [...turns.values()].sort((a, b) => a.turn - b.turn)) {
@@ -56,18 +98,150 @@ export class Transcript {
     this.scroll();
   }
 
-  turnOf(sessionId, number) {
+  turnsOf(sessionId) {
     if (!this.sessions.has(sessionId)) this.sessions.set(sessionId, new Map());
-    const turns = this.sessions.get(sessionId);
+    return this.sessions.get(sessionId);
+  }
+
+  historyOf(sessionId) {
+    if (!this.history.has(sessionId)) this.history.set(sessionId, new HistoryState());
+    return this.history.get(sessionId);
+  }
+
+  /** A live turn (created on its first frame); the oldest is dropped past the cap. */
+  turnOf(sessionId, number) {
+    const turns = this.turnsOf(sessionId);
     if (!turns.has(number)) {
       turns.set(number, new Turn(number));
       if (turns.size > MAX_TURNS_PER_SESSION) {
         const oldest = Math.min(...turns.keys());
         turns.get(oldest).element?.remove();
         turns.delete(oldest);
+        // It is still stored: offer it again.
+        this.historyOf(sessionId).more = true;
+        this.renderHistoryRow(sessionId);
       }
     }
     return turns.get(number);
+  }
+
+  /** The lowest turn number drawn for `sessionId` (the `before` of the next older page). */
+  oldestTurn(sessionId) {
+    const turns = this.sessions.get(sessionId);
+    if (!turns || turns.size === 0) return undefined;
+    return Math.min(...turns.keys());
+  }
+
+  /** A history request for `sessionId` started. */
+  historyLoading(sessionId) {
+    const state = this.historyOf(sessionId);
+    state.loading = true;
+    state.error = '';
+    this.renderHistoryRow(sessionId);
+  }
+
+  /** A history request failed; the row offers a retry. */
+  historyFailed(sessionId, message, { older = false } = {}) {
+    const state = this.historyOf(sessionId);
+    state.loading = false;
+    state.error = message;
+    state.failedOlder = older;
+    this.renderHistoryRow(sessionId);
+  }
+
+  /**
+   * Merges one page of `GET /sessions/{id}/history` (`{turns, more}`, oldest first).
+   * A turn already here from live frames keeps its live state unless the stored one is final
+   * and the live one is not (a missed END, or a reply whose start streamed before we looked).
+   * @param {{older?: boolean}} options `older`: the page asked for turns before the oldest drawn
+   */
+  addHistory(sessionId, page, { older = false } = {}) {
+    const turns = this.turnsOf(sessionId);
+    const state = this.historyOf(sessionId);
+    const stored = page.turns ?? [];
+    const oldestBefore = this.oldestTurn(sessionId);
+    // Turns added above the view must not push what the reader looks at away.
+    const shown = sessionId === this.current;
+    const fromBottom = shown && older ? this.list.scrollHeight - this.list.scrollTop : null;
+    for (const entry of stored) {
+      const phase = STORED_PHASE[entry.status] ?? 'completed';
+      const existing = turns.get(entry.turn);
+      if (existing) {
+        const storedFinal = phase !== 'streaming';
+        const replace = storedFinal && (!existing.finished || existing.joinedLate);
+        if (!replace) {
+          if (existing.user === null) {
+            existing.user = entry.user;
+            this.render(sessionId, existing);
+          }
+          continue;
+        }
+      }
+      const turn = existing ?? new Turn(entry.turn);
+      turn.user = entry.user;
+      turn.text = entry.assistant ?? '';
+      turn.heard = [];
+      turn.phase = phase;
+      turn.stored = phase !== 'streaming';
+      turn.joinedLate = phase === 'streaming';
+      turn.error = phase === 'failed' ? 'The reply failed; nothing was stored.' : null;
+      turns.set(entry.turn, turn);
+      this.render(sessionId, turn);
+    }
+    // `more` speaks about turns below this page's first one: it is news only if this page
+    // reaches at least as far back as what was drawn before.
+    const first = stored[0]?.turn;
+    if (older || oldestBefore === undefined || (first !== undefined && first <= oldestBefore)) {
+      state.more = Boolean(page.more) && stored.length > 0;
+    }
+    state.loaded = true;
+    state.loading = false;
+    state.error = '';
+    this.renderHistoryRow(sessionId);
+    if (shown && turns.size === 0) this.renderEmpty(sessionId);
+    if (fromBottom !== null) this.list.scrollTop = this.list.scrollHeight - fromBottom;
+  }
+
+  /** The first row: "load earlier", "loading…", or why the history is missing. */
+  renderHistoryRow(sessionId) {
+    if (sessionId !== this.current) return;
+    const state = this.historyOf(sessionId);
+    const old = this.list.querySelector(':scope > .history-row');
+    let row = null;
+    if (state.loading || state.error || state.more) {
+      row = document.createElement('li');
+      row.className = 'history-row';
+      if (state.loading) {
+        row.textContent = 'Loading history…';
+      } else {
+        if (state.error) {
+          const note = document.createElement('span');
+          note.className = 'history-error';
+          note.textContent = `History unavailable: ${state.error} `;
+          row.append(note);
+        }
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'load-earlier';
+        button.textContent = state.error ? 'Retry' : 'Load earlier';
+        const older = state.error ? state.failedOlder : true;
+        button.addEventListener('click', () => this.load(sessionId, { older }));
+        row.append(button);
+      }
+    }
+    if (old && row) old.replaceWith(row);
+    else if (old) old.remove();
+    else if (row) this.list.prepend(row);
+  }
+
+  renderEmpty(sessionId) {
+    if (sessionId !== this.current || this.list.querySelector(':scope > .empty')) return;
+    const state = this.historyOf(sessionId);
+    if (state.loading && !state.loaded) return;
+    const empty = document.createElement('li');
+    empty.className = 'empty';
+    empty.textContent = `No messages in ${sessionId} yet. Say something below.`;
+    this.list.append(empty);
   }
 
   /** Applies one live frame; returns the turn it touched (or null). */
@@ -146,7 +320,7 @@ export class Transcript {
 
   /** What an interrupted turn really said: the heard segments (text-only: what was written). */
   spoken(turn) {
-    if (turn.phase !== 'interrupted') return turn.text;
+    if (turn.phase !== 'interrupted' || turn.stored) return turn.text;
     return this.speech ? turn.heard.join('') : turn.text;
   }
 
@@ -177,6 +351,7 @@ export class Transcript {
         interrupted: 'interrupted',
         stopping: 'stopping…',
         failed: 'failed',
+        abandoned: 'abandoned',
       }[turn.phase];
       if (label) {
         const badge = document.createElement('span');
@@ -187,10 +362,15 @@ export class Transcript {
       const spoken = this.spoken(turn);
       const body = document.createElement('span');
       body.className = 'text';
-      body.textContent =
-        turn.phase === 'interrupted' && !spoken ? '(interrupted before anything was heard)' : spoken;
+      body.textContent = spoken || emptyReply(turn.phase);
       ai.append(who, body);
-      if (turn.phase === 'interrupted' && this.speech && turn.text.length > spoken.length) {
+      if (turn.joinedLate && !turn.stored) {
+        const late = document.createElement('p');
+        late.className = 'joined-late';
+        late.textContent = 'This reply started before the panel loaded; its beginning is not shown.';
+        ai.append(late);
+      }
+      if (turn.phase === 'interrupted' && !turn.stored && this.speech && turn.text.length > spoken.length) {
         const unspoken = document.createElement('details');
         unspoken.className = 'unspoken';
         const summary = document.createElement('summary');
@@ -211,6 +391,7 @@ export class Transcript {
     if (turn.element?.isConnected) {
       turn.element.replaceWith(item);
     } else {
+      // Rows without a turn number (the history row) never match: it stays first.
       const after = [...this.list.children].find((child) => Number(child.dataset.turn) > turn.turn);
       this.list.insertBefore(item, after ?? null);
     }
@@ -221,6 +402,20 @@ export class Transcript {
 
   scroll() {
     this.list.scrollTop = this.list.scrollHeight;
+  }
+}
+
+/** The body of a reply bubble that has no text. */
+function emptyReply(phase) {
+  switch (phase) {
+    case 'interrupted':
+      return '(interrupted before anything was heard)';
+    case 'failed':
+      return '(no reply)';
+    case 'abandoned':
+      return '(no reply: the app stopped during this turn)';
+    default:
+      return '';
   }
 }
 

@@ -10,6 +10,7 @@ mod context;
 mod engine;
 mod error;
 mod events;
+mod history;
 mod metrics;
 mod session;
 mod speech;

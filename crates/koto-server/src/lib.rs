@@ -73,6 +73,11 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))
+        .route("/sessions", get(routes::history::sessions))
+        .route(
+            "/sessions/{session_id}/history",
+            get(routes::history::history),
+        )
         .route("/metrics", get(routes::stats::metrics))
         .route("/", get(routes::ui::panel))
         .route("/overlay", get(routes::ui::overlay))

@@ -8,6 +8,7 @@
 mod analytics;
 mod consumer;
 mod error;
+mod history;
 mod memory;
 mod outbox;
 mod outbox_feed;
@@ -23,6 +24,7 @@ pub use analytics::{
 };
 pub use consumer::{ConsumerPosition, Consumption, DeadLetter};
 pub use error::StoreError;
+pub use history::{HISTORY_LIMIT_MAX, HistoryTurn, SESSIONS_LIMIT_MAX, SessionSummary, TurnStatus};
 pub use memory::{Memory, NewMemory, memory_match_query};
 pub use outbox::{NewOutboxEvent, OutboxRow};
 pub use outbox_feed::OutboxRetention;

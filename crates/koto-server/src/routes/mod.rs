@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod control;
 pub mod health;
+pub mod history;
 pub mod legacy;
 pub mod settings;
 pub mod speak;

@@ -5,6 +5,7 @@
 mod binary;
 mod chat;
 mod events;
+mod history;
 mod legacy;
 mod live;
 mod security;
