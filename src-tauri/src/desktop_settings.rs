@@ -123,6 +123,20 @@ impl<R: Runtime> DesktopSettings for DesktopHooks<R> {
         }
     }
 
+    fn status(&self) -> serde_json::Value {
+        let playback = self.player.as_ref().map(|player| {
+            serde_json::json!({
+                "status": player.status(),
+                "volume": player.volume(),
+            })
+        });
+        let hotkey = self
+            .app
+            .try_state::<Shell>()
+            .map(|shell| shell.hotkey_status());
+        serde_json::json!({ "playback": playback, "hotkey": hotkey })
+    }
+
     fn choices(&self, key: &str) -> Option<Vec<Choice>> {
         if key != "output_device" {
             return None;

@@ -32,6 +32,13 @@ test('a bad value is refused inline and the old one stays', async () => {
   const temperature = panel.page.locator('#setting-llm_temperature');
   await temperature.waitFor({ timeout: WAIT_MS });
 
+  // Headless serve plays nothing itself, and the status bar says so.
+  await panel.page.waitForFunction(
+    () => /overlay only/.test(document.getElementById('status-audio').textContent),
+    null,
+    { timeout: WAIT_MS },
+  );
+
   // Each field says whether it applies at once or after a restart.
   const badge = (key) => panel.page.textContent(`[data-key="${key}"] .applies`);
   assert.equal(await badge('llm_temperature'), 'applies at once');

@@ -1,5 +1,6 @@
 // The status bar: providers and relay clients from `GET /health`, outbox health from
-// `/metrics`, the panel's own connection, and the last turn's latency from `done.stats`.
+// `/metrics`, local audio and the stop hotkey from `/desktop` (the desktop app), the panel's
+// own connection, and the last turn's latency from `done.stats`.
 
 const HEALTH_EVERY_MS = 3000;
 const METRICS_EVERY_MS = 10_000;
@@ -45,7 +46,9 @@ export class StatusBar {
   start() {
     this.pollHealth();
     this.pollMetrics();
+    this.pollDesktop();
     setInterval(() => this.pollHealth(), HEALTH_EVERY_MS);
+    setInterval(() => this.pollDesktop(), HEALTH_EVERY_MS);
     setInterval(() => this.pollMetrics(), METRICS_EVERY_MS);
   }
 
@@ -73,6 +76,37 @@ export class StatusBar {
       chip('status-overlays', `overlays: ${others}`, others > 0 ? 'ok' : '', `${clients} /ws/live clients in all, this panel included`);
     }
     this.onHealth(health);
+  }
+
+  async pollDesktop() {
+    let desktop;
+    try {
+      desktop = await this.api.json('GET', '/desktop');
+    } catch (error) {
+      chip('status-audio', 'audio: ?', 'bad', `cannot read the desktop status: ${error.message}`);
+      return;
+    }
+    if (!desktop.available) {
+      chip('status-audio', 'audio: overlay only', '', 'kotodama serve plays nothing itself: add the overlay with &audio=1 to OBS, or run the desktop app');
+      return;
+    }
+    const playback = desktop.status?.playback;
+    const hotkey = desktop.status?.hotkey;
+    const hotkeyText = hotkey ? ` · stop key: ${hotkey.accelerator ?? 'off'}` : '';
+    const hotkeyWorks = !hotkey || ['registered', 'limited', 'off'].includes(hotkey.state);
+    const notes = [hotkey?.message].filter(Boolean);
+    if (!playback) {
+      chip('status-audio', `audio: off here${hotkeyText}`, hotkeyWorks ? '' : 'warn', ['Local playback is off (playback = off).', ...notes].join(' '));
+      return;
+    }
+    const { status, volume } = playback;
+    const level = `${Math.round(volume * 100)}%`;
+    if (status.nullSink) {
+      // Never silent about being silent: the streamer must see that nothing is heard here.
+      chip('status-audio', `audio: SILENT (no device)${hotkeyText}`, 'warn', [status.warning ?? 'No sound device: audio goes to a null sink.', ...notes].join(' '));
+    } else {
+      chip('status-audio', `audio: ${status.device} · ${level}${hotkeyText}`, status.warning || !hotkeyWorks ? 'warn' : 'ok', [status.warning, ...notes].filter(Boolean).join(' '));
+    }
   }
 
   async pollMetrics() {

@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/ingest/tts", get(routes::ws::ingest))
         .route("/ws/live", get(routes::ws::live))
         .merge(routes::legacy::router())
+        .route("/desktop", get(routes::desktop::status))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))

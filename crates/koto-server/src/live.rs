@@ -116,6 +116,9 @@ pub trait DesktopSettings: Send + Sync + fmt::Debug {
     fn apply(&self, key: &str, config: &DesktopConfig) -> Result<Option<String>, String>;
     /// The values the settings form lists for `key`, if it is a list.
     fn choices(&self, key: &str) -> Option<Vec<Choice>>;
+    /// What the panel's status bar shows: where the voice plays (device, null sink and why,
+    /// volume) and whether the stop hotkey works. `GET /desktop`.
+    fn status(&self) -> serde_json::Value;
 }
 
 /// The parts of the running app that saved settings reach.

@@ -82,6 +82,13 @@ fn devices_volume_and_hotkey_are_checked_and_applied_here() {
         player.volume()
     );
 
+    let status = hooks.status();
+    assert_eq!(
+        status["playback"]["status"]["device"], "recording",
+        "the status bar names where the voice plays: {status}"
+    );
+    assert_eq!(status["playback"]["volume"], 0.4f32);
+
     let bad = hooks
         .check("stop_hotkey", &desktop(None, 1.0, Some("Ctrl+Nope+Z")))
         .expect_err("not a shortcut");
@@ -115,5 +122,9 @@ fn without_local_playback_device_and_volume_are_only_saved() {
     assert!(
         note.is_some_and(|note| note.contains("playback is off")),
         "the answer says nothing plays here"
+    );
+    assert!(
+        hooks.status()["playback"].is_null(),
+        "the status bar shows playback as off"
     );
 }

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod control;
+pub mod desktop;
 pub mod health;
 pub mod history;
 pub mod legacy;

@@ -116,6 +116,11 @@ impl Settings {
             .clone()
     }
 
+    /// The desktop shell's hook, when the app runs inside it.
+    pub fn desktop(&self) -> Option<&Arc<dyn crate::live::DesktopSettings>> {
+        self.live.as_ref().and_then(|live| live.desktop.as_ref())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -137,6 +137,11 @@ async fn a_voice_that_cannot_start_refuses_the_change_and_keeps_the_old_one() {
 #[tokio::test]
 async fn desktop_keys_are_saved_for_the_app_when_serving_headless() {
     let app = serve(&[]).await;
+    assert_eq!(
+        get(&app, "/desktop").await,
+        json!({"available": false}),
+        "serve plays nothing: the status bar says so"
+    );
     let (status, body) = put(&app, json!({"output_volume": 0.5})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["restartRequired"], json!([]));
@@ -176,6 +181,10 @@ impl DesktopSettings for RecordingDesktop {
         Ok((key == "output_device").then(|| "playing on Cable A".to_owned()))
     }
 
+    fn status(&self) -> Value {
+        json!({"playback": {"device": "Cable A", "nullSink": false}})
+    }
+
     fn choices(&self, key: &str) -> Option<Vec<Choice>> {
         (key == "output_device").then(|| {
             vec![Choice {
@@ -203,6 +212,12 @@ async fn the_desktop_hook_checks_applies_and_lists_devices() {
         "the form lists the shell's devices"
     );
     assert_eq!(device["restartRequired"], false);
+
+    assert_eq!(
+        get(&app, "/desktop").await,
+        json!({"available": true, "status": {"playback": {"device": "Cable A", "nullSink": false}}}),
+        "the status bar reads the shell's own status"
+    );
 
     let (status, body) = put(
         &app,
