@@ -113,6 +113,33 @@ pub fn parse(accelerator: &str) -> Result<Shortcut, String> {
     })
 }
 
+/// The shortcut this app registered last, so a change releases exactly that one.
+#[derive(Default)]
+struct Registered(std::sync::Mutex<Option<Shortcut>>);
+
+impl Registered {
+    fn take<R: Runtime>(app: &AppHandle<R>) -> Option<Shortcut> {
+        let registered = app.try_state::<Registered>()?;
+        let mut slot = registered
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.take()
+    }
+
+    fn set<R: Runtime>(app: &AppHandle<R>, shortcut: Shortcut) {
+        if app.try_state::<Registered>().is_none() {
+            app.manage(Registered::default());
+        }
+        if let Some(registered) = app.try_state::<Registered>() {
+            *registered
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shortcut);
+        }
+    }
+}
+
 /// Registers `accelerator` so that pressing it calls `on_press`, replacing the shortcut
 /// registered before (a settings change; `None` only unregisters). `on_press` is taken the first
 /// time the shortcut plugin starts. Every failure becomes a status; nothing here can stop the app.
@@ -125,8 +152,13 @@ pub fn install<R: Runtime>(
     let plugin_running = app
         .try_state::<tauri_plugin_global_shortcut::GlobalShortcut<R>>()
         .is_some();
-    if plugin_running && let Err(error) = app.global_shortcut().unregister_all() {
-        tracing::warn!(%error, "cannot release the previous stop hotkey");
+    // Not `unregister_all`: in tauri-plugin-global-shortcut 2.4 it holds the plugin's lock while
+    // the X11 thread works, and that thread takes the same lock to deliver a key press, so a
+    // press during the change deadlocks the app (seen in the smoke test). `unregister` does not.
+    if plugin_running && let Some(previous) = Registered::take(app) {
+        if let Err(error) = app.global_shortcut().unregister(previous) {
+            tracing::warn!(%error, "cannot release the previous stop hotkey");
+        }
     }
     let Some(accelerator) = accelerator else {
         return HotkeyStatus::off();
@@ -186,6 +218,7 @@ pub fn install<R: Runtime>(
             ),
         );
     }
+    Registered::set(app, shortcut);
     let message = match state {
         HotkeyState::Limited => format!(
             "Stop hotkey {accelerator} is registered through XWayland: under Wayland it fires only while an X11 app has the focus."

@@ -131,8 +131,13 @@ grep -q 'source="hotkey"' "$WORK/app.err" || fail "the stop did not come from th
 ok "Ctrl+Shift+Space stopped the running turn"
 
 # --- 3b. a hotkey changed in the settings applies at once ---------------------------------------
-curl -sf -X PUT "$BASE/settings" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"stop_hotkey":"Alt+F9"}' >"$WORK/hotkey-put.json" || fail "PUT /settings refused: $(cat "$WORK/hotkey-put.json")"
+# Keys pressed while the shortcut is swapped: the X11 thread is delivering a press just then
+# (tauri-plugin-global-shortcut's unregister_all deadlocked on exactly this).
+( for _ in $(seq 1 40); do xdotool key ctrl+shift+space; done ) &
+PRESSING=$!
+curl -sf --max-time 20 -X PUT "$BASE/settings" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"stop_hotkey":"Alt+F9"}' >"$WORK/hotkey-put.json" || fail "PUT /settings failed or hung (status $?): $(cat "$WORK/hotkey-put.json")"
+wait "$PRESSING" || true
 grep -q '"appliedNow":\["stop_hotkey"\]' "$WORK/hotkey-put.json" || fail "the hotkey was not applied: $(cat "$WORK/hotkey-put.json")"
 chat smoke-hotkey-2 "$WORK/hotkey2.sse"
 wait_for "the second turn to start" turn_open smoke-hotkey-2
