@@ -155,10 +155,11 @@ pub fn install<R: Runtime>(
     // Not `unregister_all`: in tauri-plugin-global-shortcut 2.4 it holds the plugin's lock while
     // the X11 thread works, and that thread takes the same lock to deliver a key press, so a
     // press during the change deadlocks the app (seen in the smoke test). `unregister` does not.
-    if plugin_running && let Some(previous) = Registered::take(app) {
-        if let Err(error) = app.global_shortcut().unregister(previous) {
-            tracing::warn!(%error, "cannot release the previous stop hotkey");
-        }
+    if plugin_running
+        && let Some(previous) = Registered::take(app)
+        && let Err(error) = app.global_shortcut().unregister(previous)
+    {
+        tracing::warn!(%error, "cannot release the previous stop hotkey");
     }
     let Some(accelerator) = accelerator else {
         return HotkeyStatus::off();
