@@ -85,13 +85,17 @@ impl Effect {
             .map_or(Effect::Restart, |(_, effect)| effect)
     }
 
+    /// Part of the engine's `Profile` (rebuilt and swapped for the next turns).
+    pub fn is_profile(self) -> bool {
+        matches!(self, Effect::Engine | Effect::Llm | Effect::Voice)
+    }
+
     /// Whether saving the key changes the running app without a restart (given a desktop shell
     /// for the desktop keys).
     pub fn is_live(self, desktop: bool) -> bool {
         match self {
-            Effect::Engine | Effect::Llm | Effect::Voice => true,
             Effect::Desktop => desktop,
-            Effect::Restart => false,
+            other => other.is_profile(),
         }
     }
 }

@@ -104,9 +104,7 @@ impl Settings {
     }
 
     fn has_desktop(&self) -> bool {
-        self.live
-            .as_ref()
-            .is_some_and(|live| live.desktop.is_some())
+        self.desktop().is_some()
     }
 
     fn running(&self) -> RawConfig {
@@ -134,7 +132,7 @@ impl Settings {
         };
         let running_config = self.running();
         let next = self.next_start(&running_config, &file);
-        let desktop = self.live.as_ref().and_then(|live| live.desktop.clone());
+        let desktop = self.desktop();
         let mut keys = Vec::new();
         let mut pending = Vec::new();
         for spec in KEYS {
@@ -199,19 +197,16 @@ impl Settings {
         changes: serde_json::Map<String, Value>,
     ) -> Result<SettingsSaved, SettingsRefused> {
         let _one_change = self.change_lock.lock().await;
+        let Some(live) = self.live.clone() else {
+            let saver = self.clone();
+            return tokio::task::spawn_blocking(move || saver.update(&changes))
+                .await
+                .map_err(|error| SettingsRefused::File(error.to_string()))?;
+        };
         let planner = self.clone();
         let plan = tokio::task::spawn_blocking(move || planner.plan(&changes))
             .await
             .map_err(|error| SettingsRefused::File(error.to_string()))??;
-        let Some(live) = self.live.clone() else {
-            let committer = self.clone();
-            return tokio::task::spawn_blocking(move || {
-                committer.commit(&plan)?;
-                Ok(committer.report(plan.saved, Vec::new(), BTreeMap::new()))
-            })
-            .await
-            .map_err(|error| SettingsRefused::File(error.to_string()))?;
-        };
 
         let running = self.running();
         let changed: Vec<&'static str> = KEYS
@@ -232,12 +227,7 @@ impl Settings {
                 }
             }
         }
-        let profile_changed = changed.iter().any(|key| {
-            matches!(
-                Effect::of(key),
-                Effect::Engine | Effect::Llm | Effect::Voice
-            )
-        });
+        let profile_changed = changed.iter().any(|key| Effect::of(key).is_profile());
         let profile = if profile_changed && fields.is_empty() {
             match rebuild_profile(&live.engine, &plan.config, &changed).await {
                 Ok(profile) => Some(profile),
@@ -263,12 +253,12 @@ impl Settings {
         let mut notes = BTreeMap::new();
         if let Some(profile) = profile {
             live.engine.reconfigure(profile);
-            applied.extend(changed.iter().copied().filter(|key| {
-                matches!(
-                    Effect::of(key),
-                    Effect::Engine | Effect::Llm | Effect::Voice
-                )
-            }));
+            applied.extend(
+                changed
+                    .iter()
+                    .copied()
+                    .filter(|key| Effect::of(key).is_profile()),
+            );
         }
         match &live.desktop {
             Some(desktop) => {
