@@ -93,8 +93,17 @@ mod tests {
     use super::*;
     use koto_server::config::KEYS;
 
+    /// The flags, with a data dir that holds no settings file unless the test names one: the
+    /// real `~/.local/share/kotodama/kotodama.toml` must not decide a test.
     fn args(flags: &[&str]) -> DesktopArgs {
-        let argv = std::iter::once("kotodama-desktop").chain(flags.iter().copied());
+        let isolated: &[&str] = if flags.contains(&"--data-dir") {
+            &[]
+        } else {
+            &["--data-dir", "/nonexistent/kotodama-launch-test"]
+        };
+        let argv = std::iter::once("kotodama-desktop")
+            .chain(flags.iter().copied())
+            .chain(isolated.iter().copied());
         DesktopArgs::try_parse_from(argv).expect("flags parse")
     }
 
