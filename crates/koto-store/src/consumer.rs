@@ -289,23 +289,8 @@ impl Store {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::NewOutboxEvent;
 
-    fn event(stream: &str, n: i64) -> NewOutboxEvent {
-        NewOutboxEvent {
-            event_type: "TurnCompleted".into(),
-            stream: stream.into(),
-            correlation_id: format!("s#{n}"),
-            payload: serde_json::json!({ "n": n }),
-            ts_ms: n,
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("koto.sqlite3")).unwrap();
-        (dir, store)
-    }
+    use crate::test_support::{event, temp_store as store};
 
     #[test]
     fn in_order_consumption_moves_the_cursor_and_keeps_no_ids() {

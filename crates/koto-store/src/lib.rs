@@ -17,6 +17,8 @@ mod prefill;
 mod schema;
 mod session;
 mod store;
+#[cfg(test)]
+mod test_support;
 mod turns;
 
 pub use analytics::{

@@ -224,21 +224,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn event(stream: &str, n: i64) -> NewOutboxEvent {
-        NewOutboxEvent {
-            event_type: "TurnCompleted".into(),
-            stream: stream.into(),
-            correlation_id: format!("s#{n}"),
-            payload: serde_json::json!({ "n": n }),
-            ts_ms: 1_000 + n,
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("koto.sqlite3")).unwrap();
-        (dir, store)
-    }
+    use crate::test_support::{event, temp_store as store};
 
     #[test]
     fn stream_feed_ignores_other_streams_and_the_delivered_flag() {
