@@ -22,19 +22,25 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The workspace build enables koto-events' `redis` feature (koto-server's default); check the
 # crate without it too, so the embedded-only build stays clean and tested.
 cargo clippy -p koto-events --all-targets --quiet -- -D warnings
+# One build of everything, with one feature resolution: the desktop binary, `kotodama` and every
+# test binary. The smoke and browser tests below run these binaries and `cargo test` reuses them,
+# so the workspace is compiled once for code (and once more for clippy's checks), not per step.
+echo "==> cargo build --workspace --all-targets"
+cargo build --workspace --all-targets --quiet
+BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 # The real desktop binary in a real (virtual) window: start, single instance, hotkey STOP, busy
 # port page, clean quit. KOTODAMA_SKIP_DESKTOP=1 skips it (the mock-runtime tests above still run).
 if [ "${KOTODAMA_SKIP_DESKTOP:-0}" = 1 ]; then
   echo "==> desktop smoke test skipped (KOTODAMA_SKIP_DESKTOP=1)"
 else
   echo "==> desktop smoke test (tests/desktop/smoke.sh; screenshots in artifacts/)"
-  tests/desktop/smoke.sh
+  KOTODAMA_DESKTOP_BIN="$BIN_DIR/kotodama-desktop" tests/desktop/smoke.sh
 fi
 # The control panel and OBS overlay in headless Chromium (tests/ui, Node >= 18 + playwright-core).
 command -v node >/dev/null || ensure_apt nodejs npm
 if [ -x /usr/bin/chromium ] && command -v node >/dev/null && command -v npm >/dev/null; then
   echo "==> browser tests (tests/ui/run.sh; screenshots in artifacts/ui/)"
-  tests/ui/run.sh
+  KOTODAMA_BIN="$BIN_DIR/kotodama" tests/ui/run.sh
 else
   echo "==> browser tests SKIPPED: they need /usr/bin/chromium and Node.js >= 18 with npm (apt-get install chromium nodejs npm)"
 fi

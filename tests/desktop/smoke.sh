@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+. "$ROOT/tests/lib/cleanup.sh"
 
 if [ "${1:-}" != "--inside" ]; then
   for tool in xvfb-run dbus-run-session xdotool import curl python3; do
@@ -49,7 +50,11 @@ cleanup() {
       tail -n 25 "$log" | grep -v -e dbus-daemon -e AT-SPI >&2 || true
     done
   fi
-  rm -rf "$WORK"
+  # Children of the app (WebKit's web processes) may outlive it for a moment: give them time
+  # to go, and never let the removal decide the run's status.
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  remove_tree "$WORK"
+  exit "$status"
 }
 trap cleanup EXIT
 

@@ -10,6 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+. "$root/tests/lib/cleanup.sh"
 # A relative KOTODAMA_BIN means relative to where the script was started.
 if [ -n "${KOTODAMA_BIN:-}" ]; then KOTODAMA_BIN="$(realpath "$KOTODAMA_BIN")"; fi
 
@@ -45,11 +46,13 @@ TTS_PROVIDER=mock KOTODAMA_TOKEN='' RUST_LOG="${RUST_LOG:-warn}" \
   "$KOTODAMA_BIN" serve --bind 127.0.0.1:0 --data-dir "$data_dir" >"$data_dir/ready.txt" 2>"$data_dir/serve.log" &
 server_pid=$!
 stop_server() {
+  local status=$?
   if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
+    kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" || echo "tests/ui: kotodama exited with $? on SIGTERM" >&2
   fi
-  rm -rf "$data_dir"
+  remove_tree "$data_dir"
+  exit "$status"
 }
 trap stop_server EXIT
 
