@@ -53,6 +53,13 @@ impl fmt::Debug for SessionId {
 #[serde(transparent)]
 pub struct TurnNo(pub u64);
 
+impl TurnNo {
+    /// The highest turn number: JavaScript's largest exact integer (2^53 − 1), so every client
+    /// reads it back unchanged, and far inside SQLite's signed 64-bit INTEGER, so `turn + 1`
+    /// always fits the store.
+    pub const MAX: u64 = (1 << 53) - 1;
+}
+
 impl fmt::Display for TurnNo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -77,6 +77,15 @@ impl SessionSlot {
     ) -> Result<QueuePlace, EngineError> {
         let mut state = self.lock_state();
         let turn = requested.unwrap_or(state.next_turn);
+        if turn > TurnNo::MAX {
+            return Err(EngineError::invalid(
+                koto_protocol::ErrorCode::InvalidTurn,
+                format!(
+                    "turn {turn} is beyond the highest turn number {}; start a new session",
+                    TurnNo::MAX
+                ),
+            ));
+        }
         if state.in_flight.contains_key(&turn) {
             return Err(EngineError::TurnExists { turn: TurnNo(turn) });
         }
@@ -153,6 +162,26 @@ mod tests {
         assert_eq!(turn(None), Some(TurnNo(0)));
         assert_eq!(turn(Some(41)), Some(TurnNo(41)));
         assert_eq!(turn(None), Some(TurnNo(42)), "continues after 41");
+    }
+
+    #[test]
+    fn turn_numbers_stop_at_the_store_range() {
+        let slot = slot();
+        assert!(
+            slot.reserve(Some(TurnNo::MAX), CancellationToken::new())
+                .is_ok()
+        );
+        assert!(
+            matches!(
+                slot.reserve(None, CancellationToken::new()),
+                Err(EngineError::InvalidInput { .. })
+            ),
+            "the next automatic turn after the highest is refused, not stored"
+        );
+        assert!(
+            slot.reserve(Some(TurnNo::MAX + 1), CancellationToken::new())
+                .is_err()
+        );
     }
 
     #[test]

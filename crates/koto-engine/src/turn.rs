@@ -64,6 +64,8 @@ struct Progress {
     tokens: u64,
     ttft_ms: Option<f64>,
     first_audio_ms: Option<f64>,
+    llm_done_ms: Option<f64>,
+    last_audio_ms: Option<f64>,
     speech: Option<TurnSpeech>,
 }
 
@@ -146,6 +148,8 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         tokens: progress.tokens,
         first_audio_ms: progress.first_audio_ms,
         interrupted,
+        llm_done_ms: progress.llm_done_ms,
+        last_audio_ms: progress.last_audio_ms,
     };
     if !user_row_stored {
         // Nothing of this turn is in the store; there is nothing to finish.

@@ -48,10 +48,14 @@ pub fn parse_input_kind(raw: Option<&serde_json::Value>) -> Result<InputKind, St
 pub fn parse_turn(raw: Option<&serde_json::Value>) -> Result<Option<u64>, String> {
     match raw {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("turn must be an integer >= 0, not {n}")),
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(turn) if turn <= koto_core::TurnNo::MAX => Ok(Some(turn)),
+            Some(turn) => Err(format!(
+                "turn {turn} is too large; the highest turn number is {}",
+                koto_core::TurnNo::MAX
+            )),
+            None => Err(format!("turn must be an integer >= 0, not {n}")),
+        },
         Some(other) => Err(format!("turn must be an integer >= 0, not {other}")),
     }
 }
@@ -76,6 +80,10 @@ pub struct ControlEvent {
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On `STOPPED`: the text whose audio was released before the fence (what the listener
+    /// heard); the text delivered so far when the turn had no audio. Additive to CONTRACTS §1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard: Option<String>,
 }
 
 impl ControlEvent {
@@ -83,6 +91,7 @@ impl ControlEvent {
         ControlEvent {
             action: "HINT_TTS_START".into(),
             reason: None,
+            heard: None,
         }
     }
 
@@ -90,6 +99,15 @@ impl ControlEvent {
         ControlEvent {
             action: "STOPPED".into(),
             reason: Some(reason.into()),
+            heard: None,
+        }
+    }
+
+    /// `STOPPED` with what was heard before the fence.
+    pub fn stopped_after(reason: impl Into<String>, heard: impl Into<String>) -> Self {
+        ControlEvent {
+            heard: Some(heard.into()),
+            ..ControlEvent::stopped(reason)
         }
     }
 }
@@ -103,6 +121,12 @@ pub struct TurnStats {
     /// Request receipt → first audio chunk handed to the relay; `null` without audio.
     pub first_audio_ms: Option<f64>,
     pub interrupted: bool,
+    /// Request receipt → the LLM's stream ended (the whole reply text is out), in ms.
+    #[serde(default)]
+    pub llm_done_ms: Option<f64>,
+    /// Request receipt → the turn's last audio chunk was released to listeners, in ms.
+    #[serde(default)]
+    pub last_audio_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +171,18 @@ mod tests {
             parse_turn(Some(&serde_json::json!("3"))).is_err(),
             "string turn rejected"
         );
+        let max = koto_core::TurnNo::MAX;
+        assert_eq!(parse_turn(Some(&serde_json::json!(max))), Ok(Some(max)));
+        for too_large in [max + 1, 9_223_372_036_854_775_806, 1 << 63, u64::MAX] {
+            assert!(
+                parse_turn(Some(&serde_json::json!(too_large))).is_err(),
+                "{too_large} rejected"
+            );
+        }
+        assert!(
+            parse_turn(Some(&serde_json::json!(1e300))).is_err(),
+            "a float beyond u64 rejected"
+        );
     }
 
     #[test]
@@ -157,11 +193,13 @@ mod tests {
                 tokens: 3,
                 first_audio_ms: None,
                 interrupted: false,
+                llm_done_ms: Some(40.0),
+                last_audio_ms: None,
             },
         };
         assert_eq!(
             serde_json::to_string(&done).expect("serialise"),
-            r#"{"stats":{"ttft_ms":12.5,"tokens":3,"first_audio_ms":null,"interrupted":false}}"#
+            r#"{"stats":{"ttft_ms":12.5,"tokens":3,"first_audio_ms":null,"interrupted":false,"llm_done_ms":40.0,"last_audio_ms":null}}"#
         );
     }
 }
