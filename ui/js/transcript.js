@@ -264,8 +264,10 @@ export class Transcript {
       case 'SPEECH_CHUNK': {
         if (!frame.segment) return null;
         const turn = this.turnOf(sessionId, frame.turn);
-        if (!turn.finished) turn.heard.push(frame.segment.text);
-        return null;
+        if (turn.finished) return null;
+        turn.heard.push(frame.segment.text);
+        // The text runs ahead of the voice: redraw where the voice has got to.
+        return this.render(sessionId, turn);
       }
       case 'CONTROL':
         return this.control(frame);
@@ -362,7 +364,19 @@ export class Transcript {
       const spoken = this.spoken(turn);
       const body = document.createElement('span');
       body.className = 'text';
-      body.textContent = spoken || emptyReply(turn.phase);
+      const speaking = this.speech && !turn.finished && !turn.stored
+        && (turn.phase === 'streaming' || turn.phase === 'written');
+      if (speaking && turn.text) {
+        // Written but not yet spoken is drawn apart from what the voice has reached.
+        const [said, ahead] = splitSpoken(turn.text, turn.heard.join(''));
+        const pending = document.createElement('span');
+        pending.className = 'ahead';
+        pending.title = 'written, not spoken yet';
+        pending.textContent = ahead;
+        body.append(said, pending);
+      } else {
+        body.textContent = spoken || emptyReply(turn.phase);
+      }
       ai.append(who, body);
       if (turn.joinedLate && !turn.stored) {
         const late = document.createElement('p');
@@ -417,6 +431,22 @@ function emptyReply(phase) {
     default:
       return '';
   }
+}
+
+/**
+ * `written` cut where the voice has got to: [the part spoken (or being spoken), the rest].
+ * Matched on non-space characters, as in `unspokenPart`.
+ */
+function splitSpoken(written, heard) {
+  const squeeze = (text) => text.replace(/\s+/g, '');
+  const target = squeeze(heard).length;
+  let seen = 0;
+  let index = 0;
+  while (index < written.length && seen < target) {
+    if (!/\s/.test(written[index])) seen += 1;
+    index += 1;
+  }
+  return [written.slice(0, index), written.slice(index)];
 }
 
 /**

@@ -311,6 +311,7 @@ impl Engine {
         let voice = profile.voice.clone()?;
         let producer = self.inner.producer.clone()?;
         let speaker = Speaker {
+            spoken: Arc::default(),
             voice,
             producer,
             slot: job.slot.clone(),
@@ -326,9 +327,11 @@ impl Engine {
         ))
     }
 
-    /// Barge-in from a button, hotkey, route or command. With a relay, the STOP goes through
-    /// it (so it fences the session's queued audio at once) and returns after the producer's
-    /// `STOP_ACK`; without one, the session's turns are cancelled directly.
+    /// Barge-in: the one STOP behind the button, the hotkey, the tray, `POST /control/stop`,
+    /// `COMMAND stop` and the original protocol (`/ws/live` clients reach the same relay STOP).
+    /// With a relay, the STOP goes through it (so it fences the session's queued audio at once)
+    /// and returns after the producer's `STOP_ACK`; without one, the session's turns are
+    /// cancelled directly. The turns record what was heard after that fence.
     pub async fn interrupt(
         &self,
         session: &SessionId,
@@ -349,7 +352,18 @@ impl Engine {
                 tracing::debug!(sessionId = %session, ?outcome, "stop answered");
                 Ok(StopOutcome { stopped: in_flight })
             }
-            None => self.stop(session).map(|stopped| StopOutcome { stopped }),
+            None => Ok(StopOutcome {
+                stopped: self.cancel_session(session),
+            }),
+        }
+    }
+
+    /// The producer's side of the fence for a turn the engine stopped by itself (its caller
+    /// went away, shutdown): the relay drops what it holds of the turn and tells every client
+    /// STOP_ACK, exactly as for a STOP. A no-op when a STOP already covers it.
+    pub(crate) fn fence_turn(&self, session: &SessionId, turn: TurnNo, reason: &str) {
+        if let Some(relay) = &self.inner.relay {
+            relay.fence_turn(session, turn, reason);
         }
     }
 
@@ -444,8 +458,11 @@ impl Engine {
             .unwrap_or((content, ""));
         match verb.to_ascii_lowercase().as_str() {
             "stop" => self
-                .stop(session)
-                .map(|turns| Submission::Stopped { turns }),
+                .interrupt(session, "user_interrupt")
+                .await
+                .map(|outcome| Submission::Stopped {
+                    turns: outcome.stopped,
+                }),
             "reset" => self.reset(session).await.map(|()| Submission::Reset),
             "say" if rest.trim().is_empty() => Err(EngineError::invalid(
                 ErrorCode::EmptyContent,
@@ -455,16 +472,13 @@ impl Engine {
         }
     }
 
-    /// Barge-in: cancels the session's running turn and the turns queued behind it. Harmless when
-    /// nothing runs. Returns the turns it cancelled.
-    pub fn stop(&self, session: &SessionId) -> Result<Vec<TurnNo>, EngineError> {
-        if !self.flags().barge_in {
-            return Err(EngineError::BargeInDisabled);
-        }
+    /// Without a relay: cancels the session's running turn and the turns queued behind it.
+    /// Harmless when nothing runs. Returns the turns it cancelled.
+    fn cancel_session(&self, session: &SessionId) -> Vec<TurnNo> {
         let slot = self.lock_sessions().get(session).cloned();
         let stopped = slot.map(|slot| slot.cancel_all()).unwrap_or_default();
         tracing::info!(sessionId = %session, ?stopped, "stop");
-        Ok(stopped)
+        stopped
     }
 
     /// `COMMAND reset`: the session's short-term memory window starts empty from the next turn.

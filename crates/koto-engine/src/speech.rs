@@ -6,14 +6,14 @@
 //! process is killed, the socket closed). It does not decide what was heard; see [`heard_text`].
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use futures_util::StreamExt;
 use koto_core::segmenter::Segment;
 use koto_core::tts::{AudioChunk, TtsRequest, Voice};
 use koto_core::{ProviderError, SessionId, TurnNo};
-use koto_protocol::ingest::{Control, ControlAction, RelayFrame, SegmentInfo, SpeechChunk, Viseme};
-use koto_relay::{Ingested, Producer};
+use koto_protocol::ingest::{RelayFrame, SegmentInfo, SpeechChunk, Viseme};
+use koto_relay::{EndReceipt, Ingested, Producer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,12 @@ const LOOKAHEAD: usize = 2;
 /// Chunks one synthesis may run ahead of delivery (~1.3 s at 20 ms chunks).
 const SYNTH_BUFFER: usize = 64;
 
+/// Where each segment's audio landed, shared with the turn task: it is read after the fence to
+/// decide what was heard, even when the speech task ended abnormally.
+pub(crate) type SpokenLog = Arc<std::sync::Mutex<Vec<SpokenSegment>>>;
+
 pub(crate) struct Speaker {
+    pub spoken: SpokenLog,
     pub voice: Arc<dyn Voice>,
     pub producer: Arc<Producer>,
     pub slot: Arc<SessionSlot>,
@@ -48,21 +53,24 @@ pub(crate) struct SpokenSegment {
 #[derive(Debug, Default)]
 pub(crate) struct SpeechReport {
     pub first_audio_at: Option<Instant>,
-    pub segments: Vec<SpokenSegment>,
-    /// All audio was handed to the relay and `END` sent.
+    /// All audio was released to listeners (the relay sent the turn's `END`).
     pub completed: bool,
+    /// When the relay released the `END`.
+    pub last_audio_at: Option<Instant>,
     pub error: Option<ProviderError>,
+    /// The speech task panicked: a bug, reported as the turn's failure, never as a STOP.
+    pub crashed: Option<String>,
 }
 
 struct Synthesis {
     segment: Segment,
     chunks: mpsc::Receiver<Result<AudioChunk, ProviderError>>,
     /// Dropping it aborts the task, which drops the provider's stream: synthesis stops.
-    _task: AbortOnDropHandle<()>,
+    task: AbortOnDropHandle<()>,
 }
 
 impl Speaker {
-    pub async fn run(self, mut segments: mpsc::UnboundedReceiver<Segment>) -> SpeechReport {
+    pub async fn run(self, mut segments: mpsc::Receiver<Segment>) -> SpeechReport {
         let mut report = SpeechReport::default();
         let mut queue: VecDeque<Synthesis> = VecDeque::with_capacity(LOOKAHEAD);
         let mut segments_open = true;
@@ -103,42 +111,80 @@ impl Speaker {
                             text: current.segment.text.clone(),
                         });
                         if first_of_segment {
-                            report.segments.push(SpokenSegment {
+                            self.log_spoken(|log| log.push(SpokenSegment {
                                 text: current.segment.text.clone(),
                                 first_seq: seq,
                                 n_chunks: 0,
-                            });
+                            }));
                             first_of_segment = false;
                         }
                         if !self.deliver(seq, chunk, segment_info).await {
                             return report;
                         }
                         report.first_audio_at.get_or_insert_with(Instant::now);
-                        if let Some(spoken) = report.segments.last_mut() {
-                            spoken.n_chunks += 1;
-                        }
+                        self.log_spoken(|log| {
+                            if let Some(spoken) = log.last_mut() {
+                                spoken.n_chunks += 1;
+                            }
+                        });
                         seq += 1;
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, segment = current.segment.index, "TTS failed; the rest of the turn is text only");
+                        // A fragment of the failed segment's audio is not that segment heard.
+                        if !first_of_segment {
+                            self.log_spoken(|log| {
+                                log.pop();
+                            });
+                        }
                         report.error = Some(error);
                         return report;
                     }
                     None => {
-                        queue.pop_front();
+                        // The stream ended, or its task panicked (a provider bug): only the
+                        // task's result tells which.
+                        if let Some(done) = queue.pop_front()
+                            && let Err(error) = done.task.await
+                            && error.is_panic()
+                        {
+                            let reason = panic_message(error.into_panic());
+                            tracing::error!(%reason, segment = done.segment.index, "TTS synthesis panicked");
+                            report.crashed = Some(format!("TTS synthesis panicked: {reason}"));
+                            return report;
+                        }
                         first_of_segment = true;
                     }
                 },
             }
         }
-        let end = RelayFrame::Control(Control {
-            action: ControlAction::End,
-            session_id: self.session.clone(),
-            turn: Some(self.turn),
-            reason: None,
-        });
-        report.completed = self.send(end).await;
+        // The turn is spoken when its END leaves the relay behind its last chunk, not when the
+        // chunks were handed over: a STOP until then still cuts it and is recorded as such.
+        if let Some(played) = self.send_end().await {
+            tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return report,
+                played = played.played() => {
+                    report.completed = played;
+                    if played {
+                        report.last_audio_at = Some(Instant::now());
+                    }
+                }
+            }
+        }
         report
+    }
+
+    async fn send_end(&self) -> Option<EndReceipt> {
+        if self.slot.is_fenced(self.turn) || self.token.is_cancelled() {
+            return None;
+        }
+        match self.producer.send_end(&self.session, self.turn) {
+            Ok(receipt) => Some(receipt),
+            Err(error) => {
+                tracing::warn!(%error, "the relay refused the turn's END");
+                None
+            }
+        }
     }
 
     fn synthesise(&self, segment: Segment) -> Synthesis {
@@ -159,8 +205,12 @@ impl Speaker {
         Synthesis {
             segment,
             chunks: rx,
-            _task: AbortOnDropHandle::new(task),
+            task: AbortOnDropHandle::new(task),
         }
+    }
+
+    fn log_spoken(&self, update: impl FnOnce(&mut Vec<SpokenSegment>)) {
+        update(&mut self.spoken.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Hands one chunk to the relay; false once the turn is stopped (fenced or cancelled).
@@ -198,6 +248,15 @@ impl Speaker {
             },
         }
     }
+}
+
+/// A panic payload as text (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// The text whose audio reached the listener: whole segments up to the last released chunk, and

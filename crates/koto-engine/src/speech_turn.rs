@@ -5,18 +5,25 @@
 use koto_core::segmenter::{Segment, Segmenter};
 use koto_protocol::chat::ControlEvent;
 use tokio::sync::mpsc;
+use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
-use crate::speech::{Speaker, SpeechReport};
+use crate::speech::{Speaker, SpeechReport, SpokenLog, panic_message};
 use crate::turn::TurnJob;
+
+/// Segments written and not yet taken by the speaker: the bounded text buffer between the LLM
+/// (read at its own pace) and synthesis (paced by the audio). A segment is a clause, so this
+/// holds far more than any reply; only a runaway LLM ever waits on it.
+const SEGMENT_BUFFER: usize = 512;
 
 pub(crate) struct TurnSpeech {
     segmenter: Segmenter,
-    /// To the speaker; unbounded because segments are a few bytes of text each and the LLM loop
-    /// must never wait on audio. Closed by `finish_text`.
-    segments: Option<mpsc::UnboundedSender<Segment>>,
+    /// What the speaker delivered, segment by segment (read after the fence).
+    pub spoken: SpokenLog,
+    /// To the speaker; closed by `finish_text`.
+    segments: Option<mpsc::Sender<Segment>>,
     speaker: Option<AbortOnDropHandle<SpeechReport>>,
     report: Option<SpeechReport>,
     started: bool,
@@ -24,10 +31,12 @@ pub(crate) struct TurnSpeech {
 
 impl TurnSpeech {
     pub fn start(segmenter: Segmenter, speaker: Speaker) -> TurnSpeech {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SEGMENT_BUFFER);
+        let spoken = speaker.spoken.clone();
         let task = tokio::spawn(speaker.run(rx));
         TurnSpeech {
             segmenter,
+            spoken,
             segments: Some(tx),
             speaker: Some(AbortOnDropHandle::new(task)),
             report: None,
@@ -61,31 +70,33 @@ impl TurnSpeech {
         self.segments = None;
     }
 
-    /// Waits until all audio went to the relay (or TTS failed: the turn goes on as text).
-    /// False if the turn was cancelled or its output fenced meanwhile.
-    pub async fn wait_delivered(&mut self, token: &CancellationToken) -> bool {
+    /// Waits until all audio was released to listeners (or TTS failed: the turn goes on as
+    /// text). False if the turn was cancelled or its output fenced meanwhile, or the speech
+    /// task crashed (the report says which).
+    pub async fn wait_played(&mut self, token: &CancellationToken) -> bool {
         let Some(speaker) = self.speaker.as_mut() else {
             return true;
         };
         let report = tokio::select! {
             biased;
             _ = token.cancelled() => return false,
-            joined = speaker => joined.unwrap_or_default(),
+            joined = speaker => report_of(joined),
         };
         self.speaker = None;
-        let delivered = report.completed || report.error.is_some();
+        let played = report.completed || report.error.is_some();
         self.report = Some(report);
-        delivered
+        played
     }
 
-    /// The speaker's report; if it still runs, the turn was cancelled and it ends at once.
+    /// The speaker's report. If it still runs, it ends at once when the turn was cancelled;
+    /// otherwise (a failed LLM) it speaks what it was given first.
     pub async fn finish(mut self) -> SpeechReport {
         self.segments = None;
         if let Some(report) = self.report.take() {
             return report;
         }
         match self.speaker.take() {
-            Some(speaker) => speaker.await.unwrap_or_default(),
+            Some(speaker) => report_of(speaker.await),
             None => SpeechReport::default(),
         }
     }
@@ -98,7 +109,33 @@ impl TurnSpeech {
         }
         if let Some(segments) = &self.segments {
             // A closed channel means the speaker already stopped (TTS failure): text goes on.
-            let _ = segments.send(segment);
+            tokio::select! {
+                biased;
+                _ = job.token.cancelled() => {}
+                _ = segments.send(segment) => {}
+            }
+        }
+    }
+}
+
+/// A panicked speech task is a bug: it becomes a report saying so (never a silent "stopped").
+fn report_of(joined: Result<SpeechReport, JoinError>) -> SpeechReport {
+    match joined {
+        Ok(report) => report,
+        Err(error) => {
+            let reason = if error.is_panic() {
+                format!(
+                    "the speech task panicked: {}",
+                    panic_message(error.into_panic())
+                )
+            } else {
+                "the speech task was cancelled".to_owned()
+            };
+            tracing::error!(%reason, "the speech task crashed");
+            SpeechReport {
+                crashed: Some(reason),
+                ..SpeechReport::default()
+            }
         }
     }
 }

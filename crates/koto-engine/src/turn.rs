@@ -4,7 +4,7 @@
 //! Cancellation (STOP, client gone, shutdown) is a normal ending: the turn is recorded as
 //! interrupted with only what was delivered. `Done` is always the last event.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use futures_util::StreamExt;
 use koto_core::llm::{LlmRequest, LlmStream};
@@ -64,6 +64,8 @@ struct Progress {
     tokens: u64,
     ttft_ms: Option<f64>,
     first_audio_ms: Option<f64>,
+    /// Why the turn did not simply complete (a STOP's reason, `tts_failed`, an error code).
+    end_reason: Option<String>,
     llm_done_ms: Option<f64>,
     last_audio_ms: Option<f64>,
     speech: Option<TurnSpeech>,
@@ -94,46 +96,64 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
             ));
         }
     }
+    // One fence for every way a turn is stopped — a STOP from any entry point (the relay fenced
+    // it already), the caller gone, shutdown: nothing of the turn is released after this line,
+    // so what was heard is read after it and matches what listeners got.
+    let interrupted = matches!(ending, Ending::Interrupted);
+    let reason = interrupted.then(|| job.interrupt_reason());
+    if let (Some(reason), Some(_)) = (reason, &progress.speech) {
+        job.engine.fence_turn(&job.slot.id, job.turn, reason);
+    }
     let speech = match progress.speech.take() {
-        Some(speech) => Some(speech.finish().await),
+        Some(speech) => {
+            let spoken = speech.spoken.clone();
+            Some((speech.finish().await, spoken))
+        }
         None => None,
     };
-
-    let interrupted = matches!(ending, Ending::Interrupted);
-    if let Some(report) = &speech {
+    let mut flag = reason.map(str::to_owned);
+    if let Some((report, spoken)) = &speech {
         progress.first_audio_ms = report
             .first_audio_at
             .map(|at| ms_between(job.received_at, at));
-        if interrupted {
+        progress.last_audio_ms = report
+            .last_audio_at
+            .map(|at| ms_between(job.received_at, at));
+        if let Some(crash) = &report.crashed
+            && !interrupted
+        {
+            ending = Ending::Failed(WireError::new(ErrorCode::TtsFailed, crash.clone()));
+            flag = Some("speech_crashed".to_owned());
+        }
+        if !report.completed || matches!(ending, Ending::Failed(_)) {
             // What the listener heard, not what the LLM wrote: cut where the audio stopped.
             let released = job.engine.released_seq(&job.slot.id, job.turn);
-            progress.delivered = heard_text(&report.segments, released);
+            let segments = spoken.lock().unwrap_or_else(PoisonError::into_inner);
+            progress.delivered = heard_text(&segments, released);
+        }
+        if report.error.is_some() && !interrupted && flag.is_none() {
+            flag = Some("tts_failed".to_owned());
         }
     }
     match &ending {
-        Ending::Completed => {
-            job.emit(TurnEvent::TextDelta {
-                content: String::new(),
-                eos: true,
-            })
-            .await;
-            job.publish(RelayFrame::TextDelta(TextDeltaFrame {
-                session_id: job.slot.id.clone(),
-                turn: job.turn,
-                content: String::new(),
-                eos: true,
-            }))
-            .await;
-        }
+        Ending::Completed => {}
         Ending::Interrupted => {
-            job.emit(TurnEvent::Control(ControlEvent::stopped(
+            job.emit(TurnEvent::Control(ControlEvent::stopped_after(
                 job.interrupt_reason(),
+                progress.delivered.clone(),
             )))
             .await
         }
-        Ending::Failed(error) => job.emit(TurnEvent::Error(error.clone())).await,
+        Ending::Failed(error) => {
+            if flag.is_none() {
+                flag = Some(error.code.as_str().to_owned());
+            }
+            job.emit(TurnEvent::Error(error.clone())).await
+        }
     }
-    if let Some(error) = speech.as_ref().and_then(|report| report.error.as_ref())
+    if let Some(error) = speech
+        .as_ref()
+        .and_then(|(report, _)| report.error.as_ref())
         && !interrupted
     {
         let message = format!("speech failed, the rest of the reply was text only: {error}");
@@ -143,6 +163,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         )))
         .await;
     }
+    progress.end_reason = flag;
     let stats = TurnStats {
         ttft_ms: progress.ttft_ms,
         tokens: progress.tokens,
@@ -167,6 +188,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         ttft_ms = stats.ttft_ms,
         first_audio_ms = stats.first_audio_ms,
         tokens = stats.tokens,
+        reason = progress.end_reason.as_deref(),
         "turn ended"
     );
     job.emit(TurnEvent::Done(stats)).await;
@@ -255,11 +277,34 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
             }
         }
     }
-    // The reply is complete; the turn is complete once its audio has all gone to the relay.
+    // The reply text is complete: the upstream request ends now, not when the audio has
+    // played (a one-slot local LLM is free for the next turn at once), and the caller learns
+    // that the text is whole (`eos`) while the audio goes on.
+    drop(deltas);
+    progress.llm_done_ms = Some(ms_since(job.received_at));
+    job.emit(TurnEvent::TextDelta {
+        content: String::new(),
+        eos: true,
+    })
+    .await;
+    job.publish(RelayFrame::TextDelta(TextDeltaFrame {
+        session_id: job.slot.id.clone(),
+        turn: job.turn,
+        content: String::new(),
+        eos: true,
+    }))
+    .await;
+    // The turn is complete once its audio has played (the relay released its END).
     if let Some(speech) = &mut progress.speech {
         speech.finish_text(job).await;
-        if !speech.wait_delivered(&job.token).await {
-            return Ending::Interrupted;
+        if !speech.wait_played(&job.token).await {
+            return if job.token.is_cancelled() {
+                Ending::Interrupted
+            } else {
+                // The speech task crashed or its END was fenced without a STOP of this
+                // turn; `run_turn` reads the report and tells which.
+                Ending::Completed
+            };
         }
     }
     Ending::Completed

@@ -34,7 +34,7 @@ pub use client::{ClientFilter, DisconnectReason, LiveClient, LiveFrame};
 pub use config::RelayConfig;
 pub use framing::{BinaryChunk, FramingError, decode_binary_chunk, encode_binary_chunk};
 pub use metrics::{LatencySummary, RelayMetrics};
-pub use producer::{IngestError, Ingested, Producer};
+pub use producer::{EndReceipt, IngestError, Ingested, Producer};
 pub use relay::Relay;
 pub use socket::{ErrorFrame, WsFrame, close_code, run_ingest_socket, run_live_socket};
 pub use stop::{PendingStop, StopOutcome};

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use koto_core::{SessionId, TurnNo};
 use koto_protocol::ErrorCode;
 use koto_protocol::ingest::{Control, ControlAction, RelayFrame, SpeechChunk};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::client::LiveFrame;
@@ -89,6 +89,37 @@ impl IngestError {
     }
 }
 
+/// What became of a turn's END: [`EndReceipt::played`] resolves when the turn's audio has all
+/// left for clients (`true`), or when a STOP, a fence or shutdown dropped it first (`false`).
+#[derive(Debug)]
+pub struct EndReceipt(EndState);
+
+#[derive(Debug)]
+enum EndState {
+    Played,
+    Fenced,
+    Waiting(oneshot::Receiver<()>),
+}
+
+impl EndReceipt {
+    fn ingested(&self) -> Ingested {
+        match self.0 {
+            EndState::Played => Ingested::Forwarded,
+            EndState::Fenced => Ingested::Fenced,
+            EndState::Waiting(_) => Ingested::Queued,
+        }
+    }
+
+    /// Cancel-safe: dropping the wait changes nothing in the relay.
+    pub async fn played(self) -> bool {
+        match self.0 {
+            EndState::Played => true,
+            EndState::Fenced => false,
+            EndState::Waiting(receipt) => receipt.await.is_ok(),
+        }
+    }
+}
+
 /// A producer attached to the relay. Send with [`Producer::send`]; drop to detach.
 pub struct Producer {
     inner: Arc<Inner>,
@@ -120,7 +151,7 @@ impl Producer {
         match frame {
             RelayFrame::SpeechChunk(chunk) => self.send_chunk(chunk).await,
             RelayFrame::Control(control) => match control.action {
-                ControlAction::End => self.end_turn(control),
+                ControlAction::End => self.end_turn(control).map(|receipt| receipt.ingested()),
                 ControlAction::StopAck => self.stop_acked(control),
                 ControlAction::Stop => {
                     self.inner.lock().metrics.frames_malformed += 1;
@@ -266,8 +297,19 @@ impl Producer {
         Offer::Done(Ok(Ingested::Queued))
     }
 
+    /// Sends a turn's END and hands back a receipt that tells when its audio has all been
+    /// released to clients — the moment the in-process engine counts the turn as spoken.
+    pub fn send_end(&self, session: &SessionId, turn: TurnNo) -> Result<EndReceipt, IngestError> {
+        self.end_turn(Control {
+            action: ControlAction::End,
+            session_id: session.clone(),
+            turn: Some(turn),
+            reason: None,
+        })
+    }
+
     /// END goes out right behind its turn's last chunk.
-    fn end_turn(&self, control: Control) -> Result<Ingested, IngestError> {
+    fn end_turn(&self, control: Control) -> Result<EndReceipt, IngestError> {
         let limits = self.inner.limits();
         let mut state = self.inner.lock();
         if state.shutting_down {
@@ -294,7 +336,7 @@ impl Producer {
         session.owner = Some(self.id);
         if session.is_fenced(turn) {
             metrics.dropped_fenced += 1;
-            return Ok(Ingested::Fenced);
+            return Ok(EndReceipt(EndState::Fenced));
         }
         let next_seq = match session.ingest {
             Some(current) if turn < current.turn => {
@@ -319,15 +361,20 @@ impl Producer {
         let frame = LiveFrame::new(RelayFrame::Control(control));
         if session.queue.is_empty() {
             clients.fan_out(&frame, limits, metrics);
-            return Ok(Ingested::Forwarded);
+            return Ok(EndReceipt(EndState::Played));
         }
-        session.queue.push_back(Queued::End { frame, turn });
+        let (played, receipt) = oneshot::channel();
+        session.queue.push_back(Queued::End {
+            frame,
+            turn,
+            played: Some(played),
+        });
         let spawn = session.claim_pacer().then(|| Arc::clone(&session.wake));
         drop(state);
         if let Some(wake) = spawn {
             self.inner.spawn_pacer(session_id, wake);
         }
-        Ok(Ingested::Queued)
+        Ok(EndReceipt(EndState::Waiting(receipt)))
     }
 
     /// STOP_ACK: fence the acknowledged turn (or, without a turn, every turn seen), end the

@@ -420,6 +420,53 @@ impl Relay {
         PendingStop::waiting(receiver)
     }
 
+    /// The producer stopped `turn` by itself (its caller went away, shutdown, a failure): the
+    /// same fence as a STOP, for that one turn. Its queued audio and END are dropped, clients
+    /// lose its buffered audio and get CONTROL STOP and STOP_ACK for it — unless a STOP already
+    /// covers it (whose STOP_ACK is sent, or will be). Later turns are untouched. `true` if this
+    /// call fenced the turn; after it returns, nothing of the turn is released any more.
+    pub fn fence_turn(&self, session_id: &SessionId, turn: TurnNo, reason: &str) -> bool {
+        let limits = self.inner.limits();
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return false;
+        }
+        let State {
+            sessions,
+            clients,
+            metrics,
+            ..
+        } = &mut *state;
+        let max_sessions = self.inner.config.max_sessions;
+        let Some(session) = session_entry(sessions, session_id, Instant::now(), max_sessions)
+        else {
+            return false;
+        };
+        if session.fence.is_some_and(|fence| turn <= fence) {
+            return false;
+        }
+        session.raise_fence(turn, clients, metrics);
+        if session.stopping.is_some() {
+            return true;
+        }
+        metrics.stops += 1;
+        tracing::info!(session = %session_id, %turn, reason, "turn fenced by its producer");
+        let stop = Control {
+            action: ControlAction::Stop,
+            session_id: session_id.clone(),
+            turn: Some(turn),
+            reason: Some(reason.to_owned()),
+        };
+        clients.fan_out(&LiveFrame::new(RelayFrame::Control(stop)), limits, metrics);
+        let outcome = StopOutcome::Acked {
+            turn: Some(turn),
+            latency: Duration::ZERO,
+        };
+        let ack = stop_ack(session_id, Some(turn), Some(reason));
+        session.finish_stop(&outcome, ack, clients, limits, metrics);
+        true
+    }
+
     /// The highest seq of `turn` released to clients so far (what was heard, up to the lead).
     /// Remembered for the session's last 16 turns with audio.
     pub fn released_seq(&self, session: &SessionId, turn: TurnNo) -> Option<u64> {
@@ -459,6 +506,9 @@ impl Relay {
                         let _ = waiter.send(StopOutcome::ShuttingDown);
                     }
                 }
+                // Nothing more is released: dropping the queue tells END waiters "not played".
+                session.queue.clear();
+                session.queued_audio = Duration::ZERO;
                 session.space.notify_waiters();
             }
         }

@@ -90,6 +90,9 @@ pub(crate) enum Queued {
     End {
         frame: LiveFrame,
         turn: TurnNo,
+        /// Told when the END leaves for clients (the turn's audio is all out); dropped unsent
+        /// when a fence or STOP drops the END, which tells the waiter "not played".
+        played: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -338,13 +341,16 @@ impl Session {
                     clients.fan_out(&frame, limits, metrics);
                 }
                 Queued::End { .. } => {
-                    let Some(Queued::End { frame, .. }) = self.queue.pop_front() else {
+                    let Some(Queued::End { frame, played, .. }) = self.queue.pop_front() else {
                         break PacerNext::Idle;
                     };
                     if fenced {
                         metrics.dropped_fenced += 1;
                     } else {
                         clients.fan_out(&frame, limits, metrics);
+                        if let Some(played) = played {
+                            let _ = played.send(());
+                        }
                     }
                 }
             }

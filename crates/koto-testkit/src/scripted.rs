@@ -24,6 +24,8 @@ pub enum Step {
 pub struct ScriptedLlm {
     replies: Arc<Mutex<VecDeque<Vec<Step>>>>,
     requests: Arc<Mutex<Vec<LlmRequest>>>,
+    /// Reply streams not yet dropped: an upstream connection still held open.
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ScriptedLlm {
@@ -50,6 +52,11 @@ impl ScriptedLlm {
     pub fn requests(&self) -> Vec<LlmRequest> {
         self.requests.lock().expect("request log lock").clone()
     }
+
+    /// Reply streams the caller still holds (for a real server: open upstream requests).
+    pub fn open_streams(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl LlmProvider for ScriptedLlm {
@@ -72,17 +79,19 @@ impl LlmProvider for ScriptedLlm {
             .expect("script lock")
             .pop_front()
             .unwrap_or_else(|| vec![Step::Delta(Duration::ZERO, "ok.".into())]);
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = LiveGuard(self.open.clone());
         Box::pin(stream::unfold(
-            VecDeque::from(steps),
-            |mut steps| async move {
+            (VecDeque::from(steps), guard),
+            |(mut steps, guard)| async move {
                 match steps.pop_front()? {
                     Step::Delta(gap, text) => {
                         tokio::time::sleep(gap).await;
-                        Some((Ok(text), steps))
+                        Some((Ok(text), (steps, guard)))
                     }
                     Step::Fail(error) => {
                         steps.clear();
-                        Some((Err(error), steps))
+                        Some((Err(error), (steps, guard)))
                     }
                     Step::Hang => {
                         std::future::pending::<()>().await;
@@ -96,12 +105,14 @@ impl LlmProvider for ScriptedLlm {
 
 /// `ScriptedVoice`: a [`Voice`] that speaks `chunks_per_char` 20 ms chunks of a constant tone per
 /// character of the text, each after `chunk_gap` (tokio time), and logs what it was asked to say.
-/// A text containing `fail_on` yields an error after its first chunk.
+/// A text containing `fail_on` yields an error after its first chunk; one containing
+/// `panic_on` panics there (a provider bug).
 #[derive(Debug, Clone)]
 pub struct ScriptedVoice {
     pub chunks_per_char: usize,
     pub chunk_gap: Duration,
     pub fail_on: Option<String>,
+    pub panic_on: Option<String>,
     spoken: Arc<Mutex<Vec<String>>>,
     /// Syntheses started and not yet dropped (a stopped turn must leave none running).
     live: Arc<std::sync::atomic::AtomicUsize>,
@@ -116,6 +127,7 @@ impl ScriptedVoice {
             chunks_per_char,
             chunk_gap,
             fail_on: None,
+            panic_on: None,
             spoken: Arc::default(),
             live: Arc::default(),
         }
@@ -161,6 +173,10 @@ impl koto_core::tts::Voice for ScriptedVoice {
             .fail_on
             .as_ref()
             .is_some_and(|needle| request.text.contains(needle.as_str()));
+        let panics = self
+            .panic_on
+            .as_ref()
+            .is_some_and(|needle| request.text.contains(needle.as_str()));
         let gap = self.chunk_gap;
         Box::pin(stream::unfold(
             (0usize, guard),
@@ -169,6 +185,10 @@ impl koto_core::tts::Voice for ScriptedVoice {
                     return None;
                 }
                 tokio::time::sleep(gap).await;
+                #[allow(clippy::panic)]
+                if panics && n == 1 {
+                    panic!("scripted TTS panic");
+                }
                 if fails && n == 1 {
                     return Some((
                         Err(ProviderError::Transport("scripted TTS failure".into())),

@@ -277,10 +277,14 @@ async fn tts_failure_goes_on_as_text_and_says_so() {
         "done tokens=2 interrupted=false",
         "the turn still completes"
     );
+    assert!(
+        names.contains(&"delta \"More text.\" eos=false".to_owned()),
+        "the caller still gets the whole text: {names:?}"
+    );
     let stored = rig.store.context(&session("s1"), 5).expect("context");
     assert_eq!(
-        stored[0].reply_text, "A broken sentence here. More text.",
-        "the text reply is kept"
+        stored[0].reply_text, "",
+        "memory keeps what was heard: the first segment failed after one chunk, so nothing"
     );
 }
 
@@ -306,5 +310,174 @@ async fn text_only_when_tts_streaming_is_off() {
     assert!(
         rig.voice.as_ref().expect("voice").spoken().is_empty(),
         "nothing synthesised"
+    );
+}
+
+/// Events until the `eos` text delta (inclusive).
+async fn until_eos(handle: &mut koto_engine::TurnHandle) -> Vec<TurnEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = handle.events.recv().await {
+        let eos = matches!(event, TurnEvent::TextDelta { eos: true, .. });
+        events.push(event);
+        if eos {
+            break;
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_text_runs_at_the_llm_pace_and_the_turn_ends_when_its_audio_has_played() {
+    // 3 chunks of 20 ms per character: about 3 s of audio, released in real time.
+    let rig = speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(3, Duration::from_millis(1)),
+    );
+    let mut client = watch(&rig, "s1");
+    rig.llm.push_tokens(
+        GAP,
+        &["A long reply that takes a while to say. ", "And more."],
+    );
+    let mut handle = start(&rig.engine, text("s1", "talk")).await;
+    let written = until_eos(&mut handle).await;
+    assert_eq!(
+        shape(&written)
+            .iter()
+            .filter(|e| e.starts_with("delta"))
+            .count(),
+        3,
+        "every delta, then eos, before the audio has played: {written:?}"
+    );
+    assert_eq!(
+        rig.llm.open_streams(),
+        0,
+        "the upstream request ended with the LLM, not with the audio"
+    );
+    let frames = frames_until_turn_end(&mut client, TurnNo(0)).await;
+    let end_at = frames
+        .iter()
+        .position(|f| matches!(f, RelayFrame::Control(c) if c.action == ControlAction::End))
+        .expect("END");
+    let text_eos_at = frames
+        .iter()
+        .position(|f| matches!(f, RelayFrame::TextDelta(d) if d.eos))
+        .expect("eos on /ws/live");
+    let first_chunk_at = frames
+        .iter()
+        .position(|f| matches!(f, RelayFrame::SpeechChunk(_)))
+        .expect("audio");
+    assert!(
+        text_eos_at < end_at && text_eos_at < chunk_seqs(&frames).len() + first_chunk_at,
+        "live clients get the whole text long before the audio ends"
+    );
+    let rest = drain(&mut handle).await;
+    let Some(TurnEvent::Done(stats)) = rest.last() else {
+        panic!("done is last: {rest:?}")
+    };
+    assert!(!stats.interrupted);
+    let (llm_done, last_audio) = (
+        stats.llm_done_ms.expect("llm_done_ms"),
+        stats.last_audio_ms.expect("last_audio_ms"),
+    );
+    assert!(
+        llm_done < last_audio,
+        "done follows the audio, the LLM ended before it: {stats:?}"
+    );
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    assert_eq!(
+        stored[0].reply_text,
+        "A long reply that takes a while to say. And more."
+    );
+}
+
+#[tokio::test]
+async fn a_stop_after_the_text_is_complete_still_interrupts_the_playing_turn() {
+    let rig = speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(3, Duration::from_millis(1)),
+    );
+    let mut client = watch(&rig, "s1");
+    rig.llm.push_tokens(
+        GAP,
+        &[
+            "The whole text is out already. ",
+            "The voice is still going.",
+        ],
+    );
+    let mut handle = start(&rig.engine, text("s1", "talk")).await;
+    until_eos(&mut handle).await;
+    loop {
+        let frame = client.recv().await.expect("client open");
+        if matches!(frame.frame(), RelayFrame::SpeechChunk(_)) {
+            break;
+        }
+    }
+    let outcome = rig
+        .engine
+        .interrupt(&session("s1"), "user_interrupt")
+        .await
+        .expect("barge-in on");
+    assert_eq!(
+        outcome.stopped,
+        vec![TurnNo(0)],
+        "the turn is still running while it speaks"
+    );
+    let rest = drain(&mut handle).await;
+    let names = shape(&rest);
+    assert_eq!(
+        names.last().expect("done"),
+        "done tokens=2 interrupted=true",
+        "{names:?}"
+    );
+    let heard = rest.iter().find_map(|event| match event {
+        TurnEvent::Control(control) if control.action == "STOPPED" => control.heard.clone(),
+        _ => None,
+    });
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    assert!(
+        stored[0].interrupted,
+        "recorded as interrupted, not completed"
+    );
+    assert_eq!(
+        heard.as_deref(),
+        Some(stored[0].reply_text.as_str()),
+        "STOPPED tells what was stored"
+    );
+    assert!(
+        stored[0].reply_text.len()
+            < "The whole text is out already. The voice is still going.".len(),
+        "only what was heard: {:?}",
+        stored[0].reply_text
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_voice_fails_the_turn_and_is_never_a_stop() {
+    let mut crashing = voice();
+    crashing.panic_on = Some("crash".into());
+    let rig = speech_rig(EngineConfig::default(), crashing);
+    rig.llm.push_tokens(
+        GAP,
+        &["Fine words first. ", "Then a crash here. ", "Never."],
+    );
+    let events = drain(&mut start(&rig.engine, text("s1", "hi")).await).await;
+    let names = shape(&events);
+    assert!(
+        names.contains(&"error tts_failed".to_owned()),
+        "the crash is reported as a failure: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|name| name.contains("STOPPED")),
+        "a crash is not a user interrupt: {names:?}"
+    );
+    assert_eq!(
+        names.last().expect("done"),
+        "done tokens=3 interrupted=false"
+    );
+    let history = rig.store.history(&session("s1"), None, 5).expect("history");
+    assert_eq!(
+        history[0].status,
+        koto_store::TurnStatus::Failed,
+        "stored as failed"
     );
 }

@@ -130,7 +130,11 @@ async fn stop_mid_stream_records_only_what_was_delivered() {
         seen.push(handle.events.recv().await.unwrap());
     }
     assert_eq!(
-        rig.engine.stop(&session("s1")).unwrap(),
+        rig.engine
+            .interrupt(&session("s1"), "user_interrupt")
+            .await
+            .unwrap()
+            .stopped,
         vec![TurnNo(0)],
         "the running turn is stopped"
     );
@@ -167,18 +171,30 @@ async fn stop_mid_stream_records_only_what_was_delivered() {
 async fn stop_with_nothing_running_is_harmless_and_repeatable() {
     let rig = rig(EngineConfig::default());
     assert_eq!(
-        rig.engine.stop(&session("idle")).unwrap(),
+        rig.engine
+            .interrupt(&session("idle"), "user_interrupt")
+            .await
+            .unwrap()
+            .stopped,
         vec![],
         "nothing to stop"
     );
     assert_eq!(
-        rig.engine.stop(&session("idle")).unwrap(),
+        rig.engine
+            .interrupt(&session("idle"), "user_interrupt")
+            .await
+            .unwrap()
+            .stopped,
         vec![],
         "still nothing"
     );
     drain(&mut start(&rig.engine, text("idle", "hi")).await).await;
     assert_eq!(
-        rig.engine.stop(&session("idle")).unwrap(),
+        rig.engine
+            .interrupt(&session("idle"), "user_interrupt")
+            .await
+            .unwrap()
+            .stopped,
         vec![],
         "between turns: nothing to stop"
     );
@@ -195,7 +211,11 @@ async fn stop_cancels_queued_turns_of_that_session_only() {
     rig.llm.push_tokens(GAP, &["other"]);
     let mut other = start(&rig.engine, text("s2", "hello")).await;
     assert_eq!(
-        rig.engine.stop(&session("s1")).unwrap(),
+        rig.engine
+            .interrupt(&session("s1"), "user_interrupt")
+            .await
+            .unwrap()
+            .stopped,
         vec![TurnNo(0), TurnNo(1)]
     );
     assert_eq!(
@@ -379,7 +399,12 @@ async fn flags_have_visible_effects() {
         ..Flags::default()
     });
     assert_eq!(
-        rig_barge.engine.stop(&session("s1")).unwrap_err().code(),
+        rig_barge
+            .engine
+            .interrupt(&session("s1"), "user_interrupt")
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::BargeInDisabled
     );
 
