@@ -190,6 +190,7 @@ impl TtsProvider for EspeakTts {
         }
         let pending = Pending {
             command: self.command(&request),
+            voice: self.voice_for(request.lang.as_deref()),
             program: self.config.program.clone(),
             idle_timeout: self.config.idle_timeout,
             correlation_id: request.correlation_id,
@@ -204,6 +205,8 @@ impl TtsProvider for EspeakTts {
 
 struct Pending {
     command: Command,
+    /// For the log: which voice this request got.
+    voice: String,
     program: PathBuf,
     idle_timeout: Duration,
     correlation_id: String,
@@ -270,7 +273,7 @@ impl Pending {
                 "espeak-ng started without its pipes".into(),
             ));
         };
-        tracing::debug!(correlationId = %self.correlation_id, pid = ?child.id(), "espeak-ng started");
+        tracing::debug!(correlationId = %self.correlation_id, pid = ?child.id(), voice = %self.voice, "espeak-ng started");
         Ok(Running {
             child: ChildGuard::new(child),
             stdout,
