@@ -157,6 +157,14 @@ function parseInput(text) {
   return { type: 'TEXT', content: text };
 }
 
+// The language picker: sent as `meta.lang` with every input; `auto` sends none (the server then
+// goes by the reply's script and its `default_lang`). Remembered in this browser.
+const LANG_KEY = 'kotodama.lang';
+const langPicker = $('composer-lang');
+langPicker.value = localStorage.getItem(LANG_KEY) ?? 'auto';
+if (langPicker.selectedIndex < 0) langPicker.value = 'auto';
+langPicker.addEventListener('change', () => localStorage.setItem(LANG_KEY, langPicker.value));
+
 async function send(text) {
   const errorLine = $('composer-error');
   errorLine.textContent = '';
@@ -164,9 +172,11 @@ async function send(text) {
   const { type, content } = parseInput(text);
   const record = { sessionId, content, turn: undefined };
   if (type === 'TEXT') pending.push(record);
+  const request = { sessionId, type, content };
+  if (langPicker.value !== 'auto') request.meta = { lang: langPicker.value };
   let failedMidStream = null;
   try {
-    await api.chat({ sessionId, type, content }, (name, data) => {
+    await api.chat(request, (name, data) => {
       observe({ kind: 'sse', name, data });
       if (name === 'error') {
         failedMidStream = `${data.message} (${data.code})`;

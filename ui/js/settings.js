@@ -7,7 +7,7 @@
 
 const GROUPS = [
   { title: 'LLM', keys: ['llm_provider', 'openai_base_url', 'llm_model', 'openai_api_key', 'llm_temperature', 'llm_max_tokens'] },
-  { title: 'Speech', keys: ['tts_provider', 'tts_voice', 'tts_rate'] },
+  { title: 'Speech', keys: ['tts_provider', 'tts_voice', 'default_lang', 'tts_voices', 'tts_rate'] },
   { title: 'Persona and memory', keys: ['system_prompt', 'persona_file', 'stm_context_turns'] },
   { title: 'Audio and stop hotkey (desktop app)', keys: ['output_device', 'output_volume', 'stop_hotkey', 'playback'] },
   { title: 'Flags', keys: ['enable_sync_core', 'sync_tts_streaming', 'sync_tts_barge_in', 'enable_async_ext', 'enable_ltm_inline'] },
@@ -30,6 +30,8 @@ const LABELS = {
   llm_max_tokens: 'Max tokens',
   tts_provider: 'TTS provider',
   tts_voice: 'Voice',
+  default_lang: 'Spoken language (auto = by the reply)',
+  tts_voices: 'Voice per language (zh=…,ja=…)',
   tts_rate: 'Speaking rate',
   system_prompt: 'Persona (system prompt)',
   persona_file: 'Persona file',

@@ -1,9 +1,10 @@
-//! Kotodama's shared vocabulary: ids, provider traits, turn outcomes and the segmenter.
+//! Kotodama's shared vocabulary: ids, languages, provider traits, turn outcomes and the segmenter.
 //!
 //! Architecture invariant: this crate does no IO and knows nothing of tokio, HTTP, SQLite or any
 //! vendor. Provider *traits* live here; their implementations live in `koto-providers`.
 
 pub mod ids;
+pub mod lang;
 pub mod llm;
 pub mod memory;
 pub mod metrics;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use koto_core::lang::DefaultLang;
 use koto_core::llm::LlmProvider;
 use koto_core::turn::InputKind;
 use koto_core::{CorrelationId, SessionId, TurnNo};
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     pub recall_top_k: usize,
     /// Upper bound on a recall (`LTM_INLINE_BUDGET_MS`).
     pub recall_budget: Duration,
+    /// `DEFAULT_LANG`: the language replies are spoken in (see `koto_core::lang::speech_lang`).
+    pub default_lang: DefaultLang,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             flags: Flags::default(),
             recall_top_k: 3,
             recall_budget: Duration::from_millis(150),
+            default_lang: DefaultLang::Auto,
         }
     }
 }
@@ -318,6 +322,7 @@ impl Engine {
             session: job.slot.id.clone(),
             turn: job.turn,
             lang: job.lang.clone(),
+            default_lang: profile.config.default_lang.clone(),
             correlation_id: job.correlation_id.to_string(),
             token: job.token.clone(),
         };

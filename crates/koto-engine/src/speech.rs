@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError};
 
 use futures_util::StreamExt;
+use koto_core::lang::{DefaultLang, speech_lang};
 use koto_core::segmenter::Segment;
 use koto_core::tts::{AudioChunk, TtsRequest, Voice};
 use koto_core::{ProviderError, SessionId, TurnNo};
@@ -37,7 +38,9 @@ pub(crate) struct Speaker {
     pub slot: Arc<SessionSlot>,
     pub session: SessionId,
     pub turn: TurnNo,
+    /// The input's `meta.lang`.
     pub lang: Option<String>,
+    pub default_lang: DefaultLang,
     pub correlation_id: String,
     pub token: CancellationToken,
 }
@@ -191,7 +194,9 @@ impl Speaker {
         let (tx, rx) = mpsc::channel(SYNTH_BUFFER);
         let mut stream = self.voice.speak(TtsRequest {
             text: segment.speak.clone(),
-            lang: self.lang.clone(),
+            // Each segment in the language of its own text (a Chinese reply to English input).
+            lang: speech_lang(&segment.speak, self.lang.as_deref(), &self.default_lang)
+                .map(String::from),
             correlation_id: self.correlation_id.clone(),
         });
         let task = tokio::spawn(async move {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use koto_core::lang::DefaultLang;
 use koto_events::EventsConfig;
 use koto_providers::tts::openai::{OpenAiSpeechFormat, OpenAiTtsConfig};
 use koto_providers::tts::voice::TtsSettings;
@@ -68,7 +69,9 @@ pub const KEYS: &[KeySpec] = &[
     key("input_rate_per_sec", "INPUT_RATE_PER_SEC", "5", "Sustained inputs per second allowed per session (token bucket)."),
     key("input_burst", "INPUT_BURST", "20", "Inputs a session may send at once before the rate applies."),
     key("tts_provider", "TTS_PROVIDER", "auto", "`auto` (espeak-ng if installed, else mock), `mock` (a tone), `espeak` (espeak-ng, offline), `piper` (Piper neural TTS, offline), `edge` (Microsoft Edge read-aloud; needs the internet), `openai` (OpenAI-compatible /audio/speech)."),
-    key("tts_voice", "TTS_VOICE", "", "Voice name for the provider (e.g. `en-us`, `zh-CN-XiaoxiaoNeural`, `alloy`); unset = chosen by `meta.lang`."),
+    key("tts_voice", "TTS_VOICE", "", "Voice name for the provider (e.g. `en-us`, `zh-CN-XiaoxiaoNeural`, `alloy`; for Piper a model path), forced for every language; unset = chosen by the reply's language."),
+    key("default_lang", "DEFAULT_LANG", "auto", "Language replies are spoken in: `auto` (each sentence by its script: CJK → zh, with kana → ja, Hangul → ko, else `meta.lang`, else the provider's default voice) or a code such as `zh`, `ja`, `en`, `ko` (used unless `meta.lang` is given)."),
+    key("tts_voices", "TTS_VOICES", "", "Voice per language, `lang=voice` comma-separated (espeak `zh=cmn`, Edge `ja=ja-JP-KeitaNeural`, Piper `zh=/path/zh_CN-huayan-medium.onnx`); a language not listed gets the provider's own voice for it (Piper: `piper_model`)."),
     key("tts_rate", "TTS_RATE", "1.0", "Speaking rate factor (0.5–2.0)."),
     key("tts_sample_rate", "TTS_SAMPLE_RATE", "24000", "Sample rate of the PCM stream (Hz); every provider is resampled to it."),
     key("tts_chunk_ms", "TTS_CHUNK_MS", "20", "Length of one SPEECH_CHUNK (20–40 ms)."),
@@ -181,6 +184,7 @@ pub struct Config {
     pub input_rate_per_sec: f64,
     pub input_burst: u32,
     pub tts: TtsSettings,
+    pub default_lang: DefaultLang,
     pub events: EventsConfig,
     pub audio_lead: Duration,
     pub first_clause_wait: Duration,
@@ -379,6 +383,7 @@ impl RawConfig {
             input_rate_per_sec: self.parse("input_rate_per_sec")?,
             input_burst: self.parse("input_burst")?,
             tts: self.tts_settings()?,
+            default_lang: self.parse("default_lang")?,
             events: self.events_config()?,
             audio_lead: Duration::from_millis(self.parse("audio_lead_ms")?),
             first_clause_wait: Duration::from_millis(self.parse("first_clause_ms")?),
@@ -476,6 +481,7 @@ impl RawConfig {
         Ok(TtsSettings {
             provider: self.parse("tts_provider")?,
             voice: self.optional("tts_voice")?,
+            voices: self.parse("tts_voices")?,
             rate,
             sample_rate,
             chunk_ms,
@@ -781,6 +787,31 @@ mod tests {
             config.stm_context_turns, 20,
             "defaults without a settings file"
         );
+    }
+
+    #[test]
+    fn languages_and_voices_are_checked_naming_the_key() {
+        let config = build("", &[]).expect("defaults");
+        assert_eq!(config.default_lang, DefaultLang::Auto, "auto by default");
+        assert!(config.tts.voices.is_empty(), "no voice list by default");
+        let config = build(
+            "",
+            &[("DEFAULT_LANG", "zh"), ("TTS_VOICES", "zh=cmn, ja=ja")],
+        )
+        .expect("valid");
+        assert_eq!(config.default_lang.to_string(), "zh");
+        assert_eq!(config.tts.voices.get(Some("ja-JP")), Some("ja"));
+        for (env, value, key) in [
+            ("DEFAULT_LANG", "chinese", "default_lang"),
+            ("TTS_VOICES", "zh", "tts_voices"),
+            ("TTS_VOICES", "zh=cmn,zh=yue", "tts_voices"),
+        ] {
+            let error = build("", &[(env, value)]).expect_err("refused").to_string();
+            assert!(
+                error.contains(key) && error.contains(env),
+                "{env}={value}: the error names the key: {error}"
+            );
+        }
     }
 
     #[test]

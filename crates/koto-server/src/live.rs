@@ -43,6 +43,7 @@ const ENGINE_KEYS: &[&str] = &[
     "enable_sync_core",
     "sync_tts_streaming",
     "enable_ltm_inline",
+    "default_lang",
 ];
 const LLM_KEYS: &[&str] = &[
     "llm_provider",
@@ -59,6 +60,7 @@ const LLM_KEYS: &[&str] = &[
 const VOICE_KEYS: &[&str] = &[
     "tts_provider",
     "tts_voice",
+    "tts_voices",
     "tts_rate",
     "tts_chunk_ms",
     "edge_tts_endpoint",

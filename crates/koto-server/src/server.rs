@@ -245,6 +245,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         max_content_chars: config.max_content_chars,
         recall_top_k: config.events.ltm_top_k,
         recall_budget: config.events.ltm_inline_budget,
+        default_lang: config.default_lang.clone(),
         flags: Flags {
             sync_core: config.enable_sync_core,
             tts_streaming: config.sync_tts_streaming,

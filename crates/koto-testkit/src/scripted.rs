@@ -113,10 +113,14 @@ pub struct ScriptedVoice {
     pub chunk_gap: Duration,
     pub fail_on: Option<String>,
     pub panic_on: Option<String>,
-    spoken: Arc<Mutex<Vec<String>>>,
+    /// `(text, lang)` of every request, in order.
+    spoken: Arc<Mutex<Vec<SpokenRequest>>>,
     /// Syntheses started and not yet dropped (a stopped turn must leave none running).
     live: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// `(text, lang)` of one synthesis request.
+pub type SpokenRequest = (String, Option<String>);
 
 pub const VOICE_RATE: u32 = 24_000;
 const CHUNK_SAMPLES: usize = 480;
@@ -135,6 +139,12 @@ impl ScriptedVoice {
 
     /// Texts synthesis was started for, in order.
     pub fn spoken(&self) -> Vec<String> {
+        let spoken = self.spoken.lock().expect("voice log lock");
+        spoken.iter().map(|(text, _)| text.clone()).collect()
+    }
+
+    /// `(text, lang)` of every synthesis started, in order: which language each was asked in.
+    pub fn spoken_with_lang(&self) -> Vec<SpokenRequest> {
         self.spoken.lock().expect("voice log lock").clone()
     }
 
@@ -165,7 +175,7 @@ impl koto_core::tts::Voice for ScriptedVoice {
         self.spoken
             .lock()
             .expect("voice log lock")
-            .push(request.text.clone());
+            .push((request.text.clone(), request.lang.clone()));
         self.live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let guard = LiveGuard(self.live.clone());
         let total = request.text.chars().count() * self.chunks_per_char;

@@ -481,3 +481,93 @@ async fn a_crashed_voice_fails_the_turn_and_is_never_a_stop() {
         "stored as failed"
     );
 }
+
+/// `(segment text, lang)` of every synthesis of one turn of `content` (with `meta.lang` =
+/// `input_lang`) whose reply is `tokens`.
+async fn spoken_langs(
+    default_lang: &str,
+    input_lang: Option<&str>,
+    tokens: &[&str],
+) -> Vec<(String, Option<String>)> {
+    let rig = speech_rig(
+        EngineConfig {
+            default_lang: default_lang.parse().expect("a valid default_lang"),
+            ..EngineConfig::default()
+        },
+        voice(),
+    );
+    rig.llm.push_tokens(GAP, tokens);
+    let mut request = text("s1", "question");
+    request.lang = input_lang.map(str::to_owned);
+    drain(&mut start(&rig.engine, request).await).await;
+    rig.voice.as_ref().expect("voice").spoken_with_lang()
+}
+
+fn langs(spoken: &[(String, Option<String>)]) -> Vec<Option<&str>> {
+    spoken.iter().map(|(_, lang)| lang.as_deref()).collect()
+}
+
+#[tokio::test]
+async fn each_segment_is_spoken_in_the_language_of_its_own_text() {
+    let zh = spoken_langs("auto", None, &["你好！", "今天玩什么游戏？"]).await;
+    assert!(!zh.is_empty(), "the reply was spoken");
+    assert!(
+        langs(&zh).iter().all(|lang| *lang == Some("zh")),
+        "a Chinese reply gets the Chinese voice without any meta.lang: {zh:?}"
+    );
+
+    let ja = spoken_langs(
+        "auto",
+        Some("en"),
+        &["こんにちは！", "今日は何をしますか？"],
+    )
+    .await;
+    assert!(
+        langs(&ja).iter().all(|lang| *lang == Some("ja")),
+        "a Japanese reply gets the Japanese voice even to English input: {ja:?}"
+    );
+
+    let mixed = spoken_langs(
+        "auto",
+        None,
+        &[
+            "The word 中文 means Chinese. ",
+            "我们说中文吧！",
+            "日本語もできます。",
+        ],
+    )
+    .await;
+    assert_eq!(
+        mixed
+            .iter()
+            .map(|(text, lang)| (text.trim(), lang.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("The word 中文 means Chinese.", None),
+            ("我们说中文吧！", Some("zh")),
+            ("日本語もできます。", Some("ja")),
+        ],
+        "mixed: per segment, by its dominant script (English: the default voice)"
+    );
+
+    let latin = spoken_langs("auto", Some("zh"), &["OK, let's go!"]).await;
+    assert_eq!(
+        langs(&latin),
+        vec![Some("zh")],
+        "Latin text names no language: the input's meta.lang"
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_default_lang_speaks_every_segment_in_it_unless_meta_lang_says_otherwise() {
+    let fixed = spoken_langs("ja", None, &["Hello there. ", "你好！"]).await;
+    assert!(
+        !fixed.is_empty() && langs(&fixed).iter().all(|lang| *lang == Some("ja")),
+        "default_lang=ja: {fixed:?}"
+    );
+    let input = spoken_langs("ja", Some("zh-TW"), &["Hello there. ", "你好！"]).await;
+    assert!(
+        langs(&input).iter().all(|lang| *lang == Some("zh-TW")),
+        "meta.lang beats default_lang: {input:?}"
+    );
+}

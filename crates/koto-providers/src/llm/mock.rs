@@ -1,11 +1,13 @@
 //! `MockLlm`: the embedded default LLM — a deterministic, multi-sentence reply in the request's
-//! language, streamed as token-sized deltas at a fixed pace. No key, no network, no randomness,
+//! language (`meta.lang`, else the script of the user's message: Chinese, Japanese, or English for
+//! anything else), streamed as token-sized deltas at a fixed pace. No key, no network, no randomness,
 //! and never an error (scripted failures belong to test fakes, not to the product's default).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::stream;
+use koto_core::lang::Script;
 use koto_core::llm::{LlmProvider, LlmRequest, LlmStream, Role};
 
 /// How many characters of the user's last message the reply quotes, so turns differ.
@@ -36,7 +38,7 @@ impl MockLlm {
 
     /// The full reply `stream_chat` streams for `request`; the deltas concatenate to exactly this.
     pub fn reply_text(request: &LlmRequest) -> String {
-        let lang = lang_of(request.lang.as_deref());
+        let lang = reply_lang(request);
         let echo = echo_of(request, lang);
         match lang {
             Lang::English => format!(
@@ -60,7 +62,7 @@ impl MockLlm {
     /// The deltas `stream_chat` yields for `request`, in order.
     pub fn deltas(request: &LlmRequest) -> Vec<String> {
         let reply = Self::reply_text(request);
-        match lang_of(request.lang.as_deref()) {
+        match reply_lang(request) {
             Lang::English => reply.split_inclusive(' ').map(str::to_owned).collect(),
             Lang::Chinese | Lang::Japanese => {
                 let chars: Vec<char> = reply.chars().collect();
@@ -101,6 +103,24 @@ impl LlmProvider for MockLlm {
             }
             Some((Ok(delta), deltas))
         }))
+    }
+}
+
+/// The request's language if it names one, else the language of the user's last message by its
+/// script (Han → Chinese, kana → Japanese, anything else English).
+fn reply_lang(request: &LlmRequest) -> Lang {
+    if request.lang.is_some() {
+        return lang_of(request.lang.as_deref());
+    }
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|message| message.role == Role::User);
+    match last_user.and_then(|message| Script::dominant(&message.content)) {
+        Some(Script::Han) => Lang::Chinese,
+        Some(Script::Kana) => Lang::Japanese,
+        _ => Lang::English,
     }
 }
 
@@ -188,6 +208,31 @@ mod tests {
             Lang::English,
             "no hint falls back to English"
         );
+    }
+
+    #[test]
+    fn without_a_language_the_users_script_picks_the_reply_language() {
+        assert_eq!(reply_lang(&request(None, "今晚玩什么？")), Lang::Chinese);
+        assert_eq!(
+            reply_lang(&request(None, "今日は何をする？")),
+            Lang::Japanese
+        );
+        assert_eq!(
+            reply_lang(&request(None, "what are we playing?")),
+            Lang::English
+        );
+        assert_eq!(
+            reply_lang(&request(None, "안녕하세요")),
+            Lang::English,
+            "no Korean mock reply"
+        );
+        assert_eq!(
+            reply_lang(&request(Some("en"), "你好")),
+            Lang::English,
+            "meta.lang wins over the script"
+        );
+        let zh = MockLlm::reply_text(&request(None, "你好"));
+        assert!(zh.contains("谢谢你"), "a Chinese reply to Chinese: {zh}");
     }
 
     #[test]

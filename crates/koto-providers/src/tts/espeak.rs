@@ -18,6 +18,7 @@ use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStderr, ChildStdout, Command};
 
+use super::voice_map::{self, VoiceMap};
 use super::{ChildGuard, StderrTail};
 use crate::audio::WavStreamDecoder;
 
@@ -30,8 +31,11 @@ const READ_BYTES: usize = 4096;
 pub struct EspeakConfig {
     /// The binary: a name looked up in `PATH`, or a path.
     pub program: PathBuf,
-    /// An espeak-ng voice (`espeak-ng --voices`); `None` picks one from the request's language.
+    /// An espeak-ng voice (`espeak-ng --voices`) for every language; `None` picks one from the
+    /// request's language ([`EspeakTts::voice_for`]).
     pub voice: Option<String>,
+    /// Voices by language (`TTS_VOICES`), before the built-in ones.
+    pub voices: VoiceMap,
     /// Speed in words per minute (espeak-ng accepts 80–450; its default is 175).
     pub rate_wpm: u32,
     /// Pitch 0–99 (espeak-ng's default is 50).
@@ -45,10 +49,40 @@ impl Default for EspeakConfig {
         Self {
             program: PathBuf::from(EspeakTts::PROGRAM),
             voice: None,
+            voices: VoiceMap::default(),
             rate_wpm: 175,
             pitch: None,
             idle_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Languages espeak-ng 1.51 has a voice for under their own code (`espeak-ng --voices`).
+#[rustfmt::skip]
+const ESPEAK_LANGUAGES: &[&str] = &[
+    "af", "am", "an", "ar", "as", "az", "ba", "be", "bg", "bn", "bs", "ca", "cs", "cv", "cy", "da",
+    "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr", "ga", "gd", "gn", "gu", "haw", "he",
+    "hi", "hr", "ht", "hu", "hy", "ia", "id", "io", "is", "it", "ja", "ka", "kk", "kl", "kn", "ko",
+    "ku", "ky", "la", "lb", "lt", "lv", "mi", "mk", "ml", "mr", "ms", "mt", "my", "nb", "ne", "nl",
+    "om", "or", "pa", "pl", "pt", "qu", "ro", "ru", "sd", "si", "sk", "sl", "sq", "sr", "sv", "sw",
+    "ta", "te", "th", "tk", "tn", "tr", "tt", "ug", "uk", "ur", "uz", "vi", "yue",
+];
+
+/// espeak-ng's own voice for a language: Mandarin (`cmn`) for `zh`, the language's code where
+/// espeak-ng has it (`ja`, `ko`, `fr`, …; region subtags are ignored), `en` for anything else or
+/// no language (an unknown code would fail the synthesis).
+pub fn default_voice_for(lang: Option<&str>) -> &'static str {
+    let primary = lang
+        .and_then(|lang| koto_core::lang::LangTag::parse(lang).ok())
+        .map(|tag| tag.primary().to_owned());
+    match primary.as_deref() {
+        Some("zh" | "cmn") => "cmn",
+        Some(code) => ESPEAK_LANGUAGES
+            .iter()
+            .find(|known| **known == code)
+            .copied()
+            .unwrap_or("en"),
+        None => "en",
     }
 }
 
@@ -74,7 +108,8 @@ impl EspeakTts {
         if config.pitch.is_some_and(|p| p > 99) {
             return invalid(format!("pitch {:?} is outside 0..=99", config.pitch));
         }
-        if let Some(voice) = &config.voice {
+        let voices = config.voice.iter().map(String::as_str);
+        for voice in voices.chain(config.voices.entries().map(|(_, voice)| voice)) {
             // Voice names are like `en-us`, `cmn`, `en+f3`, `mb/mb-en1`; anything else is a typo.
             let plausible = !voice.is_empty()
                 && !voice.starts_with('-')
@@ -109,23 +144,15 @@ impl EspeakTts {
             .is_ok_and(|status| status.success())
     }
 
-    /// The voice for a request: the configured one, else by language (`zh` → `cmn`, `ja` → `ja`,
-    /// `en` → `en`; region subtags are ignored; anything else → `en`).
+    /// The voice for a request: the forced one (`TTS_VOICE`), else the language's entry in
+    /// `voices`, else [`default_voice_for`] the language.
     pub fn voice_for(&self, lang: Option<&str>) -> String {
-        if let Some(voice) = &self.config.voice {
-            return voice.clone();
-        }
-        let primary = lang
-            .unwrap_or("en")
-            .split(['-', '_'])
-            .next()
-            .unwrap_or("en")
-            .to_ascii_lowercase();
-        match primary.as_str() {
-            "zh" | "cmn" => "cmn",
-            "ja" => "ja",
-            _ => "en",
-        }
+        voice_map::choose(
+            self.config.voice.as_deref(),
+            &self.config.voices,
+            lang,
+            default_voice_for,
+        )
         .to_owned()
     }
 
@@ -163,6 +190,7 @@ impl TtsProvider for EspeakTts {
         }
         let pending = Pending {
             command: self.command(&request),
+            voice: self.voice_for(request.lang.as_deref()),
             program: self.config.program.clone(),
             idle_timeout: self.config.idle_timeout,
             correlation_id: request.correlation_id,
@@ -177,6 +205,8 @@ impl TtsProvider for EspeakTts {
 
 struct Pending {
     command: Command,
+    /// For the log: which voice this request got.
+    voice: String,
     program: PathBuf,
     idle_timeout: Duration,
     correlation_id: String,
@@ -243,7 +273,7 @@ impl Pending {
                 "espeak-ng started without its pipes".into(),
             ));
         };
-        tracing::debug!(correlationId = %self.correlation_id, pid = ?child.id(), "espeak-ng started");
+        tracing::debug!(correlationId = %self.correlation_id, pid = ?child.id(), voice = %self.voice, "espeak-ng started");
         Ok(Running {
             child: ChildGuard::new(child),
             stdout,
@@ -362,13 +392,32 @@ mod tests {
         assert_eq!(tts.voice_for(Some("zh")), "cmn");
         assert_eq!(tts.voice_for(Some("zh-CN")), "cmn");
         assert_eq!(tts.voice_for(Some("ja")), "ja");
+        assert_eq!(tts.voice_for(Some("ko-KR")), "ko");
         assert_eq!(tts.voice_for(Some("en_US")), "en");
+        assert_eq!(tts.voice_for(Some("fr")), "fr", "espeak-ng has French");
         assert_eq!(
-            tts.voice_for(Some("fr")),
+            tts.voice_for(Some("xx")),
             "en",
             "unknown languages fall back to en"
         );
+        assert_eq!(tts.voice_for(Some("not a tag")), "en");
         assert_eq!(tts.voice_for(None), "en");
+        let mapped = EspeakTts::new(EspeakConfig {
+            voices: "zh=cmn-latn-pinyin,en=en-gb".parse().unwrap(),
+            ..EspeakConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            mapped.voice_for(Some("zh-CN")),
+            "cmn-latn-pinyin",
+            "the map first"
+        );
+        assert_eq!(mapped.voice_for(Some("en")), "en-gb");
+        assert_eq!(
+            mapped.voice_for(Some("ja")),
+            "ja",
+            "then the built-in voice"
+        );
         let fixed = EspeakTts::new(EspeakConfig {
             voice: Some("en-us".into()),
             ..EspeakConfig::default()
@@ -398,6 +447,10 @@ mod tests {
             },
             EspeakConfig {
                 voice: Some("en; rm -rf /".into()),
+                ..EspeakConfig::default()
+            },
+            EspeakConfig {
+                voices: "zh=--stdout".parse().unwrap(),
                 ..EspeakConfig::default()
             },
         ] {

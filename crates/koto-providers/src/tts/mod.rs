@@ -1,4 +1,5 @@
-//! TTS providers: mock, espeak-ng, Piper, Edge read-aloud, OpenAI-compatible speech.
+//! TTS providers: mock, espeak-ng, Piper, Edge read-aloud, OpenAI-compatible speech; the voice
+//! per language they share (`voice_map`).
 //!
 //! Each implements `koto_core::tts::TtsProvider`: PCM blocks at the provider's own rate, streamed
 //! as they are made; dropping the stream stops the work. Normalising to the stream rate is
@@ -11,6 +12,7 @@ pub mod mock;
 pub mod openai;
 pub mod piper;
 pub mod voice;
+pub mod voice_map;
 
 use std::collections::VecDeque;
 use std::process::ExitStatus;

@@ -17,6 +17,7 @@ use koto_core::ProviderError;
 use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
 
 use crate::audio::mp3::Mp3StreamDecoder;
+use crate::tts::voice_map::VoiceMap;
 
 /// The `response_format` to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,11 @@ pub struct OpenAiTtsConfig {
     /// Sent as `Authorization: Bearer …` when present. Never logged.
     pub api_key: Option<String>,
     pub model: String,
+    /// The voice for a language without an entry in `voices`.
     pub voice: String,
+    /// Voices by language (`TTS_VOICES`); OpenAI's voices speak every language, so this is
+    /// only for taste (or a compatible server with per-language voices).
+    pub voices: VoiceMap,
     pub response_format: OpenAiSpeechFormat,
     /// 0.25 ..= 4.0.
     pub speed: f32,
@@ -62,6 +67,7 @@ impl Default for OpenAiTtsConfig {
             api_key: None,
             model: "tts-1".into(),
             voice: "alloy".into(),
+            voices: VoiceMap::default(),
             response_format: OpenAiSpeechFormat::Pcm,
             speed: 1.0,
             pcm_sample_rate: 24_000,
@@ -78,6 +84,7 @@ impl std::fmt::Debug for OpenAiTtsConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model", &self.model)
             .field("voice", &self.voice)
+            .field("voices", &self.voices)
             .field("response_format", &self.response_format)
             .field("speed", &self.speed)
             .field("pcm_sample_rate", &self.pcm_sample_rate)
@@ -147,7 +154,7 @@ impl TtsProvider for OpenAiTts {
         let body = serde_json::json!({
             "model": self.config.model,
             "input": request.text,
-            "voice": self.config.voice,
+            "voice": self.config.voices.get(request.lang.as_deref()).unwrap_or(&self.config.voice),
             "response_format": self.config.response_format.as_str(),
             "speed": self.config.speed,
         });

@@ -1,6 +1,7 @@
 //! `PiperTts`: Piper neural TTS (`piper-tts` from PyPI) in one warm Python process that is reused
 //! across utterances, with a framed protocol so every utterance has a known end. It does not
 //! download voices, link ONNX Runtime, or synthesise more than one utterance at a time.
+//! [`PiperVoices`] routes each request to the model of its language (one `PiperTts` per model).
 //!
 //! # Why not `python3 -m piper --output-raw`
 //! That CLI reads one utterance per stdin line and streams bare s16le, but bare PCM has no
@@ -35,12 +36,14 @@ use std::time::Duration;
 
 use futures_util::stream;
 use koto_core::ProviderError;
+use koto_core::lang::LangTag;
 use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+use super::voice_map::VoiceMap;
 use super::{ChildGuard, StderrTail};
 
 /// How to get Piper: printed whenever it is missing.
@@ -152,6 +155,8 @@ impl std::fmt::Debug for PiperTts {
 struct Shared {
     launch: Launch,
     sample_rate: u32,
+    /// The voice's language (`language.code` of its config, `en_US` → `en`), if it says.
+    language: Option<String>,
     /// The warm process (or its start-up). Held by one utterance at a time, for its whole length.
     slot: Arc<Mutex<Slot>>,
     /// Pid of the newest process, 0 for none; for diagnostics and tests.
@@ -196,6 +201,7 @@ impl PiperTts {
         };
         let model_config = PathBuf::from(format!("{}.json", model.display()));
         let sample_rate = read_sample_rate(&model_config).await?;
+        let language = read_language(&model_config).await;
         let mut arguments = Vec::new();
         let mut option = |name: &str, value: Option<String>| {
             if let Some(value) = value {
@@ -231,6 +237,7 @@ impl PiperTts {
             shared: Arc::new(Shared {
                 launch,
                 sample_rate: process.sample_rate,
+                language,
                 slot: Arc::new(Mutex::new(Slot::Ready(Box::new(process)))),
                 pid,
             }),
@@ -267,6 +274,11 @@ impl PiperTts {
         &self.shared.launch.model
     }
 
+    /// The primary language the voice's config names (`en` for `en_US-joe-medium`), if any.
+    pub fn language(&self) -> Option<&str> {
+        self.shared.language.as_deref()
+    }
+
     /// Pid of the newest Piper process (warm, busy or starting), for diagnostics.
     pub fn process_id(&self) -> Option<u32> {
         match self.shared.pid.load(Ordering::SeqCst) {
@@ -294,6 +306,147 @@ impl TtsProvider for PiperTts {
             },
             Utterance::advance,
         ))
+    }
+}
+
+/// Piper with one voice model per language (`TTS_VOICES=zh=/path/zh_CN-….onnx`): a [`PiperTts`],
+/// each with its own warm process, per configured model, and the default model (`PIPER_MODEL`,
+/// else the joe voice) for every other language.
+///
+/// A language without a model of its own is spoken with the default model, and the first request
+/// in each such language logs a warning naming the setting to add. Piper cannot speak a language
+/// its model was not trained on (the English joe voice reads 你好 as nothing useful), so the
+/// warning is the point: it is never silent. A language the default model's config names as its
+/// own (`en` for joe) is no fallback and is not warned about.
+pub struct PiperVoices {
+    default: PiperTts,
+    /// Models by language, as configured.
+    models: VoiceMap,
+    /// One provider per distinct model path of `models`.
+    started: Vec<(PathBuf, PiperTts)>,
+    /// Languages already warned about.
+    warned: StdMutex<std::collections::HashSet<String>>,
+}
+
+/// Which model speaks a language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiperChoice<'a> {
+    pub model: &'a Path,
+    /// True when the language has no model of its own and the default model's language differs
+    /// (or is unknown): the speech will be poor.
+    pub fallback: bool,
+}
+
+impl PiperVoices {
+    /// Starts the default model and every model of `models` (each distinct path once, all at
+    /// once); any that cannot start fails the whole start, naming its language.
+    pub async fn start(config: PiperConfig, models: VoiceMap) -> Result<Self, ProviderError> {
+        let mut paths: Vec<(&LangTag, PathBuf)> = Vec::new();
+        for (lang, model) in models.entries() {
+            let model = PathBuf::from(model);
+            if !paths.iter().any(|(_, known)| *known == model) {
+                paths.push((lang, model));
+            }
+        }
+        let starts = paths.iter().map(|(lang, model)| {
+            let config = PiperConfig {
+                model: Some(model.clone()),
+                ..config.clone()
+            };
+            async move {
+                let tts = PiperTts::start(config).await.map_err(|error| {
+                    ProviderError::Unavailable(format!(
+                        "the Piper voice for {lang} (TTS_VOICES) cannot start: {error}"
+                    ))
+                })?;
+                Ok::<_, ProviderError>((model.clone(), tts))
+            }
+        });
+        let (default, started) = futures_util::future::try_join(
+            PiperTts::start(config.clone()),
+            futures_util::future::try_join_all(starts),
+        )
+        .await?;
+        Ok(PiperVoices {
+            default,
+            models,
+            started,
+            warned: StdMutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    /// The model that speaks `lang`, and whether that is a fallback.
+    pub fn choice(&self, lang: Option<&str>) -> PiperChoice<'_> {
+        let tts = self.tts_for(lang);
+        let own = !std::ptr::eq(tts, &self.default);
+        let requested = lang.and_then(|lang| LangTag::parse(lang).ok());
+        let fallback = match &requested {
+            Some(tag) => !own && self.default.language() != Some(tag.primary()),
+            None => false,
+        };
+        PiperChoice {
+            model: tts.model_path(),
+            fallback,
+        }
+    }
+
+    /// The default model's provider (for diagnostics and tests).
+    pub fn default_voice(&self) -> &PiperTts {
+        &self.default
+    }
+
+    /// The provider of the model configured for `lang`, if it has one.
+    pub fn voice_for(&self, lang: &str) -> Option<&PiperTts> {
+        let model = Path::new(self.models.get(Some(lang))?);
+        self.started
+            .iter()
+            .find(|(path, _)| path == model)
+            .map(|(_, tts)| tts)
+    }
+
+    fn tts_for(&self, lang: Option<&str>) -> &PiperTts {
+        lang.and_then(|lang| self.voice_for(lang))
+            .unwrap_or(&self.default)
+    }
+
+    /// True the first time `lang` falls back (the caller then logs it).
+    fn first_fallback(&self, lang: &str) -> bool {
+        self.warned
+            .lock()
+            .map(|mut warned| warned.insert(lang.to_owned()))
+            .unwrap_or(false)
+    }
+}
+
+impl std::fmt::Debug for PiperVoices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PiperVoices")
+            .field("default", &self.default)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+impl TtsProvider for PiperVoices {
+    fn name(&self) -> &'static str {
+        "piper"
+    }
+
+    fn synthesize(&self, request: TtsRequest) -> PcmStream {
+        let choice = self.choice(request.lang.as_deref());
+        if choice.fallback
+            && let Some(lang) = request.lang.as_deref()
+            && self.first_fallback(lang)
+        {
+            tracing::warn!(
+                correlationId = %request.correlation_id,
+                lang,
+                model = %choice.model.display(),
+                "no Piper voice for this language: speaking it with the default model (badly); \
+                 add one with TTS_VOICES={lang}=/path/to/voice.onnx"
+            );
+        }
+        self.tts_for(request.lang.as_deref()).synthesize(request)
     }
 }
 
@@ -732,6 +885,20 @@ async fn read_sample_rate(model_config: &Path) -> Result<u32, ProviderError> {
                 "the Piper voice config {model_config:?} has no audio.sample_rate"
             ))
         })
+}
+
+/// The primary language of a voice from its config (`language.code`, else `espeak.voice`);
+/// best effort: `None` when the config does not say.
+async fn read_language(model_config: &Path) -> Option<String> {
+    let text = tokio::fs::read_to_string(model_config).await.ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let code = json
+        .pointer("/language/code")
+        .or_else(|| json.pointer("/espeak/voice"))?
+        .as_str()?;
+    LangTag::parse(code)
+        .ok()
+        .map(|tag| tag.primary().to_owned())
 }
 
 fn python_unavailable(python: &Path, error: &std::io::Error) -> ProviderError {

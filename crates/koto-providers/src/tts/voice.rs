@@ -17,7 +17,8 @@ use crate::tts::edge::{EdgeTts, EdgeTtsConfig};
 use crate::tts::espeak::{EspeakConfig, EspeakTts};
 use crate::tts::mock::MockTts;
 use crate::tts::openai::{OpenAiSpeechFormat, OpenAiTts, OpenAiTtsConfig};
-use crate::tts::piper::{PiperConfig, PiperTts};
+use crate::tts::piper::{PiperConfig, PiperVoices};
+use crate::tts::voice_map::VoiceMap;
 
 pub struct NormalizedVoice {
     name: &'static str,
@@ -132,8 +133,12 @@ impl std::str::FromStr for TtsProviderKind {
 #[derive(Debug, Clone)]
 pub struct TtsSettings {
     pub provider: TtsProviderKind,
-    /// Provider-specific voice name (`TTS_VOICE`); `None` = chosen by language.
+    /// Provider-specific voice name (`TTS_VOICE`) forced for every language (for Piper a model
+    /// path); `None` = chosen by the request's language.
     pub voice: Option<String>,
+    /// Voices by language (`TTS_VOICES`), used when `voice` is `None`; a language without an
+    /// entry gets the provider's built-in voice for it (for Piper: `piper_model`).
+    pub voices: VoiceMap,
     /// Speaking rate as a factor (`TTS_RATE`, 1.0 = normal).
     pub rate: f32,
     /// The stream's rate (`TTS_SAMPLE_RATE`).
@@ -150,6 +155,7 @@ impl Default for TtsSettings {
         TtsSettings {
             provider: TtsProviderKind::Auto,
             voice: None,
+            voices: VoiceMap::default(),
             rate: 1.0,
             sample_rate: 24_000,
             chunk_ms: 20,
@@ -178,12 +184,17 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
             if let Some(python) = &settings.piper_python {
                 config.python = python.clone();
             }
-            config.model = settings.piper_model.clone();
+            // A forced voice is one model for every language.
+            let (model, models) = match &settings.voice {
+                Some(model) => (Some(PathBuf::from(model)), VoiceMap::default()),
+                None => (settings.piper_model.clone(), settings.voices.clone()),
+            };
+            config.model = model;
             if settings.rate > 0.0 {
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);
             }
-            Arc::new(PiperTts::start(config).await?)
+            Arc::new(PiperVoices::start(config, models).await?)
         }
         TtsProviderKind::Edge => {
             let mut config = EdgeTtsConfig::default();
@@ -191,13 +202,15 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
                 config.endpoint = endpoint.clone();
             }
             config.voice = settings.voice.clone();
+            config.voices = settings.voices.clone();
             config.rate = format!("{:+.0}%", (settings.rate - 1.0) * 100.0);
             Arc::new(EdgeTts::new(config)?)
         }
         TtsProviderKind::OpenAi => {
             let mut config = settings.openai.clone();
-            if let Some(voice) = &settings.voice {
-                config.voice = voice.clone();
+            match &settings.voice {
+                Some(voice) => config.voice = voice.clone(),
+                None => config.voices = settings.voices.clone(),
             }
             config.speed = settings.rate;
             if config.response_format == OpenAiSpeechFormat::Pcm && settings.sample_rate == 0 {
@@ -218,6 +231,7 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
 fn espeak(settings: &TtsSettings) -> Result<EspeakTts, ProviderError> {
     let config = EspeakConfig {
         voice: settings.voice.clone(),
+        voices: settings.voices.clone(),
         // espeak-ng's default is 175 words per minute.
         rate_wpm: (175.0 * settings.rate).round().clamp(80.0, 450.0) as u32,
         ..EspeakConfig::default()

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use koto_core::ProviderError;
 use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
-use koto_providers::audio::PcmNormalizer;
+use koto_providers::audio::{PcmNormalizer, WavStreamDecoder};
 use koto_providers::tts::espeak::{EspeakConfig, EspeakTts};
 use koto_providers::tts::mock::{MockTts, MockTtsConfig};
-use koto_providers::tts::piper::{PiperConfig, PiperTts};
+use koto_providers::tts::piper::{PiperConfig, PiperTts, PiperVoices};
 
 /// Generous bound on any single wait; only reached when something is broken.
 const GUARD: Duration = Duration::from_secs(60);
@@ -197,6 +197,69 @@ async fn espeak_speaks_english_chinese_and_japanese_in_several_blocks() {
             blocks.len()
         );
     }
+}
+
+/// The samples `espeak-ng -v VOICE` itself makes for `text` at the provider's default speed.
+fn espeak_samples_with_voice(voice: &str, text: &str) -> Vec<i16> {
+    let output = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "175", "--stdout", "--", text])
+        .output()
+        .expect("espeak-ng runs");
+    assert!(output.status.success(), "espeak-ng -v {voice} works");
+    let mut decoder = WavStreamDecoder::new();
+    let block = decoder
+        .push(&output.stdout)
+        .expect("espeak-ng writes WAV")
+        .expect("with samples");
+    block.samples
+}
+
+#[tokio::test]
+async fn espeak_speaks_each_request_with_the_voice_of_its_language() {
+    // espeak-ng is deterministic: the same voice and text give the same samples, so comparing
+    // with espeak-ng run by hand shows which voice the provider chose.
+    let tts = espeak();
+    let text = "你好，今天我们聊什么？";
+    let spoken = |lang: &'static str| {
+        let tts = tts.clone();
+        async move {
+            let (blocks, error) = drain(tts.synthesize(request(text, lang))).await;
+            assert_eq!(error, None, "{lang}: espeak-ng speaks");
+            samples_of(&blocks)
+        }
+    };
+    let as_zh = spoken("zh").await;
+    assert_eq!(tts.voice_for(Some("zh")), "cmn");
+    assert_eq!(
+        as_zh,
+        espeak_samples_with_voice("cmn", text),
+        "a zh request is synthesised with espeak-ng's Mandarin voice"
+    );
+    assert_ne!(
+        as_zh,
+        espeak_samples_with_voice("en", text),
+        "and not with the English one (the voice makes an audible difference)"
+    );
+    let kana = "こんにちは";
+    let (blocks, error) = drain(tts.synthesize(request(kana, "ja"))).await;
+    assert_eq!(error, None);
+    assert_eq!(
+        samples_of(&blocks),
+        espeak_samples_with_voice("ja", kana),
+        "a ja request uses espeak-ng's Japanese voice"
+    );
+    let mapped = EspeakTts::new(EspeakConfig {
+        voices: "zh=cmn-latn-pinyin".parse().expect("a valid list"),
+        ..EspeakConfig::default()
+    })
+    .expect("valid config");
+    let (blocks, error) = drain(mapped.synthesize(request(text, "zh-CN"))).await;
+    assert_eq!(error, None);
+    assert_eq!(
+        samples_of(&blocks),
+        espeak_samples_with_voice("cmn-latn-pinyin", text),
+        "TTS_VOICES picks the voice for its language"
+    );
 }
 
 #[tokio::test]
@@ -437,6 +500,81 @@ async fn piper_speaks_reuses_its_warm_process_and_recovers_from_a_stop() {
         Path::new(&format!("/proc/{fresh_pid}")).exists(),
         "and the new one stays warm for the next turn"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_speaks_each_language_with_its_own_model_and_says_when_it_falls_back() {
+    // The only Piper voice installable here is the English joe voice, so a second "language" is
+    // the same model under another path: what is checked is which model (process) speaks.
+    let joe = PiperTts::locate_default_model(Path::new("python3"))
+        .await
+        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh, which installs Piper"));
+    let marker = unique_marker("kotodama-piper-zh-");
+    let dir = std::env::temp_dir().join(&marker);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let zh_model = dir.join("zh_CN-test-medium.onnx");
+    std::os::unix::fs::symlink(&joe, &zh_model).expect("link the model");
+    std::os::unix::fs::symlink(
+        format!("{}.json", joe.display()),
+        format!("{}.json", zh_model.display()),
+    )
+    .expect("link its config");
+    let models = format!("zh={}", zh_model.display())
+        .parse()
+        .expect("a valid list");
+    let voices = PiperVoices::start(PiperConfig::default(), models).await;
+    let voices = voices.unwrap_or_else(|error| panic!("both models start: {error}"));
+
+    let zh_processes = processes_with(&marker);
+    assert_eq!(
+        zh_processes.len(),
+        1,
+        "the zh model has its own warm process: {zh_processes:?}"
+    );
+    let zh_voice = voices
+        .voice_for("zh-CN")
+        .expect("zh-CN matches the zh model");
+    assert_eq!(zh_voice.process_id(), Some(zh_processes[0].0));
+    assert_eq!(
+        voices.default_voice().language(),
+        Some("en"),
+        "joe's config says en_US"
+    );
+
+    let zh = voices.choice(Some("zh"));
+    assert_eq!((zh.model, zh.fallback), (zh_model.as_path(), false));
+    let en = voices.choice(Some("en-US"));
+    assert_eq!(
+        (en.model, en.fallback),
+        (joe.as_path(), false),
+        "English is the default model's own language"
+    );
+    let ja = voices.choice(Some("ja"));
+    assert_eq!(
+        (ja.model, ja.fallback),
+        (joe.as_path(), true),
+        "Japanese has no model: the default speaks it, flagged as a fallback (logged once)"
+    );
+    assert!(
+        !voices.choice(None).fallback,
+        "no language: the default voice, as asked"
+    );
+
+    let default_pid = voices.default_voice().process_id();
+    let (blocks, error) = drain(voices.synthesize(request("Hello from the zh model.", "zh"))).await;
+    assert_eq!(error, None);
+    assert!(seconds(&blocks) > 0.5, "the zh model speaks");
+    let (blocks, error) = drain(voices.synthesize(request("Then the default.", "ja"))).await;
+    assert_eq!(error, None, "a fallback still speaks");
+    assert!(seconds(&blocks) > 0.5);
+    assert_eq!(
+        (zh_voice.process_id(), voices.default_voice().process_id()),
+        (Some(zh_processes[0].0), default_pid),
+        "each model kept its own warm process"
+    );
+    drop(voices);
+    wait_until_reaped(zh_processes[0].0).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

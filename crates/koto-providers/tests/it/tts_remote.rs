@@ -169,6 +169,49 @@ async fn edge_streams_the_fixture_as_pcm_and_sends_escaped_ssml() {
 }
 
 #[tokio::test]
+async fn edge_sends_each_request_with_the_voice_of_its_language() {
+    let fake = FakeEdge::start(EdgeScript::always(EdgeBehaviour::speak(FIXTURE_MP3))).await;
+    let edge = edge_provider(
+        &fake,
+        EdgeTtsConfig {
+            voices: "ko=ko-KR-InJoonNeural".parse().expect("a valid list"),
+            ..Default::default()
+        },
+    );
+    for (text, lang) in [
+        ("你好", "zh"),
+        ("こんにちは", "ja"),
+        ("안녕하세요", "ko"),
+        ("Hello", "en"),
+    ] {
+        let (_, error) = drain(edge.synthesize(request(text, lang))).await;
+        assert_eq!(error, None, "{lang}: spoken");
+    }
+    let voices: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|sent| {
+            let start = sent.ssml.find("<voice name='").expect("a voice element") + 13;
+            let end = sent.ssml[start..].find('\'').expect("the name ends") + start;
+            sent.ssml[start..end].to_owned()
+        })
+        .collect();
+    let voice = |lang: &str, name: &str| {
+        format!("Microsoft Server Speech Text to Speech Voice ({lang}, {name})")
+    };
+    assert_eq!(
+        voices,
+        vec![
+            voice("zh-CN", "XiaoxiaoNeural"),
+            voice("ja-JP", "NanamiNeural"),
+            voice("ko-KR", "InJoonNeural"),
+            voice("en-US", "AriaNeural"),
+        ],
+        "built-in voices for zh, ja and en; TTS_VOICES's for ko"
+    );
+}
+
+#[tokio::test]
 async fn edge_closing_mid_stream_yields_an_error_after_the_partial_audio() {
     let speech = EdgeSpeech::new(FIXTURE_MP3).closing_after(6000);
     let fake = FakeEdge::start(EdgeScript::always(EdgeBehaviour::Speak(speech))).await;

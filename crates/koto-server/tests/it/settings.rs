@@ -104,6 +104,39 @@ async fn persona_memory_window_and_model_apply_to_the_next_turn() {
 }
 
 #[tokio::test]
+async fn the_spoken_language_and_voices_apply_at_once_and_bad_ones_are_named() {
+    let app = serve(&[]).await;
+    let engine = &app.server.as_ref().expect("running").engine;
+    let (status, body) = put(&app, json!({"default_lang": "chinese"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["fields"]["default_lang"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("not a language tag")),
+        "the key is named with the reason: {body}"
+    );
+    let (status, body) = put(
+        &app,
+        json!({"default_lang": "zh", "tts_voices": "zh=cmn,ja=ja"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut applied = keys(&body["appliedNow"]);
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        ["default_lang", "tts_voices"],
+        "both are live: {body}"
+    );
+    assert_eq!(
+        engine.profile().config.default_lang.to_string(),
+        "zh",
+        "the next turns speak Chinese unless meta.lang says otherwise"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_voice_that_cannot_start_refuses_the_change_and_keeps_the_old_one() {
     let app = serve(&[("SYNC_TTS_STREAMING", "true")]).await;
     let before = get(&app, "/health").await;

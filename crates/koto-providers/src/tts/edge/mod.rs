@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::audio::mp3::Mp3StreamDecoder;
+use crate::tts::voice_map::{self, VoiceMap};
+use koto_core::lang::LangTag;
 use protocol::{Prosody, ServerMessage};
 use token::{ClockSkew, EdgeCredentials, EdgeTokenScheme, FileTimeSha256};
 
@@ -46,9 +48,11 @@ pub const TOKEN_REJECTED: &str = "Edge rejected the token (Sec-MS-GEC); the toke
 pub struct EdgeTtsConfig {
     /// `wss://…/readaloud/edge/v1` (or `ws://` for a loopback fake); token parameters are appended.
     pub endpoint: String,
-    /// A voice such as `zh-CN-XiaoxiaoNeural`; `None` picks one by the request's language
-    /// ([`default_voice_for`]).
+    /// A voice such as `zh-CN-XiaoxiaoNeural` for every language; `None` picks one by the
+    /// request's language: its entry in `voices`, else [`default_voice_for`].
     pub voice: Option<String>,
+    /// Voices by language (`TTS_VOICES`, `zh=zh-CN-YunxiNeural`).
+    pub voices: VoiceMap,
     /// Speaking rate relative to normal, `+0%`, `-20%`, `+50%`.
     pub rate: String,
     /// Volume relative to normal, `+0%`.
@@ -68,6 +72,7 @@ impl Default for EdgeTtsConfig {
         Self {
             endpoint: DEFAULT_ENDPOINT.into(),
             voice: None,
+            voices: VoiceMap::default(),
             rate: "+0%".into(),
             volume: "+0%".into(),
             pitch: "+0Hz".into(),
@@ -78,15 +83,19 @@ impl Default for EdgeTtsConfig {
     }
 }
 
-/// The voice used when none is configured: Xiaoxiao for `zh*`, Nanami for `ja*`, Aria otherwise.
+/// The voice used when none is configured for the language: Xiaoxiao for `zh` (HsiaoChen for
+/// `zh-TW`, HiuMaan for `zh-HK`), Nanami for `ja`, SunHi for `ko`, Aria otherwise.
 pub fn default_voice_for(lang: Option<&str>) -> &'static str {
-    let lang = lang.unwrap_or("").to_ascii_lowercase();
-    if lang.starts_with("zh") {
-        "zh-CN-XiaoxiaoNeural"
-    } else if lang.starts_with("ja") {
-        "ja-JP-NanamiNeural"
-    } else {
-        "en-US-AriaNeural"
+    let Some(tag) = lang.and_then(|lang| LangTag::parse(lang).ok()) else {
+        return "en-US-AriaNeural";
+    };
+    match (tag.primary(), tag.as_str()) {
+        ("zh", tag) if tag.ends_with("-TW") || tag.contains("-Hant") => "zh-TW-HsiaoChenNeural",
+        ("zh", tag) if tag.ends_with("-HK") => "zh-HK-HiuMaanNeural",
+        ("zh" | "cmn", _) => "zh-CN-XiaoxiaoNeural",
+        ("ja", _) => "ja-JP-NanamiNeural",
+        ("ko", _) => "ko-KR-SunHiNeural",
+        _ => "en-US-AriaNeural",
     }
 }
 
@@ -118,6 +127,17 @@ impl EdgeTts {
 
     pub fn config(&self) -> &EdgeTtsConfig {
         &self.config
+    }
+
+    /// The voice for a request: the forced one (`TTS_VOICE`), else the language's entry in
+    /// `voices`, else [`default_voice_for`] the language.
+    pub fn voice_for(&self, lang: Option<&str>) -> &str {
+        voice_map::choose(
+            self.config.voice.as_deref(),
+            &self.config.voices,
+            lang,
+            default_voice_for,
+        )
     }
 }
 
@@ -178,11 +198,7 @@ impl TtsProvider for EdgeTts {
         if text.is_empty() {
             return Box::pin(stream::empty());
         }
-        let voice = self
-            .config
-            .voice
-            .clone()
-            .unwrap_or_else(|| default_voice_for(request.lang.as_deref()).to_owned());
+        let voice = self.voice_for(request.lang.as_deref()).to_owned();
         let prosody = Prosody {
             voice: &voice,
             rate: &self.config.rate,
@@ -552,10 +568,16 @@ mod tests {
             "Chinese"
         );
         assert_eq!(
-            default_voice_for(Some("zh-TW")),
+            default_voice_for(Some("zh-CN")),
             "zh-CN-XiaoxiaoNeural",
-            "any Chinese tag"
+            "Mainland Chinese"
         );
+        assert_eq!(
+            default_voice_for(Some("zh-TW")),
+            "zh-TW-HsiaoChenNeural",
+            "Taiwanese Mandarin"
+        );
+        assert_eq!(default_voice_for(Some("ko")), "ko-KR-SunHiNeural", "Korean");
         assert_eq!(
             default_voice_for(Some("ja")),
             "ja-JP-NanamiNeural",
@@ -566,6 +588,28 @@ mod tests {
             default_voice_for(None),
             "en-US-AriaNeural",
             "no hint: English"
+        );
+    }
+
+    #[test]
+    fn a_forced_voice_then_the_map_then_the_default() {
+        let mapped = EdgeTts::new(EdgeTtsConfig {
+            voices: "zh=zh-CN-YunxiNeural".parse().expect("a valid list"),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(mapped.voice_for(Some("zh")), "zh-CN-YunxiNeural");
+        assert_eq!(mapped.voice_for(Some("ja")), "ja-JP-NanamiNeural");
+        let forced = EdgeTts::new(EdgeTtsConfig {
+            voice: Some("en-GB-SoniaNeural".into()),
+            voices: "zh=zh-CN-YunxiNeural".parse().expect("a valid list"),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            forced.voice_for(Some("zh")),
+            "en-GB-SoniaNeural",
+            "TTS_VOICE wins"
         );
     }
 

@@ -1,0 +1,93 @@
+// The panel's language picker: picking 中文 sends `meta.lang: "zh"` with each message (the
+// request on the wire is checked), the mock LLM answers in Chinese, the choice survives a
+// reload, and `auto` sends no `meta` at all (a Chinese message still gets a Chinese reply, by
+// its script).
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { launchBrowser, observedPage, screenshot, sharedServer } from './harness.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await sharedServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Bodies of the page's `POST /chat/stream` requests, in order. */
+function chatBodies(page) {
+  const bodies = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && new URL(request.url()).pathname === '/chat/stream') {
+      bodies.push(JSON.parse(request.postData() ?? 'null'));
+    }
+  });
+  return bodies;
+}
+
+/** Sends `text` and resolves with the reply streamed over SSE (all text-deltas until done). */
+async function sendAndRead(panel, text) {
+  const from = panel.events.length;
+  await panel.page.fill('#composer-input', text);
+  await panel.page.press('#composer-input', 'Enter');
+  const { index } = await panel.waitFor((event) => event.kind === 'sse' && event.name === 'done', {
+    from,
+    what: `the reply to ${text}`,
+  });
+  return panel.events
+    .slice(from, index)
+    .filter((event) => event.kind === 'sse' && event.name === 'text-delta')
+    .map((event) => event.data.content)
+    .join('');
+}
+
+const CHINESE = /[\u4e00-\u9fff]/;
+const KANA = /[\u3040-\u30ff]/;
+
+test('picking 中文 sends meta.lang "zh", gets a Chinese reply, and is remembered', async () => {
+  const session = `lang-${Date.now()}`;
+  const panel = await observedPage(browser, 'panel');
+  const bodies = chatBodies(panel.page);
+  await panel.page.goto(`${server.url}/?token=${server.token}`);
+  await panel.waitFor((event) => event.kind === 'state' && event.state === 'open', { what: 'open socket' });
+  await panel.page.fill('#session-new-id', session);
+  await panel.page.click('#session-new button');
+  assert.equal(await panel.page.inputValue('#composer-lang'), 'auto', 'auto until the user picks');
+
+  await panel.page.selectOption('#composer-lang', { label: '中文' });
+  const reply = await sendAndRead(panel, '你好，今晚玩什么？');
+  assert.deepEqual(bodies.at(-1)?.meta, { lang: 'zh' }, 'the message carries meta.lang zh');
+  assert.match(reply, CHINESE, `the mock LLM answers in Chinese: ${reply}`);
+  assert.doesNotMatch(reply, /thanks/, 'not the English reply');
+  await screenshot(panel.page, 'panel-lang-zh');
+
+  // Remembered across a reload (localStorage), and sent again.
+  await panel.page.reload();
+  await panel.waitFor((event) => event.kind === 'state' && event.state === 'open', {
+    from: panel.events.findLastIndex((event) => event.kind === 'state' && event.state === 'open') + 1,
+    what: 'the socket after a reload',
+  });
+  assert.equal(await panel.page.inputValue('#composer-lang'), 'zh', 'the choice survives a reload');
+
+  await panel.page.selectOption('#composer-lang', 'ja');
+  const japanese = await sendAndRead(panel, 'hello');
+  assert.deepEqual(bodies.at(-1)?.meta, { lang: 'ja' });
+  assert.match(japanese, KANA, `meta.lang ja: a Japanese reply even to English text: ${japanese}`);
+
+  await panel.page.selectOption('#composer-lang', 'auto');
+  const byScript = await sendAndRead(panel, '今天天气怎么样？');
+  assert.equal(bodies.at(-1)?.meta, undefined, 'auto sends no meta.lang');
+  assert.match(byScript, CHINESE, `auto: Chinese text still gets a Chinese reply: ${byScript}`);
+  const english = await sendAndRead(panel, 'what are we playing tonight?');
+  assert.match(english, /thanks/, `auto: English text gets the English reply: ${english}`);
+
+  assert.deepEqual(panel.problems, [], 'no console errors or CSP violations');
+  await panel.context.close();
+});
