@@ -859,3 +859,45 @@ async fn an_empty_legacy_list_leaves_the_token_required() {
     assert!(refused.to_string().contains("403"), "{refused}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_input_peer_that_answers_no_ping_is_closed_with_1001() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = serve(&[("LEGACY_PEER_TIMEOUT", "0.3")]).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // A raw client: a WebSocket library would answer the pings; a dead peer does not.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let handshake = format!(
+        "GET /ws/input?token={TOKEN} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            // A server frame is unmasked: 0x88 (FIN + close), length, then the code.
+            if let Some(at) = received.windows(2).position(|w| w[0] == 0x88 && w[1] >= 2)
+                && received.len() >= at + 4
+            {
+                return Some(u16::from_be_bytes([received[at + 2], received[at + 3]]));
+            }
+        }
+    })
+    .await
+    .expect("the server gives up on the peer within 10 s");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "upgraded: {text}");
+    assert!(text.contains("task_id_assigned"), "{text}");
+    assert!(
+        received.windows(2).any(|w| w == [0x89, 0x00]),
+        "it was pinged first"
+    );
+    assert_eq!(close, Some(1001), "then closed as gone");
+    app.shutdown().await;
+}
