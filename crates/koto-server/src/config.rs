@@ -452,13 +452,17 @@ impl RawConfig {
             .collect()
     }
 
-    /// A positive number of seconds up to `max` (timers add it to `Instant::now()`).
+    /// A positive number of seconds up to `max` (timers add it to `Instant::now()`), checked
+    /// before it becomes a `Duration` so no value can panic.
     fn seconds_at_most(&self, key: &'static str, max: f64) -> Result<Duration, ConfigError> {
-        let duration = self.seconds(key)?;
-        if duration.as_secs_f64() > max {
-            return Err(self.invalid(key, &format!("expected at most {max} seconds")));
+        let seconds: f64 = self.parse(key)?;
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= max) {
+            return Err(self.invalid(
+                key,
+                &format!("expected a positive number of seconds, at most {max}"),
+            ));
         }
-        Ok(duration)
+        Duration::try_from_secs_f64(seconds).map_err(|error| self.invalid(key, &error.to_string()))
     }
 
     /// A whole number from 1 up.

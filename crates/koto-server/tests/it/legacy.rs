@@ -901,3 +901,53 @@ async fn an_input_peer_that_answers_no_ping_is_closed_with_1001() {
     assert_eq!(close, Some(1001), "then closed as gone");
     app.shutdown().await;
 }
+
+#[test]
+fn legacy_keys_are_read_and_bad_values_name_the_key() {
+    use koto_server::config::RawConfig;
+    let build = |pairs: &[(&str, &str)]| {
+        let mut raw = RawConfig::default();
+        raw.merge_env(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        });
+        raw.build()
+    };
+    let defaults = build(&[]).expect("defaults are valid");
+    assert_eq!(
+        defaults.legacy,
+        koto_server::routes::legacy::LegacyLimits::default(),
+        "the keys' defaults are the documented limits"
+    );
+    assert_eq!(
+        defaults.legacy_origins,
+        ["http://localhost:3000", "http://127.0.0.1:3000"],
+        "the original dev server"
+    );
+    assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+    let set = build(&[
+        ("LEGACY_MAX_TASKS", "4"),
+        ("LEGACY_UPLOAD_IDLE", "1.5"),
+        ("KOTODAMA_LEGACY_ORIGINS", " http://a.example/ , "),
+        ("BODY_READ_TIMEOUT", "2"),
+    ])
+    .expect("valid");
+    assert_eq!(set.legacy.max_tasks, 4);
+    assert_eq!(set.legacy.upload_idle, Duration::from_millis(1500));
+    assert_eq!(set.legacy_origins, ["http://a.example"], "trimmed");
+    assert_eq!(set.body_read_timeout, Duration::from_secs(2));
+    for (env, value) in [
+        ("LEGACY_MAX_TASKS", "0"),
+        ("LEGACY_MAX_CHUNKS", "-1"),
+        ("LEGACY_RETAIN", "1e300"),
+        ("LEGACY_PEER_TIMEOUT", "0"),
+        ("LEGACY_AUDIO_LINGER", "NaN"),
+        ("BODY_READ_TIMEOUT", "7200"),
+        ("BODY_READ_TIMEOUT", "-1"),
+    ] {
+        let error = build(&[(env, value)]).expect_err("refused");
+        assert!(error.to_string().contains(env), "{env}={value}: {error}");
+    }
+}
