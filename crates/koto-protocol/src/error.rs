@@ -19,6 +19,8 @@ pub enum ErrorCode {
     ForbiddenOrigin,
     ForbiddenHost,
     PayloadTooLarge,
+    /// The request body did not arrive within the read timeout (408).
+    RequestTimeout,
     UnsupportedMediaType,
     RateLimited,
     NotFound,
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
             ErrorCode::ForbiddenHost => "forbidden_host",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",

@@ -36,5 +36,5 @@ pub use framing::{BinaryChunk, FramingError, decode_binary_chunk, encode_binary_
 pub use metrics::{LatencySummary, RelayMetrics};
 pub use producer::{EndReceipt, IngestError, Ingested, Producer};
 pub use relay::Relay;
-pub use socket::{ErrorFrame, WsFrame, close_code, run_ingest_socket, run_live_socket};
+pub use socket::{ErrorFrame, ReadError, WsFrame, close_code, run_ingest_socket, run_live_socket};
 pub use stop::{PendingStop, StopOutcome};

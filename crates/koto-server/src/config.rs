@@ -17,6 +17,8 @@ use koto_events::EventsConfig;
 use koto_providers::tts::openai::{OpenAiSpeechFormat, OpenAiTtsConfig};
 use koto_providers::tts::voice::TtsSettings;
 
+use crate::routes::legacy::LegacyLimits;
+
 /// One configuration key.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
@@ -50,6 +52,18 @@ pub const KEYS: &[KeySpec] = &[
     key("data_dir", "KOTODAMA_DATA_DIR", "", "Where the database and the generated token live (default: $XDG_DATA_HOME/kotodama or ~/.local/share/kotodama)."),
     key("token", "KOTODAMA_TOKEN", "", "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600)."),
     key("allowed_origins", "KOTODAMA_ALLOWED_ORIGINS", "", "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed)."),
+    key("legacy_origins", "KOTODAMA_LEGACY_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000", "Browser origins that may open the original front end's /ws/input and /ws/output/{id} without the token, comma-separated (the original Vue dev server by default); empty = none."),
+    key("body_read_timeout", "BODY_READ_TIMEOUT", "10", "Seconds a request's whole body may take to arrive (then 408 request_timeout)."),
+    key("legacy_max_tasks", "LEGACY_MAX_TASKS", "32", "Original front end: tasks kept at once (uploading, running, or ended and kept for replay)."),
+    key("legacy_retain", "LEGACY_RETAIN", "120", "Original front end: seconds an ended task's output stays available to /ws/output."),
+    key("legacy_log_bytes", "LEGACY_LOG_BYTES", "4194304", "Original front end: output bytes kept per task for replay (oldest audio dropped first)."),
+    key("legacy_upload_idle", "LEGACY_UPLOAD_IDLE", "60", "Original front end: seconds an upload may pause between frames once it has begun (an input socket that has sent nothing is never timed out)."),
+    key("legacy_upload_deadline", "LEGACY_UPLOAD_DEADLINE", "300", "Original front end: seconds a whole upload may take, from its first frame."),
+    key("legacy_peer_timeout", "LEGACY_PEER_TIMEOUT", "60", "Original front end: /ws/input pings every third of this and closes (1001) a peer silent for this many seconds."),
+    key("legacy_max_chunks", "LEGACY_MAX_CHUNKS", "1024", "Original front end: binary chunks per upload."),
+    key("legacy_max_upload_bytes", "LEGACY_MAX_UPLOAD_BYTES", "16777216", "Original front end: binary bytes per upload."),
+    key("legacy_max_text_bytes", "LEGACY_MAX_TEXT_BYTES", "65536", "Original front end: UTF-8 bytes of one text upload."),
+    key("legacy_audio_linger", "LEGACY_AUDIO_LINGER", "3", "Original front end: seconds a task waits for more audio, END or STOP_ACK after its turn ended."),
     key("log_format", "KOTODAMA_LOG_FORMAT", "text", "`text` or `json`. Levels come from RUST_LOG (default info)."),
     key("llm_provider", "LLM_PROVIDER", "mock", "`mock` (built in, offline, deterministic) or `openai` (any OpenAI-compatible server: OpenAI, Ollama, llama.cpp, vLLM, LM Studio, DeepSeek)."),
     key("openai_base_url", "OPENAI_BASE_URL", "https://api.openai.com/v1", "Base URL including /v1, e.g. http://127.0.0.1:11434/v1 for Ollama."),
@@ -166,6 +180,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub token: Option<Secret>,
     pub allowed_origins: Vec<String>,
+    pub legacy_origins: Vec<String>,
+    pub body_read_timeout: Duration,
+    /// The original front end's bounds (`legacy_*` keys).
+    pub legacy: LegacyLimits,
     pub log_format: LogFormat,
     pub llm_provider: LlmProviderKind,
     pub openai_base_url: String,
@@ -351,12 +369,10 @@ impl RawConfig {
                 None => default_data_dir(),
             },
             token: self.optional::<String>("token")?.map(Secret::new),
-            allowed_origins: self
-                .text("allowed_origins")
-                .split(',')
-                .map(|origin| origin.trim().trim_end_matches('/').to_owned())
-                .filter(|origin| !origin.is_empty())
-                .collect(),
+            allowed_origins: self.origins("allowed_origins"),
+            legacy_origins: self.origins("legacy_origins"),
+            body_read_timeout: self.seconds_at_most("body_read_timeout", 3600.0)?,
+            legacy: self.legacy_limits()?,
             log_format: match self.text("log_format").as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
@@ -429,6 +445,59 @@ impl RawConfig {
             ltm_inline_budget: Duration::from_millis(self.parse("ltm_inline_budget_ms")?),
             in_process_workers: self.flag("event_workers_in_process")?,
             ..EventsConfig::default()
+        })
+    }
+
+    /// A comma-separated origin list, trimmed, without trailing slashes.
+    fn origins(&self, key: &'static str) -> Vec<String> {
+        self.text(key)
+            .split(',')
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect()
+    }
+
+    /// A positive number of seconds up to `max` (timers add it to `Instant::now()`), checked
+    /// before it becomes a `Duration` so no value can panic.
+    fn seconds_at_most(&self, key: &'static str, max: f64) -> Result<Duration, ConfigError> {
+        let seconds: f64 = self.parse(key)?;
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= max) {
+            return Err(self.invalid(
+                key,
+                &format!("expected a positive number of seconds, at most {max}"),
+            ));
+        }
+        Duration::try_from_secs_f64(seconds).map_err(|error| self.invalid(key, &error.to_string()))
+    }
+
+    /// A whole number from 1 up.
+    fn at_least_one<T: FromStr + PartialOrd + From<u8>>(
+        &self,
+        key: &'static str,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let value: T = self.parse(key)?;
+        if value < T::from(1) {
+            return Err(self.invalid(key, "expected at least 1"));
+        }
+        Ok(value)
+    }
+
+    fn legacy_limits(&self) -> Result<LegacyLimits, ConfigError> {
+        const DAY: f64 = 86_400.0;
+        Ok(LegacyLimits {
+            max_tasks: self.at_least_one("legacy_max_tasks")?,
+            retain: self.seconds_at_most("legacy_retain", DAY)?,
+            log_bytes: self.at_least_one("legacy_log_bytes")?,
+            upload_idle: self.seconds_at_most("legacy_upload_idle", DAY)?,
+            upload_deadline: self.seconds_at_most("legacy_upload_deadline", DAY)?,
+            peer_timeout: self.seconds_at_most("legacy_peer_timeout", DAY)?,
+            max_chunks: self.at_least_one("legacy_max_chunks")?,
+            max_upload_bytes: self.at_least_one("legacy_max_upload_bytes")?,
+            max_text_bytes: self.at_least_one("legacy_max_text_bytes")?,
+            audio_linger: self.seconds_at_most("legacy_audio_linger", DAY)?,
         })
     }
 

@@ -44,6 +44,8 @@ pub struct AppState {
     pub events: Arc<EventsHandle>,
     /// The settings file and the raw configuration the app started with (`/settings`).
     pub settings: Arc<routes::settings::Settings>,
+    /// Bounds of the original front end's protocol (`legacy_*` keys).
+    pub legacy: routes::legacy::LegacyLimits,
 }
 
 impl AppState {
@@ -69,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/ingest", get(routes::ws::ingest))
         .route("/ws/ingest/tts", get(routes::ws::ingest))
         .route("/ws/live", get(routes::ws::live))
-        .merge(routes::legacy::router())
+        .merge(routes::legacy::router_with(state.legacy.clone()))
         .route("/desktop", get(routes::desktop::status))
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))

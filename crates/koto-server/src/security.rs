@@ -1,15 +1,26 @@
 //! Localhost hardening (CONTRACTS §3, ADR §9): access token, `Origin` allow-list (no
-//! cross-site WebSocket hijacking) and `Host` check (no DNS rebinding), as one middleware.
+//! cross-site WebSocket hijacking) and `Host` check (no DNS rebinding), as one middleware —
+//! which also answers CORS for the allowed origins and puts a read deadline on request bodies.
 //!
 //! `/health` and `/ready` need no token (monitoring), nor do the UI's static pages (see
 //! [`is_public`]); they still pass the Host/Origin checks.
+//!
+//! CORS: a listed origin's preflight (`OPTIONS` with `Access-Control-Request-Method`) is
+//! answered 204 without the token (a browser never sends credentials on a preflight), and every
+//! response to a listed origin carries `Access-Control-Allow-Origin: <origin>` and
+//! `Vary: Origin`. Any other origin gets no CORS header and stays refused (403).
+//!
+//! The original front end (CONTRACTS §4) cannot send the token: a request to `/ws/input` or
+//! `/ws/output/{id}` whose `Origin` is in the legacy list needs none (see
+//! [`SecurityPolicy::legacy_exempt`]). Only those two paths, only with that header.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use koto_protocol::ErrorCode;
@@ -24,7 +35,22 @@ pub struct SecurityPolicy {
     allowed_origins: Vec<String>,
     /// Host names besides the loopback ones (the bind address when bound beyond loopback).
     extra_hosts: Vec<String>,
+    /// Origins that may open the original front end's two sockets without the token.
+    legacy_origins: Vec<String>,
+    /// The whole request body must arrive within this (`BODY_READ_TIMEOUT`).
+    body_timeout: Duration,
 }
+
+/// What a preflight may ask for: the methods and headers the API uses.
+const CORS_METHODS: &str = "GET, HEAD, POST, PUT, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type";
+/// Response headers a page may read besides the CORS-safelisted ones.
+const CORS_EXPOSE: &str = "retry-after";
+/// How long a browser may cache a preflight answer, in seconds.
+const CORS_MAX_AGE: &str = "600";
+
+/// Default for `BODY_READ_TIMEOUT`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Paths anyone on the machine may read without the token.
 const PUBLIC_PATHS: &[&str] = &["/health", "/ready"];
@@ -67,7 +93,43 @@ impl SecurityPolicy {
             token,
             allowed_origins,
             extra_hosts,
+            legacy_origins: Vec::new(),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
+    }
+
+    /// Origins that may use `/ws/input` and `/ws/output/{id}` without the token.
+    pub fn with_legacy_origins(mut self, origins: &[String]) -> Self {
+        self.legacy_origins = origins
+            .iter()
+            .map(|origin| origin.trim_end_matches('/').to_owned())
+            .collect();
+        self
+    }
+
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    /// Whether this request may skip the token as the original front end: a GET of one of its
+    /// two sockets from an origin in the legacy list. A request without `Origin` (not a
+    /// browser) never qualifies.
+    pub fn legacy_exempt(&self, method: &Method, path: &str, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/');
+        *method == Method::GET
+            && is_legacy_socket(path)
+            && self
+                .legacy_origins
+                .iter()
+                .any(|listed| listed.eq_ignore_ascii_case(origin))
     }
 
     pub fn token(&self) -> &Secret {
@@ -105,6 +167,14 @@ impl SecurityPolicy {
         from_header.is_some_and(|given| constant_time_eq(given.as_bytes(), expected))
             || from_query.is_some_and(|given| constant_time_eq(given.as_bytes(), expected))
     }
+}
+
+/// `/ws/input` or `/ws/output/<one segment>` (the route checks that the segment is a UUID).
+fn is_legacy_socket(path: &str) -> bool {
+    path == "/ws/input"
+        || path.strip_prefix("/ws/output/").is_some_and(|id| {
+            !id.is_empty() && !id.contains('/') && !id.contains('%') && !id.contains("..")
+        })
 }
 
 /// Strips the port from a `Host` value (`[::1]:8000` → `::1`, `localhost:8000` → `localhost`).
@@ -178,29 +248,80 @@ pub async fn guard(
             .into_response();
         }
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|origin| policy.origin_allowed(origin));
-        if !allowed {
-            return AppError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::ForbiddenOrigin,
-                "this Origin may not call Kotodama (add it to KOTODAMA_ALLOWED_ORIGINS to allow it)",
-            )
-            .into_response();
-        }
+    let path = request.uri().path();
+    let origin = match headers.get(header::ORIGIN).map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(origin)) => Some(origin),
+        Some(Err(_)) => return forbidden_origin(),
+    };
+    // `cors_origin`: a listed origin, echoed in Access-Control-Allow-Origin.
+    let cors_origin = origin
+        .filter(|origin| policy.origin_allowed(origin))
+        .and_then(|origin| HeaderValue::from_str(origin).ok());
+    let legacy = policy.legacy_exempt(request.method(), path, origin);
+    if origin.is_some() && cors_origin.is_none() && !legacy {
+        return forbidden_origin();
     }
-    let public = is_public(request.method(), request.uri().path());
-    if !public && !policy.token_ok(headers, request.uri().query()) {
-        return AppError::new(
+    if let Some(allowed) = &cors_origin
+        && request.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return preflight(allowed.clone());
+    }
+    let public = is_public(request.method(), path);
+    if !public && !legacy && !policy.token_ok(headers, request.uri().query()) {
+        let refused = AppError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "missing or wrong access token (Authorization: Bearer <token> or ?token=<token>)",
         )
         .into_response();
+        return with_cors(refused, cors_origin);
     }
-    next.run(request).await
+    let request = crate::routes::with_read_deadline(request, policy.body_timeout);
+    with_cors(next.run(request).await, cors_origin)
+}
+
+fn forbidden_origin() -> Response {
+    AppError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::ForbiddenOrigin,
+        "this Origin may not call Kotodama (add it to KOTODAMA_ALLOWED_ORIGINS to allow it)",
+    )
+    .into_response()
+}
+
+/// 204 to a listed origin's preflight: no token is needed to learn what may be asked.
+fn preflight(origin: HeaderValue) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_METHODS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_HEADERS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(CORS_MAX_AGE),
+    );
+    with_cors(response, Some(origin))
+}
+
+/// Adds `Access-Control-Allow-Origin` for a listed origin; `Vary: Origin` either way for one.
+fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSE),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
 }
 
 /// The configured token, or the one kept in `<data_dir>/token`, created (mode 0600) on first run.
@@ -303,6 +424,37 @@ mod tests {
             "Bearer 0123456789abcdef".parse().expect("header"),
         );
         assert!(policy.token_ok(&headers, None));
+    }
+
+    #[test]
+    fn legacy_origins_skip_the_token_on_the_two_legacy_sockets_only() {
+        let policy = policy().with_legacy_origins(&["http://localhost:3000/".to_owned()]);
+        let origin = Some("http://localhost:3000");
+        let task = "/ws/output/3f0e4b1c-93a4-4f59-9d1e-2c1f9f0f5b6e";
+        assert!(policy.legacy_exempt(&Method::GET, "/ws/input", origin));
+        assert!(policy.legacy_exempt(&Method::GET, task, origin));
+        assert!(
+            policy.legacy_exempt(&Method::GET, "/ws/input", Some("HTTP://LOCALHOST:3000")),
+            "origins compare case-insensitively"
+        );
+        for (method, path, origin) in [
+            (Method::GET, "/ws/input", None),
+            (Method::GET, "/ws/input", Some("http://localhost:3001")),
+            (Method::GET, "/ws/input", Some("http://evil.example")),
+            (Method::POST, "/ws/input", origin),
+            (Method::GET, "/ws/live", origin),
+            (Method::GET, "/ws/ingest", origin),
+            (Method::GET, "/ws/output/", origin),
+            (Method::GET, "/ws/output/a/b", origin),
+            (Method::GET, "/ws/output/..%2f..%2fsettings", origin),
+            (Method::GET, "/settings", origin),
+            (Method::POST, "/chat/stream", origin),
+        ] {
+            assert!(
+                !policy.legacy_exempt(&method, path, origin),
+                "{method} {path} from {origin:?} needs the token"
+            );
+        }
     }
 
     #[test]

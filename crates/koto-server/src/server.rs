@@ -180,16 +180,17 @@ pub async fn start_with(
     let engine = Engine::new(engine_config(&config), parts);
     let state = AppState {
         engine: engine.clone(),
-        security: Arc::new(SecurityPolicy::new(
-            token.clone(),
-            addr,
-            &config.allowed_origins,
-        )),
+        security: Arc::new(
+            SecurityPolicy::new(token.clone(), addr, &config.allowed_origins)
+                .with_legacy_origins(&config.legacy_origins)
+                .with_body_timeout(config.body_read_timeout),
+        ),
         limiter: Arc::new(RateLimiter::new(
             config.input_rate_per_sec,
             config.input_burst,
         )),
         max_body_bytes: config.max_body_bytes,
+        legacy: config.legacy.clone(),
         started: Instant::now(),
         events: events.clone(),
         settings: Arc::new(

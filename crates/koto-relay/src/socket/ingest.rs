@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
-use super::{CLOSE_TIMEOUT, ErrorFrame, WsFrame, close, close_code, finish, send_frame};
+use super::{CLOSE_TIMEOUT, ErrorFrame, ReadError, WsFrame, close, close_code, finish, send_frame};
 use crate::config::RelayConfig;
 use crate::producer::{IngestError, Producer};
 use crate::relay::Relay;
@@ -30,7 +30,7 @@ where
     Tx: Sink<WsFrame> + Unpin,
     Tx::Error: fmt::Display,
     Rx: Stream<Item = Result<WsFrame, E>> + Unpin,
-    E: fmt::Display,
+    E: Into<ReadError>,
 {
     let config = relay.config().clone();
     let shutdown = relay.shutdown_token();
@@ -86,7 +86,7 @@ async fn read_frames<Rx, E>(
 ) -> Option<WsFrame>
 where
     Rx: Stream<Item = Result<WsFrame, E>> + Unpin,
-    E: fmt::Display,
+    E: Into<ReadError>,
 {
     let reply = |error: ErrorFrame| {
         if replies.try_send(error.to_ws()).is_err() {
@@ -103,8 +103,9 @@ where
         match next {
             None | Some(Ok(WsFrame::Close(_))) => return None,
             Some(Err(error)) => {
-                tracing::debug!(%error, "ingest socket failed");
-                return None;
+                let error: ReadError = error.into();
+                tracing::debug!(%error, "ingest socket read failed");
+                return error.closing();
             }
             Some(Ok(WsFrame::Ping(_) | WsFrame::Pong(_))) => {}
             Some(Ok(WsFrame::Binary(_))) => {

@@ -13,7 +13,7 @@ use koto_protocol::ErrorCode;
 use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::{CLOSE_TIMEOUT, ErrorFrame, WsFrame, close, close_code, finish, send_frame};
+use super::{CLOSE_TIMEOUT, ErrorFrame, ReadError, WsFrame, close, close_code, finish, send_frame};
 use crate::client::{ClientFilter, DisconnectReason};
 use crate::relay::Relay;
 
@@ -30,7 +30,7 @@ pub async fn run_live_socket<Tx, Rx, E>(
     Tx: Sink<WsFrame> + Unpin,
     Tx::Error: fmt::Display,
     Rx: Stream<Item = Result<WsFrame, E>> + Unpin,
-    E: fmt::Display,
+    E: Into<ReadError>,
 {
     let config = relay.config().clone();
     let shutdown = relay.shutdown_token();
@@ -64,8 +64,9 @@ pub async fn run_live_socket<Tx, Rx, E>(
                 let reply = match incoming {
                     None | Some(Ok(WsFrame::Close(_))) => break None,
                     Some(Err(error)) => {
-                        tracing::debug!(%error, "live socket failed");
-                        break None;
+                        let error: ReadError = error.into();
+                        tracing::debug!(%error, "live socket read failed");
+                        break error.closing();
                     }
                     Some(Ok(WsFrame::Ping(_) | WsFrame::Pong(_))) => None,
                     Some(Ok(WsFrame::Binary(_))) => Some(ErrorFrame::new(

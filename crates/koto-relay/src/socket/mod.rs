@@ -6,6 +6,10 @@
 //! pongs through as [`WsFrame::Pong`]. Answering the peer's pings is left to the WebSocket
 //! library (axum and tungstenite both do it). This module does no HTTP: the token, `Origin`
 //! and `Host` checks happen before the upgrade, in the server.
+//!
+//! Read failures: the adapter names its library's errors as a [`ReadError`]. A message over the
+//! size limit closes the socket with 1009, a text frame that is not UTF-8 with 1007 (RFC 6455
+//! §7.4.1); any other failure just ends the connection (nothing more can be sent on it).
 
 mod ingest;
 mod live;
@@ -36,8 +40,59 @@ pub enum WsFrame {
 pub mod close_code {
     /// The relay shuts down, or the peer went silent past `peer_timeout`.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A live client too slow to keep up (it should reconnect).
     pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message over the socket's size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}
+
+/// Why reading a socket failed, as far as closing it goes. Adapters map their library's errors
+/// to it; `From<String>` makes any other failure `Broken`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// A message over the size limit: the socket is closed with 1009.
+    TooBig(String),
+    /// A text message that is not UTF-8: the socket is closed with 1007.
+    NotUtf8(String),
+    /// The connection failed; nothing more is sent on it.
+    Broken(String),
+}
+
+impl ReadError {
+    /// The close frame this failure calls for; `None` when the connection is gone.
+    pub fn closing(&self) -> Option<WsFrame> {
+        match self {
+            ReadError::TooBig(_) => Some(close(
+                close_code::MESSAGE_TOO_BIG,
+                "message too big for this socket",
+            )),
+            ReadError::NotUtf8(_) => Some(close(
+                close_code::INVALID_PAYLOAD,
+                "text frame is not valid UTF-8",
+            )),
+            ReadError::Broken(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::TooBig(detail) => write!(f, "message too big: {detail}"),
+            ReadError::NotUtf8(detail) => write!(f, "text frame is not UTF-8: {detail}"),
+            ReadError::Broken(detail) => write!(f, "socket failed: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<String> for ReadError {
+    fn from(detail: String) -> Self {
+        ReadError::Broken(detail)
+    }
 }
 
 /// `{"type":"ERROR","code":"…","message":"…"}`, sent back on either socket for a frame that was

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
 use koto_relay::{
-    ClientFilter, Relay, RelayConfig, WsFrame, close_code, decode_binary_chunk, run_ingest_socket,
-    run_live_socket,
+    ClientFilter, ReadError, Relay, RelayConfig, WsFrame, close_code, decode_binary_chunk,
+    run_ingest_socket, run_live_socket,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -17,11 +17,11 @@ use crate::support::{chunk, end, sid};
 
 /// The test's end of a fake WebSocket.
 struct FakePeer {
-    to_driver: mpsc::Sender<Result<WsFrame, String>>,
+    to_driver: mpsc::Sender<Result<WsFrame, ReadError>>,
     from_driver: mpsc::Receiver<WsFrame>,
 }
 
-type DriverStream = std::pin::Pin<Box<dyn Stream<Item = Result<WsFrame, String>> + Send>>;
+type DriverStream = std::pin::Pin<Box<dyn Stream<Item = Result<WsFrame, ReadError>> + Send>>;
 
 fn fake_socket(capacity: usize) -> (FakePeer, PollSender<WsFrame>, DriverStream) {
     let (to_driver, mut driver_rx) = mpsc::channel(64);
@@ -41,6 +41,14 @@ impl FakePeer {
     async fn send_text(&self, text: impl Into<String>) {
         self.to_driver
             .send(Ok(WsFrame::Text(text.into())))
+            .await
+            .expect("driver is reading");
+    }
+
+    /// What the adapter reports when its library refuses a message.
+    async fn fail_read(&self, error: ReadError) {
+        self.to_driver
+            .send(Err(error))
             .await
             .expect("driver is reading");
     }
@@ -391,6 +399,49 @@ async fn a_silent_peer_is_closed_after_the_peer_timeout() {
     driver.await.expect("driver ends");
 }
 
+/// A message the library refused to read closes either socket with its RFC 6455 code; a broken
+/// transport gets no close frame (nothing can be sent on it).
+#[tokio::test(start_paused = true)]
+async fn unreadable_messages_close_with_1009_or_1007_and_a_broken_socket_just_ends() {
+    let relay = Relay::new(RelayConfig::default());
+    let cases = [
+        (
+            ReadError::TooBig("2000000 > 1048576".into()),
+            Some(close_code::MESSAGE_TOO_BIG),
+        ),
+        (
+            ReadError::NotUtf8("0xff".into()),
+            Some(close_code::INVALID_PAYLOAD),
+        ),
+        (ReadError::Broken("reset".into()), None),
+    ];
+    for (error, expected) in cases {
+        for driver_kind in ["ingest", "live"] {
+            let (mut peer, driver) = match driver_kind {
+                "ingest" => spawn_ingest(&relay),
+                _ => spawn_live(&relay, ClientFilter::default(), 64),
+            };
+            peer.fail_read(error.clone()).await;
+            driver.await.expect("the driver ends");
+            let mut close = None;
+            while let Ok(frame) = peer.from_driver.try_recv() {
+                if let WsFrame::Close(frame) = frame {
+                    close = Some(frame.map(|(code, _)| code));
+                }
+            }
+            match expected {
+                Some(code) => assert_eq!(
+                    close,
+                    Some(Some(code)),
+                    "{driver_kind} after {error}: closed with {code}"
+                ),
+                None => assert_eq!(close, None, "{driver_kind} after {error}: no close frame"),
+            }
+        }
+    }
+    assert_eq!(relay.metrics().producers, 0, "every ingest detached");
+}
+
 /// Real WebSockets on loopback, adapted exactly as the server adapts its library's messages.
 mod loopback {
     use futures_util::{Sink, Stream};
@@ -427,11 +478,19 @@ mod loopback {
         }
     }
 
+    /// The server's classification, for tungstenite's errors.
+    fn read_error(error: tokio_tungstenite::tungstenite::Error) -> ReadError {
+        use tokio_tungstenite::tungstenite::Error;
+        match error {
+            Error::Capacity(detail) => ReadError::TooBig(detail.to_string()),
+            Error::Utf8(detail) => ReadError::NotUtf8(detail),
+            other => ReadError::Broken(other.to_string()),
+        }
+    }
+
     type Adapted = (
         std::pin::Pin<Box<dyn Sink<WsFrame, Error = tokio_tungstenite::tungstenite::Error> + Send>>,
-        std::pin::Pin<
-            Box<dyn Stream<Item = Result<WsFrame, tokio_tungstenite::tungstenite::Error>> + Send>,
-        >,
+        std::pin::Pin<Box<dyn Stream<Item = Result<WsFrame, ReadError>> + Send>>,
     );
 
     /// Accept one WebSocket on `listener` and adapt it to `WsFrame`s.
@@ -442,7 +501,7 @@ mod loopback {
             .expect("websocket handshake");
         let (sink, stream) = socket.split();
         let sink = sink.with(|frame: WsFrame| std::future::ready(Ok(to_message(frame))));
-        let stream = stream.map(|message| message.map(from_message));
+        let stream = stream.map(|message| message.map(from_message).map_err(read_error));
         (Box::pin(sink), Box::pin(stream))
     }
 

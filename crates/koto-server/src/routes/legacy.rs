@@ -6,10 +6,12 @@
 //!
 //! # Wire format
 //!
-//! Both sockets sit behind the security guard like every route: the original Vue client sends
-//! no token, so it must connect with `?token=<token>` (`/ws/input?token=…`,
-//! `/ws/output/<task_id>?token=…`), and a page served from another origin (a Vite dev server,
-//! say) must be listed in `KOTODAMA_ALLOWED_ORIGINS`.
+//! Both sockets sit behind the security guard like every route. The original Vue client sends
+//! no token (and appends the task id after any query string, so `?token=` cannot work for its
+//! output socket): a page whose `Origin` is in `KOTODAMA_LEGACY_ORIGINS` (default its dev
+//! server, `http://localhost:3000` and `http://127.0.0.1:3000`) may open these two sockets
+//! without one. Any other client needs the token (`?token=<token>`), and an origin that is in
+//! neither list is refused.
 //!
 //! `/ws/input` (one upload per connection, as in the original):
 //! - on connect: `{"type":"system","action":"task_id_assigned","task_id":"<uuid4>"}`.
@@ -28,7 +30,13 @@
 //!   ASR provider, and none is configured.
 //! - malformed frames get a plain-text error (`Invalid JSON format`, `Error: …`) and the socket
 //!   stays usable. Bounds: [`LegacyLimits`] (chunks, bytes, idle time, total time); exceeding
-//!   one answers `upload_processed` with `status:error` and closes the socket.
+//!   one answers `upload_processed` with `status:error` and closes the socket (1008).
+//! - a message over 1 MiB answers `upload_processed` with `status:error`, code
+//!   `payload_too_large`, then closes with 1009; a text frame that is not UTF-8 the same way
+//!   with `invalid_request` and 1007. The task's output socket gets the same error.
+//! - a socket that has sent nothing is never timed out (the page opens it before the user
+//!   types); the idle and total bounds start with its first frame. Dead peers are found by
+//!   WebSocket pings (browsers answer them): nothing heard for `peer_timeout` closes with 1001.
 //!
 //! `/ws/output/{task_id}` (a task id that is not a UUID: close code 4004; an unknown or expired
 //! one: an error frame, then close 4004):
@@ -38,12 +46,15 @@
 //!   (contiguous from 0). Audio streams in real time while the LLM still writes, so chunks may
 //!   come before the success frame.
 //! - `{"status":"success","task_id":"…","content":"<full reply>","audio_present":true|false}`
-//!   once, when the reply text is complete. `audio_present` says whether the reply is spoken.
+//!   once, when the LLM's text is complete (the reply's `eos`), usually while its audio still
+//!   plays. `audio_present` says whether the reply is spoken.
 //! - `{"type":"control","action":"END","task_id":"…"}` after the last chunk (always after the
 //!   success frame), then `{"type":"audio_complete","task_id":"…"}` (the original client's
-//!   "done" signal).
-//! - `{"type":"control","action":"STOP_ACK","task_id":"…"}` when the turn was stopped (barge-in:
-//!   `POST /control/stop {"sessionId":"<task_id>"}` or `/ws/live`); no success frame follows.
+//!   "done" signal: it leaves "processing" on it).
+//! - when the turn was stopped (barge-in: `POST /control/stop {"sessionId":"<task_id>"}`,
+//!   `/ws/live`, the panel, the hotkey): `{"type":"control","action":"STOP_ACK","task_id":"…"}`,
+//!   then the success frame with the text that was heard (only if it had not gone yet), then
+//!   `audio_complete`, then the close — so the page accepts its next message.
 //! - `{"status":"error","task_id":"…","error":"…","code":"…"}` when the LLM, TTS or storage
 //!   failed, or the upload did.
 //! - the server closes the socket (1000) after the task's last frame.
@@ -92,6 +103,7 @@ const RATE_KEY: &str = "legacy:ws-input";
 /// Close code for a task id that is not a UUID or not known (the original output handler's).
 const CLOSE_NOT_FOUND: u16 = 4004;
 const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
@@ -111,10 +123,14 @@ pub struct LegacyLimits {
     pub retain: Duration,
     /// Frames kept per task for replay, in bytes; past it the oldest audio is dropped.
     pub log_bytes: usize,
-    /// `/ws/input` closes when nothing arrives for this long before `upload_complete`.
+    /// Once an upload has begun, `/ws/input` closes when no frame arrives for this long
+    /// before `upload_complete`. A socket that has sent nothing is never timed out.
     pub upload_idle: Duration,
-    /// … or when the whole upload takes longer than this.
+    /// … or when the whole upload, from its first frame, takes longer than this.
     pub upload_deadline: Duration,
+    /// `/ws/input` pings every third of this and closes (1001) a peer from which nothing, not
+    /// even a pong, arrived for this long. Browsers answer pings, so a live idle page stays.
+    pub peer_timeout: Duration,
     /// Binary chunks per upload.
     pub max_chunks: u64,
     /// Binary bytes per upload (audio is counted, then refused: there is no ASR).
@@ -135,6 +151,7 @@ impl Default for LegacyLimits {
             log_bytes: 4 << 20,
             upload_idle: Duration::from_secs(60),
             upload_deadline: Duration::from_secs(300),
+            peer_timeout: Duration::from_secs(60),
             max_chunks: 1024,
             max_upload_bytes: 16 << 20,
             max_text_bytes: 64 << 10,
@@ -549,29 +566,74 @@ where
     tracing::debug!(task_id, "legacy task opened");
 
     let limits = tasks.limits().clone();
-    let deadline = Instant::now() + limits.upload_deadline;
     let mut upload = Upload::new(&limits);
-    // A bound the client overstepped (time, size) closes with 1008; everything else with 1000.
+    // The upload's bounds start with its first frame: the original page opens this socket
+    // ahead of the user's message, and an idle page must keep it. Pings find dead peers.
+    let mut timer = UploadTimer::default();
+    let ping_every = (limits.peer_timeout / 3).max(Duration::from_millis(10));
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    // A bound the client overstepped (time, size) closes with 1008, a message over the socket
+    // limit with 1009, a text frame that is not UTF-8 with 1007; everything else with 1000.
     let mut close_code = CLOSE_NORMAL;
     let uploaded = loop {
-        let wait_until = (Instant::now() + limits.upload_idle).min(deadline);
-        let message = match tokio::time::timeout_at(wait_until, socket.next()).await {
-            Err(_elapsed) => {
+        let event = tokio::select! {
+            () = timer.expired() => InputEvent::OutOfTime,
+            _ = heartbeat.tick() => InputEvent::Heartbeat,
+            incoming = socket.next() => InputEvent::Incoming(incoming),
+        };
+        let message = match event {
+            InputEvent::OutOfTime => {
                 close_code = CLOSE_POLICY;
                 break Err(WireError::new(
                     ErrorCode::InvalidRequest,
                     "no upload_complete in time: the upload was idle or took too long",
                 ));
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
+            InputEvent::Heartbeat => {
+                if last_heard.elapsed() >= limits.peer_timeout {
+                    tracing::debug!(task_id, "legacy input peer is gone (no pong)");
+                    log.fail(abandoned(), Instant::now());
+                    let _ = socket
+                        .send(close(CLOSE_GOING_AWAY, "no answer within the peer timeout"))
+                        .await;
+                    return;
+                }
+                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    log.fail(abandoned(), Instant::now());
+                    return;
+                }
+                continue;
+            }
+            InputEvent::Incoming(None | Some(Ok(Message::Close(_)))) => {
                 log.fail(abandoned(), Instant::now());
                 return;
             }
-            Ok(Some(Ok(message))) => message,
+            InputEvent::Incoming(Some(Err(error))) => {
+                match unreadable(crate::routes::ws::read_error(error)) {
+                    Some((code, error)) => {
+                        close_code = code;
+                        break Err(error);
+                    }
+                    None => {
+                        log.fail(abandoned(), Instant::now());
+                        return;
+                    }
+                }
+            }
+            InputEvent::Incoming(Some(Ok(message))) => message,
         };
+        last_heard = Instant::now();
         let step = match message {
-            Message::Text(text) => upload.on_text(text.as_str()),
-            Message::Binary(bytes) => upload.on_binary(&bytes),
+            Message::Text(text) => {
+                timer.frame(&limits);
+                upload.on_text(text.as_str())
+            }
+            Message::Binary(bytes) => {
+                timer.frame(&limits);
+                upload.on_binary(&bytes)
+            }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
         };
         match step {
@@ -618,6 +680,57 @@ where
     let _ = socket.send(close(close_code, "upload processed")).await;
     if let Err(error) = started {
         log.fail(error, Instant::now());
+    }
+}
+
+/// What the input loop waits on.
+enum InputEvent {
+    OutOfTime,
+    Heartbeat,
+    Incoming(Option<Result<Message, axum::Error>>),
+}
+
+/// The upload's idle and total bounds; unarmed until the first data frame.
+#[derive(Default)]
+struct UploadTimer {
+    idle_until: Option<Instant>,
+    deadline: Option<Instant>,
+}
+
+impl UploadTimer {
+    /// A data frame arrived: the upload has begun (or goes on).
+    fn frame(&mut self, limits: &LegacyLimits) {
+        let now = Instant::now();
+        let deadline = *self.deadline.get_or_insert(now + limits.upload_deadline);
+        self.idle_until = Some((now + limits.upload_idle).min(deadline));
+    }
+
+    /// Completes when a bound has passed; never before the first frame.
+    async fn expired(&self) {
+        match self.idle_until {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A message the socket library refused: the close code and the error the client is told, or
+/// `None` when the connection itself failed.
+fn unreadable(error: koto_relay::ReadError) -> Option<(u16, WireError)> {
+    use koto_relay::ReadError;
+    match error {
+        ReadError::TooBig(_) => Some((
+            koto_relay::close_code::MESSAGE_TOO_BIG,
+            too_large(format!(
+                "a message is larger than {MAX_MESSAGE_BYTES} bytes (1 MiB); send text or \
+                 smaller chunks"
+            )),
+        )),
+        ReadError::NotUtf8(_) => Some((
+            koto_relay::close_code::INVALID_PAYLOAD,
+            WireError::new(ErrorCode::InvalidRequest, "a text frame is not valid UTF-8"),
+        )),
+        ReadError::Broken(_) => None,
     }
 }
 
@@ -671,12 +784,17 @@ async fn start_turn(
         ));
     };
     let span = tracing::info_span!("legacy_task", correlationId = %handle.correlation_id);
+    // Known before the first audio: the success frame can come at the LLM's end, ahead of it.
+    let speaks = state.engine.flags().tts_streaming && state.engine.voice().is_some();
     let pump = Pump {
         log: Arc::clone(log),
         handle,
         live,
         linger: tasks.limits().audio_linger,
-        progress: Progress::default(),
+        progress: Progress {
+            speaks,
+            ..Progress::default()
+        },
     };
     tasks.spawn_pump(pump.run().instrument(span));
     Ok(())
@@ -925,7 +1043,12 @@ struct Pump {
 
 #[derive(Default)]
 struct Progress {
+    /// The engine speaks replies (speech on, a voice ready) when the turn started.
+    speaks: bool,
+    /// The text delivered so far.
     reply: String,
+    /// On `STOPPED`: what the listener heard (the engine's account, after the fence).
+    heard: Option<String>,
     /// The success frame was logged.
     replied: bool,
     /// An error frame was logged.
@@ -944,7 +1067,7 @@ struct Progress {
 
 impl Progress {
     fn audio_present(&self) -> bool {
-        self.speaking || self.audio_seen
+        self.speaks || self.speaking || self.audio_seen
     }
 }
 
@@ -1007,7 +1130,10 @@ impl Pump {
             }
             TurnEvent::Control(control) => match control.action.as_str() {
                 "HINT_TTS_START" => progress.speaking = true,
-                "STOPPED" => progress.interrupted = true,
+                "STOPPED" => {
+                    progress.interrupted = true;
+                    progress.heard = control.heard;
+                }
                 _ => {}
             },
             TurnEvent::Error(error) => {
@@ -1066,6 +1192,9 @@ impl Pump {
         }
     }
 
+    /// The task's last frames. A stopped turn: STOP_ACK (if the relay's did not come), the
+    /// heard text as the success frame (if none went), `audio_complete`. A spoken reply:
+    /// `audio_complete` after END. Either way the original page leaves "processing".
     fn finish(mut self) {
         let progress = &mut self.progress;
         if progress.end_held {
@@ -1073,11 +1202,24 @@ impl Pump {
             progress.ended = true;
             self.log.push(Outgoing::Control(ControlAction::End));
         }
-        if progress.interrupted && !progress.audio_over {
-            // Stopped without the relay (a `COMMAND stop`, shutdown): say so all the same.
-            self.log.push(Outgoing::Control(ControlAction::StopAck));
-        }
-        if progress.ended && progress.replied && progress.audio_present() {
+        if progress.interrupted {
+            if !progress.audio_over {
+                // Stopped without the relay (a `COMMAND stop`, shutdown): say so all the same.
+                self.log.push(Outgoing::Control(ControlAction::StopAck));
+            }
+            if !progress.replied && !progress.failed {
+                let heard = progress
+                    .heard
+                    .take()
+                    .unwrap_or_else(|| progress.reply.clone());
+                self.log.push(Outgoing::Reply {
+                    content: Arc::from(heard),
+                    audio_present: progress.audio_present(),
+                });
+                progress.replied = true;
+            }
+            self.log.push(Outgoing::AudioComplete);
+        } else if progress.replied && progress.audio_present() {
             self.log.push(Outgoing::AudioComplete);
         }
         if !progress.replied && !progress.failed && !progress.interrupted {
@@ -1145,18 +1287,27 @@ where
             let _ = socket.send(close(CLOSE_NORMAL, "task finished")).await;
             return;
         }
-        tokio::select! {
+        let incoming = tokio::select! {
             changed = changes.changed() => {
                 // The sender lives in `log`, which we hold: it cannot be gone.
                 if changed.is_err() {
                     return;
                 }
+                continue;
             }
-            incoming = socket.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                // The protocol has nothing for the client to say here.
-                Some(Ok(_)) => {}
-            },
+            incoming = socket.next() => incoming,
+        };
+        match incoming {
+            None | Some(Ok(Message::Close(_))) => return,
+            Some(Err(error)) => {
+                // Too big or not UTF-8: say so with the close code; else the socket is gone.
+                if let Some((code, _)) = unreadable(crate::routes::ws::read_error(error)) {
+                    let _ = socket.send(close(code, "unreadable message")).await;
+                }
+                return;
+            }
+            // The protocol has nothing for the client to say here.
+            Some(Ok(_)) => {}
         }
     }
 }

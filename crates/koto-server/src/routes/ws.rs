@@ -1,7 +1,9 @@
 //! WebSocket routes: `/ws/ingest` (+ `/ws/ingest/tts`) for remote producers, `/ws/live` for the
 //! app window and the OBS overlay. The relay's drivers do the protocol; this file only adapts
-//! axum's messages to `koto_relay::WsFrame`. Token, Origin and Host were checked by the guard
-//! before the upgrade.
+//! axum's messages to `koto_relay::WsFrame` and its read errors to `koto_relay::ReadError` (a
+//! message over [`MAX_MESSAGE_BYTES`] closes with 1009, invalid UTF-8 with 1007). Token, Origin
+//! and Host were checked by the guard before the upgrade. With `SYNC_TTS_STREAMING=false`
+//! `/ws/ingest` refuses producers: the upgrade succeeds, then the socket closes with 4403.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -9,19 +11,34 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use koto_core::SessionId;
 use koto_protocol::ErrorCode;
-use koto_relay::{ClientFilter, WsFrame, run_ingest_socket, run_live_socket};
+use koto_relay::{ClientFilter, ReadError, WsFrame, run_ingest_socket, run_live_socket};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::AppError;
 
 /// Largest WebSocket message accepted (a 40 ms chunk at 48 kHz is ~5 KiB of base64).
+/// tungstenite enforces it after reading the whole frame (its frame limit stays at its 16 MiB
+/// default), so the socket is still in step and can send the 1009 close.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Close code for a producer while speech is off (the origin system's output handler used it).
+const CLOSE_STREAMING_OFF: u16 = 4403;
 
 pub async fn ingest(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let Some(relay) = state.engine.relay().cloned() else {
         return unavailable();
     };
+    if !state.engine.flags().tts_streaming {
+        // A WebSocket client sees a close code, not an HTTP status: upgrade, then refuse.
+        return upgrade.on_upgrade(|mut socket| async move {
+            let refusal = Message::Close(Some(CloseFrame {
+                code: CLOSE_STREAMING_OFF,
+                reason: "speech streaming is off (SYNC_TTS_STREAMING=false)".into(),
+            }));
+            let _ = socket.send(refusal).await;
+        });
+    }
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
@@ -84,13 +101,24 @@ fn unavailable() -> Response {
 
 type FrameSink = std::pin::Pin<Box<dyn futures_util::Sink<WsFrame, Error = axum::Error> + Send>>;
 type FrameStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<WsFrame, axum::Error>> + Send>>;
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<WsFrame, ReadError>> + Send>>;
 
 fn adapt(socket: WebSocket) -> (FrameSink, FrameStream) {
     let (sink, stream) = socket.split();
     let sink = sink.with(|frame: WsFrame| async move { Ok::<_, axum::Error>(to_axum(frame)) });
-    let stream = stream.map(|message| message.map(from_axum));
+    let stream = stream.map(|message| message.map(from_axum).map_err(read_error));
     (Box::pin(sink), Box::pin(stream))
+}
+
+/// Names axum's read failure: its source is tungstenite's error (axum 0.8 wraps it as is).
+pub(crate) fn read_error(error: axum::Error) -> ReadError {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let detail = error.to_string();
+    match std::error::Error::source(&error).and_then(|source| source.downcast_ref::<WsError>()) {
+        Some(WsError::Capacity(_)) => ReadError::TooBig(detail),
+        Some(WsError::Utf8(_)) => ReadError::NotUtf8(detail),
+        _ => ReadError::Broken(detail),
+    }
 }
 
 fn to_axum(frame: WsFrame) -> Message {

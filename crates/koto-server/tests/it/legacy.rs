@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
+use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript, FakeStream};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -498,4 +498,456 @@ async fn legacy_sockets_need_the_token_and_an_own_origin() {
         assert!(refused.to_string().contains("403"), "{path}: {refused}");
     }
     app.shutdown().await;
+}
+
+/// Opens `path` as a browser at `origin` would (no token), or as a tool with neither.
+async fn connect_as(
+    app: &TestServer,
+    path: &str,
+    origin: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("{}{path}", app.base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// A reply slow enough (40 ms a token, about 2 s) that a STOP lands while the LLM still writes
+/// and its first audio already plays, on any pacing of text and audio.
+fn slow_reply() -> FakeResponse {
+    let tokens: Vec<String> = (0..48)
+        .map(|i| format!("w{i}{}", if i % 6 == 5 { ". " } else { " " }))
+        .collect();
+    FakeResponse::Stream(FakeStream::new(tokens).with_token_gap(Duration::from_millis(40)))
+}
+
+/// A speaking server whose LLM gives `first`, then the short reply for every later turn.
+async fn speaking_with(first: FakeResponse, extra: &[(&str, &str)]) -> (TestServer, FakeOpenAi) {
+    // The script's last response repeats for every later request.
+    let short = FakeResponse::tokens(SHORT_REPLY);
+    let fake = FakeOpenAi::start(FakeScript::sequence(vec![first, short])).await;
+    let base_url = fake.base_url();
+    let mut env = vec![
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    (serve(&env).await, fake)
+}
+
+async fn stop(app: &TestServer, task_id: &str) -> Value {
+    let answer = app
+        .post("/control/stop")
+        .json(&json!({"sessionId": task_id}))
+        .send()
+        .await
+        .expect("stop sent");
+    assert_eq!(answer.status(), 200, "STOP is accepted");
+    answer.json().await.expect("JSON answer")
+}
+
+fn is_stop_ack(frame: &Value) -> bool {
+    frame["type"] == "control" && frame["action"] == "STOP_ACK"
+}
+
+/// What a stopped task's output ends with: STOP_ACK, the heard text (no success frame had
+/// gone), `audio_complete`, a normal close; no audio after STOP_ACK. Returns the heard text.
+fn assert_stopped_tail(output: &Output, task_id: &str) -> String {
+    let acks: Vec<usize> = (0..output.frames.len())
+        .filter(|&i| is_stop_ack(&output.frames[i]))
+        .collect();
+    assert_eq!(acks.len(), 1, "one STOP_ACK: {:?}", output.frames);
+    let tail = &output.frames[acks[0] + 1..];
+    assert_eq!(tail.len(), 2, "success and audio_complete follow: {tail:?}");
+    assert_eq!(tail[0]["status"], "success", "{tail:?}");
+    assert_eq!(tail[0]["task_id"], task_id);
+    assert_eq!(tail[0]["audio_present"], true);
+    assert_eq!(
+        tail[1],
+        json!({"type":"audio_complete","task_id":task_id}),
+        "the page's done signal"
+    );
+    assert_eq!(output.close_code, Some(1000), "closed normally");
+    assert_eq!(
+        output
+            .frames
+            .iter()
+            .filter(|f| f["status"] == "success")
+            .count(),
+        1,
+        "one success frame in all"
+    );
+    tail[0]["content"].as_str().expect("content").to_owned()
+}
+
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[tokio::test]
+async fn a_stop_mid_audio_ends_the_task_so_the_page_takes_the_next_message() {
+    let (app, _fake) = speaking_with(slow_reply(), &[]).await;
+    let (mut input, task_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+    assert_eq!(
+        upload_inline(&mut input, "talk a while").await["status"],
+        "queued"
+    );
+    let mut before = Output::default();
+    loop {
+        match next_frame(&mut output).await {
+            Some(Message::Text(text)) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                let is_audio = frame["type"] == "audio_chunk";
+                before.frames.push(frame);
+                if is_audio {
+                    break;
+                }
+            }
+            Some(Message::Binary(pcm)) => before.frames.push(json!({"binary": pcm.len()})),
+            other => panic!("audio before the end: {other:?}"),
+        }
+    }
+    let answer = stop(&app, &task_id).await;
+    assert_eq!(answer["stopped"], json!([0]), "the task's turn: {answer}");
+    let mut received = read_output(&mut output).await;
+    before.frames.append(&mut received.frames);
+    before.close_code = received.close_code;
+    let output_frames = before;
+    let heard = assert_stopped_tail(&output_frames, &task_id);
+    let ack = output_frames.position(is_stop_ack).unwrap();
+    assert!(
+        !output_frames.frames[ack..]
+            .iter()
+            .any(|f| f["type"] == "audio_chunk"),
+        "no audio after STOP_ACK"
+    );
+    let full: String = slow_reply_text();
+    assert!(
+        squeeze(&full).starts_with(&squeeze(&heard)) && squeeze(&heard) != squeeze(&full),
+        "the heard text is the start of the reply, not all of it: {heard:?}"
+    );
+
+    // STOP twice: nothing is left to stop, and the task's output does not change.
+    let again = stop(&app, &task_id).await;
+    assert_eq!(again["stopped"], json!([]), "{again}");
+    let mut replay = connect(&app, &format!("/ws/output/{task_id}")).await;
+    assert_eq!(
+        read_output(&mut replay).await.frames,
+        output_frames.frames,
+        "the second STOP added nothing"
+    );
+
+    // The page's next message: a new task, answered in full.
+    let (mut input, next_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{next_id}")).await;
+    assert_eq!(
+        upload_inline(&mut input, "and now?").await["status"],
+        "queued"
+    );
+    assert_spoken_reply(&read_output(&mut output).await, &next_id);
+    app.shutdown().await;
+}
+
+fn slow_reply_text() -> String {
+    match slow_reply() {
+        FakeResponse::Stream(stream) => stream.text(),
+        _ => unreachable!("slow_reply is a stream"),
+    }
+}
+
+#[tokio::test]
+async fn a_stop_before_any_audio_still_ends_the_task() {
+    let first = FakeResponse::Stream(
+        FakeStream::new(["never ", "heard."]).with_first_token_delay(Duration::from_secs(20)),
+    );
+    let (app, _fake) = speaking_with(first, &[("LEGACY_AUDIO_LINGER", "1")]).await;
+    let (mut input, task_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+    assert_eq!(
+        upload_inline(&mut input, "hello?").await["status"],
+        "queued"
+    );
+    stop(&app, &task_id).await;
+    let received = read_output(&mut output).await;
+    assert!(is_stop_ack(&received.frames[0]), "{:?}", received.frames);
+    let heard = assert_stopped_tail(&received, &task_id);
+    assert_eq!(heard, "", "nothing was said, nothing was heard");
+    assert!(received.chunk_ids().is_empty(), "no audio");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_success_frame_comes_with_the_reply_text_before_the_end_of_its_audio() {
+    // Depends on the engine emitting `eos` when the LLM ends (CONTRACTS §1 as amended).
+    let (app, _fake) = speaking_with(FakeResponse::tokens(SHORT_REPLY), &[]).await;
+    let (mut input, task_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+    assert_eq!(upload_inline(&mut input, "hi").await["status"], "queued");
+    let received = read_output(&mut output).await;
+    assert_spoken_reply(&received, &task_id);
+    let success = received.position(|f| f["status"] == "success").unwrap();
+    let last_chunk = received
+        .frames
+        .iter()
+        .rposition(|f| f["type"] == "audio_chunk")
+        .unwrap();
+    assert!(
+        success < last_chunk,
+        "the text is complete before its audio has played: {:?}",
+        received.frames
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_or_non_utf8_upload_is_answered_then_closed_with_1009_or_1007() {
+    let app = serve(&[]).await;
+    let (mut input, task_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+    input
+        .send(Message::Binary(vec![0u8; 2_000_000].into()))
+        .await
+        .expect("sent");
+    let answer = next_json(&mut input).await;
+    assert_eq!(
+        (
+            answer["action"].as_str(),
+            answer["status"].as_str(),
+            answer["code"].as_str()
+        ),
+        (
+            Some("upload_processed"),
+            Some("error"),
+            Some("payload_too_large")
+        ),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("1 MiB")),
+        "{answer}"
+    );
+    assert_eq!(
+        crate::live::close_code(&mut input).await,
+        Some(1009),
+        "then the close code"
+    );
+    let received = read_output(&mut output).await;
+    assert_eq!(received.frames.len(), 1, "{:?}", received.frames);
+    assert_eq!(received.frames[0]["code"], "payload_too_large");
+
+    let (mut input, _) = open_input(&app).await;
+    input
+        .send(crate::live::invalid_utf8_text())
+        .await
+        .expect("sent");
+    let answer = next_json(&mut input).await;
+    assert_eq!(answer["status"], "error", "{answer}");
+    assert_eq!(crate::live::close_code(&mut input).await, Some(1007));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_input_socket_is_pinged_and_kept_open() {
+    // Short bounds so the test is quick: pings every 0.2 s, uploads idle for 0.3 s time out.
+    let app = serve(&[
+        ("LEGACY_PEER_TIMEOUT", "0.6"),
+        ("LEGACY_UPLOAD_IDLE", "0.3"),
+    ])
+    .await;
+    let (mut input, task_id) = open_input(&app).await;
+    // Reading answers the pings (tungstenite does), as a browser does.
+    let mut pings = 0;
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
+        while let Some(Ok(message)) = input.next().await {
+            match message {
+                Message::Ping(_) => pings += 1,
+                other => return other,
+            }
+        }
+        panic!("the idle input socket was closed");
+    })
+    .await;
+    assert!(quiet.is_err(), "nothing but pings: {quiet:?}");
+    assert!(pings > 0, "the server checks the peer is alive");
+    let processed = upload_inline(&mut input, "still here").await;
+    assert_eq!(processed["status"], "queued", "{processed}");
+    assert_eq!(processed["task_id"], task_id);
+
+    // Once an upload has begun, its idle bound applies.
+    let (mut input, _) = open_input(&app).await;
+    send_json(
+        &mut input,
+        json!({"type":"text","chunk_id":0,"action":"data_chunk"}),
+    )
+    .await;
+    let answer = next_json(&mut input).await;
+    assert_eq!(answer["status"], "error", "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("in time")),
+        "{answer}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn listed_origins_use_the_legacy_sockets_without_the_token_and_no_one_else_does() {
+    let app = serve(&[]).await;
+    for origin in ["http://localhost:3000", "http://127.0.0.1:3000"] {
+        let mut input = connect_as(&app, "/ws/input", Some(origin))
+            .await
+            .unwrap_or_else(|e| panic!("{origin} may open /ws/input: {e}"));
+        let assigned = next_json(&mut input).await;
+        let task_id = assigned["task_id"].as_str().expect("a task").to_owned();
+        let mut output = connect_as(&app, &format!("/ws/output/{task_id}"), Some(origin))
+            .await
+            .unwrap_or_else(|e| panic!("{origin} may open /ws/output: {e}"));
+        assert_eq!(upload_inline(&mut input, "hi").await["status"], "queued");
+        let received = read_output(&mut output).await;
+        assert_eq!(
+            received.frames[0]["status"], "success",
+            "{:?}",
+            received.frames
+        );
+    }
+    let task = "/ws/output/3f0e4b1c-93a4-4f59-9d1e-2c1f9f0f5b6e";
+    for (path, origin, status) in [
+        ("/ws/input", Some("http://localhost:3001"), "403"),
+        ("/ws/input", Some("http://evil.example"), "403"),
+        (task, Some("http://evil.example"), "403"),
+        ("/ws/input", None, "401"),
+        (task, None, "401"),
+        // The exception covers the two legacy sockets only.
+        ("/ws/live", Some("http://localhost:3000"), "403"),
+    ] {
+        let refused = connect_as(&app, path, origin).await.expect_err("refused");
+        assert!(
+            refused.to_string().contains(status),
+            "{path} from {origin:?}: {refused}"
+        );
+    }
+    let settings = app
+        .client
+        .get(format!("{}/settings", app.base))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 403, "nor any HTTP route");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_legacy_list_leaves_the_token_required() {
+    let app = serve(&[("KOTODAMA_LEGACY_ORIGINS", "")]).await;
+    let refused = connect_as(&app, "/ws/input", Some("http://localhost:3000"))
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("403"), "{refused}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_input_peer_that_answers_no_ping_is_closed_with_1001() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = serve(&[("LEGACY_PEER_TIMEOUT", "0.3")]).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // A raw client: a WebSocket library would answer the pings; a dead peer does not.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let handshake = format!(
+        "GET /ws/input?token={TOKEN} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            // A server frame is unmasked: 0x88 (FIN + close), length, then the code.
+            if let Some(at) = received.windows(2).position(|w| w[0] == 0x88 && w[1] >= 2)
+                && received.len() >= at + 4
+            {
+                return Some(u16::from_be_bytes([received[at + 2], received[at + 3]]));
+            }
+        }
+    })
+    .await
+    .expect("the server gives up on the peer within 10 s");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "upgraded: {text}");
+    assert!(text.contains("task_id_assigned"), "{text}");
+    assert!(
+        received.windows(2).any(|w| w == [0x89, 0x00]),
+        "it was pinged first"
+    );
+    assert_eq!(close, Some(1001), "then closed as gone");
+    app.shutdown().await;
+}
+
+#[test]
+fn legacy_keys_are_read_and_bad_values_name_the_key() {
+    use koto_server::config::RawConfig;
+    let build = |pairs: &[(&str, &str)]| {
+        let mut raw = RawConfig::default();
+        raw.merge_env(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        });
+        raw.build()
+    };
+    let defaults = build(&[]).expect("defaults are valid");
+    assert_eq!(
+        defaults.legacy,
+        koto_server::routes::legacy::LegacyLimits::default(),
+        "the keys' defaults are the documented limits"
+    );
+    assert_eq!(
+        defaults.legacy_origins,
+        ["http://localhost:3000", "http://127.0.0.1:3000"],
+        "the original dev server"
+    );
+    assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+    let set = build(&[
+        ("LEGACY_MAX_TASKS", "4"),
+        ("LEGACY_UPLOAD_IDLE", "1.5"),
+        ("KOTODAMA_LEGACY_ORIGINS", " http://a.example/ , "),
+        ("BODY_READ_TIMEOUT", "2"),
+    ])
+    .expect("valid");
+    assert_eq!(set.legacy.max_tasks, 4);
+    assert_eq!(set.legacy.upload_idle, Duration::from_millis(1500));
+    assert_eq!(set.legacy_origins, ["http://a.example"], "trimmed");
+    assert_eq!(set.body_read_timeout, Duration::from_secs(2));
+    for (env, value) in [
+        ("LEGACY_MAX_TASKS", "0"),
+        ("LEGACY_MAX_CHUNKS", "-1"),
+        ("LEGACY_RETAIN", "1e300"),
+        ("LEGACY_PEER_TIMEOUT", "0"),
+        ("LEGACY_AUDIO_LINGER", "NaN"),
+        ("BODY_READ_TIMEOUT", "7200"),
+        ("BODY_READ_TIMEOUT", "-1"),
+    ] {
+        let error = build(&[(env, value)]).expect_err("refused");
+        assert!(error.to_string().contains(env), "{env}={value}: {error}");
+    }
 }

@@ -291,3 +291,78 @@ async fn without_barge_in_a_live_stop_is_refused_with_a_clear_code() {
     );
     app.shutdown().await;
 }
+
+/// The close code the server sent; `None` when the connection just ended (what a browser
+/// reports as 1006). Frames before it are skipped; 10 s of silence is a failure.
+pub(crate) async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the server answers within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|frame| u16::from(frame.code)),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => return None,
+        }
+    }
+}
+
+/// A text frame whose payload is not UTF-8 (tungstenite's `Message::Text` cannot hold one).
+pub(crate) fn invalid_utf8_text() -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    Message::Frame(Frame::message(
+        vec![b'{', 0xff, 0xfe, b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    ))
+}
+
+#[tokio::test]
+async fn oversized_and_non_utf8_messages_close_live_and_ingest_with_1009_and_1007() {
+    let app = speaking("mock").await;
+    let two_mb = "x".repeat(2_000_000);
+    for path in ["/ws/live", "/ws/ingest"] {
+        let mut socket = connect(&app, &format!("{path}?token={TOKEN}")).await;
+        socket
+            .send(Message::Text(two_mb.clone().into()))
+            .await
+            .expect("sent");
+        assert_eq!(
+            close_code(&mut socket).await,
+            Some(1009),
+            "{path}: a 2 MB message is too big"
+        );
+        let mut socket = connect(&app, &format!("{path}?token={TOKEN}")).await;
+        socket.send(invalid_utf8_text()).await.expect("sent");
+        assert_eq!(
+            close_code(&mut socket).await,
+            Some(1007),
+            "{path}: a text frame that is not UTF-8"
+        );
+    }
+    // The limit is on the message: a large but allowed one still goes through the protocol.
+    let mut live = connect(&app, &format!("/ws/live?token={TOKEN}")).await;
+    live.send(Message::Text("y".repeat(500_000).into()))
+        .await
+        .expect("sent");
+    let answer = next_json(&mut live)
+        .await
+        .expect("an error frame, not a close");
+    assert_eq!(answer["code"], "invalid_json", "{answer}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn ingest_refuses_producers_with_4403_when_speech_is_off() {
+    let app = serve(&[("SYNC_TTS_STREAMING", "false")]).await;
+    let mut producer = connect(&app, &format!("/ws/ingest?token={TOKEN}")).await;
+    assert_eq!(close_code(&mut producer).await, Some(4403));
+    let mut live = connect(&app, &format!("/ws/live?token={TOKEN}")).await;
+    live.send(Message::Text("{}".into())).await.expect("sent");
+    assert!(
+        next_json(&mut live).await.is_some(),
+        "/ws/live still serves clients (text deltas, user inputs)"
+    );
+    app.shutdown().await;
+}
