@@ -1,9 +1,10 @@
 // The transcript's stored history: after a reload the panel shows the turns it streamed before
 // (each once, also when live frames of the same turn follow), an interrupted turn stays marked
 // as cut, the picker lists the app's stored sessions, switching session shows that session's
-// history, and "load earlier" pages back.
+// history, "load earlier" pages back, and a stored turn's end reason is shown as a label.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 
 import { WAIT_MS, call, launchBrowser, observedPage, screenshot, sharedServer, startServer } from './harness.js';
@@ -213,4 +214,116 @@ test('an interrupted turn is still marked as cut after a reload; another session
   );
   assert.deepEqual(panel.problems, [], 'no console errors or CSP violations');
   await panel.context.close();
+});
+
+/** A loopback OpenAI-compatible upstream that refuses every request with 401. */
+async function refusingUpstream() {
+  const upstream = createServer((request, response) => {
+    request.resume();
+    response.writeHead(401, { 'Content-Type': 'application/json' });
+    response.end(JSON.stringify({ error: { message: 'bad key', type: 'invalid_request_error' } }));
+  });
+  await new Promise((resolveListen) => upstream.listen(0, '127.0.0.1', resolveListen));
+  return {
+    url: `http://127.0.0.1:${upstream.address().port}/v1`,
+    close: () => new Promise((resolveClose) => upstream.close(resolveClose)),
+  };
+}
+
+test('a stored end reason is shown as a short label with the code as its title', async () => {
+  const upstream = await refusingUpstream();
+  const server = await startServer({
+    env: { SYNC_TTS_STREAMING: 'false', LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.url, LLM_MODEL: 'fake-model' },
+  });
+  try {
+    const session = `why-${Date.now()}`;
+    const failed = await call(server, 'POST', '/chat/stream', { sessionId: session, content: 'hello?' });
+    assert.equal(failed.status, 200, failed.text);
+    const stored = await call(server, 'GET', `/sessions/${session}/history`);
+    const [turn] = stored.json.turns;
+    assert.equal(turn.status, 'failed', 'the upstream refused the turn');
+    assert.equal(turn.reason, 'llm_auth', 'the store says why');
+
+    const panel = await openPanel(server, 'panel-reasons');
+    const loaded = panel.events.length;
+    await panel.page.selectOption('#session-select', session);
+    await panel.waitFor(historyOf(session), { from: loaded, what: `history of ${session}` });
+    const item = `#transcript li[data-turn="${turn.turn}"]`;
+    await panel.page.waitForSelector(`${item}[data-phase="failed"] .badge.reason`, { timeout: WAIT_MS });
+    assert.equal(await panel.page.textContent(`${item} .badge.reason`), 'LLM refused the key', 'a human label');
+    assert.equal(await panel.page.getAttribute(`${item} .badge.reason`, 'title'), 'llm_auth', 'the raw code on hover');
+    assert.equal(await panel.page.textContent(`${item} .bubble.ai .text`), '(no reply)', 'nothing was heard');
+
+    // Endings the engine writes on other paths (speech failing mid-reply, a crash after part of
+    // the reply was heard, a code this panel has no label for), drawn from a history answer.
+    const drawn = `drawn-${Date.now()}`;
+    const entry = (turn, assistant, status, reason) => ({
+      turn,
+      user: `q${turn}`,
+      assistant,
+      status,
+      reason,
+      kind: 'TEXT',
+      startedMs: 2 * turn + 1,
+      endedMs: 2 * turn + 2,
+    });
+    await panel.page.route(`**/sessions/${drawn}/history**`, (route) =>
+      route.fulfill({
+        status: 200,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          sessionId: drawn,
+          more: false,
+          turns: [
+            entry(0, 'All of it.', 'completed', null),
+            entry(1, 'Said in part.', 'completed', 'tts_failed'),
+            entry(2, 'Half a', 'failed', 'speech_crashed'),
+            entry(3, 'Some', 'interrupted', 'user_interrupt'),
+            entry(4, '', 'interrupted', 'some_new_reason'),
+          ],
+        }),
+      }),
+    );
+    const switched = panel.events.length;
+    await chooseNewSession(panel, drawn);
+    await panel.waitFor(historyOf(drawn), { from: switched, what: `history of ${drawn}` });
+    const drawnRows = await panel.page.$$eval('#transcript li.turn', (items) =>
+      items.map((item) => ({
+        phase: item.dataset.phase,
+        ai: item.querySelector('.bubble.ai .text')?.textContent ?? null,
+        reason: item.querySelector('.badge.reason')?.textContent ?? null,
+        code: item.querySelector('.badge.reason')?.getAttribute('title') ?? null,
+        note: item.querySelector('.turn-error')?.textContent ?? null,
+      })),
+    );
+    assert.deepEqual(
+      drawnRows,
+      [
+        { phase: 'completed', ai: 'All of it.', reason: null, code: null, note: null },
+        { phase: 'completed', ai: 'Said in part.', reason: 'speech failed', code: 'tts_failed', note: null },
+        {
+          phase: 'failed',
+          ai: 'Half a',
+          reason: 'speech crashed',
+          code: 'speech_crashed',
+          note: 'The reply failed here; the text above is what was heard.',
+        },
+        { phase: 'interrupted', ai: 'Some', reason: 'stopped by you', code: 'user_interrupt', note: null },
+        {
+          phase: 'interrupted',
+          ai: '(interrupted before anything was heard)',
+          reason: 'some new reason',
+          code: 'some_new_reason',
+          note: null,
+        },
+      ],
+      'each ending with its label, the heard text of a failed turn, and no label for a clean one',
+    );
+    await screenshot(panel.page, 'panel-history-reasons');
+    assert.deepEqual(panel.problems, [], 'no console errors or CSP violations');
+    await panel.context.close();
+  } finally {
+    await server.stop();
+    await upstream.close();
+  }
 });

@@ -184,7 +184,9 @@ export class Transcript {
       turn.phase = phase;
       turn.stored = phase !== 'streaming';
       turn.joinedLate = phase === 'streaming';
-      turn.error = phase === 'failed' ? 'The reply failed; nothing was stored.' : null;
+      // Why it ended so (`user_interrupt`, `tts_failed`, `llm_timeout`, …), or null.
+      turn.reason = entry.reason ?? null;
+      turn.error = phase === 'failed' ? failedNote(turn.text) : null;
       turns.set(entry.turn, turn);
       this.render(sessionId, turn);
     }
@@ -361,6 +363,14 @@ export class Transcript {
         badge.textContent = label;
         who.append(badge);
       }
+      // A completed turn can carry one too (`tts_failed`: not all of it was spoken).
+      if (turn.reason) {
+        const reason = document.createElement('span');
+        reason.className = 'badge reason';
+        reason.textContent = reasonLabel(turn.reason);
+        reason.title = turn.reason;
+        who.append(reason);
+      }
       const spoken = this.spoken(turn);
       const body = document.createElement('span');
       body.className = 'text';
@@ -417,6 +427,33 @@ export class Transcript {
   scroll() {
     this.list.scrollTop = this.list.scrollHeight;
   }
+}
+
+/** Stored end reasons (the history API's `reason`) → a short label; the code is the title. */
+const REASON_LABELS = {
+  user_interrupt: 'stopped by you',
+  client_disconnected: 'viewer left',
+  shutdown: 'app shut down',
+  tts_failed: 'speech failed',
+  speech_crashed: 'speech crashed',
+  llm_timeout: 'LLM timed out',
+  llm_rate_limited: 'LLM rate-limited',
+  llm_auth: 'LLM refused the key',
+  llm_transport: 'LLM unreachable',
+  llm_protocol: 'LLM answer unreadable',
+  llm_unavailable: 'LLM unavailable',
+  storage_error: 'storage error',
+  internal: 'internal error',
+};
+
+/** A reason code without a label (a newer server's) is still readable: `foo_bar` → "foo bar". */
+function reasonLabel(code) {
+  return REASON_LABELS[code] ?? String(code).replace(/_/g, ' ');
+}
+
+/** The note under a stored failed reply: with or without what was heard before it failed. */
+function failedNote(heard) {
+  return heard ? 'The reply failed here; the text above is what was heard.' : 'The reply failed; nothing was heard.';
 }
 
 /** The body of a reply bubble that has no text. */

@@ -14,7 +14,7 @@ use koto_protocol::events::{
     AnalyticsChatStats, LtmPayload, LtmWriteRequested, TurnFinished, event_type, stream,
 };
 use koto_protocol::{ErrorCode, WireError};
-use koto_store::{FinishedTurn, NewOutboxEvent};
+use koto_store::{FailedTurn, FinishedTurn, NewOutboxEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -345,8 +345,16 @@ async fn record(
     let session = job.slot.id.clone();
     let turn = job.turn;
     match ending {
-        Ending::Failed(_) => {
-            blocking(move || store.fail_turn(&session, turn, &events, ts)).await?;
+        Ending::Failed(error) => {
+            let failed = FailedTurn {
+                session,
+                turn,
+                heard_text: String::new(),
+                reason: error.code.as_str().to_owned(),
+                ts_ms: ts,
+                events,
+            };
+            blocking(move || store.fail_turn(&failed)).await?;
         }
         Ending::Completed | Ending::Interrupted => {
             let finished = FinishedTurn {
@@ -354,6 +362,7 @@ async fn record(
                 turn,
                 reply_text: progress.delivered.clone(),
                 interrupted: matches!(ending, Ending::Interrupted),
+                reason: None,
                 ts_ms: ts,
                 events,
             };

@@ -25,7 +25,8 @@ pub enum TurnStatus {
     Completed,
     /// Barge-in or disconnect: the stored reply is what was heard, possibly empty.
     Interrupted,
-    /// The provider failed; no reply was stored.
+    /// The provider, the speech task or the store failed; the stored reply is what was heard
+    /// before it, if anything.
     Failed,
     /// The process died while the turn was open; no reply was stored.
     Abandoned,
@@ -43,10 +44,7 @@ impl TurnStatus {
     }
 }
 
-/// One turn of a session's transcript as stored.
-///
-/// Why it failed or who interrupted it is not kept in `turns` (only in the outbox events of
-/// the turn), so it is not here either.
+/// One turn of a session's transcript as stored, with why it ended the way it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryTurn {
     pub turn: TurnNo,
@@ -54,12 +52,18 @@ pub struct HistoryTurn {
     /// The input type (`TEXT`, `ASR_FINAL`, `COMMAND`); `None` for rows written without one.
     pub kind: Option<String>,
     /// The stored reply: the whole reply for a completed turn, what was heard for an
-    /// interrupted one; `None` when no reply row exists (open, failed, abandoned).
+    /// interrupted or failed one; `None` when no reply row exists (open, abandoned, or failed
+    /// before anything was heard).
     pub reply_text: Option<String>,
     pub status: TurnStatus,
+    /// Why the turn did not simply complete (`user_interrupt`, `tts_failed`, `llm_timeout`, …);
+    /// `None` for a clean completion, a turn still open or abandoned, and rows stored before
+    /// reasons were kept. A completed turn can have one (`tts_failed`: not all of it was spoken).
+    pub reason: Option<String>,
     /// When the input was stored (ms since the Unix epoch).
     pub started_ms: i64,
-    /// When the reply was stored; `None` without a reply row (a failure's time is not kept).
+    /// When the reply was stored; `None` without a reply row (a failure's time is not kept
+    /// when nothing was heard).
     pub ended_ms: Option<i64>,
 }
 
@@ -79,7 +83,7 @@ pub struct SessionSummary {
 /// `LIMIT` user rows; the assistant row is a point lookup in the same b-tree (`LEFT JOIN` keeps
 /// `u` the outer loop). Cost depends on the page size, not on the table or session size.
 pub(crate) const HISTORY_SQL: &str = "
-SELECT u.turn, u.text, u.kind, u.status, u.ts, a.text, a.ts, a.interrupted
+SELECT u.turn, u.text, u.kind, u.status, u.ts, a.text, a.ts, a.interrupted, u.end_reason
 FROM turns AS u
 LEFT JOIN turns AS a
   ON a.sessionId = u.sessionId AND a.turn = u.turn AND a.role = 'assistant'
@@ -134,6 +138,7 @@ impl Store {
                     started_ms: row.get(4)?,
                     reply_text: row.get(5)?,
                     ended_ms: row.get(6)?,
+                    reason: row.get(8)?,
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -203,7 +208,7 @@ fn unknown_status(index: usize, status: String) -> rusqlite::Error {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::turns::{FinishedTurn, NewTurn};
+    use crate::turns::{FailedTurn, FinishedTurn, NewTurn};
 
     fn session(raw: &str) -> SessionId {
         SessionId::parse(raw).unwrap()
@@ -226,12 +231,46 @@ mod tests {
     }
 
     fn finish(store: &Store, session: &SessionId, turn: u64, interrupted: bool, ts_ms: i64) {
+        finish_with(
+            store,
+            session,
+            turn,
+            &format!("a{turn}"),
+            interrupted,
+            None,
+            ts_ms,
+        );
+    }
+
+    fn finish_with(
+        store: &Store,
+        session: &SessionId,
+        turn: u64,
+        reply: &str,
+        interrupted: bool,
+        reason: Option<&str>,
+        ts_ms: i64,
+    ) {
         store
             .finish_turn(&FinishedTurn {
                 session: session.clone(),
                 turn: TurnNo(turn),
-                reply_text: format!("a{turn}"),
+                reply_text: reply.into(),
                 interrupted,
+                reason: reason.map(str::to_owned),
+                ts_ms,
+                events: Vec::new(),
+            })
+            .unwrap();
+    }
+
+    fn fail(store: &Store, session: &SessionId, turn: u64, heard: &str, reason: &str, ts_ms: i64) {
+        store
+            .fail_turn(&FailedTurn {
+                session: session.clone(),
+                turn: TurnNo(turn),
+                heard_text: heard.into(),
+                reason: reason.into(),
                 ts_ms,
                 events: Vec::new(),
             })
@@ -416,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn every_status_is_shown_with_what_was_stored() {
+    fn every_status_is_shown_with_what_was_stored_and_why() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("koto.sqlite3");
         let live = session("live-001");
@@ -424,23 +463,37 @@ mod tests {
         begin(&store, &live, 0, 10);
         finish(&store, &live, 0, false, 11);
         begin(&store, &live, 1, 20);
-        finish(&store, &live, 1, true, 21);
+        finish_with(&store, &live, 1, "a1", true, Some("user_interrupt"), 21);
         begin(&store, &live, 2, 30);
-        store.fail_turn(&live, TurnNo(2), &[], 31).unwrap();
+        fail(&store, &live, 2, "", "llm_timeout", 31);
         begin(&store, &live, 3, 40);
-        // Leak the store as in a crash: turn 3 stays open and is abandoned on the next open.
+        fail(&store, &live, 3, "Half a sen", "speech_crashed", 41);
+        begin(&store, &live, 4, 50);
+        // The text went out but speech failed midway: completed, flagged, with what was heard.
+        finish_with(
+            &store,
+            &live,
+            4,
+            "Spoken part.",
+            false,
+            Some("tts_failed"),
+            51,
+        );
+        begin(&store, &live, 5, 60);
+        // Leak the store as in a crash: turn 5 stays open and is abandoned on the next open.
         std::mem::forget(store);
         let store = Store::open(&path).unwrap();
-        begin(&store, &live, 4, 50);
+        begin(&store, &live, 6, 70);
 
         let turns = store.history(&live, None, 10).unwrap();
-        let summary: Vec<(u64, TurnStatus, Option<&str>, Option<i64>)> = turns
+        let summary: Vec<_> = turns
             .iter()
             .map(|turn| {
                 (
                     turn.turn.0,
                     turn.status,
                     turn.reply_text.as_deref(),
+                    turn.reason.as_deref(),
                     turn.ended_ms,
                 )
             })
@@ -448,18 +501,48 @@ mod tests {
         assert_eq!(
             summary,
             [
-                (0, TurnStatus::Completed, Some("a0"), Some(11)),
-                // What was heard is stored unmarked; the status says it was cut.
-                (1, TurnStatus::Interrupted, Some("a1"), Some(21)),
-                (2, TurnStatus::Failed, None, None),
-                (3, TurnStatus::Abandoned, None, None),
-                (4, TurnStatus::Open, None, None),
+                (0, TurnStatus::Completed, Some("a0"), None, Some(11)),
+                // What was heard is stored unmarked; the status and reason say it was cut.
+                (
+                    1,
+                    TurnStatus::Interrupted,
+                    Some("a1"),
+                    Some("user_interrupt"),
+                    Some(21)
+                ),
+                (2, TurnStatus::Failed, None, Some("llm_timeout"), None),
+                (
+                    3,
+                    TurnStatus::Failed,
+                    Some("Half a sen"),
+                    Some("speech_crashed"),
+                    Some(41)
+                ),
+                (
+                    4,
+                    TurnStatus::Completed,
+                    Some("Spoken part."),
+                    Some("tts_failed"),
+                    Some(51)
+                ),
+                (5, TurnStatus::Abandoned, None, None, None),
+                (6, TurnStatus::Open, None, None, None),
             ],
-            "each turn with its status and the reply that was stored (none for failures)"
+            "each turn with its status, the reply that was heard, and why it ended so"
         );
         assert!(
             turns.iter().all(|turn| turn.user_text.starts_with('q')),
             "the input is shown whatever became of the turn"
+        );
+        assert_eq!(
+            store
+                .context(&live, 10)
+                .unwrap()
+                .iter()
+                .map(|turn| turn.turn.0)
+                .collect::<Vec<_>>(),
+            [0, 1, 4],
+            "history shows failed turns' heard text, context still never does"
         );
     }
 
@@ -471,7 +554,7 @@ mod tests {
         begin(&store, &early, 0, 1_000);
         finish(&store, &early, 0, false, 1_001);
         begin(&store, &late, 0, 2_000);
-        store.fail_turn(&late, TurnNo(0), &[], 2_001).unwrap();
+        fail(&store, &late, 0, "", "llm_timeout", 2_001);
         begin(&store, &late, 5, 2_010);
         finish(&store, &late, 5, true, 2_011);
         // A later reply of `early` makes it the most recently active.

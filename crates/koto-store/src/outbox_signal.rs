@@ -135,7 +135,7 @@ mod tests {
     fn commits_with_outbox_rows_notify_and_others_do_not() {
         use koto_core::{SessionId, TurnNo};
 
-        use crate::{FinishedTurn, NewOutboxEvent, NewTurn};
+        use crate::{FailedTurn, FinishedTurn, NewOutboxEvent, NewTurn};
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("koto.sqlite3")).unwrap();
@@ -171,12 +171,20 @@ mod tests {
                 turn: TurnNo(1),
                 reply_text: "a".into(),
                 interrupted: false,
+                reason: None,
                 ts_ms: 2,
                 events: vec![event(2), event(3)],
             })
             .unwrap();
         let failed = store
-            .fail_turn(&session, TurnNo(0), &[event(4)], 3)
+            .fail_turn(&FailedTurn {
+                session: session.clone(),
+                turn: TurnNo(0),
+                heard_text: String::new(),
+                reason: "llm_timeout".into(),
+                ts_ms: 3,
+                events: vec![event(4)],
+            })
             .unwrap();
         let appended = store.append_events(&[event(5)]).unwrap();
         assert_eq!(

@@ -151,7 +151,19 @@ CREATE TABLE analytics_sessions(
 ) WITHOUT ROWID;
 "#;
 
-const MIGRATION_LIST: &[M<'static>] = &[M::up(M1_TURNS_SESSIONS_OUTBOX), M::up(M2_EVENT_CONSUMERS)];
+/// M3: `turns.end_reason`, why a turn did not simply complete (`user_interrupt`,
+/// `client_disconnected`, `shutdown`, `tts_failed`, `speech_crashed`, or an error code such as
+/// `llm_timeout`). It is set on the *user* row, next to `status`: every turn has a user row, so
+/// its ending is one row whether or not a reply was stored; assistant rows leave it NULL.
+/// NULL means a clean completion, and is what rows written before M3 read as. A plain
+/// `ADD COLUMN` with no default rewrites nothing, so it is instant on a large database.
+const M3_TURN_END_REASON: &str = "ALTER TABLE turns ADD COLUMN end_reason TEXT;";
+
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(M1_TURNS_SESSIONS_OUTBOX),
+    M::up(M2_EVENT_CONSUMERS),
+    M::up(M3_TURN_END_REASON),
+];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -160,7 +172,13 @@ pub const LATEST_SCHEMA_VERSION: u32 = MIGRATION_LIST.len() as u32;
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use koto_core::{SessionId, TurnNo};
+
     use super::*;
+    use crate::history::TurnStatus;
+    use crate::store::Store;
+    use crate::turns::{FailedTurn, NewTurn};
 
     #[test]
     fn migrations_are_valid() {
@@ -168,5 +186,97 @@ mod tests {
         MIGRATIONS
             .validate()
             .expect("the migration list must apply cleanly to an empty database");
+    }
+
+    #[test]
+    fn a_version_2_database_migrates_in_place_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("koto.sqlite3");
+        {
+            // The database as the previous build left it: M1 + M2 only, with rows of each
+            // ending that build could write.
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            Migrations::from_slice(&MIGRATION_LIST[..2])
+                .to_latest(&mut conn)
+                .unwrap();
+            let version: u32 = conn
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .unwrap();
+            assert_eq!(version, 2, "the fixture is a version-2 database");
+            conn.execute_batch(
+                "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind) VALUES
+                   ('old', 0, 'user', 'q0', 10, 'done', 0, 'TEXT'),
+                   ('old', 0, 'assistant', 'a0', 11, 'done', 0, NULL),
+                   ('old', 1, 'user', 'q1', 20, 'done', 0, 'TEXT'),
+                   ('old', 1, 'assistant', 'a1', 21, 'done', 1, NULL),
+                   ('old', 2, 'user', 'q2', 30, 'failed', 0, 'TEXT'),
+                   ('old', 3, 'user', 'q3', 40, 'open', 0, 'TEXT');
+                 INSERT INTO sessions(sessionId, next_turn, context_from, created_at, updated_at)
+                   VALUES ('old', 4, 0, 10, 40);",
+            )
+            .unwrap();
+        }
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.health().unwrap().schema_version,
+            LATEST_SCHEMA_VERSION,
+            "opening ran the pending migration"
+        );
+        let old = SessionId::parse("old").unwrap();
+        let turns = store.history(&old, None, 10).unwrap();
+        let summary: Vec<_> = turns
+            .iter()
+            .map(|turn| {
+                (
+                    turn.turn.0,
+                    turn.status,
+                    turn.reply_text.as_deref(),
+                    turn.reason.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, TurnStatus::Completed, Some("a0"), None),
+                (1, TurnStatus::Interrupted, Some("a1"), None),
+                (2, TurnStatus::Failed, None, None),
+                (3, TurnStatus::Abandoned, None, None),
+            ],
+            "old rows read back unchanged, with no reason (none was kept)"
+        );
+        assert_eq!(
+            store.context(&old, 10).unwrap().len(),
+            2,
+            "the old done turns are still context"
+        );
+
+        // The migrated table takes new endings with their reasons.
+        store
+            .begin_turn(&NewTurn {
+                session: old.clone(),
+                turn: TurnNo(4),
+                user_text: "q4".into(),
+                kind: "TEXT".into(),
+                ts_ms: 50,
+            })
+            .unwrap();
+        store
+            .fail_turn(&FailedTurn {
+                session: old.clone(),
+                turn: TurnNo(4),
+                heard_text: "half".into(),
+                reason: "storage_error".into(),
+                ts_ms: 51,
+                events: Vec::new(),
+            })
+            .unwrap();
+        let newest = store.history(&old, None, 1).unwrap();
+        assert_eq!(
+            (newest[0].reply_text.as_deref(), newest[0].reason.as_deref()),
+            (Some("half"), Some("storage_error")),
+            "a failure on the migrated database keeps what was heard and why"
+        );
     }
 }

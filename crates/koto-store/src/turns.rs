@@ -2,8 +2,10 @@
 //! It does not assemble prompts or trim text; the engine renders `ContextTurn`s.
 //!
 //! A user row's `status` is `open` while the turn runs, then `done` (an assistant row exists),
-//! `failed`, or `abandoned` (the process died while it was open). Only `done` turns are context,
-//! so a half-written turn is never fed back to the LLM.
+//! `failed` (an assistant row exists if anything was heard), or `abandoned` (the process died
+//! while it was open). Only `done` turns are context, so a half-written or failed turn is never
+//! fed back to the LLM. The user row's `end_reason` says why a turn did not simply complete
+//! (NULL for a clean completion); see `schema::M3_TURN_END_REASON`.
 
 use koto_core::{SessionId, TurnNo};
 use rusqlite::params;
@@ -33,8 +35,29 @@ pub struct FinishedTurn {
     /// (no "..." that later replies would learn to imitate).
     pub reply_text: String,
     pub interrupted: bool,
+    /// Why the turn did not simply complete: `None` for a clean completion; `Some` for an
+    /// interrupted turn (`user_interrupt`, `client_disconnected`, …) and for a completed but
+    /// flagged one (`tts_failed`: the text went out, `reply_text` is what was heard). Stored as
+    /// given; an empty string is stored as `None`.
+    pub reason: Option<String>,
     pub ts_ms: i64,
     /// Outbox rows committed in the same transaction as the reply.
+    pub events: Vec<NewOutboxEvent>,
+}
+
+/// The end of a turn that failed (provider error, crashed speech task, storage error, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedTurn {
+    pub session: SessionId,
+    pub turn: TurnNo,
+    /// What the listener got before the failure, unmarked; empty if nothing was heard (then no
+    /// assistant row is written).
+    pub heard_text: String,
+    /// Why it failed: an error code (`llm_timeout`, `storage_error`) or `speech_crashed`, …
+    /// Stored as given; an empty string is stored as NULL (reason unknown).
+    pub reason: String,
+    pub ts_ms: i64,
+    /// Outbox rows committed in the same transaction as the failure.
     pub events: Vec<NewOutboxEvent>,
 }
 
@@ -89,25 +112,28 @@ impl Store {
     }
 
     /// One transaction: the assistant row (what was delivered, with the interrupted flag), the
-    /// user row → `done`, and the outbox rows. Returns the outbox ids in the order given.
-    /// Either all of it is committed or none of it.
+    /// user row → `done` with its `end_reason`, and the outbox rows. Returns the outbox ids in
+    /// the order given. Either all of it is committed or none of it.
     pub fn finish_turn(&self, finished: &FinishedTurn) -> Result<Vec<i64>, StoreError> {
         let turn_no = turn_to_sql(finished.turn)?;
         let session = finished.session.as_str();
         self.write(|transaction| {
-            close_user_row(transaction, &finished.session, finished.turn, "done")?;
-            transaction
-                .prepare_cached(
-                    "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind)
-                     VALUES (?1, ?2, 'assistant', ?3, ?4, 'done', ?5, NULL)",
-                )?
-                .execute(params![
-                    session,
-                    turn_no,
-                    finished.reply_text,
-                    finished.ts_ms,
-                    finished.interrupted
-                ])?;
+            close_user_row(
+                transaction,
+                &finished.session,
+                finished.turn,
+                "done",
+                finished.reason.as_deref(),
+            )?;
+            insert_assistant_row(
+                transaction,
+                session,
+                turn_no,
+                &finished.reply_text,
+                finished.ts_ms,
+                "done",
+                finished.interrupted,
+            )?;
             let ids = insert_events(transaction, &finished.events)?;
             touch_session(transaction, session, finished.ts_ms)?;
             Ok(ids)
@@ -115,19 +141,35 @@ impl Store {
         .inspect(|ids| self.outbox_committed(ids))
     }
 
-    /// One transaction: the user row → `failed` (never context), plus the outbox rows.
-    pub fn fail_turn(
-        &self,
-        session: &SessionId,
-        turn: TurnNo,
-        events: &[NewOutboxEvent],
-        ts_ms: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        turn_to_sql(turn)?;
+    /// One transaction: the user row → `failed` with `end_reason = reason` (never context), an
+    /// assistant row with the heard text if any (`interrupted`: the failure cut it), and the
+    /// outbox rows. Returns the outbox ids in the order given.
+    pub fn fail_turn(&self, failed: &FailedTurn) -> Result<Vec<i64>, StoreError> {
+        let turn_no = turn_to_sql(failed.turn)?;
+        let session = failed.session.as_str();
         self.write(|transaction| {
-            close_user_row(transaction, session, turn, "failed")?;
-            let ids = insert_events(transaction, events)?;
-            touch_session(transaction, session.as_str(), ts_ms)?;
+            close_user_row(
+                transaction,
+                &failed.session,
+                failed.turn,
+                "failed",
+                Some(&failed.reason),
+            )?;
+            if !failed.heard_text.is_empty() {
+                // Status `failed` like its user row: nothing reads an assistant row's status,
+                // but a row claiming `done` for a failed turn would mislead whoever looks.
+                insert_assistant_row(
+                    transaction,
+                    session,
+                    turn_no,
+                    &failed.heard_text,
+                    failed.ts_ms,
+                    "failed",
+                    true,
+                )?;
+            }
+            let ids = insert_events(transaction, &failed.events)?;
+            touch_session(transaction, session, failed.ts_ms)?;
             Ok(ids)
         })
         .inspect(|ids| self.outbox_committed(ids))
@@ -207,26 +249,50 @@ fn insert_user_row(
     Ok(())
 }
 
-/// Moves the user row from `open` to `status`; anything else is `TurnNotOpen` (and the caller's
-/// transaction rolls back).
+/// Moves the user row from `open` to `status` with its `end_reason` (an empty one is NULL);
+/// anything else is `TurnNotOpen` (and the caller's transaction rolls back).
 fn close_user_row(
     conn: &rusqlite::Connection,
     session: &SessionId,
     turn: TurnNo,
     status: &str,
+    reason: Option<&str>,
 ) -> Result<(), StoreError> {
+    let reason = reason.filter(|reason| !reason.is_empty());
     let updated = conn
         .prepare_cached(
-            "UPDATE turns SET status = ?3
+            "UPDATE turns SET status = ?3, end_reason = ?4
              WHERE sessionId = ?1 AND turn = ?2 AND role = 'user' AND status = 'open'",
         )?
-        .execute(params![session.as_str(), turn_to_sql(turn)?, status])?;
+        .execute(params![
+            session.as_str(),
+            turn_to_sql(turn)?,
+            status,
+            reason
+        ])?;
     if updated == 0 {
         return Err(StoreError::TurnNotOpen {
             session: session.clone(),
             turn,
         });
     }
+    Ok(())
+}
+
+fn insert_assistant_row(
+    conn: &rusqlite::Connection,
+    session: &str,
+    turn_no: i64,
+    text: &str,
+    ts_ms: i64,
+    status: &str,
+    interrupted: bool,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind)
+         VALUES (?1, ?2, 'assistant', ?3, ?4, ?5, ?6, NULL)",
+    )?
+    .execute(params![session, turn_no, text, ts_ms, status, interrupted])?;
     Ok(())
 }
 
@@ -344,6 +410,7 @@ mod tests {
                         turn: TurnNo(turn),
                         reply_text: format!("a{turn}"),
                         interrupted: false,
+                        reason: None,
                         ts_ms: 2,
                         events: vec![
                             event(&live, turn, "events.ltm"),

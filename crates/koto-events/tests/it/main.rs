@@ -158,6 +158,7 @@ pub fn complete_turn(
             turn: TurnNo(turn),
             reply_text: reply.to_owned(),
             interrupted: false,
+            reason: None,
             ts_ms: now_ms(),
             events: turn_events(session, turn, user, reply),
         })

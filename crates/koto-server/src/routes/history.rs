@@ -55,11 +55,16 @@ pub struct HistoryAnswer {
 pub struct HistoryEntry {
     turn: TurnNo,
     user: String,
-    /// What was stored: the reply, or what was heard of an interrupted one; `null` when no
-    /// reply was stored (failed, abandoned, still open).
+    /// What was stored: the reply, or what was heard of an interrupted or failed one; `null`
+    /// when no reply was stored (abandoned, still open, or failed before anything was heard).
     assistant: Option<String>,
     /// `completed`, `interrupted`, `failed`, `abandoned` or `open`.
     status: &'static str,
+    /// Why the turn did not simply complete (`user_interrupt`, `client_disconnected`,
+    /// `shutdown`, `tts_failed`, `speech_crashed`, or an error code such as `llm_timeout`);
+    /// `null` for a clean completion and for turns stored before reasons were kept. A
+    /// `completed` turn can have one: `tts_failed` means not all of the text was spoken.
+    reason: Option<String>,
     /// `TEXT`, `ASR_FINAL` or `COMMAND`.
     kind: Option<String>,
     started_ms: i64,
@@ -84,6 +89,7 @@ impl From<HistoryTurn> for HistoryEntry {
             user: turn.user_text,
             assistant: turn.reply_text,
             status: turn.status.as_str(),
+            reason: turn.reason,
             kind: turn.kind,
             started_ms: turn.started_ms,
             ended_ms: turn.ended_ms,

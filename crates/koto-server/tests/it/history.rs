@@ -203,6 +203,112 @@ async fn a_failed_turn_shows_its_input_and_no_reply() {
         "no reply was invented or stored"
     );
     assert_eq!(turn["endedMs"], Value::Null);
+    assert_eq!(
+        turn["reason"], frames[0].data["code"],
+        "the reason is the error the caller was sent: {turn}"
+    );
+    assert!(
+        turn["reason"].as_str().is_some_and(|code| !code.is_empty()),
+        "a failed turn says why: {turn}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn history_tells_why_each_turn_ended_and_what_was_heard() {
+    use koto_core::{SessionId, TurnNo};
+    use koto_store::{FailedTurn, FinishedTurn, NewTurn};
+
+    let app = serve(&[]).await;
+    // The engine's own store, so the route reads exactly what an ending of each kind commits
+    // (which ending the engine picks is tested with the engine).
+    let store = app.server.as_ref().expect("running").engine.store().clone();
+    let session = SessionId::parse("why").expect("valid id");
+    let begin = |turn: u64| {
+        store
+            .begin_turn(&NewTurn {
+                session: session.clone(),
+                turn: TurnNo(turn),
+                user_text: format!("q{turn}"),
+                kind: "TEXT".into(),
+                ts_ms: 1_000 + turn as i64,
+            })
+            .expect("begin");
+    };
+    let finish = |turn: u64, reply: &str, interrupted: bool, reason: Option<&str>| {
+        store
+            .finish_turn(&FinishedTurn {
+                session: session.clone(),
+                turn: TurnNo(turn),
+                reply_text: reply.into(),
+                interrupted,
+                reason: reason.map(str::to_owned),
+                ts_ms: 2_000 + turn as i64,
+                events: Vec::new(),
+            })
+            .expect("finish");
+    };
+    let fail = |turn: u64, heard: &str, reason: &str| {
+        store
+            .fail_turn(&FailedTurn {
+                session: session.clone(),
+                turn: TurnNo(turn),
+                heard_text: heard.into(),
+                reason: reason.into(),
+                ts_ms: 2_000 + turn as i64,
+                events: Vec::new(),
+            })
+            .expect("fail");
+    };
+    begin(0);
+    finish(0, "All of it.", false, None);
+    begin(1);
+    finish(1, "Some", true, Some("user_interrupt"));
+    begin(2);
+    finish(2, "Said in part.", false, Some("tts_failed"));
+    begin(3);
+    fail(3, "Half a", "speech_crashed");
+    begin(4);
+    fail(4, "", "llm_timeout");
+
+    let history = app.get_json("/sessions/why/history").await;
+    let summary: Vec<(Value, Value, Value)> = history["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .map(|turn| {
+            (
+                turn["status"].clone(),
+                turn["assistant"].clone(),
+                turn["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("completed"), json!("All of it."), Value::Null),
+            (json!("interrupted"), json!("Some"), json!("user_interrupt")),
+            (
+                json!("completed"),
+                json!("Said in part."),
+                json!("tts_failed")
+            ),
+            (json!("failed"), json!("Half a"), json!("speech_crashed")),
+            (json!("failed"), Value::Null, json!("llm_timeout")),
+        ],
+        "status, heard reply and reason per turn: {history}"
+    );
+    assert!(
+        history["turns"][0]
+            .as_object()
+            .is_some_and(|turn| turn.contains_key("reason")),
+        "a clean turn has \"reason\": null, not a missing key"
+    );
+    assert_eq!(
+        history["turns"][3]["endedMs"], 2_003,
+        "a failure that stored heard text has its time"
+    );
     app.shutdown().await;
 }
 

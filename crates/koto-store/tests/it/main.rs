@@ -9,7 +9,7 @@ mod turns;
 use std::path::PathBuf;
 
 use koto_core::{SessionId, TurnNo};
-use koto_store::{FinishedTurn, NewOutboxEvent, NewTurn, Store};
+use koto_store::{FailedTurn, FinishedTurn, NewOutboxEvent, NewTurn, Store};
 
 /// A store in its own temp dir; the dir lives as long as the fixture.
 pub struct Fixture {
@@ -64,7 +64,25 @@ pub fn finished(
         turn: TurnNo(turn),
         reply_text: reply.into(),
         interrupted: false,
+        reason: None,
         ts_ms: 2_000 + turn as i64,
+        events,
+    }
+}
+
+pub fn failed(
+    session: &SessionId,
+    turn: u64,
+    heard: &str,
+    reason: &str,
+    events: Vec<NewOutboxEvent>,
+) -> FailedTurn {
+    FailedTurn {
+        session: session.clone(),
+        turn: TurnNo(turn),
+        heard_text: heard.into(),
+        reason: reason.into(),
+        ts_ms: 3_000 + turn as i64,
         events,
     }
 }

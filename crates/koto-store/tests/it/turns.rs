@@ -3,7 +3,7 @@
 use koto_core::TurnNo;
 use koto_store::{ContextTurn, SessionState, StoreError};
 
-use crate::{Fixture, complete_turn, event, finished, new_turn, session};
+use crate::{Fixture, complete_turn, event, failed, finished, new_turn, session};
 
 #[test]
 fn a_new_session_starts_at_zero() {
@@ -156,7 +156,7 @@ fn finish_and_fail_require_an_open_turn() {
     );
     assert!(
         matches!(
-            store.fail_turn(&live, TurnNo(0), &[], 5),
+            store.fail_turn(&failed(&live, 0, "", "llm_timeout", vec![])),
             Err(StoreError::TurnNotOpen { .. })
         ),
         "a done turn cannot become failed"
@@ -175,13 +175,16 @@ fn a_failed_turn_writes_its_events_and_is_not_context() {
     let live = session("live-001");
     complete_turn(store, &live, 0, "q0", "a0");
     store.begin_turn(&new_turn(&live, 1, "q1")).unwrap();
+    // Part of the reply was heard before the provider gave up: it is kept for people (history),
+    // but a failed turn is still never context.
     let ids = store
-        .fail_turn(
+        .fail_turn(&failed(
             &live,
-            TurnNo(1),
-            &[event(&live, 1, "AnalyticsChatStats", "events.analytics")],
-            3_000,
-        )
+            1,
+            "Well, the first thing",
+            "llm_timeout",
+            vec![event(&live, 1, "AnalyticsChatStats", "events.analytics")],
+        ))
         .unwrap();
     assert_eq!(ids.len(), 1, "the failure's event is written");
 
@@ -403,5 +406,48 @@ fn turn_numbers_beyond_sqlite_are_refused() {
             Err(StoreError::TurnOutOfRange { .. })
         ),
         "u64::MAX does not fit an SQLite integer"
+    );
+}
+
+#[test]
+fn endings_keep_their_reason_and_an_empty_one_is_none() {
+    let fixture = Fixture::fresh();
+    let store = &fixture.store;
+    let live = session("live-001");
+    complete_turn(store, &live, 0, "q0", "a0");
+    store.begin_turn(&new_turn(&live, 1, "q1")).unwrap();
+    let mut stopped = finished(&live, 1, "Once", vec![]);
+    stopped.interrupted = true;
+    stopped.reason = Some("client_disconnected".into());
+    store.finish_turn(&stopped).unwrap();
+    store.begin_turn(&new_turn(&live, 2, "q2")).unwrap();
+    let mut unexplained = finished(&live, 2, "Twice", vec![]);
+    unexplained.interrupted = true;
+    unexplained.reason = Some(String::new());
+    store.finish_turn(&unexplained).unwrap();
+    store.begin_turn(&new_turn(&live, 3, "q3")).unwrap();
+    store
+        .fail_turn(&failed(&live, 3, "Thr", "", vec![]))
+        .unwrap();
+
+    let reasons: Vec<_> = store
+        .history(&live, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|turn| (turn.turn.0, turn.reason, turn.reply_text))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (0, None, Some("a0".to_owned())),
+            (
+                1,
+                Some("client_disconnected".to_owned()),
+                Some("Once".to_owned())
+            ),
+            (2, None, Some("Twice".to_owned())),
+            (3, None, Some("Thr".to_owned())),
+        ],
+        "a reason is stored as given; an empty one means none was given"
     );
 }
