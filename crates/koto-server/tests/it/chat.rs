@@ -240,9 +240,15 @@ async fn control_stop_interrupts_a_running_turn() {
         .iter()
         .find(|f| f.event == "control")
         .expect("a control event");
+    let written: String = frames
+        .iter()
+        .filter(|f| f.event == "text-delta")
+        .map(|f| f.data["content"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(
         control.data,
-        json!({"action":"STOPPED","reason":"user_interrupt"})
+        json!({"action":"STOPPED","reason":"user_interrupt","heard":written}),
+        "text only: what was heard is what was delivered"
     );
     assert_eq!(frames.last().unwrap().data["stats"]["interrupted"], true);
     expect_error(
