@@ -489,3 +489,32 @@ async fn restart_only_keys_keep_their_running_value_through_later_live_changes()
     );
     restarted.shutdown().await;
 }
+
+#[tokio::test]
+async fn absurd_numbers_are_refused_naming_each_key_and_its_range() {
+    let app = serve(&[]).await;
+    let (status, body) = put(
+        &app,
+        json!({"llm_request_timeout": 1e300, "input_rate_per_sec": 1e-300,
+               "outbox_retention_hours": -1, "reclaim_idle_ms": "18446744073709551616"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["fields"],
+        json!({
+            "llm_request_timeout": "expected 0.01 to 3600 seconds",
+            "input_rate_per_sec": "expected 0.001 to 1000000 per second",
+            "outbox_retention_hours": "expected 0.01 to 87600 hours",
+            "reclaim_idle_ms": "expected 10 to 86400000 ms",
+        }),
+        "each key with its accepted range, nothing saved"
+    );
+    assert!(!app.dir.path().join("kotodama.toml").exists());
+    assert_eq!(
+        get(&app, "/ready").await["ready"],
+        true,
+        "the app is still up"
+    );
+    app.shutdown().await;
+}
