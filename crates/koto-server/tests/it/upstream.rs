@@ -150,7 +150,7 @@ fn any_retry_after_from_the_upstream_ends_the_turn_with_done() {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let outcome = runner.run(&retry_after_text(), |retry_after| {
+    let turn_ends = |retry_after: String| {
         let frames = runtime.block_on(async {
             let fake = FakeOpenAi::start(FakeScript::sequence(vec![
                 FakeResponse::rate_limited_with(&retry_after),
@@ -205,8 +205,21 @@ fn any_retry_after_from_the_upstream_ends_the_turn_with_done() {
             status
         );
         Ok(())
-    });
-    if let Err(failure) = outcome {
+    };
+    // The values of the report first, then random ones.
+    for retry_after in [
+        "1e300",
+        "-1",
+        "NaN",
+        "inf",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "soon",
+    ] {
+        if let Err(failure) = turn_ends(retry_after.to_owned()) {
+            panic!("{failure}");
+        }
+    }
+    if let Err(failure) = runner.run(&retry_after_text(), turn_ends) {
         panic!("{failure}");
     }
 }
