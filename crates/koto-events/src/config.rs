@@ -1,5 +1,7 @@
-//! `EventsConfig`: every knob of the event runtime with its config key and default. It reads no
-//! environment itself; the server's config layer fills it.
+//! `EventsConfig`: every knob of the event runtime with its default. It reads no environment
+//! itself; the server's config layer fills the fields that are configuration keys (named here by
+//! their env var). The others are fixed tuning, set only by tests and benches: no setting reads
+//! them, so none is documented as one.
 
 use std::time::Duration;
 
@@ -35,11 +37,11 @@ pub struct EventsConfig {
     pub redis_url: Option<String>,
     /// `OUTBOX_BATCH` (default 512): rows per relay pipeline / per embedded read.
     pub outbox_batch: usize,
-    /// `OUTBOX_POLL_MS` (default 1000): safety-net poll; commits wake the relay at once.
+    /// Safety-net poll (1 s; not a config key): commits wake the relay at once.
     pub outbox_poll: Duration,
     /// `OUTBOX_RETENTION_HOURS` (default 72): delivered, handled rows older than this are pruned.
     pub outbox_retention: Duration,
-    /// `OUTBOX_PRUNE_INTERVAL_MS` (default 600000): how often retention runs (and once at start).
+    /// How often retention runs, and once at start (10 min; not a config key).
     pub outbox_prune_interval: Duration,
     /// `STREAM_MAXLEN` (default 100000): `XADD … MAXLEN ~ N` on every stream, DLQ included.
     pub stream_maxlen: usize,
@@ -47,20 +49,21 @@ pub struct EventsConfig {
     pub ltm_group: String,
     /// `ANALYTICS_GROUP` (default `analytics-workers`).
     pub analytics_group: String,
-    /// `PLUGINS_GROUP` (default `plugin-workers`); runs only when plugins are registered.
+    /// The plugins' consumer group (`plugin-workers`; not a config key); runs only when plugins
+    /// are registered.
     pub plugins_group: String,
     /// `DLQ_AFTER_ATTEMPTS` (default 5): failed attempts before an event is dead-lettered.
     pub dlq_after_attempts: u32,
     /// `RECLAIM_IDLE_MS` (default 30000): pending entries idle this long are taken over
     /// (`XAUTOCLAIM`), e.g. from a worker that died; also the retry delay after a failure.
     pub reclaim_idle: Duration,
-    /// `REPAIR_AFTER_MS` (default 60000): a delivered event no worker of a group has handled this
-    /// long after delivery, and no longer in Redis, is taken straight from the outbox.
+    /// A delivered event no worker of a group has handled this long after delivery (60 s; not a
+    /// config key), and no longer in Redis, is taken straight from the outbox.
     pub repair_after: Duration,
-    /// `REDIS_BLOCK_MS` (default 2000): `XREADGROUP BLOCK`; bounds how late a shutdown or a
-    /// reclaim tick is noticed by a worker waiting for entries.
+    /// `XREADGROUP BLOCK` (2 s; not a config key); bounds how late a shutdown or a reclaim tick
+    /// is noticed by a worker waiting for entries.
     pub redis_block: Duration,
-    /// `REDIS_CONNECT_TIMEOUT_MS` (default 2000).
+    /// Connecting to Redis (2 s; not a config key).
     pub redis_connect_timeout: Duration,
     /// `LTM_TOP_K` (default 3): memories recalled into a prompt.
     pub ltm_top_k: usize,
@@ -69,7 +72,8 @@ pub struct EventsConfig {
     /// `EVENT_WORKERS_IN_PROCESS` (default true): run the consumer groups inside the server.
     /// Off only when standalone `kotodama worker` processes do all the consuming (Redis mode).
     pub in_process_workers: bool,
-    /// `EVENT_CONSUMER_NAME` (default `<pid>-<random>`): this process's consumer name in Redis.
+    /// This process's consumer name in Redis (`koto-<pid>-<random>`; not a config key: unique
+    /// per start by design, see [`default_consumer_name`]).
     pub consumer_name: String,
 }
 

@@ -95,7 +95,7 @@ impl EventsRuntime {
         self
     }
 
-    /// Adds an in-process consumer of `events.plugins` (group `PLUGINS_GROUP`).
+    /// Adds an in-process consumer of `events.plugins` (group `plugins_group`).
     pub fn with_plugin(mut self, plugin: Arc<dyn Plugin>) -> EventsRuntime {
         self.plugins.push(plugin);
         self

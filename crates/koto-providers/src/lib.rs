@@ -6,4 +6,5 @@
 
 pub mod audio;
 pub mod llm;
+pub mod retry_after;
 pub mod tts;

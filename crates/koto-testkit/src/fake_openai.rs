@@ -104,10 +104,16 @@ impl FakeResponse {
 
     /// `429` with `retry-after: <seconds>`.
     pub fn rate_limited(retry_after_secs: u64) -> FakeResponse {
+        FakeResponse::rate_limited_with(&retry_after_secs.to_string())
+    }
+
+    /// `429` with `retry-after: <retry_after>` exactly as given: a huge or negative number, an
+    /// HTTP-date, garbage (one line; a CR or LF would end the header).
+    pub fn rate_limited_with(retry_after: &str) -> FakeResponse {
         match FakeResponse::error(429, "Rate limit reached for requests") {
             FakeResponse::Status { status, body, .. } => FakeResponse::Status {
                 status,
-                headers: vec![("retry-after".to_owned(), retry_after_secs.to_string())],
+                headers: vec![("retry-after".to_owned(), retry_after.to_owned())],
                 body,
             },
             other => other,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{FutureExt, stream};
 use koto_core::ProviderError;
 use koto_core::llm::{LlmProvider, LlmRequest, LlmStream};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep, timeout_at};
@@ -306,7 +306,7 @@ impl Generation {
     /// One HTTP attempt, up to and including its first delta.
     async fn open_once(&self) -> Result<Option<(Box<Upstream>, String)>, Failure> {
         let endpoint = &self.endpoint;
-        let deadline = Instant::now() + endpoint.config.first_token_timeout;
+        let deadline = later(Instant::now(), endpoint.config.first_token_timeout);
         let mut request = endpoint
             .client
             .post(endpoint.url.clone())
@@ -385,6 +385,13 @@ impl Failure {
     }
 }
 
+/// `from + wait`, saturated at a year: a timeout too long to add (an `OpenAiConfig` built by
+/// hand) means "no timeout", not a panic.
+fn later(from: Instant, wait: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    from.checked_add(wait.min(FAR)).unwrap_or(from)
+}
+
 fn first_token_timeout() -> ProviderError {
     ProviderError::Timeout("first token".to_owned())
 }
@@ -399,7 +406,7 @@ fn send_failure(error: &reqwest::Error) -> Failure {
 /// Maps a non-2xx response to the error callers branch on, reading the body for its message.
 async fn status_failure(response: reqwest::Response, deadline: Instant) -> Failure {
     let status = response.status();
-    let retry_after = retry_after(response.headers());
+    let retry_after = crate::retry_after::from_headers(response.headers());
     let body = read_capped(response, deadline).await;
     let parsed = serde_json::from_slice::<Value>(&body).ok();
     let message = parsed
@@ -446,25 +453,6 @@ async fn status_failure(response: reqwest::Response, deadline: Instant) -> Failu
             }
         }
     }
-}
-
-/// `retry-after-ms` (OpenAI's precise variant) or `retry-after` in seconds. HTTP-dates are
-/// ignored: the header's seconds form is what LLM APIs send.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
-        let seconds = headers
-            .get(name)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
-            .ok()?;
-        (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
-    };
-    if let Some(millis) = number("retry-after-ms") {
-        return Some(Duration::from_secs_f64(millis / 1e3));
-    }
-    number(RETRY_AFTER.as_str()).map(Duration::from_secs_f64)
 }
 
 /// Up to [`ERROR_BODY_MAX`] bytes of the body, or what arrived before `deadline`.
@@ -600,7 +588,7 @@ impl Upstream {
             };
             let mut deadline = match wait {
                 Wait::FirstToken(deadline) => deadline,
-                Wait::Idle(gap) => idle_from + gap,
+                Wait::Idle(gap) => later(idle_from, gap),
             };
             if complete {
                 deadline = deadline.min(Instant::now() + TRAILER_GRACE);

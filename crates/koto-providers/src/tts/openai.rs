@@ -271,7 +271,7 @@ fn transport_error(error: &reqwest::Error) -> ProviderError {
 /// Maps an error status to the variant callers branch on, with the server's own message.
 async fn status_error(response: reqwest::Response, idle_timeout: Duration) -> ProviderError {
     let status = response.status();
-    let retry_after = retry_after(response.headers());
+    let retry_after = crate::retry_after::from_headers(response.headers());
     let body = tokio::time::timeout(idle_timeout, response.bytes())
         .await
         .ok()
@@ -310,22 +310,6 @@ fn error_message(body: &[u8]) -> String {
             text.chars().take(300).collect()
         }
     })
-}
-
-/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds; an HTTP-date form is ignored.
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Duration::try_from_secs_f64(ms / 1000.0).ok();
-    }
-    header("retry-after")
-        .and_then(|v| v.parse::<f64>().ok())
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// The response body being turned into PCM.
@@ -504,24 +488,6 @@ mod tests {
             "(empty body)",
             "nothing to say is said explicitly"
         );
-    }
-
-    #[test]
-    fn retry_after_reads_milliseconds_then_seconds() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(
-            retry_after(&headers),
-            Some(Duration::from_secs(7)),
-            "seconds"
-        );
-        headers.insert("retry-after-ms", "1500".parse().unwrap());
-        assert_eq!(
-            retry_after(&headers),
-            Some(Duration::from_millis(1500)),
-            "the finer header wins"
-        );
-        assert_eq!(retry_after(&http::HeaderMap::new()), None, "absent");
     }
 
     #[test]

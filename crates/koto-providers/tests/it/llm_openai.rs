@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use koto_core::ProviderError;
 use koto_core::llm::{ChatMessage, LlmProvider, LlmRequest, LlmStream, Role};
 use koto_providers::llm::{OpenAiConfig, OpenAiLlm};
+use koto_providers::retry_after;
 use koto_testkit::fake_openai::{FakeEnd, FakeOpenAi, FakeResponse, FakeScript, FakeStream};
 use serde_json::json;
 
@@ -279,20 +280,54 @@ async fn rate_limited_until_retries_run_out_is_rate_limited() {
 
 #[tokio::test]
 async fn a_long_retry_after_is_reported_not_waited_out() {
-    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::rate_limited(120))).await;
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::rate_limited(30))).await;
     let outcome = chat(config(&fake), "hi").await;
     assert_eq!(
         outcome.error,
         Some(ProviderError::RateLimited {
-            retry_after: Some(Duration::from_secs(120))
+            retry_after: Some(Duration::from_secs(30))
         }),
         "retry-after seconds are parsed"
     );
     assert_eq!(
         fake.request_count(),
         1,
-        "a live conversation does not pause for two minutes"
+        "a live conversation does not pause for half a minute"
     );
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_capped_and_garbage_is_ignored() {
+    for (header, expected, requests) in [
+        // Used to panic the stream's task (`Duration::from_secs_f64(1e300)`).
+        ("1e300", Some(retry_after::MAX), 1),
+        ("18446744073709551616", Some(retry_after::MAX), 1),
+        ("120", Some(retry_after::MAX), 1),
+        // No usable wait: the ordinary back-off, then the retry's 429 again.
+        ("-5", None, 2),
+        ("NaN", None, 2),
+        ("soon", None, 2),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None, 2),
+    ] {
+        let fake =
+            FakeOpenAi::start(FakeScript::always(FakeResponse::rate_limited_with(header))).await;
+        let outcome = chat(
+            OpenAiConfig {
+                max_retries: 1,
+                ..config(&fake)
+            },
+            "hi",
+        )
+        .await;
+        assert_eq!(
+            outcome.error,
+            Some(ProviderError::RateLimited {
+                retry_after: expected
+            }),
+            "retry-after: {header}"
+        );
+        assert_eq!(fake.request_count(), requests, "retry-after: {header}");
+    }
 }
 
 #[tokio::test]

@@ -159,7 +159,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // D as the fake really delivers it (its timer fires a little after D): the same request
     // straight to the fake, so "overhead" is only what Kotodama adds.
     let direct = direct_ttft(&target.client, &fake.base_url(), args.turns.min(100)).await?;
-    let effective_delay = Duration::from_secs_f64(percentiles(direct.clone()).p50 / 1000.0);
+    let effective_delay = millis(percentiles(direct.clone()).p50);
     let mut scenarios = Vec::new();
     let sequential = run_sequential(&target, "bench-seq", args.turns).await?;
     scenarios.push(summarise("sequential".into(), &sequential, effective_delay));
@@ -167,8 +167,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let per_session = args.turns.div_ceil(concurrency);
     // Sessions start spread over one turn's length, as independent streams would, rather than
     // in lockstep (which would land every first token in the same millisecond).
-    let spread = Duration::from_secs_f64(
-        percentiles(sequential.iter().map(|s| s.turn.as_secs_f64()).collect()).p50,
+    let spread = millis(
+        percentiles(
+            sequential
+                .iter()
+                .map(|s| s.turn.as_secs_f64() * 1e3)
+                .collect(),
+        )
+        .p50,
     );
     // The same load straight at the fake: at 16 sessions on 2 cores the client and the fake
     // slow down too, and that is not Kotodama's overhead.
@@ -178,7 +184,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         async move { direct_ttft(&client, &base_url, per_session).await }
     })
     .await?;
-    let loaded_delay = Duration::from_secs_f64(percentiles(direct_loaded.clone()).p50 / 1000.0);
+    let loaded_delay = millis(percentiles(direct_loaded.clone()).p50);
     let concurrent: Vec<Sample> = spread_sessions(concurrency, spread, |session| {
         let target = target.clone();
         async move { run_sequential(&target, &format!("bench-c{session}"), per_session).await }
@@ -371,6 +377,11 @@ fn summarise(name: String, samples: &[Sample], upstream_ttft: Duration) -> Scena
     }
 }
 
+/// `ms` as a duration. No samples (`--turns 0`: a NaN percentile) is zero, not a panic.
+fn millis(ms: f64) -> Duration {
+    Duration::try_from_secs_f64(ms / 1e3).unwrap_or(Duration::ZERO)
+}
+
 pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| {
@@ -480,4 +491,21 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("kotodama-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_samples_is_a_zero_duration_not_a_panic() {
+        assert!(
+            percentiles(Vec::new()).p50.is_nan(),
+            "no samples, no median"
+        );
+        assert_eq!(millis(percentiles(Vec::new()).p50), Duration::ZERO);
+        assert_eq!(millis(-3.0), Duration::ZERO);
+        assert_eq!(millis(1e300), Duration::ZERO, "unrepresentable");
+        assert_eq!(millis(1500.0), Duration::from_millis(1500));
+    }
 }

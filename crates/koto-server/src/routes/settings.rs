@@ -5,7 +5,8 @@
 //! reports every failing key. Then it applies what it can to the running app (`crate::live`):
 //! persona, memory window, LLM and voice keys swap the engine's profile for the next turns (a
 //! provider that cannot start refuses the change before anything is saved), and the desktop
-//! shell applies output device, volume and stop hotkey. Every other key says "restart to apply".
+//! shell applies output device, volume and stop hotkey. Every other key says "restart to apply"
+//! and keeps its running value until then, also in a profile rebuilt for a later live change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,9 +21,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::config::{Config, ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
+use crate::config::{ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
 use crate::error::AppError;
-use crate::live::{Effect, LiveTargets, rebuild_profile};
+use crate::live::{Effect, LiveTargets, rebuild_profile, running_after};
 use crate::routes::read_json;
 
 /// Keys the settings API does not edit, and why.
@@ -55,8 +56,8 @@ pub struct Settings {
 struct Plan {
     table: toml::Table,
     saved: Vec<String>,
+    /// What the next start builds (validated).
     next: RawConfig,
-    config: Config,
 }
 
 /// A refused change: every failing key with its reason, or a problem with the file itself.
@@ -215,6 +216,15 @@ impl Settings {
             .filter(|key| plan.next.value(key) != running.value(key))
             .collect();
         let mut fields = BTreeMap::new();
+        // What the running app applies: live keys from the plan, restart-only keys as running.
+        let live_config = match running_after(&running, &plan.next).build() {
+            Ok(config) => config,
+            Err(ConfigError::Invalid { key, reason, .. }) => {
+                fields.insert(key.to_owned(), reason);
+                return Err(SettingsRefused::Fields(fields));
+            }
+            Err(other) => return Err(SettingsRefused::File(other.to_string())),
+        };
         let desktop_changed: Vec<&'static str> = changed
             .iter()
             .copied()
@@ -222,14 +232,14 @@ impl Settings {
             .collect();
         if let Some(desktop) = &live.desktop {
             for key in &desktop_changed {
-                if let Err(reason) = desktop.check(key, &plan.config.desktop) {
+                if let Err(reason) = desktop.check(key, &live_config.desktop) {
                     fields.insert((*key).to_owned(), reason);
                 }
             }
         }
         let profile_changed = changed.iter().any(|key| Effect::of(key).is_profile());
         let profile = if profile_changed && fields.is_empty() {
-            match rebuild_profile(&live.engine, &plan.config, &changed).await {
+            match rebuild_profile(&live.engine, &live_config, &changed).await {
                 Ok(profile) => Some(profile),
                 Err(failures) => {
                     for (key, reason) in failures {
@@ -263,7 +273,7 @@ impl Settings {
         match &live.desktop {
             Some(desktop) => {
                 for key in desktop_changed {
-                    match desktop.apply(key, &plan.config.desktop) {
+                    match desktop.apply(key, &live_config.desktop) {
                         Ok(note) => {
                             applied.push(key);
                             if let Some(note) = note {
@@ -335,15 +345,10 @@ impl Settings {
             return Err(SettingsRefused::Fields(fields));
         }
         let next = self.next_start(&running, &table);
-        let config = next.build().map_err(|error| {
+        next.build().map_err(|error| {
             SettingsRefused::File(format!("the settings do not build: {error}"))
         })?;
-        Ok(Plan {
-            table,
-            saved,
-            next,
-            config,
-        })
+        Ok(Plan { table, saved, next })
     }
 
     fn commit(&self, plan: &Plan) -> Result<(), SettingsRefused> {
@@ -379,13 +384,22 @@ impl Settings {
             .collect();
         let message = if saved.is_empty() {
             "nothing to save".to_owned()
-        } else if restart_required.is_empty() {
+        } else if restart_required.is_empty() && overridden.is_empty() {
             "saved and applied".to_owned()
         } else {
-            format!(
-                "saved; restart Kotodama to apply: {}",
-                restart_required.join(", ")
-            )
+            let mut message = "saved".to_owned();
+            if !restart_required.is_empty() {
+                message.push_str("; restart Kotodama to apply: ");
+                message.push_str(&restart_required.join(", "));
+            }
+            // "applied" would be untrue: a higher layer keeps its own value, now and after a
+            // restart.
+            if !overridden.is_empty() {
+                let keys: Vec<&str> = overridden.keys().map(String::as_str).collect();
+                message.push_str("; overridden, so not in effect: ");
+                message.push_str(&keys.join(", "));
+            }
+            message
         };
         SettingsSaved {
             ok: true,

@@ -144,3 +144,39 @@ fn json_logs_carry_the_correlation_id_on_every_turn_line() {
         );
     }
 }
+
+#[test]
+fn log_lines_written_to_a_file_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("kotodama.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = kotodama()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env("SYNC_TTS_STREAMING", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("kotodama ready"), "ready line: {line:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("INFO") && logs.contains("shutting down"),
+        "the file holds the run's info lines: {logs}"
+    );
+    assert!(
+        !logs.contains("\x1b["),
+        "no ANSI colour codes when stderr is not a terminal: {logs:?}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use koto_server::config::DesktopConfig;
+use koto_server::config::{Config, DesktopConfig};
 use koto_server::live::{Choice, DesktopSettings};
 use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
 use serde_json::{Value, json};
@@ -290,6 +290,264 @@ async fn the_desktop_hook_checks_applies_and_lists_devices() {
         desktop.applied.lock().unwrap().len(),
         3,
         "an unchanged value is not applied again: {again}"
+    );
+    app.shutdown().await;
+}
+
+/// A valid value other than the default for every restart-only key the settings API edits. A
+/// new restart-only key fails the test below until it has one here.
+fn restart_only_value(key: &str) -> &'static str {
+    match key {
+        "bind" => "127.0.0.1:1",
+        "allowed_origins" => "http://example.test",
+        "log_format" => "json",
+        "max_body_bytes" => "131072",
+        "input_rate_per_sec" => "7",
+        "input_burst" => "9",
+        "tts_sample_rate" => "16000",
+        "audio_lead_ms" => "300",
+        // Refused at once on loopback: the restarted app falls back to embedded events.
+        "redis_url" => "redis://127.0.0.1:1/0",
+        "outbox_batch" => "64",
+        "outbox_retention_hours" => "24",
+        "stream_maxlen" => "5000",
+        "ltm_group" => "ltm-b",
+        "analytics_group" => "analytics-b",
+        "dlq_after_attempts" => "3",
+        "reclaim_idle_ms" => "10000",
+        "event_workers_in_process" => "false",
+        "sync_tts_barge_in" => "false",
+        "enable_async_ext" => "false",
+        "playback" => "off",
+        other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
+    }
+}
+
+fn entry<'a>(view: &'a Value, key: &str) -> &'a Value {
+    view["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["key"] == key)
+        .unwrap()
+}
+
+async fn stop_status(app: &TestServer) -> u16 {
+    app.post("/control/stop")
+        .json(&json!({"sessionId": "s"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn restart_only_keys_keep_their_running_value_through_later_live_changes() {
+    let app = serve(&[("SYNC_TTS_STREAMING", "true"), ("TTS_PROVIDER", "mock")]).await;
+    let engine = app.server.as_ref().unwrap().engine.clone();
+    let started = engine.profile();
+    let started_health = get(&app, "/health").await;
+    let started_view = get(&app, "/settings").await;
+    // Driven by the table (through the view): every key that says "restart to apply".
+    let restart_only: Vec<String> = started_view["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["restartRequired"] == true && entry["desktopOnly"] == false)
+        .map(|entry| entry["key"].as_str().unwrap().to_owned())
+        .collect();
+    for key in [
+        "sync_tts_barge_in",
+        "enable_async_ext",
+        "tts_sample_rate",
+        "bind",
+    ] {
+        assert!(
+            restart_only.iter().any(|k| k == key),
+            "{key} is restart-only: {restart_only:?}"
+        );
+    }
+    assert_eq!(stop_status(&app).await, 200, "STOP is allowed at start");
+
+    let mut saved_so_far: Vec<&str> = Vec::new();
+    for (round, key) in restart_only.iter().enumerate() {
+        let key = key.as_str();
+        let value = restart_only_value(key);
+        let running = entry(&started_view, key)["value"].clone();
+        assert_ne!(
+            running, value,
+            "{key}: the test value differs from the running one"
+        );
+
+        let (status, body) = put(&app, json!({ key: value })).await;
+        assert_eq!(status, 200, "{key}: {body}");
+        assert!(
+            keys(&body["appliedNow"]).is_empty(),
+            "{key} is not applied now: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        if key == "bind" {
+            // The test harness sets KOTODAMA_BIND: the answer names the override instead.
+            assert!(
+                body["overridden"][key]
+                    .as_str()
+                    .is_some_and(|by| by.contains("KOTODAMA_BIND"))
+                    && message.contains("overridden")
+                    && message.contains(key),
+                "an overridden key is not called applied: {body}"
+            );
+        } else {
+            assert_eq!(
+                keys(&body["restartRequired"]),
+                [key],
+                "the answer says a restart is needed: {body}"
+            );
+            assert!(
+                message.contains("restart") && message.contains(key),
+                "the message names the key to restart for: {body}"
+            );
+        }
+
+        // A live change of each kind: engine (persona), LLM, voice. Each rebuilds its part.
+        let persona = format!("persona {round}");
+        let rate = format!("{:.2}", 0.6 + 0.05 * round as f64);
+        let voice_before = engine.profile().voice.clone().unwrap();
+        let (status, body) = put(
+            &app,
+            json!({"system_prompt": persona, "llm_model": format!("model-{round}"), "tts_rate": rate}),
+        )
+        .await;
+        assert_eq!(status, 200, "{key}: {body}");
+        assert_eq!(body["restartRequired"], json!([]), "{key}: {body}");
+        assert_eq!(body["message"], "saved and applied", "{key}: {body}");
+        let mut applied = keys(&body["appliedNow"]);
+        applied.sort_unstable();
+        assert_eq!(
+            applied,
+            ["llm_model", "system_prompt", "tts_rate"],
+            "{key}: {body}"
+        );
+
+        let profile = engine.profile();
+        let voice = profile.voice.clone().unwrap();
+        assert!(
+            !std::sync::Arc::ptr_eq(&voice, &voice_before),
+            "{key}: the voice was rebuilt for tts_rate"
+        );
+        assert_eq!(
+            voice.sample_rate(),
+            started.voice.as_ref().unwrap().sample_rate(),
+            "{key}: the rebuilt voice keeps the running sample rate"
+        );
+        let mut expected = started.config.clone();
+        expected.system_prompt = persona.clone();
+        assert_eq!(
+            format!("{:?}", profile.config),
+            format!("{expected:?}"),
+            "{key}: only the live key changed the engine's config (flags included)"
+        );
+        let health = get(&app, "/health").await;
+        assert_eq!(health["flags"], started_health["flags"], "{key}");
+        assert_eq!(health["tts"], started_health["tts"], "{key}");
+        assert_eq!(
+            stop_status(&app).await,
+            200,
+            "{key}: STOP is still allowed (not 409)"
+        );
+
+        saved_so_far.push(key);
+        let view = get(&app, "/settings").await;
+        let pending = keys(&view["pendingRestart"]);
+        for earlier in &saved_so_far {
+            assert_eq!(
+                entry(&view, earlier)["value"],
+                entry(&started_view, earlier)["value"],
+                "{earlier}: the running value is unchanged after saving {key}"
+            );
+            assert_eq!(
+                entry(&view, earlier)["saved"],
+                restart_only_value(earlier),
+                "{earlier}: the file holds the saved value"
+            );
+            // bind stays the env's, now and after a restart: not pending.
+            assert_eq!(
+                pending.contains(earlier),
+                *earlier != "bind",
+                "{earlier}: pending restart after saving {key}: {pending:?}"
+            );
+        }
+    }
+
+    // A restart on the same data dir takes the saved values.
+    let mut app = app;
+    app.server.take().unwrap().shutdown().await.unwrap();
+    let data_dir = app.dir.path().to_string_lossy().into_owned();
+    let flags = [
+        ("data_dir", data_dir),
+        ("bind", "127.0.0.1:0".to_owned()),
+        ("token", TOKEN.to_owned()),
+        ("sync_tts_streaming", "true".to_owned()),
+        ("tts_provider", "mock".to_owned()),
+    ];
+    let (config, _) = Config::load_with(None, &flags, |_: &str| None).unwrap();
+    for key in &saved_so_far {
+        if *key != "bind" {
+            assert_eq!(
+                config.raw.value(key),
+                Some(restart_only_value(key)),
+                "{key} takes effect at the next start"
+            );
+        }
+    }
+    let server = koto_server::start(config).await.unwrap();
+    let restarted = TestServer {
+        base: server.base_url(),
+        server: Some(server),
+        client: app.client.clone(),
+        dir: app.dir,
+    };
+    let health = get(&restarted, "/health").await;
+    assert_eq!(health["flags"]["SYNC_TTS_BARGE_IN"], false, "{health}");
+    assert_eq!(health["flags"]["ENABLE_ASYNC_EXT"], false, "{health}");
+    assert_eq!(health["tts"]["sampleRate"], 16000, "{health}");
+    assert_eq!(
+        stop_status(&restarted).await,
+        409,
+        "after the restart STOP is refused, as saved"
+    );
+    assert!(
+        keys(&get(&restarted, "/settings").await["pendingRestart"]).is_empty(),
+        "nothing is pending once restarted"
+    );
+    restarted.shutdown().await;
+}
+
+#[tokio::test]
+async fn absurd_numbers_are_refused_naming_each_key_and_its_range() {
+    let app = serve(&[]).await;
+    let (status, body) = put(
+        &app,
+        json!({"llm_request_timeout": 1e300, "input_rate_per_sec": 1e-300,
+               "outbox_retention_hours": -1, "reclaim_idle_ms": "18446744073709551616"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["fields"],
+        json!({
+            "llm_request_timeout": "expected 0.01 to 3600 seconds",
+            "input_rate_per_sec": "expected 0.001 to 1000000 per second",
+            "outbox_retention_hours": "expected 0.01 to 87600 hours",
+            "reclaim_idle_ms": "expected 10 to 86400000 ms",
+        }),
+        "each key with its accepted range, nothing saved"
+    );
+    assert!(!app.dir.path().join("kotodama.toml").exists());
+    assert_eq!(
+        get(&app, "/ready").await["ready"],
+        true,
+        "the app is still up"
     );
     app.shutdown().await;
 }

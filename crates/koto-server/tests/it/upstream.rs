@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript, FakeStream};
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use serde_json::json;
 
 use crate::{read_sse, serve};
@@ -116,4 +118,108 @@ async fn a_client_disconnect_closes_the_upstream_request() {
         "the upstream saw the request go away"
     );
     app.shutdown().await;
+}
+
+/// What an upstream might send as `retry-after`: numbers of every size and form, HTTP-dates,
+/// garbage. Values the client would really wait out (50 ms to 5 s) are left out: they are
+/// ordinary, and waiting is not what this test is about.
+fn retry_after_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<f64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|n| format!("{n:e}")),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u128>().prop_map(|n| n.to_string()),
+        "[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+        "[!-~][ -~]{0,20}",
+        prop::sample::select(vec!["1e300", "-1", "NaN", "inf", "1e-300", "0"])
+            .prop_map(str::to_owned),
+    ]
+    .prop_filter("a wait the client would sit out", |text| {
+        koto_providers::retry_after::parse_seconds(text)
+            .is_none_or(|wait| wait < Duration::from_millis(50) || wait > Duration::from_secs(5))
+    })
+}
+
+/// Any `retry-after` on a 429 ends the turn with `done` (a `1e300` used to panic the turn
+/// task: no `done`, the row left open), with the retry's reply or `llm_rate_limited`.
+#[test]
+fn any_retry_after_from_the_upstream_ends_the_turn_with_done() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let turn_ends = |retry_after: String| {
+        let frames = runtime.block_on(async {
+            let fake = FakeOpenAi::start(FakeScript::sequence(vec![
+                FakeResponse::rate_limited_with(&retry_after),
+                FakeResponse::reply("Back again."),
+            ]))
+            .await;
+            let app = serve_with(&fake, &[("LLM_MAX_RETRIES", "1")]).await;
+            let frames = read_sse(app.chat(json!({"sessionId":"s","content":"hi"})).await).await;
+            // The row's ending may be written just after `done`: poll, bounded.
+            let mut status = serde_json::Value::Null;
+            for _ in 0..200 {
+                let history: serde_json::Value = app
+                    .client
+                    .get(format!("{}/sessions/s/history", app.base))
+                    .bearer_auth(crate::TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                status = history["turns"][0]["status"].clone();
+                if status != "open" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            app.shutdown().await;
+            (frames, status)
+        });
+        let (frames, status) = frames;
+        let names: Vec<&str> = frames.iter().map(|f| f.event.as_str()).collect();
+        prop_assert_eq!(
+            names.last().copied(),
+            Some("done"),
+            "retry-after {:?}: {:?}",
+            retry_after,
+            names
+        );
+        if let Some(error) = frames.iter().find(|f| f.event == "error") {
+            prop_assert_eq!(
+                &error.data["code"],
+                "llm_rate_limited",
+                "retry-after {:?}",
+                retry_after
+            );
+        }
+        prop_assert!(
+            status == "completed" || status == "failed",
+            "retry-after {:?}: the turn row is closed, not left open: {}",
+            retry_after,
+            status
+        );
+        Ok(())
+    };
+    // The values of the report first, then random ones.
+    for retry_after in [
+        "1e300",
+        "-1",
+        "NaN",
+        "inf",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "soon",
+    ] {
+        if let Err(failure) = turn_ends(retry_after.to_owned()) {
+            panic!("{failure}");
+        }
+    }
+    if let Err(failure) = runner.run(&retry_after_text(), turn_ends) {
+        panic!("{failure}");
+    }
 }

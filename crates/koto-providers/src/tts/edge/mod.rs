@@ -432,11 +432,7 @@ fn handshake_status_error(status: StatusCode, headers: &http::HeaderMap) -> Prov
             ProviderError::Auth(format!("Edge refused the handshake: HTTP {status}"))
         }
         StatusCode::TOO_MANY_REQUESTS => ProviderError::RateLimited {
-            retry_after: headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+            retry_after: crate::retry_after::from_headers(headers),
         },
         _ => ProviderError::Protocol(format!(
             "Edge refused the WebSocket handshake: HTTP {status}"
