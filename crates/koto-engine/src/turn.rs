@@ -349,8 +349,11 @@ async fn record(
             let failed = FailedTurn {
                 session,
                 turn,
-                heard_text: String::new(),
-                reason: error.code.as_str().to_owned(),
+                heard_text: progress.delivered.clone(),
+                reason: progress
+                    .end_reason
+                    .clone()
+                    .unwrap_or_else(|| error.code.as_str().to_owned()),
                 ts_ms: ts,
                 events,
             };
@@ -362,7 +365,7 @@ async fn record(
                 turn,
                 reply_text: progress.delivered.clone(),
                 interrupted: matches!(ending, Ending::Interrupted),
-                reason: None,
+                reason: progress.end_reason.clone(),
                 ts_ms: ts,
                 events,
             };

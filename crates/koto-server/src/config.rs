@@ -372,7 +372,7 @@ impl RawConfig {
             token: self.optional::<String>("token")?.map(Secret::new),
             allowed_origins: self.origins("allowed_origins"),
             legacy_origins: self.origins("legacy_origins"),
-            body_read_timeout: self.seconds_at_most("body_read_timeout", 3600.0)?,
+            body_read_timeout: self.seconds("body_read_timeout", 0.01..=3600.0)?,
             legacy: self.legacy_limits()?,
             log_format: match self.text("log_format").as_str() {
                 "text" => LogFormat::Text,
@@ -455,47 +455,25 @@ impl RawConfig {
             .collect()
     }
 
-    /// A positive number of seconds up to `max` (timers add it to `Instant::now()`), checked
-    /// before it becomes a `Duration` so no value can panic.
-    fn seconds_at_most(&self, key: &'static str, max: f64) -> Result<Duration, ConfigError> {
-        let seconds: f64 = self.parse(key)?;
-        if !(seconds.is_finite() && seconds > 0.0 && seconds <= max) {
-            return Err(self.invalid(
-                key,
-                &format!("expected a positive number of seconds, at most {max}"),
-            ));
-        }
-        Duration::try_from_secs_f64(seconds).map_err(|error| self.invalid(key, &error.to_string()))
-    }
-
-    /// A whole number from 1 up.
-    fn at_least_one<T: FromStr + PartialOrd + From<u8>>(
-        &self,
-        key: &'static str,
-    ) -> Result<T, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        let value: T = self.parse(key)?;
-        if value < T::from(1) {
-            return Err(self.invalid(key, "expected at least 1"));
-        }
-        Ok(value)
-    }
-
     fn legacy_limits(&self) -> Result<LegacyLimits, ConfigError> {
-        const DAY: f64 = 86_400.0;
+        const DAY: RangeInclusive<f64> = 0.01..=86_400.0;
+        // Sizes and counts: from 1 up to what a 64-bit machine can index and never overflow.
+        const MANY: u64 = 1 << 40;
+        let count = |key| {
+            self.number(key, 1..=MANY, "")
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
         Ok(LegacyLimits {
-            max_tasks: self.at_least_one("legacy_max_tasks")?,
-            retain: self.seconds_at_most("legacy_retain", DAY)?,
-            log_bytes: self.at_least_one("legacy_log_bytes")?,
-            upload_idle: self.seconds_at_most("legacy_upload_idle", DAY)?,
-            upload_deadline: self.seconds_at_most("legacy_upload_deadline", DAY)?,
-            peer_timeout: self.seconds_at_most("legacy_peer_timeout", DAY)?,
-            max_chunks: self.at_least_one("legacy_max_chunks")?,
-            max_upload_bytes: self.at_least_one("legacy_max_upload_bytes")?,
-            max_text_bytes: self.at_least_one("legacy_max_text_bytes")?,
-            audio_linger: self.seconds_at_most("legacy_audio_linger", DAY)?,
+            max_tasks: count("legacy_max_tasks")?,
+            retain: self.seconds("legacy_retain", DAY)?,
+            log_bytes: count("legacy_log_bytes")?,
+            upload_idle: self.seconds("legacy_upload_idle", DAY)?,
+            upload_deadline: self.seconds("legacy_upload_deadline", DAY)?,
+            peer_timeout: self.seconds("legacy_peer_timeout", DAY)?,
+            max_chunks: self.number("legacy_max_chunks", 1..=MANY, " chunks")?,
+            max_upload_bytes: count("legacy_max_upload_bytes")?,
+            max_text_bytes: count("legacy_max_text_bytes")?,
+            audio_linger: self.seconds("legacy_audio_linger", DAY)?,
         })
     }
 
@@ -1018,6 +996,11 @@ mod tidy {
         ("STOP_ACK", "a wire frame"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),
         ("TCP_NODELAY", "a socket option"),
+        ("MAX_MESSAGE_BYTES", "a constant (routes/ws.rs)"),
+        (
+            "VITE_WS_BASE_URL",
+            "the original Vue front end's own setting (README: using the original web front end)",
+        ),
     ];
 
     /// Words shaped like env vars: capitals and digits with an underscore inside.

@@ -159,6 +159,10 @@ async fn a_stopped_turn_is_interrupted_with_what_was_delivered() {
     let turn = &history["turns"][0];
     assert_eq!(turn["status"], "interrupted", "the STOP shows: {turn}");
     assert_eq!(
+        turn["reason"], "user_interrupt",
+        "and who stopped it: {turn}"
+    );
+    assert_eq!(
         turn["assistant"], streamed,
         "without speech, what reached the caller is what was stored, unmarked"
     );

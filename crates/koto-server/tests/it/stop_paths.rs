@@ -222,10 +222,20 @@ async fn stop_mid_speech(path: Path) {
         }
     };
 
-    let (stored, interrupted) = stored_reply(&app, &session).await;
+    let (stored, interrupted, reason) = stored_reply(&app, &session).await;
     assert!(
         interrupted,
         "{path:?}: stored as interrupted, not completed"
+    );
+    let expected_reason = match path {
+        Path::Disconnect => "client_disconnected",
+        Path::Shutdown => "shutdown",
+        Path::ControlRoute | Path::LiveSocket | Path::Command => "user_interrupt",
+    };
+    assert_eq!(
+        reason.as_deref(),
+        Some(expected_reason),
+        "{path:?}: the reason is stored"
     );
     let whole = seen.whole_segments();
     let through = seen.through_current_segment();
@@ -254,9 +264,9 @@ async fn stop_mid_speech(path: Path) {
     }
 }
 
-/// The stored reply of turn 0 and whether it is marked interrupted, read from the database
-/// itself (the server may be gone).
-async fn stored_reply(app: &TestServer, session: &str) -> (String, bool) {
+/// The stored reply of turn 0, whether it is marked interrupted, and the turn's end reason,
+/// read from the database itself (the server may be gone).
+async fn stored_reply(app: &TestServer, session: &str) -> (String, bool, Option<String>) {
     let db = app.dir.path().join("kotodama.sqlite3");
     let session = session.to_owned();
     // The turn records its ending after the fence; poll (bounded) until it has.
@@ -268,9 +278,11 @@ async fn stored_reply(app: &TestServer, session: &str) -> (String, bool) {
             )
             .expect("open db");
             conn.query_row(
-                "SELECT text, interrupted FROM turns WHERE sessionId = ?1 AND turn = 0 AND role = 'assistant'",
+                "SELECT a.text, a.interrupted, u.end_reason FROM turns AS a JOIN turns AS u
+                   ON u.sessionId = a.sessionId AND u.turn = a.turn AND u.role = 'user'
+                 WHERE a.sessionId = ?1 AND a.turn = 0 AND a.role = 'assistant'",
                 [&session],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .ok()
         };
