@@ -571,3 +571,34 @@ async fn a_fixed_default_lang_speaks_every_segment_in_it_unless_meta_lang_says_o
         "meta.lang beats default_lang: {input:?}"
     );
 }
+
+#[tokio::test]
+async fn a_queued_turn_whose_caller_leaves_ends_without_silencing_the_one_speaking() {
+    let rig = speech_rig(EngineConfig::default(), voice());
+    let mut client = watch(&rig, "s1");
+    rig.llm
+        .push_tokens(GAP, &["The first reply ", "plays to its end."]);
+    let mut running = start(&rig.engine, text("s1", "one")).await;
+    let queued = start(&rig.engine, text("s1", "two")).await;
+    // The second caller leaves while its turn waits behind the first.
+    drop(queued);
+    let frames = frames_until_turn_end(&mut client, TurnNo(0)).await;
+    assert!(
+        matches!(frames.last(), Some(RelayFrame::Control(c)) if c.action == ControlAction::End),
+        "the running turn is not fenced by the queued one's cancel: {:?}",
+        frames.last()
+    );
+    assert!(
+        !frames
+            .iter()
+            .any(|f| matches!(f, RelayFrame::Control(c) if c.action == ControlAction::StopAck)),
+        "no STOP_ACK: it would silence turn 0 on every client"
+    );
+    assert_eq!(
+        shape(&drain(&mut running).await).last().expect("done"),
+        "done tokens=2 interrupted=false"
+    );
+    let history = rig.store.history(&session("s1"), None, 5).expect("history");
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[1].status, koto_store::TurnStatus::Interrupted);
+}

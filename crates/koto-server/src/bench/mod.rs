@@ -446,6 +446,15 @@ fn print_table(report: &Report) {
             fmt(&s.stop_to_last_chunk_ms)
         );
         println!("  chunks after STOP_ACK: {}", s.chunks_after_stop_ack);
+        println!(
+            "  LLM complete         {:>26} ms  (request → eos at the SSE client, speech on; direct {})",
+            fmt(&s.llm_complete_ms),
+            fmt(&s.llm_complete_direct_ms)
+        );
+        println!(
+            "  LLM-complete overhead{:>26} ms  (− the direct p50)",
+            fmt(&s.llm_complete_overhead_ms)
+        );
     }
 }
 

@@ -40,6 +40,13 @@ pub struct SpeechScenario {
     pub stop_to_last_chunk_ms: Percentiles,
     pub stops_before_first_audio: usize,
     pub chunks_after_stop_ack: u64,
+    /// The OpenAI client asked directly: request → end of the reply stream.
+    pub llm_complete_direct_ms: Percentiles,
+    /// Through Kotodama with speech on: request → the `eos` text delta at the SSE client.
+    pub llm_complete_ms: Percentiles,
+    /// `llm_complete_ms` − the direct p50: what Kotodama adds to the text's end (CONTRACTS §1:
+    /// the text runs at the LLM's pace, not the voice's).
+    pub llm_complete_overhead_ms: Percentiles,
 }
 
 pub struct SpeechArgs {
@@ -112,9 +119,18 @@ pub async fn run(provider: &str, args: &SpeechArgs) -> anyhow::Result<SpeechScen
         stop_to_last_chunk.push(trial.stop_to_last_chunk.map_or(0.0, ms));
         chunks_after_ack += trial.chunks_after_ack;
     }
+    let complete_direct = llm_complete_direct_ms(&fake.base_url(), 30).await?;
+    let direct_p50 = percentiles(complete_direct.clone()).p50;
+    let mut complete = Vec::new();
+    for trial in 0..args.trials.clamp(1, 100) {
+        complete.push(llm_complete_trial(&client, &server.base_url(), &token, trial).await?);
+    }
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(SpeechScenario {
+        llm_complete_direct_ms: percentiles(complete_direct),
+        llm_complete_overhead_ms: percentiles(complete.iter().map(|at| at - direct_p50).collect()),
+        llm_complete_ms: percentiles(complete),
         provider: provider.to_owned(),
         trials: args.trials,
         llm_first_segment_ms: percentiles(llm_first_segment),
@@ -237,6 +253,70 @@ async fn llm_first_segment_ms(base_url: &str, n: usize) -> anyhow::Result<Vec<f6
         samples.push(at.context("the reply produced no segment")?);
     }
     Ok(samples)
+}
+
+/// The OpenAI client against the same fake, read to the end of the reply.
+async fn llm_complete_direct_ms(base_url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    let llm = OpenAiLlm::new(OpenAiConfig {
+        base_url: base_url.to_owned(),
+        model: "bench".into(),
+        ..OpenAiConfig::default()
+    })?;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let mut deltas = llm.stream_chat(LlmRequest {
+            messages: vec![ChatMessage::new(Role::User, "baseline")],
+            lang: None,
+            correlation_id: "bench#0".into(),
+        });
+        while let Some(delta) = deltas.next().await {
+            delta?;
+        }
+        samples.push(ms(started.elapsed()));
+    }
+    Ok(samples)
+}
+
+/// One spoken reply through Kotodama: request → the `eos` delta at the SSE client (the whole
+/// text is out while the voice is still speaking). Then STOP, so the bench does not wait for the
+/// audio to play out.
+async fn llm_complete_trial(
+    client: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+    trial: usize,
+) -> anyhow::Result<f64> {
+    let session = "bench-llm-complete";
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base_url}/chat/stream"))
+        .bearer_auth(token)
+        .json(&json!({"sessionId": session, "content": format!("complete {trial}")}))
+        .send()
+        .await?;
+    let mut body = response.bytes_stream();
+    let mut seen = Vec::new();
+    let mut at = None;
+    while let Some(bytes) = body.next().await {
+        seen.extend_from_slice(&bytes?);
+        if seen.windows(10).any(|window| window == b"\"eos\":true") {
+            at = Some(ms(started.elapsed()));
+            break;
+        }
+    }
+    let at = at.context("the reply ended without eos")?;
+    client
+        .post(format!("{base_url}/control/stop"))
+        .bearer_auth(token)
+        .json(&json!({"sessionId": session}))
+        .send()
+        .await?
+        .error_for_status()?;
+    while let Some(bytes) = body.next().await {
+        bytes?;
+    }
+    Ok(at)
 }
 
 /// The configured voice called directly: time to its first chunk of the first segment.
