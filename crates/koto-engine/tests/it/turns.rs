@@ -254,6 +254,14 @@ async fn provider_failure_sends_error_then_done_and_leaves_no_half_turn() {
         rig.store.context(&session("s1"), 10).unwrap().is_empty(),
         "a failed turn never becomes context"
     );
+    let history = rig.store.history(&session("s1"), None, 5).unwrap();
+    assert_eq!(history[0].status, koto_store::TurnStatus::Failed);
+    assert_eq!(
+        history[0].reply_text.as_deref(),
+        Some("par"),
+        "what reached the caller before the failure is kept: {history:?}"
+    );
+    assert_eq!(history[0].reason.as_deref(), Some("llm_timeout"));
     let types: Vec<String> = rig
         .store
         .outbox_pending(0, 10)
