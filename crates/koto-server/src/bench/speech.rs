@@ -79,7 +79,7 @@ pub async fn run(provider: &str, args: &SpeechArgs) -> anyhow::Result<SpeechScen
     let tts_settings = config.tts.clone();
     let server = crate::start(config).await?;
 
-    let llm_first_segment = llm_first_segment_ms(&fake.base_url(), 30).await?;
+    let (llm_first_segment, complete_direct) = llm_direct_ms(&fake.base_url(), 30).await?;
     let first_segment = first_segment_text();
     let tts_first_chunk = tts_first_chunk_ms(&tts_settings, &first_segment, 30).await?;
     let baseline =
@@ -119,7 +119,6 @@ pub async fn run(provider: &str, args: &SpeechArgs) -> anyhow::Result<SpeechScen
         stop_to_last_chunk.push(trial.stop_to_last_chunk.map_or(0.0, ms));
         chunks_after_ack += trial.chunks_after_ack;
     }
-    let complete_direct = llm_complete_direct_ms(&fake.base_url(), 30).await?;
     let direct_p50 = percentiles(complete_direct.clone()).p50;
     let mut complete = Vec::new();
     for trial in 0..args.trials.clamp(1, 100) {
@@ -228,14 +227,15 @@ fn first_segment_text() -> String {
     REPLY.to_owned()
 }
 
-/// The OpenAI client and the segmenter against the fake, without Kotodama around them.
-async fn llm_first_segment_ms(base_url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+/// The OpenAI client and the segmenter against the fake, without Kotodama around them: request
+/// → first segment, and request → end of the reply stream, per call.
+async fn llm_direct_ms(base_url: &str, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let llm = OpenAiLlm::new(OpenAiConfig {
         base_url: base_url.to_owned(),
         model: "bench".into(),
         ..OpenAiConfig::default()
     })?;
-    let mut samples = Vec::with_capacity(n);
+    let (mut first_segment, mut complete) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         let started = Instant::now();
         let mut deltas = llm.stream_chat(LlmRequest {
@@ -250,32 +250,10 @@ async fn llm_first_segment_ms(base_url: &str, n: usize) -> anyhow::Result<Vec<f6
                 at = Some(ms(started.elapsed()));
             }
         }
-        samples.push(at.context("the reply produced no segment")?);
+        complete.push(ms(started.elapsed()));
+        first_segment.push(at.context("the reply produced no segment")?);
     }
-    Ok(samples)
-}
-
-/// The OpenAI client against the same fake, read to the end of the reply.
-async fn llm_complete_direct_ms(base_url: &str, n: usize) -> anyhow::Result<Vec<f64>> {
-    let llm = OpenAiLlm::new(OpenAiConfig {
-        base_url: base_url.to_owned(),
-        model: "bench".into(),
-        ..OpenAiConfig::default()
-    })?;
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let mut deltas = llm.stream_chat(LlmRequest {
-            messages: vec![ChatMessage::new(Role::User, "baseline")],
-            lang: None,
-            correlation_id: "bench#0".into(),
-        });
-        while let Some(delta) = deltas.next().await {
-            delta?;
-        }
-        samples.push(ms(started.elapsed()));
-    }
-    Ok(samples)
+    Ok((first_segment, complete))
 }
 
 /// One spoken reply through Kotodama: request → the `eos` delta at the SSE client (the whole
