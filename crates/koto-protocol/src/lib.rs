@@ -1,4 +1,5 @@
-//! Wire types of `CONTRACTS.md`: request bodies, SSE payloads, relay frames, error bodies.
+//! Wire types of `CONTRACTS.md`: request bodies, SSE payloads, relay frames, error bodies, the
+//! original front end's frames (`legacy`).
 //!
 //! Architecture invariant: JSON shapes are defined here and nowhere else; this crate holds no
 //! behaviour beyond (de)serialisation and shape-level validation.
@@ -7,5 +8,6 @@ pub mod chat;
 pub mod error;
 pub mod events;
 pub mod ingest;
+pub mod legacy;
 
 pub use error::{ErrorBody, ErrorCode, WireError};
