@@ -18,7 +18,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (-D warnings)"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# One feature set for clippy, the build and the tests (`bench`: `kotodama bench` and its fakes are
+# built and tested here, though the binary streamers run leaves them out).
+FEATURES=(--features koto-server/bench)
+cargo clippy --workspace --all-targets "${FEATURES[@]}" --quiet -- -D warnings
 # The workspace build enables koto-events' `redis` feature (koto-server's default); check the
 # crate without it too, so the embedded-only build stays clean and tested.
 cargo clippy -p koto-events --all-targets --quiet -- -D warnings
@@ -26,7 +29,7 @@ cargo clippy -p koto-events --all-targets --quiet -- -D warnings
 # test binary. The smoke and browser tests below run these binaries and `cargo test` reuses them,
 # so the workspace is compiled once for code (and once more for clippy's checks), not per step.
 echo "==> cargo build --workspace --all-targets"
-cargo build --workspace --all-targets --quiet
+cargo build --workspace --all-targets "${FEATURES[@]}" --quiet
 BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 # The real desktop binary in a real (virtual) window: start, single instance, hotkey STOP, busy
 # port page, clean quit. KOTODAMA_SKIP_DESKTOP=1 skips it (the mock-runtime tests above still run).
@@ -48,8 +51,8 @@ fi
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run -p koto-events --no-fail-fast --failure-output final   # without Redis
-  cargo nextest run --workspace --no-fail-fast --failure-output final      # with Redis
+  cargo nextest run --workspace "${FEATURES[@]}" --no-fail-fast --failure-output final  # with Redis
 else
   cargo test -p koto-events --no-fail-fast
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace "${FEATURES[@]}" --no-fail-fast
 fi

@@ -5,6 +5,7 @@
 //! sits behind `security::guard`, and all but `/health`, `/ready` and the UI's static files
 //! (`security::is_public`) need the token.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod config;
 pub mod error;
