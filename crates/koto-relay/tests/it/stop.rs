@@ -583,3 +583,89 @@ fn begin_stop_works_from_a_thread_outside_the_runtime() {
         "its deadline runs on the relay's runtime even though it started outside one"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_while_a_client_reconnects_leaves_it_nothing_of_the_stopped_turn() {
+    let relay = Relay::new(RelayConfig::default());
+    let (engine, mut stops) = relay.attach_producer(true);
+    let session = sid("live-001");
+    let first = relay.subscribe(ClientFilter::default());
+    for seq in 0..50 {
+        engine.send(chunk(&session, 3, seq)).await.expect("queued");
+    }
+    recv_for(&mut { first }, Duration::from_millis(100)).await;
+    // The overlay's socket dropped (the `first` client is gone); the STOP lands in between.
+    relay.begin_stop(&session, "user_interrupt");
+    assert!(stops.try_recv().is_ok(), "the engine was told");
+    for seq in 50..53 {
+        assert_eq!(
+            engine.send(chunk(&session, 3, seq)).await,
+            Ok(Ingested::Fenced)
+        );
+    }
+    // It reconnects before the engine's STOP_ACK.
+    let mut again = relay.subscribe(ClientFilter::default());
+    engine.send(ack(&session, Some(3))).await.expect("ack");
+    let log = recv_for(&mut again, Duration::from_millis(500)).await;
+    assert!(
+        chunks_of(&log, "live-001").is_empty(),
+        "nothing of the stopped turn reaches the reconnected client: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|(_, s)| matches!(s, Seen::StopAck { turn: Some(3), .. })),
+        "it still learns that the turn was stopped: {log:?}"
+    );
+    // The next turn plays to the reconnected client.
+    engine.send(chunk(&session, 4, 0)).await.expect("queued");
+    let next = recv_for(&mut again, Duration::from_millis(100)).await;
+    assert_eq!(chunks_of(&next, "live-001"), [(4, 0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_fenced_by_its_producer_drops_its_audio_and_end_and_tells_every_client() {
+    let relay = Relay::new(RelayConfig::default());
+    let mut client = relay.subscribe(ClientFilter::default());
+    let (engine, _stops) = relay.attach_producer(true);
+    let session = sid("live-001");
+    for seq in 0..50 {
+        engine.send(chunk(&session, 5, seq)).await.expect("queued");
+    }
+    let receipt = engine
+        .send_end(&session, TurnNo(5))
+        .expect("END queued behind the chunks");
+    recv_for(&mut client, Duration::from_millis(100)).await;
+    assert!(
+        relay.fence_turn(&session, TurnNo(5), "client_disconnected"),
+        "this call fenced it"
+    );
+    assert!(
+        !relay.fence_turn(&session, TurnNo(5), "client_disconnected"),
+        "a second fence of the same turn changes nothing and tells no one again"
+    );
+    assert!(!receipt.played().await, "the END was dropped, not played");
+    let log = recv_for(&mut client, Duration::from_millis(500)).await;
+    let acks = log
+        .iter()
+        .filter(|(_, s)| matches!(s, Seen::StopAck { turn: Some(5), .. }))
+        .count();
+    assert_eq!(acks, 1, "one STOP_ACK for the turn: {log:?}");
+    let after_ack: Vec<_> = log
+        .iter()
+        .skip_while(|(_, s)| !matches!(s, Seen::StopAck { .. }))
+        .filter(|(_, s)| matches!(s, Seen::Chunk { .. } | Seen::End { .. }))
+        .collect();
+    assert!(
+        after_ack.is_empty(),
+        "nothing of turn 5 after its STOP_ACK: {after_ack:?}"
+    );
+
+    // A turn that plays out: its receipt resolves when the END leaves for clients.
+    for seq in 0..5 {
+        engine.send(chunk(&session, 6, seq)).await.expect("queued");
+    }
+    let receipt = engine.send_end(&session, TurnNo(6)).expect("END queued");
+    assert!(receipt.played().await, "played once released");
+    let log = recv_for(&mut client, Duration::from_millis(50)).await;
+    assert_eq!(chunks_of(&log, "live-001").len(), 5);
+}
