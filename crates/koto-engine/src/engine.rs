@@ -152,7 +152,8 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-/// What a STOP did.
+/// The engine's answer to a STOP: which turns it cancelled. (How the relay's side of the
+/// STOP ended is `koto_relay::StopResolution`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOutcome {
     /// Turns cancelled (running and queued); empty when nothing was running.

@@ -22,7 +22,7 @@ use crate::config::RelayConfig;
 use crate::metrics::RelayMetrics;
 use crate::producer::Producer;
 use crate::session::{PacerNext, Session, Stopping, stop_ack};
-use crate::stop::{PendingStop, StopOutcome};
+use crate::stop::{PendingStop, StopResolution};
 
 /// STOPs a producer has not read yet; past this the producer is not listening and the STOP's
 /// timeout fences for it.
@@ -205,7 +205,7 @@ impl Inner {
                 let fence = session.fence_everything_seen(clients, metrics);
                 let ack = stop_ack(&session.id, fence, Some("producer_detached"));
                 session.finish_stop(
-                    &StopOutcome::NoProducer { fence },
+                    &StopResolution::NoProducer { fence },
                     ack,
                     clients,
                     limits,
@@ -336,7 +336,7 @@ impl Relay {
 
     /// STOP `session` (a client, `POST /control/stop`, the tray) and wait for the outcome.
     /// Equivalent to `begin_stop(..).outcome().await`.
-    pub async fn stop(&self, session: &SessionId, reason: &str) -> StopOutcome {
+    pub async fn stop(&self, session: &SessionId, reason: &str) -> StopResolution {
         self.begin_stop(session, reason).outcome().await
     }
 
@@ -350,7 +350,7 @@ impl Relay {
         let limits = self.inner.limits();
         let mut state = self.inner.lock();
         if state.shutting_down {
-            return PendingStop::ready(StopOutcome::ShuttingDown);
+            return PendingStop::ready(StopResolution::ShuttingDown);
         }
         state.metrics.stops += 1;
         let State {
@@ -373,7 +373,7 @@ impl Relay {
                 limits,
                 metrics,
             );
-            return PendingStop::ready(StopOutcome::NoProducer { fence: None });
+            return PendingStop::ready(StopResolution::NoProducer { fence: None });
         };
         let (answer, receiver) = oneshot::channel();
         if let Some(stopping) = &mut session.stopping {
@@ -397,13 +397,13 @@ impl Relay {
             let fence = session.fence_everything_seen(clients, metrics);
             let ack = stop_ack(session_id, fence, Some("no_producer"));
             session.finish_stop(
-                &StopOutcome::NoProducer { fence },
+                &StopResolution::NoProducer { fence },
                 ack,
                 clients,
                 limits,
                 metrics,
             );
-            return PendingStop::ready(StopOutcome::NoProducer { fence });
+            return PendingStop::ready(StopResolution::NoProducer { fence });
         };
         session.stopping = Some(Stopping {
             started: now,
@@ -458,7 +458,7 @@ impl Relay {
             reason: Some(reason.to_owned()),
         };
         clients.fan_out(&LiveFrame::new(RelayFrame::Control(stop)), limits, metrics);
-        let outcome = StopOutcome::Acked {
+        let outcome = StopResolution::Acked {
             turn: Some(turn),
             latency: Duration::ZERO,
         };
@@ -503,7 +503,7 @@ impl Relay {
             for session in state.sessions.values_mut() {
                 if let Some(stopping) = session.stopping.take() {
                     for waiter in stopping.waiters {
-                        let _ = waiter.send(StopOutcome::ShuttingDown);
+                        let _ = waiter.send(StopResolution::ShuttingDown);
                     }
                 }
                 // Nothing more is released: dropping the queue tells END waiters "not played".
