@@ -28,6 +28,7 @@ mod producer;
 mod relay;
 mod session;
 mod socket;
+mod state;
 mod stop;
 
 pub use client::{ClientFilter, DisconnectReason, LiveClient, LiveFrame};

@@ -16,8 +16,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::client::LiveFrame;
-use crate::relay::{Inner, State, session_entry};
 use crate::session::{IngestTurn, Queued, stop_ack};
+use crate::state::{Inner, State, session_entry};
 use crate::stop::StopResolution;
 
 /// Sample rates a SPEECH_CHUNK may declare.
