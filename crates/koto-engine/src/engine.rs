@@ -20,6 +20,7 @@ use crate::metrics::EngineMetrics;
 use crate::session::SessionSlot;
 use crate::speech::Speaker;
 use crate::speech_turn::TurnSpeech;
+use crate::store_calls::{blocking, kind_name, now_ms};
 use crate::turn::{TurnJob, run_turn};
 use crate::{EngineError, TurnHandle};
 use koto_core::memory::MemoryRecall;
@@ -330,6 +331,8 @@ impl Engine {
         Some(TurnSpeech::start(
             Segmenter::new(profile.config.segmenter.clone()),
             speaker,
+            job.events.clone(),
+            job.token.clone(),
         ))
     }
 
@@ -631,20 +634,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Runs a store call off the async workers; SQLite calls are short but blocking.
-pub(crate) async fn blocking<T, F>(call: F) -> Result<T, EngineError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, koto_store::StoreError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(EngineError::from),
-        Err(join_error) => Err(EngineError::NotAvailable(format!(
-            "storage task failed: {join_error}"
-        ))),
-    }
-}
-
 /// `UserInput` for plugins, written with the user row in one transaction.
 fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
     let correlation_id = CorrelationId::new(&turn.session, turn.turn).to_string();
@@ -670,19 +659,4 @@ fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
 fn say_text(command: &str) -> Option<&str> {
     let (verb, rest) = command.split_once(char::is_whitespace)?;
     (verb.eq_ignore_ascii_case("say") && !rest.trim().is_empty()).then(|| rest.trim())
-}
-
-pub(crate) fn kind_name(kind: InputKind) -> &'static str {
-    match kind {
-        InputKind::Text => "TEXT",
-        InputKind::AsrFinal => "ASR_FINAL",
-        InputKind::Command => "COMMAND",
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }

@@ -15,6 +15,7 @@ mod metrics;
 mod session;
 mod speech;
 mod speech_turn;
+mod store_calls;
 mod turn;
 
 pub use engine::{
