@@ -22,7 +22,8 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
 use crate::context::build_messages;
-use crate::engine::{Engine, Profile};
+use crate::engine::Engine;
+use crate::profile::Profile;
 use crate::session::{QueuePlace, SessionSlot};
 use crate::speech::heard_text;
 use crate::speech_turn::TurnSpeech;
