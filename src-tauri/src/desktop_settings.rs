@@ -6,7 +6,7 @@ use std::fmt;
 
 use koto_audio::{DeviceInfo, Player, output_devices};
 use koto_server::config::DesktopConfig;
-use koto_server::live::{Choice, DesktopSettings};
+use koto_server::live_settings::{Choice, DesktopSettings};
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::hotkey::{self, DisplaySession};

@@ -21,17 +21,17 @@
 //!   `PlaybackStatus::warning`, never an error to callers and never a panic.
 
 mod error;
-mod live;
 mod playback;
 mod player;
+mod relay_playback;
 mod resampler;
 mod sink;
 mod source;
 
 pub use error::{AudioError, PushError};
-pub use live::play_relay;
 pub use playback::{DEFAULT_JITTER_MS, MAX_JITTER_MS, MAX_VOLUME, PlaybackStats, Pushed};
 pub use player::{PlaybackStatus, Player, PlayerConfig};
+pub use relay_playback::play_relay;
 pub use sink::{
     DeviceInfo, DeviceLost, DeviceSink, MANUAL_LOOKAHEAD_PERIODS, NullSink, OUTPUT_PERIOD_MS, Pace,
     RecordedBlock, RecordingHandle, RecordingSink, Sink, output_devices,

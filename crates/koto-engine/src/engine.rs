@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use koto_core::lang::DefaultLang;
 use koto_core::llm::LlmProvider;
 use koto_core::turn::InputKind;
 use koto_core::{CorrelationId, SessionId, TurnNo};
@@ -17,80 +16,21 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::metrics::EngineMetrics;
+use crate::profile::{EngineConfig, Flags, Profile};
 use crate::session::SessionSlot;
 use crate::speech::Speaker;
 use crate::speech_turn::TurnSpeech;
+use crate::store_calls::{blocking, kind_name, now_ms};
 use crate::turn::{TurnJob, run_turn};
 use crate::{EngineError, TurnHandle};
 use koto_core::memory::MemoryRecall;
 use koto_core::metrics::Registry;
-use koto_core::segmenter::{Segmenter, SegmenterConfig};
+use koto_core::segmenter::Segmenter;
 use koto_core::tts::Voice;
 use koto_protocol::events::{UserInput, event_type, stream};
 use koto_protocol::ingest::{Control, ControlAction, RelayFrame};
 use koto_relay::{Producer, Relay};
 use koto_store::NewOutboxEvent;
-
-/// CONTRACTS §6 flags. Each has a visible effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flags {
-    /// `ENABLE_SYNC_CORE`: off → `/chat/stream` refuses with `sync_core_disabled`.
-    pub sync_core: bool,
-    /// `SYNC_TTS_STREAMING`: off → text only, no audio.
-    pub tts_streaming: bool,
-    /// `SYNC_TTS_BARGE_IN`: off → STOP is refused with `barge_in_disabled`.
-    pub barge_in: bool,
-    /// `ENABLE_ASYNC_EXT`: off → no outbox events are written.
-    pub async_ext: bool,
-    /// `ENABLE_LTM_INLINE`: on → recalled memories are added to the prompt.
-    pub ltm_inline: bool,
-}
-
-impl Default for Flags {
-    fn default() -> Self {
-        Flags {
-            sync_core: true,
-            tts_streaming: true,
-            barge_in: true,
-            async_ext: true,
-            ltm_inline: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub system_prompt: String,
-    /// How long the first segment may wait for a clause break before it goes to TTS anyway.
-    pub first_clause_wait: Duration,
-    pub segmenter: SegmenterConfig,
-    /// `STM_CONTEXT_TURNS`: how many earlier turns go into the prompt.
-    pub context_turns: usize,
-    pub max_content_chars: usize,
-    pub flags: Flags,
-    /// Memories recalled into a prompt (`LTM_TOP_K`).
-    pub recall_top_k: usize,
-    /// Upper bound on a recall (`LTM_INLINE_BUDGET_MS`).
-    pub recall_budget: Duration,
-    /// `DEFAULT_LANG`: the language replies are spoken in (see `koto_core::lang::speech_lang`).
-    pub default_lang: DefaultLang,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            system_prompt: String::new(),
-            first_clause_wait: Duration::from_millis(250),
-            segmenter: SegmenterConfig::default(),
-            context_turns: 20,
-            max_content_chars: 4000,
-            flags: Flags::default(),
-            recall_top_k: 3,
-            recall_budget: Duration::from_millis(150),
-            default_lang: DefaultLang::Auto,
-        }
-    }
-}
 
 /// One input, already shape-checked by the caller (CONTRACTS §1).
 #[derive(Debug, Clone)]
@@ -130,29 +70,8 @@ pub struct EngineParts {
     pub metrics: Option<Registry>,
 }
 
-/// What turns are answered with: the settings and providers a streamer may change while the app
-/// runs. A turn takes one snapshot when it is submitted and keeps it to its end, so a change
-/// never mixes two personas or two voices in one reply; [`Engine::reconfigure`] swaps it for the
-/// turns after.
-#[derive(Clone)]
-pub struct Profile {
-    pub config: EngineConfig,
-    pub llm: Arc<dyn LlmProvider>,
-    /// `None`: text only.
-    pub voice: Option<Arc<dyn Voice>>,
-}
-
-impl std::fmt::Debug for Profile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Profile")
-            .field("config", &self.config)
-            .field("llm", &self.llm.name())
-            .field("voice", &self.voice.as_ref().map(|voice| voice.name()))
-            .finish()
-    }
-}
-
-/// What a STOP did.
+/// The engine's answer to a STOP: which turns it cancelled. (How the relay's side of the
+/// STOP ended is `koto_relay::StopResolution`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOutcome {
     /// Turns cancelled (running and queued); empty when nothing was running.
@@ -329,6 +248,8 @@ impl Engine {
         Some(TurnSpeech::start(
             Segmenter::new(profile.config.segmenter.clone()),
             speaker,
+            job.events.clone(),
+            job.token.clone(),
         ))
     }
 
@@ -630,20 +551,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Runs a store call off the async workers; SQLite calls are short but blocking.
-pub(crate) async fn blocking<T, F>(call: F) -> Result<T, EngineError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, koto_store::StoreError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(call).await {
-        Ok(result) => result.map_err(EngineError::from),
-        Err(join_error) => Err(EngineError::NotAvailable(format!(
-            "storage task failed: {join_error}"
-        ))),
-    }
-}
-
 /// `UserInput` for plugins, written with the user row in one transaction.
 fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
     let correlation_id = CorrelationId::new(&turn.session, turn.turn).to_string();
@@ -669,19 +576,4 @@ fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
 fn say_text(command: &str) -> Option<&str> {
     let (verb, rest) = command.split_once(char::is_whitespace)?;
     (verb.eq_ignore_ascii_case("say") && !rest.trim().is_empty()).then(|| rest.trim())
-}
-
-pub(crate) fn kind_name(kind: InputKind) -> &'static str {
-    match kind {
-        InputKind::Text => "TEXT",
-        InputKind::AsrFinal => "ASR_FINAL",
-        InputKind::Command => "COMMAND",
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }

@@ -5,8 +5,9 @@
 use koto_core::{SessionId, TurnNo};
 use koto_store::{HistoryTurn, SessionSummary};
 
-use crate::engine::{Engine, blocking};
+use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::store_calls::blocking;
 
 impl Engine {
     /// The newest `limit` stored turns of `session` (those below `before`, if given), oldest

@@ -12,13 +12,14 @@ mod error;
 mod events;
 mod history;
 mod metrics;
+mod profile;
 mod session;
 mod speech;
 mod speech_turn;
+mod store_calls;
 mod turn;
 
-pub use engine::{
-    Engine, EngineConfig, EngineParts, Flags, Profile, StopOutcome, Submission, TurnRequest,
-};
+pub use engine::{Engine, EngineParts, StopOutcome, Submission, TurnRequest};
 pub use error::EngineError;
 pub use events::{TurnEvent, TurnHandle};
+pub use profile::{EngineConfig, Flags, Profile};

@@ -11,7 +11,6 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
 use crate::speech::{Speaker, SpeechReport, SpokenLog, panic_message};
-use crate::turn::TurnJob;
 
 /// Segments written and not yet taken by the speaker: the bounded text buffer between the LLM
 /// (read at its own pace) and synthesis (paced by the audio). A segment is a clause, so this
@@ -27,10 +26,19 @@ pub(crate) struct TurnSpeech {
     speaker: Option<AbortOnDropHandle<SpeechReport>>,
     report: Option<SpeechReport>,
     started: bool,
+    /// The turn's caller (the TTS-start hint goes there); its receiver may be gone.
+    events: mpsc::Sender<TurnEvent>,
+    /// The turn's token: a cancelled turn stops waiting on the segment buffer.
+    token: CancellationToken,
 }
 
 impl TurnSpeech {
-    pub fn start(segmenter: Segmenter, speaker: Speaker) -> TurnSpeech {
+    pub fn start(
+        segmenter: Segmenter,
+        speaker: Speaker,
+        events: mpsc::Sender<TurnEvent>,
+        token: CancellationToken,
+    ) -> TurnSpeech {
         let (tx, rx) = mpsc::channel(SEGMENT_BUFFER);
         let spoken = speaker.spoken.clone();
         let task = tokio::spawn(speaker.run(rx));
@@ -41,6 +49,8 @@ impl TurnSpeech {
             speaker: Some(AbortOnDropHandle::new(task)),
             report: None,
             started: false,
+            events,
+            token,
         }
     }
 
@@ -49,23 +59,23 @@ impl TurnSpeech {
         self.started
     }
 
-    pub async fn push(&mut self, job: &TurnJob, delta: &str) {
+    pub async fn push(&mut self, delta: &str) {
         for segment in self.segmenter.push(delta) {
-            self.send(job, segment).await;
+            self.send(segment).await;
         }
     }
 
     /// The first-clause time bound elapsed: send what there is of the first segment.
-    pub async fn flush_first_clause(&mut self, job: &TurnJob) {
+    pub async fn flush_first_clause(&mut self) {
         if let Some(segment) = self.segmenter.flush_first_clause() {
-            self.send(job, segment).await;
+            self.send(segment).await;
         }
     }
 
     /// The reply text is complete: flush the segmenter and close the segment stream.
-    pub async fn finish_text(&mut self, job: &TurnJob) {
+    pub async fn finish_text(&mut self) {
         for segment in self.segmenter.finish() {
-            self.send(job, segment).await;
+            self.send(segment).await;
         }
         self.segments = None;
     }
@@ -101,17 +111,20 @@ impl TurnSpeech {
         }
     }
 
-    async fn send(&mut self, job: &TurnJob, segment: Segment) {
+    async fn send(&mut self, segment: Segment) {
         if !self.started {
             self.started = true;
-            job.emit(TurnEvent::Control(ControlEvent::hint_tts_start()))
+            // The caller may be gone (disconnect); the turn still speaks.
+            let _ = self
+                .events
+                .send(TurnEvent::Control(ControlEvent::hint_tts_start()))
                 .await;
         }
         if let Some(segments) = &self.segments {
             // A closed channel means the speaker already stopped (TTS failure): text goes on.
             tokio::select! {
                 biased;
-                _ = job.token.cancelled() => {}
+                _ = self.token.cancelled() => {}
                 _ = segments.send(segment) => {}
             }
         }

@@ -22,10 +22,12 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
 use crate::context::build_messages;
-use crate::engine::{Engine, Profile, blocking, now_ms};
+use crate::engine::Engine;
+use crate::profile::Profile;
 use crate::session::{QueuePlace, SessionSlot};
 use crate::speech::heard_text;
 use crate::speech_turn::TurnSpeech;
+use crate::store_calls::{blocking, now_ms};
 use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
 
 pub(crate) struct TurnJob {
@@ -237,7 +239,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
             _ = job.token.cancelled() => return Ending::Interrupted,
             _ = tokio::time::sleep_until(deadline), if waiting_for_first_clause => {
                 if let Some(speech) = &mut progress.speech {
-                    speech.flush_first_clause(job).await;
+                    speech.flush_first_clause().await;
                 }
                 first_clause_deadline = None;
                 continue;
@@ -272,7 +274,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
                 }))
                 .await;
                 if let Some(speech) = &mut progress.speech {
-                    speech.push(job, &delta).await;
+                    speech.push(&delta).await;
                 }
             }
         }
@@ -296,7 +298,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
     .await;
     // The turn is complete once its audio has played (the relay released its END).
     if let Some(speech) = &mut progress.speech {
-        speech.finish_text(job).await;
+        speech.finish_text().await;
         if !speech.wait_played(&job.token).await {
             return if job.token.is_cancelled() {
                 Ending::Interrupted

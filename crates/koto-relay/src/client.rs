@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 
 use crate::framing::encode_binary_chunk;
 use crate::metrics::RelayMetrics;
-use crate::relay::Inner;
 use crate::socket::WsFrame;
+use crate::state::Inner;
 
 /// What a live client wants (`/ws/live?session=…&audio=0|1&binary=0|1`).
 #[derive(Debug, Clone, PartialEq, Eq)]

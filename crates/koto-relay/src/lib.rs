@@ -28,6 +28,7 @@ mod producer;
 mod relay;
 mod session;
 mod socket;
+mod state;
 mod stop;
 
 pub use client::{ClientFilter, DisconnectReason, LiveClient, LiveFrame};
@@ -37,4 +38,4 @@ pub use metrics::{LatencySummary, RelayMetrics};
 pub use producer::{EndReceipt, IngestError, Ingested, Producer};
 pub use relay::Relay;
 pub use socket::{ErrorFrame, ReadError, WsFrame, close_code, run_ingest_socket, run_live_socket};
-pub use stop::{PendingStop, StopOutcome};
+pub use stop::{PendingStop, StopResolution};

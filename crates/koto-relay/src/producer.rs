@@ -16,9 +16,9 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::client::LiveFrame;
-use crate::relay::{Inner, State, session_entry};
 use crate::session::{IngestTurn, Queued, stop_ack};
-use crate::stop::StopOutcome;
+use crate::state::{Inner, State, session_entry};
+use crate::stop::StopResolution;
 
 /// Sample rates a SPEECH_CHUNK may declare.
 const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
@@ -412,7 +412,7 @@ impl Producer {
             tracing::info!(session = %control.session_id, ?turn, ?latency, "STOP_ACK");
         }
         let ack = stop_ack(&control.session_id, turn, control.reason.as_deref());
-        let outcome = StopOutcome::Acked {
+        let outcome = StopResolution::Acked {
             turn,
             latency: latency.unwrap_or_default(),
         };

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::client::{ClientLimits, Clients, LiveFrame};
 use crate::metrics::RelayMetrics;
-use crate::stop::StopOutcome;
+use crate::stop::StopResolution;
 
 /// Turns whose highest released seq is remembered (the engine asks right after a turn ends).
 const RELEASED_HISTORY: usize = 16;
@@ -118,7 +118,7 @@ pub(crate) struct Stopping {
     pub(crate) deadline: Instant,
     /// The producer the STOP went to (its detach resolves the STOP at once).
     pub(crate) target: u64,
-    pub(crate) waiters: Vec<oneshot::Sender<StopOutcome>>,
+    pub(crate) waiters: Vec<oneshot::Sender<StopResolution>>,
 }
 
 /// What the pacer does next for a session.
@@ -256,7 +256,7 @@ impl Session {
     /// buffered audio. The playback clock restarts: the next turn's first chunk is immediate.
     pub(crate) fn finish_stop(
         &mut self,
-        outcome: &StopOutcome,
+        outcome: &StopResolution,
         ack: LiveFrame,
         clients: &mut Clients,
         limits: ClientLimits,
@@ -294,7 +294,7 @@ impl Session {
             let fence = self.fence_everything_seen(clients, metrics);
             let ack = stop_ack(&self.id, fence, Some("stop_ack_timeout"));
             self.finish_stop(
-                &StopOutcome::TimedOut { fence },
+                &StopResolution::TimedOut { fence },
                 ack,
                 clients,
                 limits,

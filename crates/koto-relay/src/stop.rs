@@ -6,9 +6,10 @@ use std::time::Duration;
 use koto_core::TurnNo;
 use tokio::sync::oneshot;
 
-/// How a STOP ended. In every case the session's audio is fenced and clients got STOP_ACK.
+/// How the relay's STOP ended (the engine's `StopOutcome` says which turns it cancelled). In
+/// every case the session's audio is fenced and clients got STOP_ACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopOutcome {
+pub enum StopResolution {
     /// The session's producer answered STOP_ACK (for `turn`, or for "nothing running" when
     /// `None`) after `latency`.
     Acked {
@@ -34,29 +35,29 @@ pub struct PendingStop {
 
 #[derive(Debug)]
 enum Answer {
-    Ready(StopOutcome),
-    Waiting(oneshot::Receiver<StopOutcome>),
+    Ready(StopResolution),
+    Waiting(oneshot::Receiver<StopResolution>),
 }
 
 impl PendingStop {
-    pub(crate) fn ready(outcome: StopOutcome) -> Self {
+    pub(crate) fn ready(outcome: StopResolution) -> Self {
         PendingStop {
             answer: Answer::Ready(outcome),
         }
     }
 
-    pub(crate) fn waiting(receiver: oneshot::Receiver<StopOutcome>) -> Self {
+    pub(crate) fn waiting(receiver: oneshot::Receiver<StopResolution>) -> Self {
         PendingStop {
             answer: Answer::Waiting(receiver),
         }
     }
 
     /// The outcome; at most `stop_ack_timeout` away (the relay's pacer resolves it).
-    pub async fn outcome(self) -> StopOutcome {
+    pub async fn outcome(self) -> StopResolution {
         match self.answer {
             Answer::Ready(outcome) => outcome,
             // The sender is only dropped without an answer when the relay goes away.
-            Answer::Waiting(receiver) => receiver.await.unwrap_or(StopOutcome::ShuttingDown),
+            Answer::Waiting(receiver) => receiver.await.unwrap_or(StopResolution::ShuttingDown),
         }
     }
 }

@@ -9,7 +9,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
-pub mod live;
+pub mod live_settings;
 pub mod logging;
 pub mod providers;
 pub mod rate_limit;

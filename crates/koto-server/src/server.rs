@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
-use crate::live::{DesktopSettings, LiveTargets};
+use crate::live_settings::{DesktopSettings, LiveTargets};
 use crate::providers::{ProviderSetupError, build_llm};
 use crate::rate_limit::RateLimiter;
 use crate::security::{SecurityPolicy, load_or_create_token};

@@ -3,7 +3,7 @@
 
 use koto_audio::{DeviceInfo, Pace, Player, PlayerConfig, RecordingSink};
 use koto_server::config::DesktopConfig;
-use koto_server::live::DesktopSettings;
+use koto_server::live_settings::DesktopSettings;
 use kotodama_desktop::desktop_settings::DesktopHooks;
 use kotodama_desktop::hotkey::DisplaySession;
 use tauri::test::{mock_builder, mock_context, noop_assets};

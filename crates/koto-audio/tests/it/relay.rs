@@ -136,7 +136,7 @@ async fn relay_audio_plays_a_stop_silences_it_and_the_next_turn_plays_out() {
     assert!(
         matches!(
             pending.outcome().await,
-            koto_relay::StopOutcome::Acked { .. }
+            koto_relay::StopResolution::Acked { .. }
         ),
         "the STOP was acknowledged"
     );

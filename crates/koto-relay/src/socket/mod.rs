@@ -12,7 +12,7 @@
 //! §7.4.1); any other failure just ends the connection (nothing more can be sent on it).
 
 mod ingest;
-mod live;
+mod live_clients;
 
 use std::fmt;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use koto_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 pub use ingest::run_ingest_socket;
-pub use live::run_live_socket;
+pub use live_clients::run_live_socket;
 
 /// A WebSocket message, library-neutral.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -328,7 +328,7 @@ async fn the_fence_holds_under_real_concurrency() {
         let session = &sessions[(round * 7 + round / 3) % sessions.len()];
         let outcome = relay.stop(session, "user_interrupt").await;
         assert!(
-            matches!(outcome, koto_relay::StopOutcome::Acked { .. }),
+            matches!(outcome, koto_relay::StopResolution::Acked { .. }),
             "a live producer acknowledges every STOP: {outcome:?}"
         );
         tokio::time::sleep(Duration::from_millis(3)).await;

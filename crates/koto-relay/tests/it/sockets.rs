@@ -213,7 +213,7 @@ async fn stop_reaches_the_right_ingest_connection_and_its_ack_completes_it() {
     assert!(
         matches!(
             outcome,
-            koto_relay::StopOutcome::Acked {
+            koto_relay::StopResolution::Acked {
                 turn: Some(koto_core::TurnNo(4)),
                 ..
             }

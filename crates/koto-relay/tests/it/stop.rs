@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use koto_core::TurnNo;
 use koto_protocol::ingest::ControlAction;
-use koto_relay::{ClientFilter, Ingested, Relay, RelayConfig, StopOutcome};
+use koto_relay::{ClientFilter, Ingested, Relay, RelayConfig, StopResolution};
 use tokio::time::Instant;
 
 use crate::support::{Seen, ack, chunk, chunks_of, end, record, recv_for, recv_until, sid};
@@ -77,7 +77,7 @@ async fn stop_clears_the_queue_and_no_chunk_of_the_turn_follows_the_ack() {
     let outcome = pending.outcome().await;
     assert_eq!(
         outcome,
-        StopOutcome::Acked {
+        StopResolution::Acked {
             turn: Some(TurnNo(7)),
             latency: Duration::from_millis(30)
         },
@@ -170,7 +170,7 @@ async fn stopping_one_session_leaves_the_other_playing_untouched() {
     assert_eq!(stop.session_id, a, "only a is stopped");
     engine.send(ack(&a, Some(1))).await.expect("ack");
     assert!(
-        matches!(pending.outcome().await, StopOutcome::Acked { .. }),
+        matches!(pending.outcome().await, StopResolution::Acked { .. }),
         "a acknowledged"
     );
     assert!(stops.try_recv().is_err(), "nothing was sent about b");
@@ -299,7 +299,7 @@ async fn repeated_stops_join_and_stops_between_turns_are_harmless() {
         "a repeat while one is in flight joins it instead of resending"
     );
     engine.send(ack(&session, Some(3))).await.expect("ack");
-    let expected = StopOutcome::Acked {
+    let expected = StopResolution::Acked {
         turn: Some(TurnNo(3)),
         latency: Duration::ZERO,
     };
@@ -326,7 +326,7 @@ async fn repeated_stops_join_and_stops_between_turns_are_harmless() {
         .expect("ack without a turn");
     assert_eq!(
         idle.outcome().await,
-        StopOutcome::Acked {
+        StopResolution::Acked {
             turn: Some(TurnNo(3)),
             latency: Duration::ZERO
         },
@@ -365,7 +365,7 @@ async fn stop_before_any_audio_fences_the_turn_that_was_about_to_speak() {
     assert!(
         matches!(
             pending.outcome().await,
-            StopOutcome::Acked {
+            StopResolution::Acked {
                 turn: Some(TurnNo(0)),
                 ..
             }
@@ -403,7 +403,7 @@ async fn stop_without_a_producer_fences_by_itself() {
     let outcome = relay.stop(&session, "user_interrupt").await;
     assert_eq!(
         outcome,
-        StopOutcome::NoProducer {
+        StopResolution::NoProducer {
             fence: Some(TurnNo(2))
         },
         "nobody to ask: the relay fences turn 2"
@@ -429,7 +429,7 @@ async fn stop_without_a_producer_fences_by_itself() {
     let fresh = relay.stop(&sid("never-seen"), "user_interrupt").await;
     assert_eq!(
         fresh,
-        StopOutcome::NoProducer { fence: None },
+        StopResolution::NoProducer { fence: None },
         "a STOP for an unknown session without producers is harmless"
     );
 }
@@ -447,7 +447,7 @@ async fn an_unanswered_stop_times_out_and_fences() {
     let outcome = relay.stop(&session, "user_interrupt").await;
     assert_eq!(
         outcome,
-        StopOutcome::TimedOut {
+        StopResolution::TimedOut {
             fence: Some(TurnNo(5))
         },
         "no ACK: the relay fenced turn 5"
@@ -495,7 +495,7 @@ async fn a_producer_leaving_mid_stop_resolves_it_at_once() {
     drop(remote);
     assert_eq!(
         pending.outcome().await,
-        StopOutcome::NoProducer {
+        StopResolution::NoProducer {
             fence: Some(TurnNo(1))
         },
         "its ACK can no longer come"
@@ -519,7 +519,7 @@ async fn shutdown_ends_pacers_clients_and_pending_stops() {
     );
     assert_eq!(
         pending.outcome().await,
-        StopOutcome::ShuttingDown,
+        StopResolution::ShuttingDown,
         "pending STOPs are answered"
     );
     // Drain what was already delivered, then the subscription ends.
@@ -566,7 +566,7 @@ fn begin_stop_works_from_a_thread_outside_the_runtime() {
         pending.outcome().await
     });
     assert!(
-        matches!(outcome, StopOutcome::Acked { turn: None, .. }),
+        matches!(outcome, StopResolution::Acked { turn: None, .. }),
         "the STOP completed normally: {outcome:?}"
     );
     let timed_out = std::thread::scope(|scope| {
@@ -578,7 +578,7 @@ fn begin_stop_works_from_a_thread_outside_the_runtime() {
     assert!(
         matches!(
             runtime.block_on(timed_out.outcome()),
-            StopOutcome::TimedOut { .. }
+            StopResolution::TimedOut { .. }
         ),
         "its deadline runs on the relay's runtime even though it started outside one"
     );

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::config::{ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
 use crate::error::AppError;
-use crate::live::{Effect, LiveTargets, rebuild_profile, running_after};
+use crate::live_settings::{Effect, LiveTargets, rebuild_profile, running_after};
 use crate::routes::read_json;
 
 /// Keys the settings API does not edit, and why.
@@ -116,7 +116,7 @@ impl Settings {
     }
 
     /// The desktop shell's hook, when the app runs inside it.
-    pub fn desktop(&self) -> Option<&Arc<dyn crate::live::DesktopSettings>> {
+    pub fn desktop(&self) -> Option<&Arc<dyn crate::live_settings::DesktopSettings>> {
         self.live.as_ref().and_then(|live| live.desktop.as_ref())
     }
 

@@ -35,7 +35,7 @@ pub async fn serve(overrides: &[(&str, &str)]) -> TestServer {
 /// As [`serve`], embedded like the desktop shell embeds it (`desktop` applies its settings).
 pub async fn serve_with(
     overrides: &[(&str, &str)],
-    desktop: Option<std::sync::Arc<dyn koto_server::live::DesktopSettings>>,
+    desktop: Option<std::sync::Arc<dyn koto_server::live_settings::DesktopSettings>>,
 ) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = RawConfig::default();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use koto_server::config::{Config, DesktopConfig};
-use koto_server::live::{Choice, DesktopSettings};
+use koto_server::live_settings::{Choice, DesktopSettings};
 use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
 use serde_json::{Value, json};
 
