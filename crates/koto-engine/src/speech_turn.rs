@@ -81,8 +81,8 @@ impl TurnSpeech {
     }
 
     /// Waits until all audio was released to listeners (or TTS failed: the turn goes on as
-    /// text). False if the turn was cancelled or its output fenced meanwhile, or the speech
-    /// task crashed (the report says which).
+    /// text; or the speech task crashed: the report says so). False if the turn was cancelled
+    /// or its output fenced meanwhile.
     pub async fn wait_played(&mut self, token: &CancellationToken) -> bool {
         let Some(speaker) = self.speaker.as_mut() else {
             return true;
@@ -93,7 +93,9 @@ impl TurnSpeech {
             joined = speaker => report_of(joined),
         };
         self.speaker = None;
-        let played = report.completed || report.error.is_some();
+        // A TTS error or a crash is the turn's to report (`run_turn` reads the report); an END
+        // that never played was dropped by a STOP or fence, even before the token is cancelled.
+        let played = report.completed || report.error.is_some() || report.crashed.is_some();
         self.report = Some(report);
         played
     }

@@ -141,7 +141,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         Ending::Completed => {}
         Ending::Interrupted => {
             job.emit(TurnEvent::Control(ControlEvent::stopped_after(
-                job.interrupt_reason(),
+                reason.unwrap_or("user_interrupt"),
                 progress.delivered.clone(),
             )))
             .await
@@ -300,13 +300,8 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
     if let Some(speech) = &mut progress.speech {
         speech.finish_text().await;
         if !speech.wait_played(&job.token).await {
-            return if job.token.is_cancelled() {
-                Ending::Interrupted
-            } else {
-                // The speech task crashed or its END was fenced without a STOP of this
-                // turn; `run_turn` reads the report and tells which.
-                Ending::Completed
-            };
+            // Cancelled, or a STOP dropped the END before its cancel reached this turn.
+            return Ending::Interrupted;
         }
     }
     Ending::Completed

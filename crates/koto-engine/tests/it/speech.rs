@@ -43,6 +43,16 @@ async fn frames_until_turn_end(client: &mut LiveClient, turn: TurnNo) -> Vec<Rel
     frames
 }
 
+/// Until the first audio chunk reaches `client`: the turn is speaking now.
+async fn until_audio(client: &mut LiveClient) {
+    loop {
+        let frame = client.recv().await.expect("client open");
+        if matches!(frame.frame(), RelayFrame::SpeechChunk(_)) {
+            return;
+        }
+    }
+}
+
 fn chunk_seqs(frames: &[RelayFrame]) -> Vec<u64> {
     frames
         .iter()
@@ -123,13 +133,7 @@ async fn stop_mid_audio_leaks_no_chunk_after_stop_ack_and_stores_what_was_heard(
         &["This is a long answer. ", "It goes on and on. ", "And on."],
     );
     let mut handle = start(&rig.engine, text("s1", "talk")).await;
-    // Wait until audio is flowing to the client.
-    loop {
-        let frame = client.recv().await.expect("client open");
-        if matches!(frame.frame(), RelayFrame::SpeechChunk(_)) {
-            break;
-        }
-    }
+    until_audio(&mut client).await;
     let outcome = rig
         .engine
         .interrupt(&session("s1"), "user_interrupt")
@@ -406,12 +410,7 @@ async fn a_stop_after_the_text_is_complete_still_interrupts_the_playing_turn() {
     );
     let mut handle = start(&rig.engine, text("s1", "talk")).await;
     until_eos(&mut handle).await;
-    loop {
-        let frame = client.recv().await.expect("client open");
-        if matches!(frame.frame(), RelayFrame::SpeechChunk(_)) {
-            break;
-        }
-    }
+    until_audio(&mut client).await;
     let outcome = rig
         .engine
         .interrupt(&session("s1"), "user_interrupt")
@@ -601,4 +600,33 @@ async fn a_queued_turn_whose_caller_leaves_ends_without_silencing_the_one_speaki
     let history = rig.store.history(&session("s1"), None, 5).expect("history");
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[1].status, koto_store::TurnStatus::Interrupted);
+}
+
+#[tokio::test]
+async fn audio_fenced_before_the_cancel_arrives_still_ends_the_turn_as_interrupted() {
+    // A STOP fences the relay at once and reaches the engine a moment later: the turn must not
+    // take its END being dropped in between for a completed reply.
+    let rig = speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(3, Duration::from_millis(1)),
+    );
+    let mut client = watch(&rig, "s1");
+    rig.llm
+        .push_tokens(GAP, &["Written in full. ", "Still being said."]);
+    let mut handle = start(&rig.engine, text("s1", "talk")).await;
+    until_eos(&mut handle).await;
+    until_audio(&mut client).await;
+    let relay = rig.relay.as_ref().expect("relay");
+    assert!(relay.fence_turn(&session("s1"), TurnNo(0), "user_interrupt"));
+    let rest = drain(&mut handle).await;
+    assert_eq!(
+        shape(&rest).last().expect("done"),
+        "done tokens=2 interrupted=true",
+        "{rest:?}"
+    );
+    let stored = rig.store.context(&session("s1"), 5).expect("context");
+    assert!(
+        stored[0].interrupted,
+        "stored as interrupted, not completed"
+    );
 }
