@@ -472,7 +472,8 @@ function emptyReply(phase) {
 
 /**
  * `written` cut where the voice has got to: [the part spoken (or being spoken), the rest].
- * Matched on non-space characters, as in `unspokenPart`.
+ * Segments are the LLM's text cut at sentence breaks (whitespace and markup may differ), so
+ * match on the heard text with spaces squeezed.
  */
 function splitSpoken(written, heard) {
   const squeeze = (text) => text.replace(/\s+/g, '');
@@ -486,18 +487,7 @@ function splitSpoken(written, heard) {
   return [written.slice(0, index), written.slice(index)];
 }
 
-/**
- * The written text past what was heard. Segments are the LLM's text cut at sentence breaks
- * (whitespace and markup may differ), so match on the heard text with spaces squeezed.
- */
+/** The written text past what was heard (all of it when nothing matched). */
 function unspokenPart(written, heard) {
-  const squeeze = (text) => text.replace(/\s+/g, '');
-  const target = squeeze(heard).length;
-  let seen = 0;
-  let index = 0;
-  while (index < written.length && seen < target) {
-    if (!/\s/.test(written[index])) seen += 1;
-    index += 1;
-  }
-  return written.slice(index).trim() || written;
+  return splitSpoken(written, heard)[1].trim() || written;
 }

@@ -17,6 +17,15 @@ fn voice() -> ScriptedVoice {
     ScriptedVoice::new(1, Duration::from_millis(1))
 }
 
+/// 3 chunks of 20 ms per character, released in real time: a reply's audio outlasts the 200 ms
+/// lead by seconds, so a STOP lands mid-speech.
+fn slow_speech_rig() -> Rig {
+    speech_rig(
+        EngineConfig::default(),
+        ScriptedVoice::new(3, Duration::from_millis(1)),
+    )
+}
+
 fn watch(rig: &Rig, session_id: &str) -> LiveClient {
     let filter = ClientFilter {
         session: Some(session(session_id)),
@@ -122,11 +131,7 @@ async fn a_spoken_turn_sends_segments_in_order_with_contiguous_seq_then_end() {
 
 #[tokio::test]
 async fn stop_mid_audio_leaks_no_chunk_after_stop_ack_and_stores_what_was_heard() {
-    // 3 chunks of 20 ms per character: audio outlasts the 200 ms lead, so the STOP lands mid-turn.
-    let rig = speech_rig(
-        EngineConfig::default(),
-        ScriptedVoice::new(3, Duration::from_millis(1)),
-    );
+    let rig = slow_speech_rig();
     let mut client = watch(&rig, "s1");
     rig.llm.push_tokens(
         GAP,
@@ -332,11 +337,7 @@ async fn until_eos(handle: &mut koto_engine::TurnHandle) -> Vec<TurnEvent> {
 
 #[tokio::test]
 async fn the_text_runs_at_the_llm_pace_and_the_turn_ends_when_its_audio_has_played() {
-    // 3 chunks of 20 ms per character: about 3 s of audio, released in real time.
-    let rig = speech_rig(
-        EngineConfig::default(),
-        ScriptedVoice::new(3, Duration::from_millis(1)),
-    );
+    let rig = slow_speech_rig();
     let mut client = watch(&rig, "s1");
     rig.llm.push_tokens(
         GAP,
@@ -396,10 +397,7 @@ async fn the_text_runs_at_the_llm_pace_and_the_turn_ends_when_its_audio_has_play
 
 #[tokio::test]
 async fn a_stop_after_the_text_is_complete_still_interrupts_the_playing_turn() {
-    let rig = speech_rig(
-        EngineConfig::default(),
-        ScriptedVoice::new(3, Duration::from_millis(1)),
-    );
+    let rig = slow_speech_rig();
     let mut client = watch(&rig, "s1");
     rig.llm.push_tokens(
         GAP,
@@ -606,10 +604,7 @@ async fn a_queued_turn_whose_caller_leaves_ends_without_silencing_the_one_speaki
 async fn audio_fenced_before_the_cancel_arrives_still_ends_the_turn_as_interrupted() {
     // A STOP fences the relay at once and reaches the engine a moment later: the turn must not
     // take its END being dropped in between for a completed reply.
-    let rig = speech_rig(
-        EngineConfig::default(),
-        ScriptedVoice::new(3, Duration::from_millis(1)),
-    );
+    let rig = slow_speech_rig();
     let mut client = watch(&rig, "s1");
     rig.llm
         .push_tokens(GAP, &["Written in full. ", "Still being said."]);
