@@ -3,6 +3,8 @@
 //! Architecture invariant: this crate does no IO and knows nothing of tokio, HTTP, SQLite or any
 //! vendor. Provider *traits* live here; their implementations live in `koto-providers`.
 
+pub mod asr;
+pub mod chat;
 pub mod ids;
 pub mod lang;
 pub mod llm;
