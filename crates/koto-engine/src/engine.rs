@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use koto_core::llm::LlmProvider;
-use koto_core::turn::InputKind;
+use koto_core::turn::{InputKind, InputMeta};
 use koto_core::{CorrelationId, SessionId, TurnNo};
 use koto_protocol::ErrorCode;
 use koto_store::{NewTurn, Store};
@@ -40,6 +40,8 @@ pub struct TurnRequest {
     pub kind: InputKind,
     pub content: String,
     pub lang: Option<String>,
+    /// Where the input came from (typed, mic, a chat platform); stored with the user row.
+    pub meta: InputMeta,
     /// When the request arrived: `ttft_ms` and `first_audio_ms` count from here.
     pub received_at: Instant,
 }
@@ -454,6 +456,7 @@ impl Engine {
             turn,
             user_text: user_text.clone(),
             kind: kind_name(request.kind).to_owned(),
+            meta: (!request.meta.is_typed()).then(|| request.meta.clone()),
             ts_ms: now_ms(),
         };
         let user_input = profile
@@ -561,6 +564,7 @@ fn user_input_event(turn: &NewTurn, lang: Option<String>) -> NewOutboxEvent {
         kind: turn.kind.clone(),
         content: turn.user_text.clone(),
         lang,
+        meta: turn.meta.clone(),
         ts: turn.ts_ms,
     };
     NewOutboxEvent {

@@ -80,5 +80,8 @@ pub struct UserInput {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
+    /// Where the input came from when not typed (mic, a chat platform and its viewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<koto_core::turn::InputMeta>,
     pub ts: i64,
 }

@@ -225,6 +225,7 @@ mod tests {
                 turn: TurnNo(turn),
                 user_text: format!("q{turn}"),
                 kind: "TEXT".into(),
+                meta: None,
                 ts_ms,
             })
             .unwrap();

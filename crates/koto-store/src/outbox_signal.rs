@@ -157,6 +157,7 @@ mod tests {
             turn: TurnNo(n),
             user_text: "q".into(),
             kind: "TEXT".into(),
+            meta: None,
             ts_ms: 1,
         };
         store.begin_turn(&turn(0)).unwrap();

@@ -159,10 +159,16 @@ CREATE TABLE analytics_sessions(
 /// `ADD COLUMN` with no default rewrites nothing, so it is instant on a large database.
 const M3_TURN_END_REASON: &str = "ALTER TABLE turns ADD COLUMN end_reason TEXT;";
 
+/// M4: `turns.meta`, where a user row's input came from (JSON `InputMeta`: `mic` with its ASR
+/// confidence, a chat platform with the viewer and message id). NULL for typed input and for
+/// every row written before M4.
+const M4_TURN_META: &str = "ALTER TABLE turns ADD COLUMN meta TEXT;";
+
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(M1_TURNS_SESSIONS_OUTBOX),
     M::up(M2_EVENT_CONSUMERS),
     M::up(M3_TURN_END_REASON),
+    M::up(M4_TURN_META),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
@@ -259,6 +265,7 @@ mod tests {
                 turn: TurnNo(4),
                 user_text: "q4".into(),
                 kind: "TEXT".into(),
+                meta: None,
                 ts_ms: 50,
             })
             .unwrap();

@@ -16,13 +16,15 @@ use crate::session::{turn_from_sql, turn_to_sql};
 use crate::store::Store;
 
 /// The start of a turn: the user's input, stored before the LLM is called.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewTurn {
     pub session: SessionId,
     pub turn: TurnNo,
     pub user_text: String,
     /// The input type (`TEXT`, `ASR_FINAL`, `COMMAND`), kept for analytics.
     pub kind: String,
+    /// Where the input came from; `None` for typed input (stored as NULL).
+    pub meta: Option<koto_core::turn::InputMeta>,
     pub ts_ms: i64,
 }
 
@@ -219,10 +221,15 @@ fn insert_user_row(
     turn: &NewTurn,
     turn_no: i64,
 ) -> Result<(), StoreError> {
+    // A struct of strings and numbers always serialises.
+    let meta = turn
+        .meta
+        .as_ref()
+        .and_then(|meta| serde_json::to_string(meta).ok());
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind)
-             VALUES (?1, ?2, 'user', ?3, ?4, 'open', 0, ?5)
+            "INSERT INTO turns(sessionId, turn, role, text, ts, status, interrupted, kind, meta)
+             VALUES (?1, ?2, 'user', ?3, ?4, 'open', 0, ?5, ?6)
              ON CONFLICT(sessionId, turn, role) DO NOTHING",
         )?
         .execute(params![
@@ -230,7 +237,8 @@ fn insert_user_row(
             turn_no,
             turn.user_text,
             turn.ts_ms,
-            turn.kind
+            turn.kind,
+            meta
         ])?;
     if inserted == 0 {
         return Err(StoreError::TurnExists {
@@ -364,6 +372,7 @@ mod tests {
             turn: TurnNo(0),
             user_text: "hi".into(),
             kind: "TEXT".into(),
+            meta: None,
             ts_ms: 1,
         };
         store.begin_turn(&begin).unwrap();
@@ -402,6 +411,7 @@ mod tests {
                         turn: TurnNo(turn),
                         user_text: format!("q{turn}"),
                         kind: "TEXT".into(),
+                        meta: None,
                         ts_ms: 1,
                     };
                     store.begin_turn(&begin).unwrap();

@@ -25,6 +25,7 @@ fn submit(harness: &Harness, session_id: &str) -> TurnHandle {
         kind: InputKind::Text,
         content: "What shall we play tonight?".to_owned(),
         lang: Some("en".to_owned()),
+        meta: Default::default(),
         received_at: tokio::time::Instant::now(),
     };
     match tauri::async_runtime::block_on(engine.submit(request)) {

@@ -25,6 +25,7 @@ fn the_relay_plays_here_and_stop_silences_it() {
         content: "say Hello everyone, welcome back to the stream. Tonight we play something new."
             .to_owned(),
         lang: Some("en".to_owned()),
+        meta: Default::default(),
         received_at: tokio::time::Instant::now(),
     };
     let turn = match tauri::async_runtime::block_on(engine.submit(request)) {

@@ -73,6 +73,7 @@ pub fn text(session_id: &str, content: &str) -> TurnRequest {
         kind: InputKind::Text,
         content: content.into(),
         lang: None,
+        meta: koto_core::turn::InputMeta::typed(),
         received_at: tokio::time::Instant::now(),
     }
 }

@@ -149,6 +149,7 @@ pub fn complete_turn(
             turn: TurnNo(turn),
             user_text: user.to_owned(),
             kind: "TEXT".to_owned(),
+            meta: None,
             ts_ms: now_ms(),
         })
         .unwrap();

@@ -49,6 +49,7 @@ pub async fn chat_stream(
             kind,
             content: body.content,
             lang: body.meta.lang,
+            meta: koto_core::turn::InputMeta::typed(),
             received_at,
         })
         .await?;

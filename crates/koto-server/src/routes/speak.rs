@@ -42,6 +42,7 @@ pub async fn speak(State(state): State<AppState>, request: Request) -> Result<Re
             kind: InputKind::Command,
             content: format!("say {}", body.text.trim()),
             lang: None,
+            meta: koto_core::turn::InputMeta::typed(),
             received_at,
         })
         .await?;

@@ -235,6 +235,7 @@ async fn history_tells_why_each_turn_ended_and_what_was_heard() {
                 turn: TurnNo(turn),
                 user_text: format!("q{turn}"),
                 kind: "TEXT".into(),
+                meta: None,
                 ts_ms: 1_000 + turn as i64,
             })
             .expect("begin");

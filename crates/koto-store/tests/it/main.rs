@@ -39,6 +39,7 @@ pub fn new_turn(session: &SessionId, turn: u64, user_text: &str) -> NewTurn {
         turn: TurnNo(turn),
         user_text: user_text.into(),
         kind: "TEXT".into(),
+        meta: None,
         ts_ms: 1_000 + turn as i64,
     }
 }

@@ -451,3 +451,41 @@ fn endings_keep_their_reason_and_an_empty_one_is_none() {
         "a reason is stored as given; an empty one means none was given"
     );
 }
+
+#[test]
+fn input_meta_is_stored_with_the_user_row_and_typed_input_stays_null() {
+    use koto_core::turn::{InputMeta, InputUser};
+    let fixture = Fixture::fresh();
+    let live = session("meta");
+    fixture
+        .store
+        .begin_turn(&new_turn(&live, 0, "typed"))
+        .unwrap();
+    let mut from_chat = new_turn(&live, 1, "what game is this?");
+    from_chat.meta = Some(InputMeta {
+        user: Some(InputUser {
+            id: "42".into(),
+            name: "viewer".into(),
+        }),
+        message_id: Some("m-1".into()),
+        ..InputMeta::from_source("twitch")
+    });
+    fixture.store.begin_turn(&from_chat).unwrap();
+
+    let conn = rusqlite::Connection::open(fixture.path()).unwrap();
+    let meta = |turn: i64| -> Option<String> {
+        conn.query_row(
+            "SELECT meta FROM turns WHERE sessionId = 'meta' AND turn = ?1 AND role = 'user'",
+            [turn],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(meta(0), None, "typed input has no meta");
+    let stored: InputMeta = serde_json::from_str(&meta(1).unwrap()).unwrap();
+    assert_eq!(
+        Some(stored),
+        from_chat.meta,
+        "the viewer and message id come back"
+    );
+}

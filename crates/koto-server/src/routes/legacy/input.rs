@@ -225,6 +225,7 @@ async fn start_turn(
             kind: InputKind::Text,
             content: text.content,
             lang: text.lang,
+            meta: koto_core::turn::InputMeta::typed(),
             received_at,
         })
         .await
