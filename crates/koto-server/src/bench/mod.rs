@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::RawConfig;
 
+mod audio_cpu;
 mod speech;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +44,12 @@ pub struct BenchArgs {
     /// Events for the outbox → Redis Streams benchmark (0 skips it; needs the `redis` feature).
     #[arg(long, default_value_t = 20_000)]
     pub outbox_events: usize,
+    /// Sessions speaking at once in the audio-path CPU benchmark (0 skips it).
+    #[arg(long, default_value_t = 4)]
+    pub audio_cpu_sessions: usize,
+    /// Whole turns each of those sessions speaks.
+    #[arg(long, default_value_t = 3)]
+    pub audio_cpu_turns: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +86,8 @@ pub struct Report {
     pub speech: Vec<speech::SpeechScenario>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxBench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_cpu: Option<audio_cpu::AudioCpu>,
 }
 
 /// Outbox commit → entry readable by a Redis consumer, and the relay's rate beside
@@ -217,6 +226,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             speech_results.push(speech::run(provider, &speech_args).await?);
         }
     }
+    let audio_cpu = if args.audio_cpu_sessions > 0 && args.audio_cpu_turns > 0 {
+        eprintln!(
+            "audio-path CPU benchmark: {} sessions × {} turns, 3 clients each…",
+            args.audio_cpu_sessions, args.audio_cpu_turns
+        );
+        Some(audio_cpu::run(args.audio_cpu_sessions, args.audio_cpu_turns).await?)
+    } else {
+        None
+    };
     let outbox = if args.outbox_events > 0 {
         eprintln!(
             "outbox benchmark: {} events through a private redis-server…",
@@ -227,6 +245,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
     let report = Report {
+        audio_cpu,
         outbox,
         speech: speech_results,
         first_token_delay_ms: args.first_token_ms,
@@ -415,6 +434,19 @@ fn print_table(report: &Report) {
             outbox.redis_benchmark_xadd_per_sec,
             outbox.ratio,
             d.events_per_sec
+        );
+    }
+    if let Some(a) = &report.audio_cpu {
+        println!();
+        println!(
+            "audio path — {} sessions × {} whole turns (mock voice), {} /ws/live clients each (JSON, binary, no audio)",
+            a.sessions,
+            a.turns / a.sessions.max(1),
+            a.clients_per_session
+        );
+        println!(
+            "  {:.1} s of speech in {:.1} s: {:.0} ms CPU = {:.2} ms CPU per spoken second",
+            a.spoken_s, a.wall_s, a.cpu_ms, a.cpu_ms_per_spoken_s
         );
     }
     if report.speech.is_empty() {
