@@ -174,23 +174,6 @@ impl Player {
         playback.push(session, turn, seq, sample_rate, samples)
     }
 
-    /// `push` for raw s16le bytes (`LiveFrame::pcm`); a trailing odd byte is ignored.
-    pub fn push_pcm(
-        &self,
-        session: &SessionId,
-        turn: TurnNo,
-        seq: u64,
-        sample_rate: u32,
-        pcm: &[u8],
-    ) -> Result<Pushed, PushError> {
-        let input: Vec<f32> = pcm
-            .chunks_exact(2)
-            .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32_768.0)
-            .collect();
-        let mut playback = self.shared.lock();
-        playback.push_f32(session, turn, seq, sample_rate, &input)
-    }
-
     /// The turn's END arrived: play out what is queued of it without waiting for more.
     pub fn end_turn(&self, session: &SessionId, turn: TurnNo) {
         self.shared.lock().end_turn(session, turn);

@@ -56,15 +56,15 @@ pub async fn play_relay(
 fn apply(player: &Player, frame: &LiveFrame) {
     match frame.frame() {
         RelayFrame::SpeechChunk(chunk) => {
-            let Some(pcm) = frame.pcm() else {
+            let Some(samples) = frame.samples() else {
                 return;
             };
-            let pushed = player.push_pcm(
+            let pushed = player.push(
                 &chunk.session_id,
                 chunk.turn,
                 chunk.seq,
                 chunk.sample_rate(),
-                pcm,
+                samples,
             );
             match pushed {
                 Ok(Pushed::Queued) => {}

@@ -13,7 +13,7 @@ use koto_core::lang::{DefaultLang, speech_lang};
 use koto_core::segmenter::Segment;
 use koto_core::tts::{AudioChunk, TtsRequest, Voice};
 use koto_core::{ProviderError, SessionId, TurnNo};
-use koto_protocol::ingest::{RelayFrame, SegmentInfo, SpeechChunk, Viseme};
+use koto_protocol::ingest::{SegmentInfo, SpeechChunk, Viseme};
 use koto_relay::{EndReceipt, Ingested, Producer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -218,23 +218,29 @@ impl Speaker {
         update(&mut self.spoken.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Hands one chunk to the relay; false once the turn is stopped (fenced or cancelled).
+    /// Hands one chunk to the relay as samples (no base64 inside the process); false once the
+    /// turn is stopped (fenced or cancelled).
     async fn deliver(&self, seq: u64, chunk: AudioChunk, segment: Option<SegmentInfo>) -> bool {
-        let frame = RelayFrame::SpeechChunk(SpeechChunk {
+        let header = SpeechChunk {
             session_id: self.session.clone(),
             turn: self.turn,
             seq,
-            pcm: SpeechChunk::encode_pcm(&chunk.samples),
+            pcm: String::new(),
             sample_rate: Some(self.voice.sample_rate()),
             viseme: Viseme {
                 mouth_open: chunk.mouth_open,
             },
             segment,
-        });
-        self.send(frame).await
+        };
+        let samples: Arc<[i16]> = chunk.samples.into();
+        self.guarded(self.producer.send_speech(header, samples))
+            .await
     }
 
-    async fn send(&self, frame: RelayFrame) -> bool {
+    async fn guarded(
+        &self,
+        send: impl Future<Output = Result<Ingested, koto_relay::IngestError>>,
+    ) -> bool {
         // The engine's own fence: once a STOP covered this turn, nothing of it leaves the engine.
         if self.slot.is_fenced(self.turn) {
             return false;
@@ -242,7 +248,7 @@ impl Speaker {
         tokio::select! {
             biased;
             _ = self.token.cancelled() => false,
-            sent = self.producer.send(frame) => match sent {
+            sent = send => match sent {
                 Ok(Ingested::Queued | Ingested::Forwarded) => true,
                 // The relay already fenced this turn: a STOP is on its way to us.
                 Ok(Ingested::Fenced) => false,

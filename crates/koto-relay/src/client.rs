@@ -56,16 +56,20 @@ pub enum DisconnectReason {
     ShuttingDown,
 }
 
-/// One frame as fanned out to clients: the §2 frame, its JSON (serialised once for all
-/// clients) and, for SPEECH_CHUNK, the decoded PCM bytes (for binary frames and local playback).
+/// One frame as fanned out to clients: the §2 frame and, for SPEECH_CHUNK, its samples.
+///
+/// Inside the process audio stays typed: a SPEECH_CHUNK's `frame()` carries an empty `pcm` and
+/// the samples sit beside it, shared by every client (`Arc`). JSON (with base64 audio) and the
+/// binary framing are made only at a socket edge, once per chunk however many clients get it.
 #[derive(Clone)]
 pub struct LiveFrame(Arc<FrameBody>);
 
 struct FrameBody {
     frame: RelayFrame,
-    pcm: Option<Vec<u8>>,
+    samples: Option<Arc<[i16]>>,
     json: OnceLock<String>,
     json_without_audio: OnceLock<String>,
+    binary: OnceLock<bytes::Bytes>,
 }
 
 impl fmt::Debug for LiveFrame {
@@ -77,7 +81,7 @@ impl fmt::Debug for LiveFrame {
                 .field("session", &chunk.session_id)
                 .field("turn", &chunk.turn)
                 .field("seq", &chunk.seq)
-                .field("pcm_bytes", &self.0.pcm.as_ref().map_or(0, Vec::len))
+                .field("samples", &self.0.samples.as_ref().map_or(0, |s| s.len()))
                 .finish(),
             other => other.fmt(f),
         }
@@ -88,49 +92,67 @@ impl LiveFrame {
     pub(crate) fn new(frame: RelayFrame) -> Self {
         LiveFrame(Arc::new(FrameBody {
             frame,
-            pcm: None,
+            samples: None,
             json: OnceLock::new(),
             json_without_audio: OnceLock::new(),
+            binary: OnceLock::new(),
         }))
     }
 
-    pub(crate) fn speech(chunk: SpeechChunk, pcm: Vec<u8>) -> Self {
+    /// `chunk`'s own `pcm` is cleared: the samples are the audio.
+    pub(crate) fn speech(mut chunk: SpeechChunk, samples: Arc<[i16]>) -> Self {
+        chunk.pcm.clear();
         LiveFrame(Arc::new(FrameBody {
             frame: RelayFrame::SpeechChunk(chunk),
-            pcm: Some(pcm),
+            samples: Some(samples),
             json: OnceLock::new(),
             json_without_audio: OnceLock::new(),
+            binary: OnceLock::new(),
         }))
     }
 
-    /// The frame in its §2 shape.
+    /// The frame in its §2 shape; a SPEECH_CHUNK's `pcm` is empty here (see [`Self::samples`]).
     pub fn frame(&self) -> &RelayFrame {
         &self.0.frame
     }
 
-    /// The raw s16le mono PCM of a SPEECH_CHUNK (for local playback); `None` for other frames.
-    pub fn pcm(&self) -> Option<&[u8]> {
-        self.0.pcm.as_deref()
+    /// The s16le mono samples of a SPEECH_CHUNK (for local playback); `None` for other frames.
+    pub fn samples(&self) -> Option<&[i16]> {
+        self.0.samples.as_deref()
     }
 
-    /// The frame as JSON text, exactly as `/ws/live` sends it to an audio client.
+    /// The frame as JSON text, exactly as `/ws/live` sends it to an audio client (a
+    /// SPEECH_CHUNK with its audio as base64). Made on first use, then shared.
     pub fn json(&self) -> &str {
-        self.0.json.get_or_init(|| to_json(&self.0.frame))
+        self.0
+            .json
+            .get_or_init(|| match (&self.0.frame, &self.0.samples) {
+                (RelayFrame::SpeechChunk(chunk), Some(samples)) => {
+                    let mut with_audio = chunk.clone();
+                    with_audio.pcm = SpeechChunk::encode_pcm(samples);
+                    to_json(&RelayFrame::SpeechChunk(with_audio))
+                }
+                _ => to_json(&self.0.frame),
+            })
     }
 
     /// The WebSocket frame this client gets for it, honouring `audio` and `binary_audio`.
     pub fn to_ws(&self, filter: &ClientFilter) -> WsFrame {
-        match (&self.0.frame, &self.0.pcm) {
-            (RelayFrame::SpeechChunk(chunk), _) if !filter.audio => {
-                let json = self.0.json_without_audio.get_or_init(|| {
-                    let mut silent = chunk.clone();
-                    silent.pcm.clear();
-                    to_json(&RelayFrame::SpeechChunk(silent))
-                });
+        match (&self.0.frame, &self.0.samples) {
+            (RelayFrame::SpeechChunk(_), _) if !filter.audio => {
+                // The frame itself has no audio in it.
+                let json = self
+                    .0
+                    .json_without_audio
+                    .get_or_init(|| to_json(&self.0.frame));
                 WsFrame::Text(json.clone())
             }
-            (RelayFrame::SpeechChunk(chunk), Some(pcm)) if filter.binary_audio => {
-                WsFrame::Binary(encode_binary_chunk(chunk, pcm))
+            (RelayFrame::SpeechChunk(chunk), Some(samples)) if filter.binary_audio => {
+                let binary = self
+                    .0
+                    .binary
+                    .get_or_init(|| encode_binary_chunk(chunk, samples).into());
+                WsFrame::Binary(binary.clone())
             }
             _ => WsFrame::Text(self.json().to_owned()),
         }

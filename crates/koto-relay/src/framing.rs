@@ -43,15 +43,15 @@ pub enum FramingError {
     OddPcm(usize),
 }
 
-/// Frame `chunk` (whose `pcm` is ignored) with the raw `pcm` bytes.
-pub fn encode_binary_chunk(chunk: &SpeechChunk, pcm: &[u8]) -> Vec<u8> {
+/// Frame `chunk` (whose `pcm` is ignored) with `samples` as raw s16le.
+pub fn encode_binary_chunk(chunk: &SpeechChunk, samples: &[i16]) -> Vec<u8> {
     let header = header_json(chunk);
     // A header is a few hundred bytes (ids, seq, subtitle text); it cannot reach 4 GiB.
     let header_len = u32::try_from(header.len()).unwrap_or(u32::MAX);
-    let mut frame = Vec::with_capacity(4 + header.len() + pcm.len());
+    let mut frame = Vec::with_capacity(4 + header.len() + samples.len() * 2);
     frame.extend_from_slice(&header_len.to_le_bytes());
     frame.extend_from_slice(header.as_bytes());
-    frame.extend_from_slice(pcm);
+    frame.extend(samples.iter().flat_map(|sample| sample.to_le_bytes()));
     frame
 }
 
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn layout_is_length_header_then_raw_pcm() {
         let pcm = [1u8, 0, 0xfe, 0xff, 0x2c, 0x01];
-        let frame = encode_binary_chunk(&chunk(), &pcm);
+        let frame = encode_binary_chunk(&chunk(), &[1, -2, 300]);
         let header_len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
         let header: serde_json::Value =
             serde_json::from_slice(&frame[4..4 + header_len]).expect("header is JSON");
@@ -151,7 +151,8 @@ mod tests {
     fn decode_inverts_encode() {
         let original = chunk();
         let pcm = [1u8, 0, 0xfe, 0xff, 0x2c, 0x01];
-        let decoded = decode_binary_chunk(&encode_binary_chunk(&original, &pcm)).expect("decodes");
+        let decoded =
+            decode_binary_chunk(&encode_binary_chunk(&original, &[1, -2, 300])).expect("decodes");
         assert_eq!(decoded.pcm, pcm, "pcm bytes survive");
         let mut expected = original.clone();
         expected.sample_rate = Some(24_000);
@@ -181,7 +182,8 @@ mod tests {
             ),
             "an empty object is no SPEECH_CHUNK"
         );
-        let mut odd = encode_binary_chunk(&chunk(), &[1, 2]);
+        // One sample (2 bytes) and half of the next.
+        let mut odd = encode_binary_chunk(&chunk(), &[0x0201]);
         odd.push(3);
         assert_eq!(
             decode_binary_chunk(&odd),

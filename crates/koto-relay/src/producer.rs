@@ -162,9 +162,30 @@ impl Producer {
         }
     }
 
+    /// Send one SPEECH_CHUNK as samples, the in-process way: `chunk.pcm` is ignored and no
+    /// base64 is made (clients that want JSON get it encoded once, at their socket). Waits,
+    /// fences and errors exactly as [`Producer::send`].
+    pub async fn send_speech(
+        &self,
+        chunk: SpeechChunk,
+        samples: Arc<[i16]>,
+    ) -> Result<Ingested, IngestError> {
+        let checked = validate_rate(&chunk).map(|()| samples);
+        self.send_checked(chunk, checked).await
+    }
+
     async fn send_chunk(&self, chunk: SpeechChunk) -> Result<Ingested, IngestError> {
-        let pcm = match validate_pcm(&chunk) {
-            Ok(pcm) => pcm,
+        let samples = validate_pcm(&chunk);
+        self.send_checked(chunk, samples).await
+    }
+
+    async fn send_checked(
+        &self,
+        chunk: SpeechChunk,
+        samples: Result<Arc<[i16]>, IngestError>,
+    ) -> Result<Ingested, IngestError> {
+        let samples = match samples {
+            Ok(samples) => samples,
             Err(error) => {
                 let mut state = self.inner.lock();
                 state.metrics.chunks_in += 1;
@@ -173,9 +194,9 @@ impl Producer {
             }
         };
         let space = self.admit(&chunk.session_id)?;
-        let duration = pcm_duration(pcm.len(), chunk.sample_rate());
+        let duration = pcm_duration(samples.len(), chunk.sample_rate());
         let (session, turn, seq) = (chunk.session_id.clone(), chunk.turn, chunk.seq);
-        let frame = LiveFrame::speech(chunk, pcm);
+        let frame = LiveFrame::speech(chunk, samples);
         loop {
             // Registered before looking, so space freed right after the look still wakes us.
             let mut space_freed = pin!(space.notified());
@@ -453,11 +474,9 @@ impl Drop for Producer {
 }
 
 /// The chunk's PCM bytes, if they are whole s16le samples at a sane rate.
-fn validate_pcm(chunk: &SpeechChunk) -> Result<Vec<u8>, IngestError> {
-    let rate = chunk.sample_rate();
-    if !SAMPLE_RATES.contains(&rate) {
-        return Err(IngestError::InvalidSampleRate(rate));
-    }
+/// The samples of a chunk that came as JSON (`/ws/ingest`): base64 decoded once, here.
+fn validate_pcm(chunk: &SpeechChunk) -> Result<Arc<[i16]>, IngestError> {
+    validate_rate(chunk)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(&chunk.pcm)
         .map_err(|error| IngestError::InvalidPcm(format!("not base64: {error}")))?;
@@ -467,12 +486,24 @@ fn validate_pcm(chunk: &SpeechChunk) -> Result<Vec<u8>, IngestError> {
             bytes.len()
         )));
     }
-    Ok(bytes)
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
+        .collect())
 }
 
-/// Playing time of `bytes` of s16le mono at `sample_rate`.
-pub(crate) fn pcm_duration(bytes: usize, sample_rate: u32) -> Duration {
-    let samples = (bytes / 2) as u128;
+fn validate_rate(chunk: &SpeechChunk) -> Result<(), IngestError> {
+    let rate = chunk.sample_rate();
+    if SAMPLE_RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(IngestError::InvalidSampleRate(rate))
+    }
+}
+
+/// Playing time of `samples` s16le mono samples at `sample_rate`.
+pub(crate) fn pcm_duration(samples: usize, sample_rate: u32) -> Duration {
+    let samples = samples as u128;
     let nanos = samples * 1_000_000_000 / u128::from(sample_rate.max(1));
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
@@ -484,12 +515,12 @@ mod tests {
     #[test]
     fn duration_follows_length_and_rate() {
         assert_eq!(
-            pcm_duration(960, 24_000),
+            pcm_duration(480, 24_000),
             Duration::from_millis(20),
             "480 samples at 24 kHz are 20 ms"
         );
         assert_eq!(
-            pcm_duration(1_764, 22_050),
+            pcm_duration(882, 22_050),
             Duration::from_millis(40),
             "882 samples at 22.05 kHz are 40 ms"
         );
@@ -533,7 +564,7 @@ mod tests {
         );
         assert_eq!(
             validate_pcm(&chunk(&SpeechChunk::encode_pcm(&[1, -1]), Some(48_000))),
-            Ok(vec![1, 0, 0xff, 0xff]),
+            Ok(Arc::from([1, -1])),
             "two s16le samples"
         );
     }

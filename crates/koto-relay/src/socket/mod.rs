@@ -29,7 +29,8 @@ pub use live_clients::run_live_socket;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsFrame {
     Text(String),
-    Binary(Vec<u8>),
+    /// Shared, not copied: one binary SPEECH_CHUNK goes to every binary client as is.
+    Binary(bytes::Bytes),
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     /// Close with an optional (code, reason).

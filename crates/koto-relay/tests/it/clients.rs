@@ -144,11 +144,20 @@ async fn frames_encode_per_client_choice() {
     let sent = chunk(&session, 3, 0);
     engine.send(sent.clone()).await.expect("queued");
     let frame = client.recv().await.expect("released at once");
-    assert_eq!(frame.frame(), &sent, "the frame is relayed unchanged");
+    let RelayFrame::SpeechChunk(sent_chunk) = &sent else {
+        panic!("a speech chunk was sent")
+    };
+    let mut header = sent_chunk.clone();
+    header.pcm.clear();
     assert_eq!(
-        frame.pcm().map(<[u8]>::len),
-        Some(960),
-        "20 ms at 24 kHz is 960 bytes of s16le"
+        frame.frame(),
+        &RelayFrame::SpeechChunk(header),
+        "inside the process the frame carries no base64"
+    );
+    assert_eq!(
+        frame.samples().map(<[i16]>::to_vec),
+        Some(sent_chunk.decode_pcm().expect("valid base64")),
+        "its audio is the samples, decoded once at the ingest edge (20 ms at 24 kHz = 480)"
     );
 
     let WsFrame::Text(json) = frame.to_ws(&ClientFilter::default()) else {
@@ -180,10 +189,25 @@ async fn frames_encode_per_client_choice() {
         panic!("binary audio was asked for")
     };
     let decoded = decode_binary_chunk(&bytes).expect("our own framing decodes");
-    assert_eq!(
-        Some(decoded.pcm.as_slice()),
-        frame.pcm(),
-        "raw PCM after the header"
-    );
+    let samples_le: Vec<u8> = frame
+        .samples()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|sample| sample.to_le_bytes())
+        .collect();
+    assert_eq!(decoded.pcm, samples_le, "raw s16le after the header");
     assert_eq!(decoded.header.seq, 0, "header names the chunk");
+
+    let WsFrame::Binary(again) = frame.to_ws(&binary) else {
+        panic!("binary audio was asked for")
+    };
+    assert_eq!(
+        again.as_ptr(),
+        bytes.as_ptr(),
+        "a second binary client gets the same bytes: framed once per chunk, not per client"
+    );
+    assert!(
+        std::ptr::eq(frame.json(), frame.json()),
+        "the JSON form is made once and shared"
+    );
 }

@@ -134,7 +134,7 @@ async fn ingest_answers_bad_frames_with_error_frames_and_stays_open() {
         );
     }
     peer.to_driver
-        .send(Ok(WsFrame::Binary(vec![1, 2, 3])))
+        .send(Ok(WsFrame::Binary(vec![1, 2, 3].into())))
         .await
         .expect("driver reading");
     assert_eq!(
@@ -159,9 +159,9 @@ async fn ingest_answers_bad_frames_with_error_frames_and_stays_open() {
     peer.send_json(&chunk(&s, 1, 2)).await;
     let relayed = watcher.recv().await.expect("the connection still works");
     assert_eq!(
-        relayed.frame(),
-        &chunk(&s, 1, 2),
-        "a valid chunk after all that is relayed"
+        serde_json::from_str::<koto_protocol::ingest::RelayFrame>(relayed.json()).ok(),
+        Some(chunk(&s, 1, 2)),
+        "a valid chunk after all that is relayed, audio and all"
     );
     let metrics = relay.metrics();
     assert_eq!(
@@ -468,7 +468,7 @@ mod loopback {
     fn from_message(message: Message) -> WsFrame {
         match message {
             Message::Text(text) => WsFrame::Text(text.to_string()),
-            Message::Binary(bytes) => WsFrame::Binary(bytes.to_vec()),
+            Message::Binary(bytes) => WsFrame::Binary(bytes),
             Message::Ping(bytes) => WsFrame::Ping(bytes.to_vec()),
             Message::Pong(bytes) => WsFrame::Pong(bytes.to_vec()),
             Message::Close(close) => {

@@ -124,7 +124,7 @@ pub(crate) fn read_error(error: axum::Error) -> ReadError {
 fn to_axum(frame: WsFrame) -> Message {
     match frame {
         WsFrame::Text(text) => Message::Text(text.into()),
-        WsFrame::Binary(bytes) => Message::Binary(bytes.into()),
+        WsFrame::Binary(bytes) => Message::Binary(bytes),
         WsFrame::Ping(bytes) => Message::Ping(bytes.into()),
         WsFrame::Pong(bytes) => Message::Pong(bytes.into()),
         WsFrame::Close(close) => Message::Close(close.map(|(code, reason)| CloseFrame {
@@ -137,7 +137,7 @@ fn to_axum(frame: WsFrame) -> Message {
 fn from_axum(message: Message) -> WsFrame {
     match message {
         Message::Text(text) => WsFrame::Text(text.to_string()),
-        Message::Binary(bytes) => WsFrame::Binary(bytes.to_vec()),
+        Message::Binary(bytes) => WsFrame::Binary(bytes),
         Message::Ping(bytes) => WsFrame::Ping(bytes.to_vec()),
         Message::Pong(bytes) => WsFrame::Pong(bytes.to_vec()),
         Message::Close(close) => {

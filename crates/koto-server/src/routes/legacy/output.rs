@@ -242,8 +242,8 @@ impl Pump {
         }
         match frame.frame() {
             RelayFrame::SpeechChunk(chunk) if chunk.turn == turn => {
-                let pcm = match frame.pcm() {
-                    Some(pcm) => Bytes::copy_from_slice(pcm),
+                let pcm = match frame.samples() {
+                    Some(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
                     None => match chunk.decode_pcm() {
                         Ok(samples) => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
                         Err(error) => {
