@@ -109,11 +109,7 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
             return;
         }
     };
-    let llm = server.engine.llm().name().to_owned();
-    let audio = match &player {
-        Some(player) => player.status().device,
-        None => "off".to_owned(),
-    };
+    let ready = server.ready_line("kotodama-desktop", &audio_in_use(player.as_ref()));
     app.manage(Shell::new(server, player));
     let shell = app.state::<Shell>();
     if let Err(error) = window::open_panel(&handle, shell.panel_url(), shell.origin()) {
@@ -132,14 +128,21 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     }
     shell.set_hotkey_status(hotkey.clone());
     install_tray(&handle, &hotkey, true);
-    // One line for people and scripts (the smoke test waits for it), like `kotodama serve`.
+    // One line for people and scripts (the smoke test waits for it), like `kotodama serve`'s.
     println!(
-        "kotodama-desktop ready: {url}  token: {token}  (LLM: {llm}, audio: {audio})  hotkey: {state:?} {accelerator}",
-        url = shell.origin().as_str().trim_end_matches('/'),
-        token = shell.info().token,
+        "{ready}  hotkey: {state:?} {accelerator}",
         state = hotkey.state,
         accelerator = hotkey.accelerator.as_deref().unwrap_or("-"),
     );
+}
+
+/// Where the voice plays, in the ready line's words.
+fn audio_in_use(player: Option<&koto_audio::Player>) -> String {
+    match player.map(koto_audio::Player::status) {
+        None => "off".to_owned(),
+        Some(status) if status.null_sink => "none (no sound device: silent)".to_owned(),
+        Some(status) => status.device,
+    }
 }
 
 fn install_tray<R: Runtime>(app: &AppHandle<R>, hotkey: &HotkeyStatus, running: bool) {

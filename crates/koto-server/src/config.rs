@@ -985,6 +985,10 @@ mod tidy {
     /// Names in the docs that look like env vars but are no configuration key, and why.
     const NOT_SETTINGS: &[(&str, &str)] = &[
         ("RUST_LOG", "read by the log filter (logging.rs)"),
+        (
+            "KOTODAMA_HEADLESS",
+            "read by scripts/run.sh (headless with a display)",
+        ),
         ("NO_COLOR", "read by logging.rs"),
         (
             "REDIS_SERVER_BIN",

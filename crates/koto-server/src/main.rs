@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use koto_server::config::Config;
 
+/// What the ready line says about audio: `kotodama serve` plays nothing itself (the panel or
+/// the OBS overlay can).
+const HEADLESS_AUDIO: &str = "none (headless)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kotodama",
@@ -122,12 +126,7 @@ async fn serve(
         signals.wait().await;
         shutdown.cancel();
     });
-    println!(
-        "kotodama ready: {url}  token: {token}  (LLM: {llm})",
-        url = server.base_url(),
-        token = server.token.expose(),
-        llm = server.engine.llm().name(),
-    );
+    println!("{}", server.ready_line("kotodama", HEADLESS_AUDIO));
     server.wait().await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -68,6 +68,25 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The control panel with its token: what the ready line prints and the desktop window opens.
+    pub fn panel_url(&self) -> String {
+        format!(
+            "{}/?token={}",
+            self.base_url(),
+            query_escape(self.token.expose())
+        )
+    }
+
+    /// The one line `kotodama serve` and the desktop app print when they are ready (the README
+    /// shows it; scripts wait for it): the clickable panel URL, the LLM and where audio plays.
+    pub fn ready_line(&self, program: &str, audio: &str) -> String {
+        format!(
+            "{program} ready: {url}  (LLM: {llm}, audio: {audio})",
+            url = self.panel_url(),
+            llm = self.engine.llm().name(),
+        )
+    }
+
     /// A token that, once cancelled, shuts the server down (signal handlers, the tray's Quit).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -235,6 +254,20 @@ pub async fn start_with(
         shutdown,
         task,
     })
+}
+
+/// `text` as a URL query value: unreserved characters as they are, everything else %XX (a
+/// token set by hand may hold any character).
+fn query_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    escaped
 }
 
 pub fn engine_config(config: &Config) -> EngineConfig {
