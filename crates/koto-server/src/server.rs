@@ -213,12 +213,12 @@ pub async fn start_with(
         started: Instant::now(),
         events: events.clone(),
         settings: Arc::new(
-            crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone()).with_live(
-                LiveTargets {
+            crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone())
+                .with_bound(addr)
+                .with_live(LiveTargets {
                     engine: engine.clone(),
                     desktop,
-                },
-            ),
+                }),
         ),
     };
     let shutdown = CancellationToken::new();
@@ -246,6 +246,16 @@ pub async fn start_with(
         serve_events.wait().await;
         served
     });
+    // Everything started: what the settings file holds is the last working configuration (the
+    // failure page's "restore"). Never fails the start: a read-only data dir only loses that.
+    let settings_file = config.data_dir.join(crate::config::SETTINGS_FILE);
+    match tokio::task::spawn_blocking(move || crate::recovery::record_last_good(&settings_file))
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the last working settings were not kept"),
+        Err(error) => tracing::warn!(%error, "the last working settings were not kept"),
+    }
     Ok(RunningServer {
         addr,
         token,
