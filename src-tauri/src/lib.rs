@@ -22,8 +22,7 @@ pub mod shell;
 pub mod tray;
 pub mod window;
 
-use koto_server::StartError;
-use koto_server::config::ConfigError;
+use koto_server::recovery::StartProblem;
 use tauri::{App, AppHandle, Manager, Runtime};
 
 use std::sync::Arc;
@@ -90,16 +89,21 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
                 })
             });
             let hooks = DesktopHooks::new(handle.clone(), player.clone(), session);
-            tauri::async_runtime::block_on(koto_server::start_with(config, Some(Arc::new(hooks))))
-                .map_err(|error| startup_failure(&error))
+            let started = koto_server::start_with(config.clone(), Some(Arc::new(hooks)));
+            tauri::async_runtime::block_on(started)
+                .map_err(|error| StartupFailure(StartProblem::from_start(&error, &config)))
         }
-        Err(error) => Err(config_failure(&error)),
+        Err(error) => Err(StartupFailure(StartProblem::from_config(
+            &error,
+            launch.settings_file.as_deref(),
+        ))),
     };
     let server = match started {
         Ok(server) => server,
         Err(failure) => {
-            tracing::error!(code = failure.code, message = %failure.message, "cannot start");
-            println!("kotodama-desktop failed: {}", failure.message);
+            let problem = &failure.0;
+            tracing::error!(code = problem.code, message = %problem.message, "cannot start");
+            println!("kotodama-desktop failed: {}", problem.message);
             app.state::<Lifecycle>().mark_start_failed();
             if let Err(error) = window::open_failure(&handle, &failure) {
                 tracing::error!(%error, "cannot open the failure window");
@@ -149,34 +153,6 @@ fn install_tray<R: Runtime>(app: &AppHandle<R>, hotkey: &HotkeyStatus, running: 
     if let Err(error) = tray::install(app, hotkey, running) {
         // No tray host (some desktops): the window's close button still quits cleanly.
         tracing::warn!(%error, "no tray icon");
-    }
-}
-
-fn startup_failure(error: &StartError) -> StartupFailure {
-    match error {
-        StartError::PortInUse { addr } => StartupFailure {
-            code: "port_in_use",
-            message: error.to_string(),
-            hint: format!(
-                "Quit the program on port {port} (another Kotodama, or kotodama serve), or pick a free port.",
-                port = addr.port()
-            ),
-        },
-        other => StartupFailure {
-            code: "start_failed",
-            message: other.to_string(),
-            hint: "See the log (RUST_LOG=debug for more) and the README's configuration table."
-                .to_owned(),
-        },
-    }
-}
-
-fn config_failure(error: &ConfigError) -> StartupFailure {
-    StartupFailure {
-        code: "config_invalid",
-        message: error.to_string(),
-        hint: "Fix the value named above in the config file or the environment variable."
-            .to_owned(),
     }
 }
 

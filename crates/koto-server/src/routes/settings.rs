@@ -780,7 +780,7 @@ fn read_table(path: &Path) -> Result<toml::Table, SettingsRefused> {
     match std::fs::read_to_string(path) {
         Ok(text) => text.parse::<toml::Table>().map_err(|error| {
             let error = ConfigError::toml(path, &text, &error);
-            SettingsRefused::file("file_invalid", format!("{error} Nothing was saved."))
+            SettingsRefused::file("file_invalid", error.to_string())
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
         Err(error) => Err(SettingsRefused::file(
