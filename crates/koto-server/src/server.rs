@@ -299,3 +299,22 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::query_escape;
+
+    #[test]
+    fn a_hand_set_token_stays_one_query_value() {
+        assert_eq!(
+            query_escape("3f9c-._~"),
+            "3f9c-._~",
+            "hex and unreserved as they are"
+        );
+        assert_eq!(
+            query_escape("a b&c=d#e/é"),
+            "a%20b%26c%3Dd%23e%2F%C3%A9",
+            "nothing in a token can end the value or the URL"
+        );
+    }
+}
