@@ -257,6 +257,15 @@ impl StartProblem {
                 ),
                 "Make the folder writable, or choose another with --data-dir or KOTODAMA_DATA_DIR.".to_owned(),
             ),
+            StartError::Store(error) => (
+                "data_dir",
+                None,
+                format!(
+                    "Kotodama cannot open its database {}: {error}.",
+                    config.data_dir.join("kotodama.sqlite3").display()
+                ),
+                "Make the data folder writable (not read-only, not full), or choose another with --data-dir or KOTODAMA_DATA_DIR.".to_owned(),
+            ),
             other => (
                 "start_failed",
                 None,

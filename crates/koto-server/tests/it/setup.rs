@@ -340,3 +340,22 @@ fn a_bad_value_from_the_environment_is_blamed_on_it_without_a_useless_way_back()
         "setting the file aside would not help: {stderr}"
     );
 }
+
+#[test]
+fn a_data_folder_kotodama_cannot_write_is_a_sentence_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a read-only folder does to the database (root ignores chmod): it cannot be opened.
+    std::fs::create_dir(dir.path().join("kotodama.sqlite3")).unwrap();
+    let output = kotodama(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open its database")
+            && stderr.contains(&dir.path().display().to_string())
+            && stderr.contains("Make the data folder writable"),
+        "where, and what to do: {stderr}"
+    );
+}
