@@ -1,8 +1,11 @@
 //! `GET /settings` and `PUT /settings`: the configuration keys as the control panel edits them,
 //! saved to `<data_dir>/kotodama.toml` (mode 0600: it may hold API keys).
 //!
-//! It validates a change by building the whole configuration the next start would build, and
-//! reports every failing key. Then it applies what it can to the running app (`crate::live`):
+//! It never saves a file the app could not start with: a change is validated by building the
+//! whole configuration the next start would build (under today's env vars and flags) and the
+//! file on its own (an override must not hide a broken value), and a new `bind` must be free to
+//! listen on. Every failing key is reported at once, as `{code, key, message}` sentences the
+//! panel shows as they are. Then it applies what it can to the running app (`crate::live`):
 //! persona, memory window, LLM and voice keys swap the engine's profile for the next turns (a
 //! provider that cannot start refuses the change before anything is saved), and the desktop
 //! shell applies output device, volume and stop hotkey. Every other key says "restart to apply"
