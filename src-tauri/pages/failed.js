@@ -1,7 +1,17 @@
-// Fills the failure page from its query string (?code=…&message=…&hint=…), written by the
-// desktop shell. Text only: nothing from the query is ever parsed as HTML.
+// Fills the failure page from its query string (?code=…&message=…&hint=…&key=…&file=…&reset=1
+// &restore=1), written by the desktop shell. Text only: nothing from the query is ever parsed as
+// HTML. The two buttons are plain links the shell catches (window.rs: way_back).
 const query = new URLSearchParams(window.location.search);
-for (const field of ["code", "message", "hint"]) {
+for (const field of ["code", "message", "hint", "key", "file"]) {
   const value = query.get(field);
   if (value) document.getElementById(field).textContent = value;
+}
+if (query.get("key") && query.get("file")) document.getElementById("where").hidden = false;
+const offers = { defaults: query.get("reset") === "1", "last-good": query.get("restore") === "1" };
+for (const [id, offered] of Object.entries(offers)) {
+  document.getElementById(id).hidden = !offered;
+}
+if (offers.defaults || offers["last-good"]) {
+  document.getElementById("ways").hidden = false;
+  document.getElementById("kept").hidden = false;
 }

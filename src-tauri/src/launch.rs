@@ -49,6 +49,8 @@ pub struct DesktopArgs {
 pub struct Launch {
     /// The server's configuration, or why it is unusable (shown in the window).
     pub config: Result<Config, ConfigError>,
+    /// The saved settings file these layers read (what the failure page's ways back act on).
+    pub settings_file: Option<PathBuf>,
 }
 
 impl Launch {
@@ -84,7 +86,11 @@ impl Launch {
         // settings) ← --config ← environment ← flags.
         let config =
             Config::load_with(args.config.as_deref(), &flags, &env).map(|(config, _)| config);
-        Launch { config }
+        let settings_file = Config::settings_file_for(args.config.as_deref(), &flags, &env);
+        Launch {
+            config,
+            settings_file,
+        }
     }
 }
 

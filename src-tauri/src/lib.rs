@@ -22,8 +22,7 @@ pub mod shell;
 pub mod tray;
 pub mod window;
 
-use koto_server::StartError;
-use koto_server::config::ConfigError;
+use koto_server::recovery::StartProblem;
 use tauri::{App, AppHandle, Manager, Runtime};
 
 use std::sync::Arc;
@@ -90,16 +89,21 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
                 })
             });
             let hooks = DesktopHooks::new(handle.clone(), player.clone(), session);
-            tauri::async_runtime::block_on(koto_server::start_with(config, Some(Arc::new(hooks))))
-                .map_err(|error| startup_failure(&error))
+            let started = koto_server::start_with(config.clone(), Some(Arc::new(hooks)));
+            tauri::async_runtime::block_on(started)
+                .map_err(|error| StartupFailure(StartProblem::from_start(&error, &config)))
         }
-        Err(error) => Err(config_failure(&error)),
+        Err(error) => Err(StartupFailure(StartProblem::from_config(
+            &error,
+            launch.settings_file.as_deref(),
+        ))),
     };
     let server = match started {
         Ok(server) => server,
         Err(failure) => {
-            tracing::error!(code = failure.code, message = %failure.message, "cannot start");
-            println!("kotodama-desktop failed: {}", failure.message);
+            let problem = &failure.0;
+            tracing::error!(code = problem.code, message = %problem.message, "cannot start");
+            println!("kotodama-desktop failed: {}", problem.message);
             app.state::<Lifecycle>().mark_start_failed();
             if let Err(error) = window::open_failure(&handle, &failure) {
                 tracing::error!(%error, "cannot open the failure window");
@@ -109,11 +113,7 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
             return;
         }
     };
-    let llm = server.engine.llm().name().to_owned();
-    let audio = match &player {
-        Some(player) => player.status().device,
-        None => "off".to_owned(),
-    };
+    let ready = server.ready_line("kotodama-desktop", &audio_in_use(player.as_ref()));
     app.manage(Shell::new(server, player));
     let shell = app.state::<Shell>();
     if let Err(error) = window::open_panel(&handle, shell.panel_url(), shell.origin()) {
@@ -132,48 +132,27 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     }
     shell.set_hotkey_status(hotkey.clone());
     install_tray(&handle, &hotkey, true);
-    // One line for people and scripts (the smoke test waits for it), like `kotodama serve`.
+    // One line for people and scripts (the smoke test waits for it), like `kotodama serve`'s.
     println!(
-        "kotodama-desktop ready: {url}  token: {token}  (LLM: {llm}, audio: {audio})  hotkey: {state:?} {accelerator}",
-        url = shell.origin().as_str().trim_end_matches('/'),
-        token = shell.info().token,
+        "{ready}  hotkey: {state:?} {accelerator}",
         state = hotkey.state,
         accelerator = hotkey.accelerator.as_deref().unwrap_or("-"),
     );
+}
+
+/// Where the voice plays, in the ready line's words.
+fn audio_in_use(player: Option<&koto_audio::Player>) -> String {
+    match player.map(koto_audio::Player::status) {
+        None => "off".to_owned(),
+        Some(status) if status.null_sink => "none (no sound device: silent)".to_owned(),
+        Some(status) => status.device,
+    }
 }
 
 fn install_tray<R: Runtime>(app: &AppHandle<R>, hotkey: &HotkeyStatus, running: bool) {
     if let Err(error) = tray::install(app, hotkey, running) {
         // No tray host (some desktops): the window's close button still quits cleanly.
         tracing::warn!(%error, "no tray icon");
-    }
-}
-
-fn startup_failure(error: &StartError) -> StartupFailure {
-    match error {
-        StartError::PortInUse { addr } => StartupFailure {
-            code: "port_in_use",
-            message: error.to_string(),
-            hint: format!(
-                "Quit the program on port {port} (another Kotodama, or kotodama serve), or pick a free port.",
-                port = addr.port()
-            ),
-        },
-        other => StartupFailure {
-            code: "start_failed",
-            message: other.to_string(),
-            hint: "See the log (RUST_LOG=debug for more) and the README's configuration table."
-                .to_owned(),
-        },
-    }
-}
-
-fn config_failure(error: &ConfigError) -> StartupFailure {
-    StartupFailure {
-        code: "config_invalid",
-        message: error.to_string(),
-        hint: "Fix the value named above in the config file or the environment variable."
-            .to_owned(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! pages), and only that origin gets IPC, limited to the app's two commands (a capability built
 //! at start-up for the exact port). A link to anywhere else is refused, never opened in-app.
 
+use koto_server::recovery::{self, StartProblem};
 use tauri::ipc::CapabilityBuilder;
 use tauri::{AppHandle, Manager, Runtime, Url, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 
@@ -56,38 +57,135 @@ pub fn open_panel<R: Runtime>(
         .build()
 }
 
-/// Why the app could not start, as shown on the failure page.
+/// Why the app could not start, as shown on the failure page (koto-server words it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartupFailure {
-    /// A stable code (`port_in_use`, `config_invalid`, `start_failed`).
-    pub code: &'static str,
-    pub message: String,
-    pub hint: String,
+pub struct StartupFailure(pub StartProblem);
+
+/// A button of the failure page: a way back to settings that start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WayBack {
+    /// "Start with defaults": the settings file is set aside.
+    Defaults,
+    /// "Restore the last working settings".
+    LastGood,
 }
 
 impl StartupFailure {
-    /// `failed.html?code=…&message=…&hint=…`, relative to the app's pages.
+    /// `failed.html?code=…&message=…&hint=…[&key=…][&file=…][&reset=1][&restore=1]`, relative
+    /// to the app's pages.
     pub fn page_path(&self) -> String {
+        let problem = &self.0;
         let mut query = Url::parse("tauri://localhost/failed.html").expect("a constant URL parses");
-        query
-            .query_pairs_mut()
-            .append_pair("code", self.code)
-            .append_pair("message", &self.message)
-            .append_pair("hint", &self.hint);
+        {
+            let mut pairs = query.query_pairs_mut();
+            pairs
+                .append_pair("code", problem.code)
+                .append_pair("message", &problem.message)
+                .append_pair("hint", &problem.hint);
+            if let Some(key) = &problem.key {
+                pairs.append_pair("key", key);
+            }
+            if let Some(file) = &problem.file {
+                pairs.append_pair("file", &file.to_string_lossy());
+            }
+            if problem.can_reset {
+                pairs.append_pair("reset", "1");
+            }
+            if problem.can_restore {
+                pairs.append_pair("restore", "1");
+            }
+        }
         format!("failed.html?{}", query.query().unwrap_or_default())
     }
 }
 
-/// Opens the failure page in the main window (same label and title, so a second launch focuses it).
+/// The way back a failure-page link asks for (`failed.html?action=defaults|last-good`), if any.
+pub fn way_back(url: &Url) -> Option<WayBack> {
+    let own_page = url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost");
+    if !own_page || !url.path().ends_with("/failed.html") {
+        return None;
+    }
+    match url
+        .query_pairs()
+        .find(|(name, _)| name == "action")?
+        .1
+        .as_ref()
+    {
+        "defaults" => Some(WayBack::Defaults),
+        "last-good" => Some(WayBack::LastGood),
+        _ => None,
+    }
+}
+
+/// Opens the failure page in the main window (same label and title, so a second launch focuses
+/// it). Its two buttons are links the window catches: the way back runs (koto-server's
+/// `recovery`), then the app relaunches with the same flags; if it cannot, the page says why.
 pub fn open_failure<R: Runtime>(
     app: &AppHandle<R>,
     failure: &StartupFailure,
 ) -> tauri::Result<WebviewWindow<R>> {
+    let handle = app.clone();
+    let settings_file = failure.0.settings_file.clone();
     WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App(failure.page_path().into()))
         .title(format!("{TITLE}: could not start"))
-        .inner_size(720.0, 480.0)
-        .on_navigation(|url| url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost"))
+        .inner_size(760.0, 560.0)
+        .on_navigation(move |url| {
+            let Some(way) = way_back(url) else {
+                return url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost");
+            };
+            take_way_back(&handle, way, settings_file.as_deref());
+            false
+        })
         .build()
+}
+
+fn take_way_back<R: Runtime>(
+    app: &AppHandle<R>,
+    way: WayBack,
+    settings_file: Option<&std::path::Path>,
+) {
+    let outcome = match settings_file {
+        Some(file) => match way {
+            WayBack::Defaults => recovery::reset_to_defaults(file),
+            WayBack::LastGood => recovery::restore_last_good(file),
+        }
+        .map_err(|error| error.to_string()),
+        None => Err("Kotodama cannot tell where its settings file is.".to_owned()),
+    };
+    match outcome {
+        Ok(recovered) => {
+            tracing::info!(message = %recovered.message, "relaunching");
+            let app = app.clone();
+            // `restart` releases the single-instance lock first when it runs on the main thread.
+            let relaunch = app.clone();
+            if let Err(error) = app.run_on_main_thread(move || relaunch.restart()) {
+                tracing::error!(%error, "cannot relaunch; start Kotodama again");
+            }
+        }
+        Err(message) => {
+            tracing::error!(%message, "the way back failed");
+            let failure = StartupFailure(StartProblem {
+                code: "recovery_failed",
+                message,
+                key: None,
+                file: settings_file.map(std::path::Path::to_owned),
+                hint: "Close this window, fix the file by hand, and start Kotodama again."
+                    .to_owned(),
+                settings_file: None,
+                can_reset: false,
+                can_restore: false,
+            });
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let page = format!("tauri://localhost/{}", failure.page_path());
+                if let (Some(window), Ok(url)) = (app.get_webview_window(MAIN), Url::parse(&page))
+                    && let Err(error) = window.navigate(url)
+                {
+                    tracing::error!(%error, "cannot show why the way back failed");
+                }
+            });
+        }
+    }
 }
 
 /// Shows, un-minimises and focuses the main window (tray Show, a second launch).
@@ -137,13 +235,22 @@ mod tests {
         }
     }
 
+    fn problem(message: &str) -> StartProblem {
+        StartProblem {
+            code: "port_in_use",
+            message: message.to_owned(),
+            key: Some("bind".to_owned()),
+            file: Some("/data/kotodama.toml".into()),
+            hint: "Use --bind".to_owned(),
+            settings_file: Some("/data/kotodama.toml".into()),
+            can_reset: true,
+            can_restore: false,
+        }
+    }
+
     #[test]
     fn failure_page_carries_text_safely() {
-        let failure = StartupFailure {
-            code: "port_in_use",
-            message: "127.0.0.1:8000 is already in use & <b>busy</b>".to_owned(),
-            hint: "Use --bind".to_owned(),
-        };
+        let failure = StartupFailure(problem("127.0.0.1:8000 is already in use & <b>busy</b>"));
         let path = failure.page_path();
         assert!(path.starts_with("failed.html?code=port_in_use&"), "{path}");
         assert!(
@@ -151,14 +258,47 @@ mod tests {
             "the message is percent-encoded, never raw markup: {path}"
         );
         let parsed = url("tauri://localhost/").join(&path).expect("joins");
-        let message = parsed
-            .query_pairs()
-            .find(|(key, _)| key == "message")
-            .map(|(_, value)| value.into_owned());
+        let field = |name: &str| {
+            parsed
+                .query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
         assert_eq!(
-            message.as_deref(),
-            Some(failure.message.as_str()),
+            field("message").as_deref(),
+            Some(failure.0.message.as_str()),
             "round-trips"
         );
+        assert_eq!(field("key").as_deref(), Some("bind"), "the key is named");
+        assert_eq!(
+            field("file").as_deref(),
+            Some("/data/kotodama.toml"),
+            "and the file"
+        );
+        assert_eq!(field("reset").as_deref(), Some("1"), "defaults are offered");
+        assert_eq!(
+            field("restore"),
+            None,
+            "no last-good copy: no restore button"
+        );
+    }
+
+    #[test]
+    fn the_failure_pages_links_are_ways_back_and_nothing_else_is() {
+        for (link, way) in [
+            (
+                "tauri://localhost/failed.html?action=defaults",
+                Some(WayBack::Defaults),
+            ),
+            (
+                "http://tauri.localhost/failed.html?action=last-good",
+                Some(WayBack::LastGood),
+            ),
+            ("tauri://localhost/failed.html?action=format-disk", None),
+            ("tauri://localhost/failed.html?code=x", None),
+            ("http://127.0.0.1:8000/failed.html?action=defaults", None),
+        ] {
+            assert_eq!(way_back(&url(link)), way, "{link}");
+        }
     }
 }

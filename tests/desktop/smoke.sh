@@ -7,6 +7,8 @@
 #   3. the global stop hotkey (pressed with xdotool) interrupts a running turn, and so does a
 #      new one saved in the settings while the app runs;
 #   4. a busy port shows the failure page (artifacts/desktop-port-busy.png) and exits with 2;
+#      a broken saved bind shows the page naming file and key, and its "Restore the last working
+#      settings" button relaunches the app on them (artifacts/desktop-settings-broken.png);
 #   5. SIGTERM during a turn quits cleanly: exit 0, the turn recorded as interrupted, no turn
 #      left open, the database closed (no -wal file left).
 # Every wait is bounded and polls for an event; nothing sleeps "long enough".
@@ -165,6 +167,35 @@ kill -TERM "$(pgrep -P "$BUSY" -x kotodama-deskto)"
 set +e; wait "$BUSY"; BUSY_STATUS=$?; set -e
 [ "$BUSY_STATUS" -eq 2 ] || fail "a failed start should exit 2, got $BUSY_STATUS"
 ok "busy port: failure page shown (artifacts/desktop-port-busy.png), exit 2"
+
+# --- 4b. a broken saved setting: the page names file and key, "Restore" relaunches ------------
+# Its own D-Bus session and data dir, kept alive by a shell until told to stop: the relaunched
+# app outlives the process that showed the page.
+RECOVER="$WORK/recover-data/kotodama"
+mkdir -p "$RECOVER"
+RECOVER_PORT=$(free_port)
+printf 'bind = "127.0.0.1:%s"\n' "$RECOVER_PORT" >"$RECOVER/kotodama.toml.last-good"
+printf 'bind = "127.0.0.1:99999"\n' >"$RECOVER/kotodama.toml"
+XDG_DATA_HOME="$WORK/recover-data" dbus-run-session --config-file="$ROOT/tests/desktop/session-bus.conf" -- \
+  bash -c '"$0" & wait; until [ -e "$1" ]; do sleep 0.2; done' "$BIN" "$WORK/recover.stop" \
+  >"$WORK/recover.out" 2>"$WORK/recover.err" &
+PIDS+=("$!")
+wait_for "the failure window" has_window 'Kotodama: could not start'
+wait_for "the failure page to render" rendered 'Kotodama: could not start'
+import -window root artifacts/desktop-settings-broken.png
+grep -q "kotodama.toml) cannot be used: there is no port 99999" "$WORK/recover.out" \
+  || fail "the failure does not name the file and the value: $(cat "$WORK/recover.out")"
+# The page's second button, by keyboard: Tab (Start with defaults), Tab (Restore…), Enter.
+FAILED_WINDOW=$(xdotool search --name '^Kotodama: could not start$' | head -n 1)
+xdotool windowfocus --sync "$FAILED_WINDOW"
+for key in Tab Tab Return; do xdotool key --window "$FAILED_WINDOW" "$key"; sleep 0.3; done
+recovered() { grep -q "^kotodama-desktop ready: http://127.0.0.1:$RECOVER_PORT/" "$WORK/recover.out"; }
+wait_for "the relaunch on the last working settings" recovered
+grep -q '99999' "$RECOVER/kotodama.toml.bad" || fail "the broken settings were not kept aside"
+RECOVERED_PID=$(ss -ltnpH "sport = :$RECOVER_PORT" | sed -nE 's/.*pid=([0-9]+).*/\1/p' | head -n 1)
+[ -n "$RECOVERED_PID" ] && kill -TERM "$RECOVERED_PID"
+touch "$WORK/recover.stop"
+ok "broken saved bind: page names file and key (artifacts/desktop-settings-broken.png), Restore relaunched on 127.0.0.1:$RECOVER_PORT"
 
 # --- 5. SIGTERM during a turn quits cleanly -----------------------------------------------------
 chat smoke-quit "$WORK/quit.sse"

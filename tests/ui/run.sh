@@ -67,8 +67,8 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 ready="$(grep 'kotodama ready:' "$data_dir/ready.txt")" || { echo "tests/ui: no ready line in 60 s" >&2; exit 1; }
-KOTODAMA_URL="$(sed -E 's/.*ready: (http:[^ ]+).*/\1/' <<<"$ready")"
-KOTODAMA_TEST_TOKEN="$(sed -E 's/.*token: ([^ ]+).*/\1/' <<<"$ready")"
+KOTODAMA_URL="$(sed -E 's|.*ready: (http://[^/ ]+).*|\1|' <<<"$ready")"
+KOTODAMA_TEST_TOKEN="$(sed -E 's/.*[?]token=([^ ]+).*/\1/' <<<"$ready")"
 KOTODAMA_DATA_DIR="$data_dir"
 export KOTODAMA_URL KOTODAMA_TEST_TOKEN KOTODAMA_DATA_DIR
 echo "==> browser tests against $KOTODAMA_URL (Chromium: $("$CHROMIUM" --version 2>/dev/null | head -n1))"

@@ -121,26 +121,114 @@ pub const KEYS: &[KeySpec] = &[
     key("stop_hotkey", "KOTODAMA_STOP_HOTKEY", "Ctrl+Shift+Space", "Desktop app: global shortcut that stops the co-host talking (e.g. `Alt+F9`); `off` disables it. Not available under Wayland without XWayland."),
 ];
 
+/// Why a configuration cannot be used. Every message is a sentence for the person who set the
+/// value: it names the setting, where its value came from (a file and line, an environment
+/// variable, the command line) and what is accepted; never a parser's own words.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("Kotodama cannot read the settings file {}: {}.", path.display(), io_reason(source))]
     ReadFile {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Toml { path: PathBuf, message: String },
+    #[error("{}", toml_sentence(path, *line, message))]
+    Toml {
+        path: PathBuf,
+        /// 1-based line of the error, when the parser knows it.
+        line: Option<usize>,
+        /// The parser's short message (no source excerpt).
+        message: String,
+    },
     #[error(
-        "unknown config key {key:?} in {path} (known keys: see the README's configuration table)"
+        "{} has a setting Kotodama does not know, {key:?} (a typo?): remove or rename it; the README's configuration table lists every setting.",
+        path.display()
     )]
     UnknownKey { path: PathBuf, key: String },
-    #[error("invalid value {value:?} for {key} (env {env}): {reason}")]
+    #[error("{}", invalid_sentence(key, env, value, reason, origin))]
     Invalid {
         key: &'static str,
         env: &'static str,
+        /// `***` for secrets.
         value: String,
+        /// What is accepted, e.g. `expected 0 to 2` (the settings API's per-field text).
         reason: String,
+        /// The layer the refused value came from.
+        origin: Source,
     },
+}
+
+impl ConfigError {
+    /// The setting this error is about, if it is about one.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The file to fix, if the problem is in one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ConfigError::ReadFile { path, .. }
+            | ConfigError::Toml { path, .. }
+            | ConfigError::UnknownKey { path, .. } => Some(path),
+            ConfigError::Invalid {
+                origin: Source::File(path),
+                ..
+            } => Some(path),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
+
+    /// A TOML parse error of `text` (the contents of `path`), with its line.
+    pub fn toml(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+        let line = error
+            .span()
+            .map(|span| text.get(..span.start).unwrap_or(text).matches('\n').count() + 1);
+        ConfigError::Toml {
+            path: path.to_owned(),
+            line,
+            message: error.message().trim().trim_end_matches('.').to_owned(),
+        }
+    }
+}
+
+fn toml_sentence(path: &Path, line: Option<usize>, message: &str) -> String {
+    let at = line
+        .map(|line| format!(" at line {line}"))
+        .unwrap_or_default();
+    format!(
+        "The file {} is not valid TOML{at} ({message}): fix that line or delete the file.",
+        path.display()
+    )
+}
+
+fn invalid_sentence(key: &str, env: &str, value: &str, reason: &str, origin: &Source) -> String {
+    let from = match origin {
+        Source::Default => "the defaults".to_owned(),
+        Source::File(path) => path.display().to_string(),
+        Source::Env => format!("the environment variable {env}"),
+        Source::Set => "the command line".to_owned(),
+    };
+    if value.trim().is_empty() {
+        format!("The setting {key} is empty (from {from}): {reason}.")
+    } else {
+        format!("The setting {key} = {value:?} (from {from}) cannot be used: {reason}.")
+    }
+}
+
+/// An IO error in words a person acts on.
+pub fn io_reason(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "it does not exist".to_owned(),
+        ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        ErrorKind::ReadOnlyFilesystem => "the disk is read-only".to_owned(),
+        ErrorKind::StorageFull => "the disk is full".to_owned(),
+        ErrorKind::IsADirectory => "a folder is in the way".to_owned(),
+        ErrorKind::InvalidData => "it is not text (UTF-8)".to_owned(),
+        _ => error.to_string(),
+    }
 }
 
 /// A secret that never shows up in logs or `Debug`.
@@ -297,10 +385,7 @@ impl RawConfig {
     pub fn merge_toml_str(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Toml {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|error: toml::de::Error| ConfigError::toml(path, text, &error))?;
         for (name, value) in table {
             let Some(spec) = KEYS.iter().find(|spec| spec.key == name) else {
                 return Err(ConfigError::UnknownKey {
@@ -352,6 +437,13 @@ impl RawConfig {
         self.values.get(key).map(String::as_str)
     }
 
+    /// The data directory these values name.
+    fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        Ok(self
+            .optional::<PathBuf>("data_dir")?
+            .unwrap_or_else(default_data_dir))
+    }
+
     /// The layer that set `key` last.
     pub fn source(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
@@ -359,12 +451,14 @@ impl RawConfig {
 
     pub fn build(&self) -> Result<Config, ConfigError> {
         let system_prompt = match self.optional::<PathBuf>("persona_file")? {
-            Some(path) => std::fs::read_to_string(&path)
-                .map_err(|e| self.invalid("persona_file", &e.to_string()))?,
+            Some(path) => std::fs::read_to_string(&path).map_err(|error| {
+                let reason = format!("cannot read {}: {}", path.display(), io_reason(&error));
+                self.invalid("persona_file", &reason)
+            })?,
             None => self.text("system_prompt"),
         };
         let config = Config {
-            bind: self.parse("bind")?,
+            bind: parse_bind(&self.text("bind")).map_err(|reason| self.invalid("bind", &reason))?,
             data_dir: match self.optional::<PathBuf>("data_dir")? {
                 Some(dir) => dir,
                 None => default_data_dir(),
@@ -636,6 +730,7 @@ impl RawConfig {
             env,
             value,
             reason: reason.to_owned(),
+            origin: self.source(key),
         }
     }
 }
@@ -655,23 +750,10 @@ impl Config {
         flags: &[(&'static str, String)],
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(Config, RawConfig), ConfigError> {
-        let upper_layers = |raw: &mut RawConfig| -> Result<(), ConfigError> {
-            if let Some(path) = config_file {
-                raw.merge_toml_file(path)?;
-            }
-            raw.merge_env(&env);
-            for (key, value) in flags {
-                raw.set(key, value.clone());
-            }
-            Ok(())
-        };
+        let upper_layers = |raw: &mut RawConfig| upper_layers(raw, config_file, flags, &env);
         let mut upper = RawConfig::default();
         upper_layers(&mut upper)?;
-        let data_dir = match upper.optional::<PathBuf>("data_dir")? {
-            Some(dir) => dir,
-            None => default_data_dir(),
-        };
-        let settings_file = data_dir.join(SETTINGS_FILE);
+        let settings_file = upper.data_dir()?.join(SETTINGS_FILE);
         if !settings_file.is_file() {
             return Ok((upper.build()?, upper));
         }
@@ -688,6 +770,19 @@ impl Config {
         }
         upper_layers(&mut raw)?;
         Ok((raw.build()?, raw))
+    }
+
+    /// The settings file [`Config::load_with`] reads with these layers, `None` when the layers
+    /// above it are themselves unusable (a broken `--config` file): what a start-up failure
+    /// may offer to restore or set aside.
+    pub fn settings_file_for(
+        config_file: Option<&Path>,
+        flags: &[(&'static str, String)],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<PathBuf> {
+        let mut upper = RawConfig::default();
+        upper_layers(&mut upper, config_file, flags, &env).ok()?;
+        upper.data_dir().ok().map(|dir| dir.join(SETTINGS_FILE))
     }
 
     fn validate(&self, raw: &RawConfig) -> Result<(), ConfigError> {
@@ -707,6 +802,55 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The layers above the settings file: `--config`, environment, flags.
+fn upper_layers(
+    raw: &mut RawConfig,
+    config_file: Option<&Path>,
+    flags: &[(&'static str, String)],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    if let Some(path) = config_file {
+        raw.merge_toml_file(path)?;
+    }
+    raw.merge_env(env);
+    for (key, value) in flags {
+        raw.set(key, value.clone());
+    }
+    Ok(())
+}
+
+/// `bind` as a socket address, or what a person should write instead (the standard parser only
+/// says "invalid socket address syntax"). Port 0 is any free port (tests, tools).
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    const EXAMPLE: &str = "expected an address and a port, such as 127.0.0.1:8000";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(EXAMPLE.to_owned());
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{EXAMPLE} (the port is missing)"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                format!("there is no port {port} (ports go from 1 to 65535)")
+            } else {
+                format!("{EXAMPLE} (the port must be a number from 1 to 65535)")
+            },
+        );
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err() && host.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "use an IP address instead of the name {host:?}, such as 127.0.0.1:{port}"
+        ));
+    }
+    Err(EXAMPLE.to_owned())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -985,6 +1129,10 @@ mod tidy {
     /// Names in the docs that look like env vars but are no configuration key, and why.
     const NOT_SETTINGS: &[(&str, &str)] = &[
         ("RUST_LOG", "read by the log filter (logging.rs)"),
+        (
+            "KOTODAMA_HEADLESS",
+            "read by scripts/run.sh (headless with a display)",
+        ),
         ("NO_COLOR", "read by logging.rs"),
         (
             "REDIS_SERVER_BIN",

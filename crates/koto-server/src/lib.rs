@@ -13,6 +13,7 @@ pub mod live_settings;
 pub mod logging;
 pub mod providers;
 pub mod rate_limit;
+pub mod recovery;
 pub mod routes;
 pub mod security;
 pub mod server;

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use koto_server::config::Config;
+use koto_server::recovery::{self, StartProblem};
+
+/// What the ready line says about audio: `kotodama serve` plays nothing itself (the panel or
+/// the OBS overlay can).
+const HEADLESS_AUDIO: &str = "none (headless)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +36,14 @@ enum Command {
         /// saved in <data-dir>/kotodama.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start with the default settings: <data-dir>/kotodama.toml is set aside (renamed to
+        /// kotodama.toml.bad) first.
+        #[arg(long, conflicts_with = "restore_settings")]
+        reset_settings: bool,
+        /// Start with the settings that last worked (kotodama.toml.last-good, kept after every
+        /// successful start); the current file is set aside as kotodama.toml.bad.
+        #[arg(long)]
+        restore_settings: bool,
     },
     /// Run event workers (LTM, analytics) against Redis, apart from the app (needs REDIS_URL and
     /// the app's database).
@@ -74,7 +87,16 @@ fn main() -> ExitCode {
             bind,
             data_dir,
             config,
-        } => runtime.block_on(serve(bind, data_dir, config)),
+            reset_settings,
+            restore_settings,
+        } => {
+            let way_back = match (reset_settings, restore_settings) {
+                (true, _) => Some(WayBack::Defaults),
+                (_, true) => Some(WayBack::LastGood),
+                _ => None,
+            };
+            runtime.block_on(serve(bind, data_dir, config, way_back))
+        }
         Command::Worker {
             groups,
             data_dir,
@@ -96,10 +118,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// A way out of a start that failed on its saved settings.
+#[derive(Debug, Clone, Copy)]
+enum WayBack {
+    Defaults,
+    LastGood,
+}
+
 async fn serve(
     bind: Option<String>,
     data_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    way_back: Option<WayBack>,
 ) -> anyhow::Result<()> {
     let mut flags = Vec::new();
     if let Some(bind) = bind {
@@ -108,12 +138,33 @@ async fn serve(
     if let Some(dir) = data_dir {
         flags.push(("data_dir", dir.to_string_lossy().into_owned()));
     }
+    let env = |name: &str| std::env::var(name).ok();
+    let settings_file = Config::settings_file_for(config_file.as_deref(), &flags, env);
+    if let Some(way_back) = way_back {
+        let Some(file) = &settings_file else {
+            anyhow::bail!(
+                "the data folder cannot be found, so there are no saved settings to set aside"
+            );
+        };
+        let recovered = match way_back {
+            WayBack::Defaults => recovery::reset_to_defaults(file)?,
+            WayBack::LastGood => recovery::restore_last_good(file)?,
+        };
+        eprintln!("kotodama: {}", recovered.message);
+    }
     // defaults ← <data_dir>/kotodama.toml (saved by the settings page) ← --config ← env ← flags.
-    let (config, _) = Config::load_with(config_file.as_deref(), &flags, |name| {
-        std::env::var(name).ok()
-    })?;
+    let config = match Config::load_with(config_file.as_deref(), &flags, env) {
+        Ok((config, _)) => config,
+        Err(error) => {
+            let problem = StartProblem::from_config(&error, settings_file.as_deref());
+            return Err(explain(&problem));
+        }
+    };
     koto_server::logging::init(config.log_format);
-    let server = koto_server::start(config).await?;
+    let server = match koto_server::start(config.clone()).await {
+        Ok(server) => server,
+        Err(error) => return Err(explain(&StartProblem::from_start(&error, &config))),
+    };
     // Signal handlers are registered before the ready line, so a SIGTERM right after it is
     // already a clean shutdown.
     let signals = Signals::register()?;
@@ -122,15 +173,24 @@ async fn serve(
         signals.wait().await;
         shutdown.cancel();
     });
-    println!(
-        "kotodama ready: {url}  token: {token}  (LLM: {llm})",
-        url = server.base_url(),
-        token = server.token.expose(),
-        llm = server.engine.llm().name(),
-    );
+    println!("{}", server.ready_line("kotodama", HEADLESS_AUDIO));
     server.wait().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A failed start for the terminal: the sentence, what to do, and the ways out that would help.
+fn explain(problem: &StartProblem) -> anyhow::Error {
+    let mut text = format!("{}\n{}", problem.message, problem.hint);
+    if problem.can_reset {
+        text.push_str("\n  To start with the default settings: kotodama serve --reset-settings");
+    }
+    if problem.can_restore {
+        text.push_str(
+            "\n  To restore the settings that last worked: kotodama serve --restore-settings",
+        );
+    }
+    anyhow::anyhow!(text)
 }
 
 async fn worker(

@@ -68,6 +68,25 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The control panel with its token: what the ready line prints and the desktop window opens.
+    pub fn panel_url(&self) -> String {
+        format!(
+            "{}/?token={}",
+            self.base_url(),
+            query_escape(self.token.expose())
+        )
+    }
+
+    /// The one line `kotodama serve` and the desktop app print when they are ready (the README
+    /// shows it; scripts wait for it): the clickable panel URL, the LLM and where audio plays.
+    pub fn ready_line(&self, program: &str, audio: &str) -> String {
+        format!(
+            "{program} ready: {url}  (LLM: {llm}, audio: {audio})",
+            url = self.panel_url(),
+            llm = self.engine.llm().name(),
+        )
+    }
+
     /// A token that, once cancelled, shuts the server down (signal handlers, the tray's Quit).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -194,12 +213,12 @@ pub async fn start_with(
         started: Instant::now(),
         events: events.clone(),
         settings: Arc::new(
-            crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone()).with_live(
-                LiveTargets {
+            crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone())
+                .with_bound(addr)
+                .with_live(LiveTargets {
                     engine: engine.clone(),
                     desktop,
-                },
-            ),
+                }),
         ),
     };
     let shutdown = CancellationToken::new();
@@ -227,6 +246,16 @@ pub async fn start_with(
         serve_events.wait().await;
         served
     });
+    // Everything started: what the settings file holds is the last working configuration (the
+    // failure page's "restore"). Never fails the start: a read-only data dir only loses that.
+    let settings_file = config.data_dir.join(crate::config::SETTINGS_FILE);
+    match tokio::task::spawn_blocking(move || crate::recovery::record_last_good(&settings_file))
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the last working settings were not kept"),
+        Err(error) => tracing::warn!(%error, "the last working settings were not kept"),
+    }
     Ok(RunningServer {
         addr,
         token,
@@ -235,6 +264,20 @@ pub async fn start_with(
         shutdown,
         task,
     })
+}
+
+/// `text` as a URL query value: unreserved characters as they are, everything else %XX (a
+/// token set by hand may hold any character).
+fn query_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    escaped
 }
 
 pub fn engine_config(config: &Config) -> EngineConfig {
@@ -254,5 +297,24 @@ pub fn engine_config(config: &Config) -> EngineConfig {
             async_ext: config.enable_async_ext,
             ltm_inline: config.enable_ltm_inline,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_escape;
+
+    #[test]
+    fn a_hand_set_token_stays_one_query_value() {
+        assert_eq!(
+            query_escape("3f9c-._~"),
+            "3f9c-._~",
+            "hex and unreserved as they are"
+        );
+        assert_eq!(
+            query_escape("a b&c=d#e/é"),
+            "a%20b%26c%3Dd%23e%2F%C3%A9",
+            "nothing in a token can end the value or the URL"
+        );
     }
 }

@@ -1,14 +1,18 @@
 //! `GET /settings` and `PUT /settings`: the configuration keys as the control panel edits them,
 //! saved to `<data_dir>/kotodama.toml` (mode 0600: it may hold API keys).
 //!
-//! It validates a change by building the whole configuration the next start would build, and
-//! reports every failing key. Then it applies what it can to the running app (`crate::live`):
+//! It never saves a file the app could not start with: a change is validated by building the
+//! whole configuration the next start would build (under today's env vars and flags) and the
+//! file on its own (an override must not hide a broken value), and a new `bind` must be free to
+//! listen on. Every failing key is reported at once, as `{code, key, message}` sentences the
+//! panel shows as they are. Then it applies what it can to the running app (`crate::live`):
 //! persona, memory window, LLM and voice keys swap the engine's profile for the next turns (a
 //! provider that cannot start refuses the change before anything is saved), and the desktop
 //! shell applies output device, volume and stop hotkey. Every other key says "restart to apply"
 //! and keeps its running value until then, also in a profile rebuilt for a later live change.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +25,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::config::{ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, is_secret};
+use crate::config::{
+    ConfigError, KEYS, RawConfig, SETTINGS_FILE, Source, io_reason, is_secret, parse_bind,
+};
 use crate::error::AppError;
 use crate::live_settings::{Effect, LiveTargets, rebuild_profile, running_after};
 use crate::routes::read_json;
@@ -46,6 +52,8 @@ pub struct Settings {
     /// `.await`.
     running: Mutex<RawConfig>,
     live: Option<LiveTargets>,
+    /// The address the running app listens on: saving it again is fine, it is ours.
+    bound: Option<SocketAddr>,
     /// One change at a time, from reading the file to applying the change (it spans the
     /// awaits of rebuilding a provider).
     change_lock: tokio::sync::Mutex<()>,
@@ -63,8 +71,87 @@ struct Plan {
 /// A refused change: every failing key with its reason, or a problem with the file itself.
 #[derive(Debug)]
 pub enum SettingsRefused {
-    Fields(BTreeMap<String, String>),
-    File(String),
+    Fields(BTreeMap<String, Refusal>),
+    /// The file cannot be read, parsed or written: a sentence.
+    File {
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// Why one key of a change is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `invalid_value`, `unknown_setting`, `not_editable`, `port_in_use`,
+    /// `address_unavailable`, `cannot_apply`.
+    pub code: &'static str,
+    /// What is accepted, short (`expected 0 to 2`): the `fields` map.
+    pub reason: String,
+    /// A sentence about the setting, shown as it is: the `errors` list.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A value the configuration refuses, said about the value typed.
+    fn invalid(key: &str, value: &str, reason: &str) -> Refusal {
+        let message = if value.trim().is_empty() {
+            format!("{key} cannot be empty: {reason}.")
+        } else {
+            format!("{key} cannot be {value:?}: {reason}.")
+        };
+        Refusal::new("invalid_value", reason, message)
+    }
+
+    fn from_config(error: &ConfigError, raw: &RawConfig, settings_path: &Path) -> Refusal {
+        match error {
+            ConfigError::Invalid {
+                key,
+                reason,
+                origin,
+                ..
+            } if *origin == Source::File(settings_path.to_owned())
+                || *origin == Source::Default =>
+            {
+                let value = if is_secret(key) {
+                    "***"
+                } else {
+                    raw.value(key).unwrap_or_default()
+                };
+                Refusal::invalid(key, value, reason)
+            }
+            // The value came from an env var, flag or --config file: the sentence says so.
+            ConfigError::Invalid { reason, .. } => {
+                Refusal::new("invalid_value", reason.clone(), error.to_string())
+            }
+            other => Refusal::new("invalid_value", other.to_string(), other.to_string()),
+        }
+    }
+}
+
+impl SettingsRefused {
+    fn file(code: &'static str, message: impl Into<String>) -> SettingsRefused {
+        SettingsRefused::File {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A background task that ended without an answer (it panicked or was cancelled).
+    fn lost(error: &tokio::task::JoinError) -> SettingsRefused {
+        tracing::error!(%error, "settings task failed");
+        SettingsRefused::file(
+            "internal",
+            "The settings could not be handled (see the log); nothing was saved.",
+        )
+    }
 }
 
 /// What a successful `PUT` did.
@@ -94,6 +181,7 @@ impl Settings {
             path: data_dir.join(SETTINGS_FILE),
             running: Mutex::new(running),
             live: None,
+            bound: None,
             change_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -101,6 +189,12 @@ impl Settings {
     /// Settings whose live keys reach `targets` when saved.
     pub fn with_live(mut self, targets: LiveTargets) -> Settings {
         self.live = Some(targets);
+        self
+    }
+
+    /// The address the running app is bound to (port availability is checked against it).
+    pub fn with_bound(mut self, addr: SocketAddr) -> Settings {
+        self.bound = Some(addr);
         self
     }
 
@@ -129,7 +223,8 @@ impl Settings {
     pub fn view(&self) -> Value {
         let (file, file_error) = match read_table(&self.path) {
             Ok(table) => (table, None),
-            Err(message) => (toml::Table::new(), Some(message)),
+            Err(SettingsRefused::File { message, .. }) => (toml::Table::new(), Some(message)),
+            Err(SettingsRefused::Fields(_)) => (toml::Table::new(), None),
         };
         let running_config = self.running();
         let next = self.next_start(&running_config, &file);
@@ -163,6 +258,7 @@ impl Settings {
                 "saved": saved.as_deref().map(shown),
                 "source": self.source_name(&running_config.source(spec.key)),
                 "overriddenBy": self.override_of(&running_config, spec.key),
+                "inEffect": self.in_effect(&running_config, spec.key, saved.as_deref()),
                 "secret": secret,
                 "restartRequired": !effect.is_live(desktop.is_some()),
                 "desktopOnly": effect == Effect::Desktop,
@@ -202,12 +298,12 @@ impl Settings {
             let saver = self.clone();
             return tokio::task::spawn_blocking(move || saver.update(&changes))
                 .await
-                .map_err(|error| SettingsRefused::File(error.to_string()))?;
+                .map_err(|error| SettingsRefused::lost(&error))?;
         };
         let planner = self.clone();
         let plan = tokio::task::spawn_blocking(move || planner.plan(&changes))
             .await
-            .map_err(|error| SettingsRefused::File(error.to_string()))??;
+            .map_err(|error| SettingsRefused::lost(&error))??;
 
         let running = self.running();
         let changed: Vec<&'static str> = KEYS
@@ -217,13 +313,17 @@ impl Settings {
             .collect();
         let mut fields = BTreeMap::new();
         // What the running app applies: live keys from the plan, restart-only keys as running.
-        let live_config = match running_after(&running, &plan.next).build() {
+        let after = running_after(&running, &plan.next);
+        let live_config = match after.build() {
             Ok(config) => config,
-            Err(ConfigError::Invalid { key, reason, .. }) => {
-                fields.insert(key.to_owned(), reason);
+            Err(error) => {
+                let key = error.key().unwrap_or("_file");
+                fields.insert(
+                    key.to_owned(),
+                    Refusal::from_config(&error, &after, &self.path),
+                );
                 return Err(SettingsRefused::Fields(fields));
             }
-            Err(other) => return Err(SettingsRefused::File(other.to_string())),
         };
         let desktop_changed: Vec<&'static str> = changed
             .iter()
@@ -233,7 +333,11 @@ impl Settings {
         if let Some(desktop) = &live.desktop {
             for key in &desktop_changed {
                 if let Err(reason) = desktop.check(key, &live_config.desktop) {
-                    fields.insert((*key).to_owned(), reason);
+                    let message = format!("{key} cannot be used here: {reason}.");
+                    fields.insert(
+                        (*key).to_owned(),
+                        Refusal::new("cannot_apply", reason, message),
+                    );
                 }
             }
         }
@@ -243,7 +347,11 @@ impl Settings {
                 Ok(profile) => Some(profile),
                 Err(failures) => {
                     for (key, reason) in failures {
-                        fields.insert(key.to_owned(), reason);
+                        let message = format!("{key} cannot be used now: {reason}.");
+                        fields.insert(
+                            key.to_owned(),
+                            Refusal::new("cannot_apply", reason, message),
+                        );
                     }
                     None
                 }
@@ -257,7 +365,7 @@ impl Settings {
         let committer = self.clone();
         let plan = tokio::task::spawn_blocking(move || committer.commit(&plan).map(|()| plan))
             .await
-            .map_err(|error| SettingsRefused::File(error.to_string()))??;
+            .map_err(|error| SettingsRefused::lost(&error))??;
 
         let mut applied: Vec<&'static str> = Vec::new();
         let mut notes = BTreeMap::new();
@@ -311,18 +419,29 @@ impl Settings {
         Ok(self.report(plan.saved, applied, notes))
     }
 
-    /// Reads the file, merges `changes` and validates the result; writes nothing.
+    /// Reads the file, merges `changes` and validates the result; writes nothing. The file is
+    /// checked twice: as the next start reads it (under today's env vars and flags), and on its
+    /// own, so a value hidden by an override (`--bind`) can never be saved broken. A new `bind`
+    /// must also be free to listen on.
     fn plan(&self, changes: &serde_json::Map<String, Value>) -> Result<Plan, SettingsRefused> {
-        let mut table = read_table(&self.path).map_err(SettingsRefused::File)?;
+        let mut table = read_table(&self.path)?;
         let mut fields = BTreeMap::new();
         let mut saved = Vec::new();
         for (name, value) in changes {
             let Some(spec) = KEYS.iter().find(|spec| spec.key == name.as_str()) else {
-                fields.insert(name.clone(), "unknown setting".to_owned());
+                let message = format!("Kotodama has no setting called {name:?}.");
+                fields.insert(
+                    name.clone(),
+                    Refusal::new("unknown_setting", "unknown setting", message),
+                );
                 continue;
             };
             if let Some((_, why)) = NOT_EDITABLE.iter().find(|(key, _)| *key == spec.key) {
-                fields.insert(name.clone(), format!("not editable here: {why}"));
+                let message = format!("{name} cannot be changed here: {why}.");
+                fields.insert(
+                    name.clone(),
+                    Refusal::new("not_editable", format!("not editable here: {why}"), message),
+                );
                 continue;
             }
             match json_text(value) {
@@ -333,30 +452,93 @@ impl Settings {
                     table.insert(spec.key.to_owned(), toml::Value::String(text));
                 }
                 Err(reason) => {
-                    fields.insert(name.clone(), reason);
+                    let message =
+                        format!("{name} must be {}.", reason.trim_start_matches("expected "));
+                    fields.insert(name.clone(), Refusal::new("invalid_value", reason, message));
                     continue;
                 }
             }
             saved.push(spec.key.to_owned());
         }
         let running = self.running();
-        fields.extend(self.check(&running, &table));
+        let next = self.next_start(&running, &table);
+        let alone = self.file_alone(&table);
+        for candidate in [&next, &alone] {
+            for (key, refusal) in self.check(candidate) {
+                fields.entry(key).or_insert(refusal);
+            }
+        }
+        if saved.iter().any(|key| key == "bind")
+            && !fields.contains_key("bind")
+            && let Ok(addr) = parse_bind(alone.value("bind").unwrap_or_default())
+            && let Err(refusal) = self.probe(addr)
+        {
+            fields.insert("bind".to_owned(), refusal);
+        }
         if !fields.is_empty() {
             return Err(SettingsRefused::Fields(fields));
         }
-        let next = self.next_start(&running, &table);
-        next.build().map_err(|error| {
-            SettingsRefused::File(format!("the settings do not build: {error}"))
-        })?;
         Ok(Plan { table, saved, next })
+    }
+
+    /// Whether the next start could listen on `addr`: free, or the one this app holds.
+    fn probe(&self, addr: SocketAddr) -> Result<(), Refusal> {
+        let ours = self
+            .bound
+            .is_some_and(|bound| bound.port() == addr.port() && bound.port() != 0);
+        if addr.port() == 0 || ours {
+            return Ok(());
+        }
+        let error = match std::net::TcpListener::bind(addr) {
+            Ok(_free) => return Ok(()),
+            Err(error) => error,
+        };
+        use std::io::ErrorKind;
+        let (code, reason) = match error.kind() {
+            ErrorKind::AddrInUse => (
+                "port_in_use",
+                format!("port {} is already used by another program", addr.port()),
+            ),
+            ErrorKind::AddrNotAvailable => (
+                "address_unavailable",
+                format!("{} is not an address of this computer", addr.ip()),
+            ),
+            ErrorKind::PermissionDenied => (
+                "address_unavailable",
+                format!(
+                    "port {} needs administrator rights; use a port from 1024 to 65535",
+                    addr.port()
+                ),
+            ),
+            _ => (
+                "address_unavailable",
+                format!("Kotodama could not listen there ({})", io_reason(&error)),
+            ),
+        };
+        let message = format!("bind cannot be {:?}: {reason}.", addr.to_string());
+        Err(Refusal::new(code, reason, message))
     }
 
     fn commit(&self, plan: &Plan) -> Result<(), SettingsRefused> {
         let text = toml::to_string(&plan.table).map_err(|error| {
-            SettingsRefused::File(format!("cannot encode the settings: {error}"))
+            tracing::error!(%error, "cannot encode the settings");
+            SettingsRefused::file(
+                "internal",
+                "The settings could not be encoded (see the log); nothing was saved.",
+            )
         })?;
-        write_private(&self.path, &text)
-            .map_err(|error| SettingsRefused::File(format!("cannot write the file: {error}")))
+        let contents = format!("{SETTINGS_HEADER}{text}");
+        write_private(&self.path, contents.as_bytes()).map_err(|error| {
+            let folder = self.path.parent().unwrap_or(&self.path);
+            SettingsRefused::file(
+                "file_unwritable",
+                format!(
+                    "Kotodama could not save your settings in {} ({}). Nothing changed: the app keeps running with its current settings. Make the folder writable (not read-only, not full) and save again.",
+                    folder.display(),
+                    io_reason(&error)
+                ),
+            )
+        })
     }
 
     fn report(
@@ -419,34 +601,51 @@ impl Settings {
         effect != Effect::Desktop || self.live.is_none() || self.has_desktop()
     }
 
-    /// Every key that makes the next start fail with `file` as the settings file. `build` stops
-    /// at the first error, so each failing key is set back to its default and the build re-run
-    /// until it passes (or stops making progress).
-    fn check(&self, running: &RawConfig, file: &toml::Table) -> BTreeMap<String, String> {
+    /// Every key that makes `candidate` fail to build. `build` stops at the first error, so
+    /// each failing key is set back to its default and the build re-run until it passes (or
+    /// stops making progress).
+    fn check(&self, candidate: &RawConfig) -> BTreeMap<String, Refusal> {
         let mut fields = BTreeMap::new();
-        let mut candidate = self.next_start(running, file);
+        let mut candidate = candidate.clone();
         for _ in 0..=KEYS.len() {
-            match candidate.build() {
+            let error = match candidate.build() {
                 Ok(_) => break,
-                Err(ConfigError::Invalid { key, reason, .. }) => {
-                    if fields.contains_key(key) {
-                        break;
-                    }
-                    fields.insert(key.to_owned(), reason);
-                    let default = KEYS
-                        .iter()
-                        .find(|spec| spec.key == key)
-                        .map(|spec| spec.default)
-                        .unwrap_or_default();
-                    candidate.set_from(key, default, Source::Default);
-                }
-                Err(other) => {
-                    fields.insert("_file".to_owned(), other.to_string());
-                    break;
-                }
+                Err(error) => error,
+            };
+            let Some(key) = error.key() else {
+                fields.insert(
+                    "_file".to_owned(),
+                    Refusal::from_config(&error, &candidate, &self.path),
+                );
+                break;
+            };
+            if fields.contains_key(key) {
+                break;
             }
+            fields.insert(
+                key.to_owned(),
+                Refusal::from_config(&error, &candidate, &self.path),
+            );
+            let default = KEYS
+                .iter()
+                .find(|spec| spec.key == key)
+                .map(|spec| spec.default)
+                .unwrap_or_default();
+            candidate.set_from(key, default, Source::Default);
         }
         fields
+    }
+
+    /// The settings file on its own: defaults ← `file`, what a start without any env var or
+    /// flag builds.
+    fn file_alone(&self, file: &toml::Table) -> RawConfig {
+        let mut alone = RawConfig::default();
+        for spec in KEYS {
+            if let Some(value) = file.get(spec.key) {
+                alone.set_from(spec.key, toml_text(value), Source::File(self.path.clone()));
+            }
+        }
+        alone
     }
 
     /// The raw configuration the next start would build: defaults ← `file` ← every value the
@@ -485,12 +684,52 @@ impl Settings {
         }
     }
 
+    /// Which value is in effect and why, when the saved one is not (an override, or a restart
+    /// not done yet): a sentence for the form.
+    fn in_effect(&self, running: &RawConfig, key: &str, saved: Option<&str>) -> Option<String> {
+        let value = running.value(key).unwrap_or_default();
+        let shown = |text: &str| {
+            if is_secret(key) && !text.is_empty() {
+                "a key".to_owned()
+            } else {
+                format!("{text:?}")
+            }
+        };
+        if let Some(by) = self.override_of(running, key) {
+            let saved = saved
+                .map(|saved| {
+                    format!(
+                        "; the saved {} applies when Kotodama starts without it",
+                        shown(saved)
+                    )
+                })
+                .unwrap_or_default();
+            return Some(format!("In effect: {} from {by}{saved}.", shown(value)));
+        }
+        match saved {
+            Some(saved) if saved != value && !Effect::of(key).is_live(self.has_desktop()) => {
+                Some(format!(
+                    "In effect: {} until Kotodama restarts; then the saved {}.",
+                    shown(value),
+                    shown(saved)
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// What keeps a value saved in the settings file from taking effect, in words.
     fn override_of(&self, running: &RawConfig, key: &str) -> Option<String> {
         let env = KEYS.iter().find(|spec| spec.key == key)?.env;
         match running.source(key) {
             Source::Env => Some(format!("the environment variable {env}")),
-            Source::Set => Some("a command-line flag".to_owned()),
+            Source::Set => Some(match key {
+                "playback" => "the command-line flag --no-playback".to_owned(),
+                "bind" | "data_dir" | "stop_hotkey" => {
+                    format!("the command-line flag --{}", key.replace('_', "-"))
+                }
+                _ => "the program that started Kotodama".to_owned(),
+            }),
             Source::File(path) if path != self.path => {
                 Some(format!("the config file {}", path.display()))
             }
@@ -535,24 +774,35 @@ fn toml_text(value: &toml::Value) -> String {
     }
 }
 
+/// The first line of every saved settings file.
+const SETTINGS_HEADER: &str = "# Saved by Kotodama's settings page (PUT /settings). Env vars, --config and flags\n\
+     # override these values. May hold API keys: keep it private (mode 0600).\n";
+
 /// The settings file as a table; a missing file is an empty one.
-fn read_table(path: &Path) -> Result<toml::Table, String> {
+fn read_table(path: &Path) -> Result<toml::Table, SettingsRefused> {
     match std::fs::read_to_string(path) {
         Ok(text) => text.parse::<toml::Table>().map_err(|error| {
-            format!(
-                "{} is not valid TOML ({error}); fix or delete it",
-                path.display()
-            )
+            let error = ConfigError::toml(path, &text, &error);
+            SettingsRefused::file("file_invalid", error.to_string())
         }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
-        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        Err(error) => Err(SettingsRefused::file(
+            "file_unreadable",
+            format!(
+                "Kotodama cannot read the settings file {} ({}); nothing was saved.",
+                path.display(),
+                io_reason(&error)
+            ),
+        )),
     }
 }
 
 /// Replaces `path` atomically with `contents`, readable by its owner only (it may hold keys).
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let temporary = path.with_extension("toml.tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let temporary = path.with_file_name(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -568,11 +818,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    file.write_all(
-        b"# Saved by Kotodama's settings page (PUT /settings). Env vars, --config and flags\n\
-          # override these values. May hold API keys: keep it private (mode 0600).\n",
-    )?;
-    file.write_all(contents.as_bytes())?;
+    file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
 }
@@ -605,20 +851,31 @@ pub async fn put_settings(State(state): State<AppState>, request: Request) -> Re
                 1 => "1 setting is invalid; nothing was saved".to_owned(),
                 n => format!("{n} settings are invalid; nothing was saved"),
             };
+            let errors: Vec<Value> = fields
+                .iter()
+                .map(|(key, refusal)| {
+                    let key = (key != "_file").then_some(key);
+                    json!({"code": refusal.code, "key": key, "message": refusal.message})
+                })
+                .collect();
+            let reasons: BTreeMap<&String, &String> = fields
+                .iter()
+                .map(|(key, refusal)| (key, &refusal.reason))
+                .collect();
             let body = json!({
                 "error": { "code": ErrorCode::InvalidRequest, "message": message },
-                "fields": fields,
+                "fields": reasons,
+                "errors": errors,
             });
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
-        Err(SettingsRefused::File(message)) => {
+        Err(SettingsRefused::File { code, message }) => {
             tracing::error!(%message, "settings not saved");
-            AppError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::InvalidRequest,
-                format!("nothing was saved: {message}"),
-            )
-            .into_response()
+            let body = json!({
+                "error": { "code": ErrorCode::InvalidRequest, "message": message },
+                "errors": [{"code": code, "key": null, "message": message}],
+            });
+            (StatusCode::CONFLICT, Json(body)).into_response()
         }
     }
 }
@@ -638,7 +895,7 @@ mod tests {
 
     use super::*;
 
-    fn settings(dir: &Path, env: &[(&str, &str)]) -> Settings {
+    pub(super) fn settings(dir: &Path, env: &[(&str, &str)]) -> Settings {
         let mut raw = RawConfig::default();
         raw.merge_env(|name| {
             env.iter()
@@ -648,7 +905,7 @@ mod tests {
         Settings::new(dir, raw)
     }
 
-    fn changes(value: Value) -> serde_json::Map<String, Value> {
+    pub(super) fn changes(value: Value) -> serde_json::Map<String, Value> {
         value.as_object().cloned().unwrap()
     }
 
@@ -679,7 +936,11 @@ mod tests {
             ],
             "each bad key, not only the first; the good one is not blamed"
         );
-        assert_eq!(fields["llm_temperature"], "expected 0 to 2");
+        assert_eq!(fields["llm_temperature"].reason, "expected 0 to 2");
+        assert_eq!(
+            fields["llm_temperature"].message, "llm_temperature cannot be \"9\": expected 0 to 2.",
+            "a sentence about the value typed"
+        );
         assert!(!settings.path().exists(), "a refused change writes nothing");
     }
 
@@ -772,5 +1033,122 @@ mod tests {
             Some("5"),
             "keys not in the change stay"
         );
+    }
+
+    #[test]
+    fn a_port_typed_wrong_is_a_sentence_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), &[("KOTODAMA_BIND", "127.0.0.1:0")]);
+        let SettingsRefused::Fields(fields) = settings
+            .update(&changes(json!({"bind": "127.0.0.1:8x00"})))
+            .unwrap_err()
+        else {
+            panic!("a field error expected")
+        };
+        assert_eq!(
+            fields["bind"].message,
+            "bind cannot be \"127.0.0.1:8x00\": expected an address and a port, such as \
+             127.0.0.1:8000 (the port must be a number from 1 to 65535).",
+            "hidden by KOTODAMA_BIND, and still checked as the next start without it reads it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::tests::{changes, settings};
+    use super::*;
+    use crate::config::Config;
+
+    /// What a person or a script might type into any field.
+    fn garbage() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            ".{0,24}".prop_map(Value::String),
+            "[0-9:.a-z -]{0,16}".prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|n| json!(n)),
+            any::<bool>().prop_map(Value::Bool),
+            prop::sample::select(vec![
+                json!(""),
+                json!(" "),
+                json!("nonsense"),
+                json!("127.0.0.1:99999"),
+                json!("-1"),
+                json!("1e300"),
+                json!("NaN"),
+                json!("= ="),
+                json!("\"quoted\""),
+                json!("[1, 2"),
+                json!("zh=,=cmn"),
+                json!(["a", "b"]),
+                json!([1]),
+                json!({"nested": 1}),
+                Value::Null,
+            ]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+
+        /// Driven by [`KEYS`]: garbage in any field is either saved as a file the next start
+        /// can use — with the env's override and without it — or refused naming that field in
+        /// a sentence, with the file left as it was.
+        #[test]
+        fn garbage_in_any_field_is_saved_startable_or_refused_naming_it(
+            index in any::<Index>(),
+            value in garbage(),
+        ) {
+            let spec = index.get(KEYS);
+            let dir = tempfile::tempdir().unwrap();
+            let settings = settings(dir.path(), &[("KOTODAMA_BIND", "127.0.0.1:0")]);
+            let before = "llm_model = \"kept\"\n";
+            std::fs::write(settings.path(), before).unwrap();
+            let data_dir = [("data_dir", dir.path().to_string_lossy().into_owned())];
+            match settings.update(&changes(json!({ spec.key: value.clone() }))) {
+                Ok(_) => {
+                    let with_override = [
+                        data_dir[0].clone(),
+                        ("bind", "127.0.0.1:0".to_owned()),
+                    ];
+                    for flags in [&data_dir[..], &with_override[..]] {
+                        let loaded = Config::load_with(None, flags, |_: &str| None);
+                        prop_assert!(
+                            loaded.is_ok(),
+                            "{} = {:?} was saved but the next start fails: {:?}",
+                            spec.key, value, loaded.err()
+                        );
+                    }
+                }
+                Err(SettingsRefused::Fields(fields)) => {
+                    let refusal = fields.get(spec.key);
+                    prop_assert!(
+                        refusal.is_some(),
+                        "{} = {:?}: refused without naming it: {:?}", spec.key, value, fields
+                    );
+                    let message = &refusal.unwrap().message;
+                    prop_assert!(
+                        message.contains(spec.key) && message.ends_with('.'),
+                        "{} = {:?}: a sentence naming the setting: {}", spec.key, value, message
+                    );
+                    for raw in ["invalid socket address", "invalid digit", "TOML parse error"] {
+                        prop_assert!(!message.contains(raw), "{}", message);
+                    }
+                    prop_assert_eq!(
+                        std::fs::read_to_string(settings.path()).unwrap(),
+                        before,
+                        "a refused change leaves the file as it was"
+                    );
+                }
+                Err(SettingsRefused::File { code, message }) => {
+                    prop_assert!(false, "{} = {:?}: a file error {}: {}", spec.key, value, code, message);
+                }
+            }
+        }
     }
 }

@@ -23,14 +23,26 @@ fn serve_prints_a_ready_line_and_stops_cleanly_on_sigterm() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(
-        line.starts_with("kotodama ready: http://127.0.0.1:"),
-        "ready line: {line:?}"
-    );
     let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
-    assert!(
-        line.contains(token.trim()),
-        "the ready line shows the access token"
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    // The README's example, with this run's port and token.
+    let readme = include_str!("../../../../README.md");
+    let documented = readme
+        .lines()
+        .find(|l| l.starts_with("kotodama ready: "))
+        .expect("the README shows the ready line");
+    let expected = documented
+        .replace("8000", &port)
+        .replace("3f9c…", token.trim());
+    assert_eq!(
+        line.trim_end(),
+        expected,
+        "the ready line is the README's, with the clickable panel URL and its token"
     );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -108,7 +120,8 @@ fn json_logs_carry_the_correlation_id_on_every_turn_line() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let panel = line.split_whitespace().nth(2).unwrap();
+    let url = panel.split("/?").next().unwrap().to_owned();
     let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,6 +10,7 @@ mod legacy;
 mod live;
 mod security;
 mod settings;
+mod setup;
 mod stop_paths;
 mod ui;
 mod upstream;

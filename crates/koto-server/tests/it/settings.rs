@@ -298,7 +298,8 @@ async fn the_desktop_hook_checks_applies_and_lists_devices() {
 /// new restart-only key fails the test below until it has one here.
 fn restart_only_value(key: &str) -> &'static str {
     match key {
-        "bind" => "127.0.0.1:1",
+        // A port nobody holds: a saved bind must be free to listen on.
+        "bind" => free_bind(),
         "allowed_origins" => "http://example.test",
         "log_format" => "json",
         "max_body_bytes" => "131072",
@@ -333,6 +334,15 @@ fn restart_only_value(key: &str) -> &'static str {
         "legacy_audio_linger" => "2",
         other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
     }
+}
+
+/// `127.0.0.1:<a port free when first asked>`, the same for the whole test.
+fn free_bind() -> &'static str {
+    static BIND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIND.get_or_init(|| {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    })
 }
 
 fn entry<'a>(view: &'a Value, key: &str) -> &'a Value {

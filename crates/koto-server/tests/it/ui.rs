@@ -314,7 +314,8 @@ async fn serve_reads_the_settings_file_in_its_data_dir() {
     })
     .await
     .unwrap();
-    let url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let panel = line.split_whitespace().nth(2).unwrap();
+    let url = panel.split("/?").next().unwrap().to_owned();
     let health: Value = reqwest::get(format!("{url}/health"))
         .await
         .unwrap()
