@@ -1,5 +1,6 @@
 //! Integration tests of the provider clients against loopback fakes speaking the real wire formats.
 
+mod asr_openai;
 mod llm_openai;
 mod tts;
 mod tts_remote;
