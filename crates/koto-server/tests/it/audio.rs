@@ -372,3 +372,150 @@ async fn bounds_and_bad_files_get_413_and_unsupported_audio() {
     );
     app.shutdown().await;
 }
+
+#[test]
+fn asr_keys_are_read_and_bad_values_name_the_key() {
+    use koto_server::config::{AsrProviderKind, RawConfig};
+    let build = |pairs: &[(&str, &str)]| {
+        let mut raw = RawConfig::default();
+        raw.merge_env(|name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        });
+        raw.build()
+    };
+    let defaults = build(&[]).expect("defaults are valid");
+    assert_eq!(
+        defaults.asr.provider,
+        AsrProviderKind::Off,
+        "voice input is off by default"
+    );
+    assert_eq!(
+        defaults.asr.limits,
+        DecodeLimits {
+            max_bytes: 10 * 1024 * 1024,
+            max_duration_ms: 60_000
+        },
+        "the documented bounds"
+    );
+    assert_eq!(
+        defaults.asr.openai.base_url, "http://127.0.0.1:8090/v1",
+        "scripts/asr-server.sh's address"
+    );
+    let set = build(&[
+        ("ASR_PROVIDER", "openai"),
+        ("ASR_BASE_URL", "https://api.groq.com/openai/v1"),
+        ("ASR_API_KEY", "gsk-secret"),
+        ("ASR_MODEL", "whisper-large-v3"),
+        ("ASR_LANGUAGE", "ja"),
+        ("ASR_TIMEOUT", "2.5"),
+        ("ASR_MAX_RETRIES", "0"),
+        ("ASR_MAX_SECONDS", "0.5"),
+    ])
+    .expect("valid");
+    assert_eq!(set.asr.provider, AsrProviderKind::OpenAi);
+    assert_eq!(
+        set.asr.openai.api_key.as_deref(),
+        Some("gsk-secret"),
+        "the key reaches the client"
+    );
+    assert!(
+        !format!("{:?}", set).contains("gsk-secret"),
+        "but never a log line"
+    );
+    assert_eq!(set.asr.openai.language.as_deref(), Some("ja"));
+    assert_eq!(
+        set.asr.openai.timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        (set.asr.openai.max_retries, set.asr.limits.max_duration_ms),
+        (0, 500)
+    );
+    for (key, env, value) in [
+        ("asr_provider", "ASR_PROVIDER", "whisper"),
+        ("asr_timeout", "ASR_TIMEOUT", "0"),
+        ("asr_max_retries", "ASR_MAX_RETRIES", "11"),
+        ("asr_max_upload_bytes", "ASR_MAX_UPLOAD_BYTES", "10"),
+        ("asr_max_seconds", "ASR_MAX_SECONDS", "inf"),
+    ] {
+        let error = build(&[(env, value)]).unwrap_err().to_string();
+        assert!(
+            error.contains(key) && error.contains(env),
+            "{value:?} names {key}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_openai_asr_with_a_bad_url_stops_start_up_naming_the_key() {
+    let mut raw = koto_server::config::RawConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let pairs = [
+        ("KOTODAMA_BIND", "127.0.0.1:0"),
+        ("KOTODAMA_DATA_DIR", data_dir.as_str()),
+        ("ASR_PROVIDER", "openai"),
+        ("ASR_BASE_URL", "ftp://127.0.0.1/v1"),
+    ];
+    raw.merge_env(|name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    });
+    let error = koto_server::start(raw.build().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ASR_PROVIDER") && error.contains("ftp://"),
+        "a clear start-up error: {error}"
+    );
+}
+
+/// `/chat/audio` with the real recogniser `scripts/test.sh` starts (`KOTODAMA_TEST_ASR_URL`);
+/// the providers' test binary covers starting one, so this one only skips without it.
+#[tokio::test]
+async fn the_real_asr_hears_a_browser_recording_through_chat_audio() {
+    let Some(url) = std::env::var("KOTODAMA_TEST_ASR_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!(
+            "SKIP the_real_asr_hears_a_browser_recording_through_chat_audio: KOTODAMA_TEST_ASR_URL is not set (scripts/test.sh sets it)"
+        );
+        return;
+    };
+    let app = serve(&[
+        ("ASR_PROVIDER", "openai"),
+        ("ASR_BASE_URL", &url),
+        ("ASR_TIMEOUT", "180"),
+    ])
+    .await;
+    let response = app
+        .post("/chat/audio")
+        .multipart(form("voice-real", WEBM, "voice.webm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "answered");
+    let body: Value = response.json().await.unwrap();
+    let text = body["transcript"]["text"].as_str().unwrap().to_lowercase();
+    // The recording says "What shall we play tonight?".
+    assert!(
+        text.contains("play") && text.contains("tonight"),
+        "whisper heard {text:?}"
+    );
+    assert_eq!(body["transcript"]["language"], "en", "detected as English");
+    let (stored, kind, _) =
+        stored_user_row(&app, "voice-real", body["turn"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        (stored.to_lowercase(), kind.as_deref()),
+        (text, Some("ASR_FINAL")),
+        "the transcript is the stored input"
+    );
+    app.shutdown().await;
+}
