@@ -110,7 +110,16 @@ impl VoiceError {
             VoiceError::Asr(_) => ErrorCode::AsrFailed,
             VoiceError::NothingHeard => ErrorCode::EmptyContent,
         };
-        WireError::new(code, self.to_string())
+        let message = self.to_string();
+        // The original system answered every undecodable upload "unsupported audio"; its clients
+        // may look for those words, so every such message starts with them.
+        let message = match code {
+            ErrorCode::UnsupportedAudio if !message.starts_with("unsupported audio") => {
+                format!("unsupported audio: {message}")
+            }
+            _ => message,
+        };
+        WireError::new(code, message)
     }
 }
 

@@ -335,12 +335,15 @@ async fn bounds_and_bad_files_get_413_and_unsupported_audio() {
     )
     .await;
     expect_error(send(Vec::new()).await.unwrap(), 415, "unsupported_audio").await;
-    expect_error(
-        send(OGG[..OGG.len() / 3].to_vec()).await.unwrap(),
-        415,
-        "unsupported_audio",
-    )
-    .await;
+    let truncated = send(OGG[..OGG.len() / 3].to_vec()).await.unwrap();
+    assert_eq!(truncated.status(), 415, "a truncated file is unreadable");
+    let body: Value = truncated.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_audio", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unsupported audio: truncated ogg/opus"),
+        "the origin's words, then why: {message}"
+    );
     let over_form = app
         .post("/chat/audio")
         .multipart(multipart(&[("sessionId", "voice-5")], Some(("a.wav", WAV))))
