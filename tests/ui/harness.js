@@ -82,10 +82,12 @@ export async function sharedServer() {
   return startServer();
 }
 
-export async function launchBrowser() {
+/** Headless Chromium; `args` are added (e.g. a fake microphone). */
+export async function launchBrowser({ args = [] } = {}) {
   return chromium.launch({
     executablePath: chromiumPath,
     args: [
+      ...args,
       '--headless',
       '--no-sandbox',
       '--disable-gpu',

@@ -66,6 +66,37 @@ pub mod event {
     pub const CONTROL: &str = "control";
     pub const ERROR: &str = "error";
     pub const DONE: &str = "done";
+    /// `/chat/audio/stream`: the transcript, before the turn's own events.
+    pub const ASR_FINAL: &str = "asr-final";
+}
+
+/// What the ASR heard in an uploaded utterance: the `asr-final` SSE event of
+/// `/chat/audio/stream` and the `transcript` of `/chat/audio`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsrFinal {
+    pub session_id: String,
+    pub turn: u64,
+    pub text: String,
+    pub language: Option<String>,
+    /// 0..1 when the ASR gives one.
+    pub confidence: Option<f32>,
+    pub duration_ms: u64,
+}
+
+/// The JSON answer of `POST /chat/audio`, once the turn has ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatAudioResponse {
+    pub session_id: String,
+    pub turn: u64,
+    pub transcript: AsrFinal,
+    /// The reply text as streamed (what was delivered, when interrupted).
+    pub reply: String,
+    pub interrupted: bool,
+    /// A provider failure during the reply, as the SSE `error` event carries it.
+    pub error: Option<crate::WireError>,
+    pub stats: TurnStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,10 @@ pub enum ErrorCode {
     LlmProtocol,
     LlmUnavailable,
     TtsFailed,
+    /// An uploaded audio file that cannot be decoded (format, codec, truncated or broken) (415).
+    UnsupportedAudio,
+    /// The ASR provider failed, timed out or could not be reached (502).
+    AsrFailed,
     StorageError,
     Internal,
 }
@@ -70,6 +74,8 @@ impl ErrorCode {
             ErrorCode::LlmProtocol => "llm_protocol",
             ErrorCode::LlmUnavailable => "llm_unavailable",
             ErrorCode::TtsFailed => "tts_failed",
+            ErrorCode::UnsupportedAudio => "unsupported_audio",
+            ErrorCode::AsrFailed => "asr_failed",
             ErrorCode::StorageError => "storage_error",
             ErrorCode::Internal => "internal",
         }
@@ -110,6 +116,8 @@ mod tests {
             ErrorCode::TurnExists,
             ErrorCode::LlmTimeout,
             ErrorCode::BargeInDisabled,
+            ErrorCode::UnsupportedAudio,
+            ErrorCode::AsrFailed,
             ErrorCode::Internal,
         ];
         for code in all {

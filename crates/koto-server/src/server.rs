@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
 use crate::live_settings::{DesktopSettings, LiveTargets};
-use crate::providers::{ProviderSetupError, build_llm};
+use crate::providers::{ProviderSetupError, build_asr, build_llm};
 use crate::rate_limit::RateLimiter;
 use crate::security::{SecurityPolicy, load_or_create_token};
 use crate::{AppState, app};
@@ -59,6 +59,8 @@ pub struct RunningServer {
     pub token: Secret,
     pub engine: Engine,
     pub data_dir: PathBuf,
+    /// The ASR voice input uses (`ASR_PROVIDER`), for the desktop's microphone; `None` when off.
+    pub asr: crate::routes::audio::Asr,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -155,6 +157,7 @@ pub async fn start_with(
             source: std::io::Error::other(join_error),
         })??;
     let llm = build_llm(&config)?;
+    let asr = crate::routes::audio::Asr::new(build_asr(&config.asr)?, config.asr.limits);
     let voice = if config.sync_tts_streaming {
         let voice = build_voice(&config.tts)
             .await
@@ -210,6 +213,7 @@ pub async fn start_with(
         )),
         max_body_bytes: config.max_body_bytes,
         legacy: config.legacy.clone(),
+        asr: asr.clone(),
         started: Instant::now(),
         events: events.clone(),
         settings: Arc::new(
@@ -261,6 +265,7 @@ pub async fn start_with(
         token,
         engine,
         data_dir: config.data_dir.clone(),
+        asr,
         shutdown,
         task,
     })

@@ -6,5 +6,6 @@
 pub mod fake_edge;
 pub mod fake_openai;
 pub mod fake_openai_speech;
+pub mod fake_openai_transcription;
 pub mod http1;
 pub mod scripted;

@@ -315,6 +315,29 @@ fn parse_fmt(body: &[u8]) -> Result<WavFormat, WavError> {
     })
 }
 
+/// A complete 16-bit mono PCM WAV file of `samples` (what an ASR server is sent).
+pub fn encode_mono_s16(samples: &[i16], sample_rate: u32) -> Vec<u8> {
+    // A WAV's sizes are u32: longer audio is cut there (4 GB; uploads are bounded far below).
+    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36) & !1;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&WAVE_FORMAT_PCM.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&sample_rate.to_le_bytes());
+    out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for sample in &samples[..data_len as usize / 2] {
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -472,5 +495,16 @@ mod tests {
             Err(WavError::TruncatedHeader { received: 0 }),
             "an empty stream is not a WAV stream"
         );
+    }
+
+    #[test]
+    fn encoded_mono_wav_decodes_to_the_same_samples() {
+        let samples: Vec<i16> = (0..999).map(|i| (i * 61 - 30_000) as i16).collect();
+        let bytes = encode_mono_s16(&samples, 16_000);
+        let mut decoder = WavStreamDecoder::new();
+        let block = decoder.push(&bytes).unwrap().unwrap();
+        decoder.finish().unwrap();
+        assert_eq!(block.sample_rate, 16_000, "the rate written");
+        assert_eq!(block.samples, samples, "every sample round-trips");
     }
 }

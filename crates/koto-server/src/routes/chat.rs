@@ -70,14 +70,19 @@ pub fn turn_response(handle: TurnHandle) -> Response {
 }
 
 /// The turn's events until `Done`; holding `handle` keeps the turn alive.
-fn turn_events(handle: TurnHandle) -> impl Stream<Item = TurnEvent> + Send {
+pub(crate) fn turn_events(handle: TurnHandle) -> impl Stream<Item = TurnEvent> + Send {
     stream::unfold(handle, |mut handle| async move {
         handle.events.recv().await.map(|event| (event, handle))
     })
 }
 
 fn sse(events: impl Stream<Item = TurnEvent> + Send + 'static) -> Response {
-    let frames = events.map(|turn_event| Ok::<Event, Infallible>(to_sse(turn_event)));
+    sse_frames(events.map(to_sse))
+}
+
+/// An SSE response of ready-made frames (`/chat/audio/stream` puts its `asr-final` first).
+pub(crate) fn sse_frames(frames: impl Stream<Item = Event> + Send + 'static) -> Response {
+    let frames = frames.map(Ok::<Event, Infallible>);
     let mut response = Sse::new(frames)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response();
@@ -88,7 +93,7 @@ fn sse(events: impl Stream<Item = TurnEvent> + Send + 'static) -> Response {
     response
 }
 
-fn to_sse(turn_event: TurnEvent) -> Event {
+pub(crate) fn to_sse(turn_event: TurnEvent) -> Event {
     let (name, data) = match turn_event {
         TurnEvent::TextDelta { content, eos } => (
             event::TEXT_DELTA,

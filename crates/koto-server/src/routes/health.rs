@@ -25,6 +25,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "uptimeSecs": state.started.elapsed().as_secs(),
         "llm": { "provider": engine.llm().name(), "model": engine.llm().model() },
         "events": { "mode": state.events.mode().as_str(), "reason": state.events.mode_reason() },
+        "asr": { "provider": state.asr.name(), "maxUploadBytes": state.asr.limits().max_bytes, "maxDurationMs": state.asr.limits().max_duration_ms },
         "tts": engine.voice().map(|voice| json!({ "provider": voice.name(), "sampleRate": voice.sample_rate() })),
         "relay": engine.relay().map(|relay| {
             let metrics = relay.metrics();

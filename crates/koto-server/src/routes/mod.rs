@@ -1,5 +1,6 @@
 //! HTTP routes; each handler is a thin adapter over `koto_engine::Engine`.
 
+pub mod audio;
 pub mod chat;
 pub mod control;
 pub mod desktop;

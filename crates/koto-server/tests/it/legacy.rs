@@ -331,7 +331,7 @@ async fn a_chunk_id_gap_is_reported_and_the_upload_goes_on() {
 }
 
 #[tokio::test]
-async fn an_audio_upload_is_refused_clearly_on_both_sockets() {
+async fn an_audio_upload_without_an_asr_is_refused_clearly_on_both_sockets() {
     let app = serve(&[]).await;
     let (mut input, task_id) = open_input(&app).await;
     let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
@@ -363,8 +363,8 @@ async fn an_audio_upload_is_refused_clearly_on_both_sockets() {
     assert!(
         processed["error"]
             .as_str()
-            .is_some_and(|e| e.contains("ASR provider")),
-        "the message says why: {processed}"
+            .is_some_and(|e| e.contains("ASR_PROVIDER")),
+        "the message names the key to set: {processed}"
     );
     let received = read_output(&mut output).await;
     assert_eq!(received.frames.len(), 1, "{:?}", received.frames);
@@ -950,4 +950,122 @@ fn legacy_keys_are_read_and_bad_values_name_the_key() {
         let error = build(&[(env, value)]).expect_err("refused");
         assert!(error.to_string().contains(env), "{env}={value}: {error}");
     }
+}
+
+/// Uploads `bytes` as the page's MediaRecorder does (one metadata + binary frame per timeslice of
+/// `chunk` bytes), checking every chunk's answer; returns the `upload_processed` answer.
+async fn upload_audio(input: &mut Socket, bytes: &[u8], chunk: usize) -> Value {
+    for (chunk_id, piece) in bytes.chunks(chunk).enumerate() {
+        send_json(
+            input,
+            json!({"type":"audio","chunk_id":chunk_id,"action":"data_chunk","meta":{"lang":"en"}}),
+        )
+        .await;
+        input
+            .send(Message::Binary(piece.to_vec().into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(input).await,
+            "File chunk received",
+            "chunk {chunk_id} is acknowledged"
+        );
+    }
+    send_json(input, json!({"action":"upload_complete"})).await;
+    next_json(input).await
+}
+
+#[tokio::test]
+async fn a_mediarecorder_recording_is_heard_answered_and_stored_as_speech() {
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::tokens(SHORT_REPLY))).await;
+    let base_url = fake.base_url();
+    let app = serve(&[
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("ASR_PROVIDER", "mock"),
+        ("ASR_MOCK_TEXT", "what shall we play tonight"),
+    ])
+    .await;
+    let (mut input, task_id) = open_input(&app).await;
+    let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+    let processed = upload_audio(&mut input, crate::audio::WEBM, 4096).await;
+    assert_eq!(
+        (processed["action"].as_str(), processed["status"].as_str()),
+        (Some("upload_processed"), Some("queued")),
+        "the recording was heard and its turn started: {processed}"
+    );
+    let received = read_output(&mut output).await;
+    assert_spoken_reply(&received, &task_id);
+    let (text, kind, meta) =
+        crate::audio::stored_user_row(&app, &task_id, 0).expect("the user row is stored");
+    assert_eq!(text, "what shall we play tonight", "what the ASR heard");
+    assert_eq!(kind.as_deref(), Some("ASR_FINAL"), "stored as speech");
+    let meta = meta.expect("meta");
+    assert_eq!(meta["source"], "mic", "from the microphone");
+    assert_eq!(
+        meta["durationMs"],
+        crate::audio::heard_ms(crate::audio::WEBM),
+        "the whole recording, joined from its chunks in order"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn recordings_that_cannot_be_heard_get_the_documented_error_and_store_nothing() {
+    let asr = koto_testkit::fake_openai_transcription::FakeOpenAiTranscription::start(vec![
+        koto_testkit::fake_openai_transcription::TranscriptionResponse::Garbage,
+    ])
+    .await;
+    let app = serve(&[
+        ("ASR_PROVIDER", "openai"),
+        ("ASR_BASE_URL", asr.base_url().as_str()),
+        ("ASR_MAX_UPLOAD_BYTES", "40000"),
+    ])
+    .await;
+    // Half a second of a tone: decodable and small, so only the ASR can fail on it.
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| if i % 40 < 20 { 4000 } else { -4000 })
+        .collect();
+    let tone_wav = koto_providers::audio::wav::encode_mono_s16(&tone, 16_000);
+    let cases: [(&[u8], &str); 4] = [
+        (crate::audio::WAV, "payload_too_large"),
+        (b"<html>not audio</html>", "unsupported_audio"),
+        // The recording, cut inside its last block.
+        (
+            &crate::audio::WEBM[..crate::audio::WEBM.len() - 5],
+            "unsupported_audio",
+        ),
+        (&tone_wav, "asr_failed"),
+    ];
+    for (bytes, code) in cases {
+        let (mut input, task_id) = open_input(&app).await;
+        let mut output = connect(&app, &format!("/ws/output/{task_id}")).await;
+        let processed = upload_audio(&mut input, bytes, 4096).await;
+        assert_eq!(processed["status"], "error", "{code}: {processed}");
+        assert_eq!(processed["code"], code, "{processed}");
+        let received = read_output(&mut output).await;
+        assert_eq!(
+            received.frames.len(),
+            1,
+            "{code}: one error frame: {:?}",
+            received.frames
+        );
+        assert_eq!(received.frames[0]["status"], "error", "{code}");
+        assert_eq!(
+            received.frames[0]["error"], processed["error"],
+            "{code}: the same words on both sockets"
+        );
+        assert!(
+            crate::audio::stored_user_row(&app, &task_id, 0).is_none(),
+            "{code}: nothing was stored"
+        );
+    }
+    assert_eq!(
+        asr.requests().len(),
+        1,
+        "only the decodable recording reached the ASR"
+    );
+    app.shutdown().await;
 }

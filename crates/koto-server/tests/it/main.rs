@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod audio;
 mod binary;
 mod chat;
 mod events;

@@ -332,6 +332,17 @@ fn restart_only_value(key: &str) -> &'static str {
         "legacy_max_upload_bytes" => "1048576",
         "legacy_max_text_bytes" => "8192",
         "legacy_audio_linger" => "2",
+        "asr_provider" => "mock",
+        "asr_base_url" => "http://127.0.0.1:1/v1",
+        // A secret shows as "set" in the view; saving that word keeps view and file comparable.
+        "asr_api_key" => "set",
+        "asr_model" => "whisper-large-v3",
+        "asr_language" => "ja",
+        "asr_timeout" => "12",
+        "asr_max_retries" => "1",
+        "asr_mock_text" => "hello",
+        "asr_max_upload_bytes" => "2048",
+        "asr_max_seconds" => "5",
         other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
     }
 }

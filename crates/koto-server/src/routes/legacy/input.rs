@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::ws::Message;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use koto_core::SessionId;
-use koto_core::turn::InputKind;
+use koto_core::turn::{InputKind, InputMeta};
 use koto_engine::{Submission, TurnRequest};
 use koto_protocol::legacy::SystemFrame;
 use koto_protocol::{ErrorCode, WireError};
@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::output::Pump;
 use super::tasks::{LegacyTasks, TaskLog};
-use super::upload::{Step, Upload, UploadTimer, UploadedText};
+use super::upload::{Step, Upload, UploadTimer, Uploaded};
 use super::{
     CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, close, json_message,
     unreadable,
@@ -149,7 +149,7 @@ where
         }
     };
     let started = match uploaded {
-        Ok(text) => start_turn(&state, &tasks, &log, text).await,
+        Ok(uploaded) => start_turn(&state, &tasks, &log, uploaded).await,
         Err(error) => Err(error),
     };
     let answer = match &started {
@@ -194,13 +194,15 @@ fn abandoned() -> WireError {
     )
 }
 
-/// Submits the uploaded text as the task's turn and hands the turn to a pump that writes its
-/// output into the task's log. The pump, not a socket, owns the turn.
+/// Submits the upload as the task's turn — text as it is, a recording as what the ASR heard in
+/// it (`ASR_FINAL`, `meta.source = mic`) — and hands the turn to a pump that writes its output
+/// into the task's log. The pump, not a socket, owns the turn. A recording that cannot be decoded
+/// or heard starts no turn and stores nothing: the error is the upload's answer.
 async fn start_turn(
     state: &AppState,
     tasks: &LegacyTasks,
     log: &Arc<TaskLog>,
-    text: UploadedText,
+    uploaded: Uploaded,
 ) -> Result<(), WireError> {
     let received_at = Instant::now();
     // A hyphenated UUID is 36 characters of [0-9a-f-]: always a valid sessionId.
@@ -209,6 +211,36 @@ async fn start_turn(
     if let Ok(bucket) = SessionId::parse(RATE_KEY) {
         state.check_rate(&bucket).map_err(|error| error.error)?;
     }
+    let request = match uploaded {
+        Uploaded::Text(text) => TurnRequest {
+            session: session.clone(),
+            turn: None,
+            kind: InputKind::Text,
+            content: text.content,
+            lang: text.lang,
+            meta: InputMeta::typed(),
+            received_at,
+        },
+        Uploaded::Audio(audio) => {
+            let correlation_id = format!("{session}#audio");
+            let transcript = crate::routes::audio::hear(
+                &state.asr,
+                audio.bytes.into(),
+                audio.lang.clone(),
+                correlation_id,
+            )
+            .await
+            .map_err(|error| error.wire())?;
+            tracing::info!(task_id = %log.id, chars = transcript.text.chars().count(), duration_ms = transcript.duration_ms, "legacy voice input heard");
+            crate::routes::audio::speech_turn(
+                session.clone(),
+                None,
+                &transcript,
+                audio.lang,
+                received_at,
+            )
+        }
+    };
     // Subscribed before the turn starts, so not one frame of it is missed.
     let live = state.engine.relay().map(|relay| {
         relay.subscribe(ClientFilter {
@@ -219,19 +251,11 @@ async fn start_turn(
     });
     let submission = state
         .engine
-        .submit(TurnRequest {
-            session,
-            turn: None,
-            kind: InputKind::Text,
-            content: text.content,
-            lang: text.lang,
-            meta: koto_core::turn::InputMeta::typed(),
-            received_at,
-        })
+        .submit(request)
         .await
         .map_err(|error| AppError::from(error).error)?;
     let Submission::Turn(handle) = submission else {
-        // Only COMMAND inputs end without a turn; uploads are always TEXT.
+        // Only COMMAND inputs end without a turn; uploads are TEXT or ASR_FINAL.
         return Err(WireError::new(
             ErrorCode::Internal,
             "the input did not start a turn",

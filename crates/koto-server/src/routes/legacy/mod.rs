@@ -1,8 +1,8 @@
 //! The original Vue front end's two-socket protocol (CONTRACTS §4): `WS /ws/input` uploads one
 //! input per connection and starts a turn whose sessionId is the task id, `WS /ws/output/{task_id}`
 //! streams that turn's reply, audio and control frames. A thin adapter over `Engine::submit`
-//! and the relay; it deliberately does no speech recognition (voice uploads are refused with a
-//! clear error, there is no ASR provider yet) and no image input.
+//! and the relay; recordings go through the same decode → ASR path as `/chat/audio`
+//! (`routes::audio::hear`); no image input.
 //!
 //! # Wire format
 //!
@@ -22,12 +22,16 @@
 //!   ignored.
 //! - one binary frame per announced chunk, answered with the plain text `File chunk received`
 //!   (without an announcement: `Error: No metadata received before binary data`). Text chunks
-//!   are joined in order and read as UTF-8.
+//!   are joined in order and read as UTF-8; audio chunks are joined in order into one file
+//!   (WebM/Opus as the page's MediaRecorder sends it, OGG/Opus, MP3 or WAV).
 //! - `{"action":"upload_complete"}` → `{"type":"system","action":"upload_processed",
 //!   "status":"queued","task_id":"…"}` once the turn has started, or `"status":"error"` with
 //!   `"error"` (a sentence) and `"code"` (CONTRACTS error code); then the server closes the
-//!   socket (1000). Audio uploads get `status:error`, code `not_available`: voice input needs an
-//!   ASR provider, and none is configured.
+//!   socket (1000). An audio upload is decoded and transcribed before that answer; its turn is an
+//!   `ASR_FINAL` with `meta.source = mic`. Its errors: `not_available` (`ASR_PROVIDER=off`),
+//!   `payload_too_large` (over `ASR_MAX_UPLOAD_BYTES` or `ASR_MAX_SECONDS`), `unsupported_audio`
+//!   (not a format we decode, truncated, broken), `asr_failed` (the ASR failed or timed out),
+//!   `empty_content` (nothing was heard); none of them stores a turn.
 //! - malformed frames get a plain-text error (`Invalid JSON format`, `Error: …`) and the socket
 //!   stays usable. Bounds: [`LegacyLimits`] (chunks, bytes, idle time, total time); exceeding
 //!   one answers `upload_processed` with `status:error` and closes the socket (1008).
@@ -119,7 +123,7 @@ pub struct LegacyLimits {
     pub peer_timeout: Duration,
     /// Binary chunks per upload.
     pub max_chunks: u64,
-    /// Binary bytes per upload (audio is counted, then refused: there is no ASR).
+    /// Binary bytes per upload (audio is then bounded again by `ASR_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: usize,
     /// UTF-8 bytes of a text upload, inline or in chunks (the engine checks its char limit too).
     pub max_text_bytes: usize,

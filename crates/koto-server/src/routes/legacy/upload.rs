@@ -10,8 +10,6 @@ use super::{LegacyLimits, too_large};
 const FILE_CHUNK_RECEIVED: &str = "File chunk received";
 const INVALID_JSON: &str = "Invalid JSON format";
 const NO_METADATA: &str = "Error: No metadata received before binary data";
-const NO_ASR: &str = "voice input needs an ASR provider, which is not configured in this build; \
-                      send text instead";
 
 /// What the input socket does with one client frame.
 #[derive(Debug, PartialEq)]
@@ -60,6 +58,20 @@ pub(super) struct UploadedText {
     pub(super) lang: Option<String>,
 }
 
+/// A recording, its binary chunks joined in order; decoding and ASR come after (`routes::audio`).
+#[derive(Debug, PartialEq)]
+pub(super) struct UploadedAudio {
+    pub(super) bytes: Vec<u8>,
+    pub(super) lang: Option<String>,
+}
+
+/// What a completed upload carries.
+#[derive(Debug, PartialEq)]
+pub(super) enum Uploaded {
+    Text(UploadedText),
+    Audio(UploadedAudio),
+}
+
 pub(super) struct Upload {
     max_chunks: u64,
     max_bytes: usize,
@@ -73,6 +85,7 @@ pub(super) struct Upload {
     inline_text: Option<String>,
     lang: Option<String>,
     text_bytes: Vec<u8>,
+    audio_bytes: Vec<u8>,
     received_bytes: usize,
 }
 
@@ -88,6 +101,7 @@ impl Upload {
             inline_text: None,
             lang: None,
             text_bytes: Vec::new(),
+            audio_bytes: Vec::new(),
             received_bytes: 0,
         }
     }
@@ -189,13 +203,16 @@ impl Upload {
             }
             self.text_bytes.extend_from_slice(bytes);
         }
-        // Audio is only counted: without an ASR provider it cannot be used.
+        if self.kind == Some(UploadKind::Audio) {
+            // Bounded by `max_bytes` above; the decoder applies the ASR's own limits later.
+            self.audio_bytes.extend_from_slice(bytes);
+        }
         self.expected_chunk += 1;
         self.announced = false;
         Step::Reply(FILE_CHUNK_RECEIVED.to_owned())
     }
 
-    pub(super) fn finish(self) -> Result<UploadedText, WireError> {
+    pub(super) fn finish(self) -> Result<Uploaded, WireError> {
         match self.kind {
             None => Err(WireError::new(
                 ErrorCode::InvalidRequest,
@@ -215,12 +232,19 @@ impl Upload {
                 if content.is_empty() {
                     return Err(WireError::new(ErrorCode::EmptyContent, "the text is empty"));
                 }
-                Ok(UploadedText {
+                Ok(Uploaded::Text(UploadedText {
                     content,
                     lang: self.lang,
-                })
+                }))
             }
-            Some(UploadKind::Audio) => Err(WireError::new(ErrorCode::NotAvailable, NO_ASR)),
+            Some(UploadKind::Audio) if self.audio_bytes.is_empty() => Err(WireError::new(
+                ErrorCode::UnsupportedAudio,
+                "unsupported audio: the upload has no audio bytes (send the recording in binary frames)",
+            )),
+            Some(UploadKind::Audio) => Ok(Uploaded::Audio(UploadedAudio {
+                bytes: self.audio_bytes,
+                lang: self.lang,
+            })),
             Some(UploadKind::Image) => Err(WireError::new(
                 ErrorCode::UnsupportedMediaType,
                 "image input is not supported; send text instead",
@@ -272,6 +296,15 @@ mod tests {
         }
     }
 
+    fn text_of(uploaded: Uploaded) -> String {
+        match uploaded {
+            Uploaded::Text(text) => text.content,
+            Uploaded::Audio(audio) => {
+                panic!("expected text, got {} audio bytes", audio.bytes.len())
+            }
+        }
+    }
+
     fn reply(text: &str) -> Step {
         Step::Reply(text.to_owned())
     }
@@ -291,10 +324,10 @@ mod tests {
         );
         assert_eq!(
             inline.finish(),
-            Ok(UploadedText {
+            Ok(Uploaded::Text(UploadedText {
                 content: "hi".into(),
                 lang: Some("en".into())
-            }),
+            })),
             "inline text, trimmed, with its language"
         );
 
@@ -310,7 +343,7 @@ mod tests {
             reply(FILE_CHUNK_RECEIVED)
         );
         assert_eq!(
-            binary.finish().map(|text| text.content),
+            binary.finish().map(text_of),
             Ok("今晚玩什么".to_owned()),
             "chunks are joined in order"
         );
@@ -335,7 +368,7 @@ mod tests {
             reply(NO_METADATA),
             "every binary needs its own metadata"
         );
-        assert_eq!(upload.finish().map(|t| t.content), Ok("ok".to_owned()));
+        assert_eq!(upload.finish().map(text_of), Ok("ok".to_owned()));
     }
 
     #[test]
@@ -365,9 +398,10 @@ mod tests {
     }
 
     #[test]
-    fn audio_is_received_then_refused_for_want_of_asr() {
+    fn audio_chunks_are_joined_in_order_for_the_asr() {
         let mut upload = Upload::new(&LegacyLimits::default());
-        upload.on_text(r#"{"type":"audio","chunk_id":0,"action":"data_chunk"}"#);
+        upload
+            .on_text(r#"{"type":"audio","chunk_id":0,"action":"data_chunk","meta":{"lang":"ja"}}"#);
         assert_eq!(upload.on_binary(&[0x1a, 0x45]), reply(FILE_CHUNK_RECEIVED));
         assert!(
             matches!(
@@ -376,9 +410,23 @@ mod tests {
             ),
             "types do not mix"
         );
-        let error = upload.finish().unwrap_err();
-        assert_eq!(error.code, ErrorCode::NotAvailable);
-        assert!(error.message.contains("ASR"), "{}", error.message);
+        upload.on_text(r#"{"type":"audio","chunk_id":1,"action":"data_chunk"}"#);
+        assert_eq!(upload.on_binary(&[0xdf, 0xa3]), reply(FILE_CHUNK_RECEIVED));
+        assert_eq!(
+            upload.finish().unwrap(),
+            Uploaded::Audio(UploadedAudio {
+                bytes: vec![0x1a, 0x45, 0xdf, 0xa3],
+                lang: Some("ja".into()),
+            }),
+            "the recording in chunk order, with its language"
+        );
+        let mut no_bytes = Upload::new(&LegacyLimits::default());
+        no_bytes.on_text(r#"{"type":"audio","chunk_id":0,"action":"data_chunk"}"#);
+        assert_eq!(
+            no_bytes.finish().unwrap_err().code,
+            ErrorCode::UnsupportedAudio,
+            "metadata without its binary frame is no audio"
+        );
     }
 
     #[test]
