@@ -40,6 +40,11 @@ class Turn {
     this.stored = false;
     /** Stored as still running when loaded: the reply's start streamed before we looked. */
     this.joinedLate = false;
+    /**
+     * An interrupted live turn: what the store kept as heard (cut at a word boundary), once
+     * known. Until then the heard segments stand in for it.
+     */
+    this.heardText = null;
   }
 
   get finished() {
@@ -166,6 +171,15 @@ export class Transcript {
     for (const entry of stored) {
       const phase = STORED_PHASE[entry.status] ?? 'completed';
       const existing = turns.get(entry.turn);
+      if (existing && existing.phase === 'interrupted' && !existing.stored && phase === 'interrupted') {
+        // The same cut live as after a reload: the store's heard text, the written rest
+        // still shown as not spoken.
+        existing.heardText = entry.assistant ?? '';
+        existing.reason = entry.reason ?? null;
+        if (existing.user === null) existing.user = entry.user;
+        this.render(sessionId, existing);
+        continue;
+      }
       if (existing) {
         const storedFinal = phase !== 'streaming';
         const replace = storedFinal && (!existing.finished || existing.joinedLate);
@@ -325,7 +339,14 @@ export class Transcript {
   /** What an interrupted turn really said: the heard segments (text-only: what was written). */
   spoken(turn) {
     if (turn.phase !== 'interrupted' || turn.stored) return turn.text;
+    if (turn.heardText !== null) return turn.heardText;
     return this.speech ? turn.heard.join('') : turn.text;
+  }
+
+  /** A live turn that was interrupted and whose stored (heard) text is not drawn yet. */
+  needsStoredCut(sessionId, number) {
+    const turn = this.sessions.get(sessionId)?.get(number);
+    return Boolean(turn && turn.phase === 'interrupted' && !turn.stored && turn.heardText === null);
   }
 
   render(sessionId, turn) {
@@ -378,12 +399,23 @@ export class Transcript {
         && (turn.phase === 'streaming' || turn.phase === 'written');
       if (speaking && turn.text) {
         // Written but not yet spoken is drawn apart from what the voice has reached.
-        const [said, ahead] = splitSpoken(turn.text, turn.heard.join(''));
+        // The segment heard last is the one being spoken now: highlighted.
+        const before = turn.heard.slice(0, -1).join('');
+        const [said, rest] = splitSpoken(turn.text, before);
+        const [current, ahead] = splitSpoken(rest, turn.heard.at(-1) ?? '');
         const pending = document.createElement('span');
         pending.className = 'ahead';
         pending.title = 'written, not spoken yet';
         pending.textContent = ahead;
-        body.append(said, pending);
+        body.append(said);
+        if (current) {
+          const now = document.createElement('mark');
+          now.className = 'speaking';
+          now.title = 'being spoken now';
+          now.textContent = current;
+          body.append(now);
+        }
+        body.append(pending);
       } else {
         body.textContent = spoken || emptyReply(turn.phase);
       }
@@ -475,7 +507,7 @@ function emptyReply(phase) {
  * Segments are the LLM's text cut at sentence breaks (whitespace and markup may differ), so
  * match on the heard text with spaces squeezed.
  */
-function splitSpoken(written, heard) {
+export function splitSpoken(written, heard) {
   const squeeze = (text) => text.replace(/\s+/g, '');
   const target = squeeze(heard).length;
   let seen = 0;

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod settings_words;
 
 use std::sync::Arc;
 use std::time::Instant;

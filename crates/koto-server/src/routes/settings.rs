@@ -154,8 +154,11 @@ impl Settings {
                     text.to_owned()
                 }
             };
+            let (group, label) = crate::settings_words::words(spec.key);
             keys.push(json!({
                 "key": spec.key,
+                "group": group,
+                "label": label,
                 "env": spec.env,
                 "doc": spec.doc,
                 "default": spec.default,

@@ -56,6 +56,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/api.js", JS),
     asset!("js/live.js", JS),
     asset!("js/overlay.js", JS),
+    asset!("js/overlay_setup.js", JS),
     asset!("js/panel.js", JS),
     asset!("js/player.js", JS),
     asset!("js/sessions.js", JS),

@@ -8,6 +8,7 @@ mod events;
 mod history;
 mod legacy;
 mod live;
+mod panel;
 mod security;
 mod settings;
 mod stop_paths;
