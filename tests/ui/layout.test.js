@@ -54,6 +54,7 @@ const inViewport = (a, viewport) => a.top >= 0 && a.left >= 0 && a.bottom <= vie
 for (const size of SIZES) {
   test(`at ${size.width}×${size.height}: STOP in view, never over the message box`, async () => {
     const context = await browser.newContext({ viewport: size });
+    await context.addInitScript(() => localStorage.setItem('kotodama.setup', 'seen'));
     const page = await context.newPage();
     await page.goto(`${server.url}/?token=${server.token}`);
     await page.locator('#setting-llm_model').waitFor({ timeout: WAIT_MS });

@@ -9,6 +9,7 @@ import { OverlayLook } from './overlay_setup.js';
 import { PcmPlayer } from './player.js';
 import { Sessions, sessionIdProblem, suggestSessionId } from './sessions.js';
 import { SettingsForm } from './settings.js';
+import { Setup } from './setup.js';
 import { StatusBar } from './status.js';
 import { takeToken } from './token.js';
 import { Transcript } from './transcript.js';
@@ -46,6 +47,8 @@ const transcript = new Transcript($('transcript'), {
 });
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
+  // Replies of the built-in demo LLM are marked as such.
+  transcript.demo = health.llm?.provider === 'mock';
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
@@ -406,3 +409,16 @@ $('overlay-copy').addEventListener('click', async () => {
 
 const settings = new SettingsForm(api, $('settings'));
 if (token) settings.load();
+
+// ---- first-run setup -------------------------------------------------------------------------
+
+const setup = new Setup(api, {
+  token,
+  sessionId: () => sessions.current,
+  onSaved: () => {
+    settings.load();
+    status.pollHealth();
+  },
+  observe,
+});
+if (token) setup.maybeOpen();

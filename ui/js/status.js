@@ -94,7 +94,11 @@ export class StatusBar {
     this.serverUp();
     this.health = health;
     const llm = health.llm ?? {};
-    chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok');
+    if (llm.provider === 'mock') {
+      chip('status-llm', 'LLM: demo (no AI set up)', 'demo', 'The built-in demo answers with sample lines. Open Setup to connect a real AI.');
+    } else {
+      chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok', 'LLM provider and model');
+    }
     if (health.tts) {
       chip('status-tts', `TTS: ${health.tts.provider} · ${Math.round(health.tts.sampleRate / 100) / 10} kHz`, 'ok');
     } else {

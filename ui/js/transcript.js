@@ -85,6 +85,8 @@ export class Transcript {
     this.current = '';
     /** Whether replies are spoken (TTS on): decides what an interrupted turn "heard". */
     this.speech = true;
+    /** Whether the app answers with its demo LLM: new live turns are marked "demo". */
+    this.demo = false;
   }
 
   show(sessionId) {
@@ -117,7 +119,9 @@ export class Transcript {
   turnOf(sessionId, number) {
     const turns = this.turnsOf(sessionId);
     if (!turns.has(number)) {
-      turns.set(number, new Turn(number));
+      const fresh = new Turn(number);
+      fresh.demo = this.demo;
+      turns.set(number, fresh);
       if (turns.size > MAX_TURNS_PER_SESSION) {
         const oldest = Math.min(...turns.keys());
         turns.get(oldest).element?.remove();
@@ -383,6 +387,13 @@ export class Transcript {
         badge.className = `badge ${turn.phase}`;
         badge.textContent = label;
         who.append(badge);
+      }
+      if (turn.demo) {
+        const demo = document.createElement('span');
+        demo.className = 'badge demo';
+        demo.textContent = 'demo';
+        demo.title = 'A sample line of the built-in demo: no AI is set up yet (Setup).';
+        who.append(demo);
       }
       // A completed turn can carry one too (`tts_failed`: not all of it was spoken).
       if (turn.reason) {

@@ -61,6 +61,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/player.js", JS),
     asset!("js/sessions.js", JS),
     asset!("js/settings.js", JS),
+    asset!("js/setup.js", JS),
     asset!("js/status.js", JS),
     asset!("js/token.js", JS),
     asset!("js/transcript.js", JS),
