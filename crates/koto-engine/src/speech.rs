@@ -284,10 +284,11 @@ pub(crate) fn heard_text(segments: &[SpokenSegment], released_through: Option<u6
         let chars: Vec<char> = segment.text.chars().collect();
         let keep = (chars.len() as u64 * played / segment.n_chunks) as usize;
         heard.extend(&chars[..word_boundary(&chars, keep)]);
-        // "Welcome back, " → "Welcome back,": the cut ends on what was said, not a space.
-        heard.truncate(heard.trim_end().len());
         break;
     }
+    // "Welcome back, " → "Welcome back,": the cut ends on what was said, not a space (also
+    // when it falls between two segments).
+    heard.truncate(heard.trim_end().len());
     heard
 }
 
@@ -387,6 +388,12 @@ mod tests {
         assert_eq!(at(12), "Welcome back", "a whole word is kept");
         assert_eq!(at(3), "", "inside the first word: nothing");
         assert_eq!(at(23), "Welcome back, everyone.", "everything");
+        let two = [spoken("Welcome back, ", 0, 2), spoken("everyone.", 2, 2)];
+        assert_eq!(
+            heard_text(&two, Some(1)),
+            "Welcome back,",
+            "cut between segments: no trailing space either"
+        );
         let apostrophe = [spoken("I don't know", 0, 12)];
         assert_eq!(
             heard_text(&apostrophe, Some(4)),
