@@ -120,7 +120,7 @@ test('the overlay chip counts only OBS overlays; the preview reflects the unsave
 test('when the server is gone, every chip greys out and says since when', async () => {
   const own = await startServer();
   const panel = await openPanel(own);
-  await panel.page.waitForFunction(() => document.querySelector('#status-llm.ok'), null, { timeout: WAIT_MS });
+  await panel.page.waitForFunction(() => document.querySelector('#status-tts.ok'), null, { timeout: WAIT_MS });
   await own.stop();
   await panel.page.waitForFunction(
     () => /disconnected since \d\d:\d\d:\d\d/.test(document.getElementById('status-live').textContent),

@@ -68,7 +68,8 @@ export class SettingsForm {
     this.render(view);
     if (view.fileError) this.say(view.fileError, 'error');
     else if (view.pendingRestart.length > 0) {
-      this.say(`Saved but not running yet (restart to apply): ${view.pendingRestart.join(', ')}`, 'error');
+      const names = view.pendingRestart.map((key) => this.specs.get(key)?.label ?? key);
+      this.say(`Saved but not running yet (restart to apply): ${names.join(', ')}`, 'error');
     } else this.say('');
   }
 
