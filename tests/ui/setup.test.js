@@ -63,6 +63,16 @@ test('first run: a setup that can be skipped, reopened and walked through', asyn
   });
   assert.ok(stopOnTop, 'STOP is not covered by the setup');
   await screenshot(panel.page, 'setup-language');
+  // At 720 px too: the setup sits below STOP's bar, apart from it.
+  await panel.page.setViewportSize({ width: 720, height: 900 });
+  const apart = await panel.page.evaluate(() => {
+    const stop = document.getElementById('interrupt').getBoundingClientRect();
+    const dialog = document.getElementById('setup').getBoundingClientRect();
+    return stop.bottom <= dialog.top || dialog.bottom <= stop.top || stop.right <= dialog.left || dialog.right <= stop.left;
+  });
+  assert.ok(apart, 'the setup never covers STOP at 720 px');
+  await screenshot(panel.page, 'setup-720');
+  await panel.page.setViewportSize({ width: 1280, height: 800 });
 
   await panel.page.click('#setup-skip');
   assert.equal(await panel.page.isVisible('#setup'), false, 'skipped');

@@ -171,6 +171,7 @@ test('the sentence being spoken is highlighted; an interrupted reply reads the s
   assert.ok(speaking.trim().length > 0 && segment, 'a sentence is marked');
   assert.equal(speaking.replace(/\s+/g, ''), segment.segment.replace(/\s+/g, ''), 'the marked text is the segment being spoken');
   await screenshot(panel.page, 'panel-speaking');
+  assert.equal(await panel.page.textContent(`${item} .badge.demo`), 'demo', 'a demo reply says so');
 
   await panel.page.click('#interrupt');
   await panel.waitFor((event) => event.kind === 'settled' && event.turn === input.turn, { from, what: 'the stored cut' });

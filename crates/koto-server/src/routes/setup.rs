@@ -137,12 +137,11 @@ pub async fn voices(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| running("tts_provider"));
     if provider == "auto" {
-        provider = if koto_providers::tts::espeak::EspeakTts::detect() {
-            "espeak"
-        } else {
-            "mock"
-        }
-        .to_owned();
+        // What `auto` picks at start (`espeak-ng --version` blocks for a moment: off the workers).
+        let espeak = tokio::task::spawn_blocking(koto_providers::tts::espeak::EspeakTts::detect)
+            .await
+            .unwrap_or(false);
+        provider = if espeak { "espeak" } else { "mock" }.to_owned();
     }
     let (voices, note) = match provider.as_str() {
         "mock" => (
