@@ -31,7 +31,7 @@ struct LlmTest {
     /// `None`: the key the app runs with (the form never shows a saved key).
     api_key: Option<String>,
     model: Option<String>,
-    /// Seconds to wait (1–30; default [`LLM_TEST_TIMEOUT`]).
+    /// Seconds to wait (1–30; default 8).
     timeout_secs: Option<f64>,
 }
 
