@@ -49,6 +49,7 @@ pub async fn follow_relay(relay: Relay, recent: RecentSessions, shutdown: Cancel
         session: None,
         audio: false,
         binary_audio: false,
+        ..ClientFilter::default()
     };
     loop {
         let mut client = relay.subscribe(filter.clone());

@@ -138,6 +138,7 @@ impl Shell {
                     session: None,
                     audio: true,
                     binary_audio: false,
+                    ..ClientFilter::default()
                 };
                 shell.spawn(play_relay(
                     relay.clone(),

@@ -103,10 +103,13 @@ export async function launchBrowser({ args = [] } = {}) {
 
 /**
  * A page whose `window.__kotoObserve` events land in `events` (in order), with console
- * errors and CSP violations collected in `problems`.
+ * errors and CSP violations collected in `problems`. `firstRun`: the setup may open by itself.
  */
-export async function observedPage(browser, name) {
+export async function observedPage(browser, name, { firstRun = false } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  // The panel opens its first-run setup on a fresh data dir; tests of other parts start as a
+  // streamer who has seen it (setup.test.js asks for `firstRun`).
+  if (!firstRun) await context.addInitScript(() => localStorage.setItem('kotodama.setup', 'seen'));
   const page = await context.newPage();
   const events = [];
   const problems = [];

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { WAIT_MS, launchBrowser, observedPage, screenshot, sharedServer } from './harness.js';
+import { WAIT_MS, call, launchBrowser, observedPage, screenshot, sharedServer } from './harness.js';
 
 let server;
 let browser;
@@ -86,8 +86,12 @@ test('send, stream, subtitle, interrupt: nothing of the turn arrives after STOP_
     .filter((event) => isFrame('SPEECH_CHUNK', { turn })(event) && event.segment)
     .map((event) => event.segment)
     .join('');
+  // Then it shows what the store kept as heard: the same cut a reload shows (word boundary).
+  await panel.waitFor((event) => event.kind === 'settled' && event.turn === turn, { from: panelAck.index, what: 'the stored cut' });
   const shownText = await panel.page.textContent(`#transcript li[data-turn="${turn}"] .bubble.ai .text`);
-  assert.equal(shownText, heard || '(interrupted before anything was heard)', 'the reply is cut where the audio stopped');
+  const stored = (await call(server, 'GET', `/sessions/${session}/history`)).json.turns.find((entry) => entry.turn === turn);
+  assert.equal(shownText, stored.assistant || '(interrupted before anything was heard)', 'the reply is cut where the audio stopped, as stored');
+  assert.ok(heard.replace(/\s+/g, '').startsWith(stored.assistant.replace(/\s+/g, '')), 'nothing past what the overlay heard');
   await screenshot(panel.page, 'panel-interrupted');
 
   // A marker turn: once its frames arrive, everything of the stopped turn would have too.

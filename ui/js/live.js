@@ -47,11 +47,13 @@ export class LiveSocket {
    * @param {string} [options.session] only this session's frames
    * @param {boolean} options.audio PCM in SPEECH_CHUNKs (else they come without it)
    * @param {boolean} [options.binary] audio as binary frames (smaller, no base64)
+   * @param {string} [options.role] who this client is (`overlay`, `panel`): the server counts
+   *   overlays by it
    * @param {(frame: object) => void} options.onFrame
    * @param {(state: string, detail: object) => void} options.onState
    */
-  constructor({ token, session = '', audio, binary = false, onFrame, onState }) {
-    this.options = { token, session, audio, binary };
+  constructor({ token, session = '', audio, binary = false, role = '', onFrame, onState }) {
+    this.options = { token, session, audio, binary, role };
     this.onFrame = onFrame;
     this.onState = onState;
     this.socket = null;
@@ -68,6 +70,7 @@ export class LiveSocket {
       binary: this.options.binary ? '1' : '0',
     });
     if (this.options.session) params.set('session', this.options.session);
+    if (this.options.role) params.set('role', this.options.role);
     return `/ws/live?${params}`;
   }
 

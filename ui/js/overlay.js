@@ -6,6 +6,7 @@
 //   font=<family>    size=<px>              color=<css>    stroke=<px>   strokeColor=<css>
 //   position=bottom|top|middle             align=center|left|right       bg=<css color>
 //   width=<% of page>  hold=<ms after END>  fade=<ms>      status=1 (show connection state)
+//   preview=1 (the panel's look preview: a sample line; not counted as an overlay)
 // Subtitles appear when a segment's first chunk arrives: the relay paces chunks in real time
 // (CONTRACTS §2), so that is when the segment starts to be heard. With in-page audio they wait
 // for the chunk's scheduled start instead.
@@ -20,6 +21,9 @@ const session = params.get('session') || '';
 const playAudio = params.get('audio') === '1';
 const showStatus = params.get('status') === '1';
 const holdMs = clampNumber(params.get('hold'), 0, 60_000, 1500);
+/** `preview=1`: the panel's look preview; shows a sample line until something is spoken. */
+const preview = params.get('preview') === '1';
+const PREVIEW_TEXT = params.get('sample') || 'This is how your subtitles look on stream.';
 
 const stage = document.getElementById('stage');
 const subtitle = document.getElementById('subtitle');
@@ -52,6 +56,14 @@ function observe(event) {
 }
 
 applyLook();
+if (preview) showPreview();
+
+/** The sample line of the preview, drawn like a real subtitle. */
+function showPreview() {
+  subtitle.textContent = PREVIEW_TEXT.slice(0, 200);
+  subtitle.classList.remove('stopped');
+  subtitle.classList.add('visible');
+}
 
 function clampNumber(raw, min, max, fallback) {
   const value = Number.parseFloat(raw ?? '');
@@ -124,6 +136,8 @@ function hide(reason) {
   subtitle.classList.remove('visible');
   showing = null;
   observe({ kind: 'hide', reason });
+  // The preview goes back to its sample once a real line has faded.
+  if (preview) setTimeout(showPreview, 600);
 }
 
 function onSpeechChunk(chunk) {
@@ -236,6 +250,8 @@ new LiveSocket({
   session,
   audio: playAudio,
   binary: playAudio,
+  // The panel's own preview is not an overlay in OBS: it must not count as one.
+  role: preview ? 'preview' : 'overlay',
   onFrame,
   onState,
 }).start();

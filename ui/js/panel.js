@@ -5,9 +5,11 @@
 
 import { Api } from './api.js';
 import { LiveSocket } from './live.js';
+import { OverlayLook } from './overlay_setup.js';
 import { PcmPlayer } from './player.js';
 import { Sessions, sessionIdProblem, suggestSessionId } from './sessions.js';
 import { SettingsForm } from './settings.js';
+import { Setup } from './setup.js';
 import { StatusBar } from './status.js';
 import { takeToken } from './token.js';
 import { Transcript } from './transcript.js';
@@ -45,6 +47,8 @@ const transcript = new Transcript($('transcript'), {
 });
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
+  // Replies of the built-in demo LLM are marked as such.
+  transcript.demo = health.llm?.provider === 'mock';
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
@@ -77,6 +81,31 @@ async function loadHistory(sessionId, { older = false, quiet = false } = {}) {
   }
 }
 
+/** Tries to read an interrupted turn's stored ending this many times, this far apart. */
+const SETTLE_TRIES = 10;
+const SETTLE_EVERY_MS = 300;
+
+/**
+ * After a STOP_ACK: the store records what was heard (cut at a word boundary) once the turn
+ * has ended; read it, so the live view shows the same cut a reload would.
+ */
+async function settleInterrupted(sessionId, number) {
+  for (let attempt = 0; attempt < SETTLE_TRIES; attempt += 1) {
+    if (!transcript.needsStoredCut(sessionId, number)) return;
+    try {
+      const page = await api.history(sessionId, { before: number + 1, limit: 1 });
+      transcript.addHistory(sessionId, page);
+    } catch {
+      // The live cut stays; a reload shows the stored one.
+    }
+    if (!transcript.needsStoredCut(sessionId, number)) {
+      observe({ kind: 'settled', sessionId, turn: number });
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_EVERY_MS));
+  }
+}
+
 /** Draws a session: what is already known at once, then its stored turns. */
 function showSession(id) {
   // Marked loading first, so an empty session does not say "no messages" before we know.
@@ -92,6 +121,7 @@ const live = new LiveSocket({
   token,
   audio: false,
   binary: false,
+  role: 'panel',
   onFrame: (frame) => {
     observe({
       kind: 'frame',
@@ -121,7 +151,10 @@ const live = new LiveSocket({
     if (frame.type === 'SPEECH_CHUNK' && player && frame.samples) {
       player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
     }
-    transcript.apply(frame);
+    const touched = transcript.apply(frame);
+    if (frame.type === 'CONTROL' && frame.action === 'STOP_ACK' && touched) {
+      settleInterrupted(frame.sessionId, touched.turn);
+    }
   },
   onState: (state, detail) => {
     hook.state = state;
@@ -302,46 +335,60 @@ if (token) loadRecentSessions();
 
 // ---- audio in this tab (browser only) --------------------------------------------------------
 
-if (inDesktopApp) {
-  $('audio-app').hidden = false;
-  $('audio-here-label').hidden = true;
-} else {
-  $('audio-here').addEventListener('change', (event) => {
-    const on = event.target.checked;
-    if (on) {
-      // The click is the user gesture browsers need before audio may start.
-      player = new PcmPlayer();
-      player.ensureContext();
-    } else {
-      player?.close();
-      player = null;
-    }
-    live.reconfigure({ audio: on, binary: on });
-  });
+/**
+ * "Play audio here" only where it does something: not in the desktop app's window, and not in
+ * any tab of a desktop app that plays the voice itself (Rust plays it; a tab would double it).
+ * The server's `/desktop` answer decides, as the Tauri global may be absent in the window.
+ */
+function showAudioChoice(rustPlays) {
+  $('audio-app').hidden = !rustPlays;
+  $('audio-here-label').hidden = rustPlays;
+  hook.audioHere = !rustPlays;
+  if (rustPlays && $('audio-here').checked) {
+    $('audio-here').checked = false;
+    player?.close();
+    player = null;
+    live.reconfigure({ audio: false, binary: false });
+  }
 }
+showAudioChoice(inDesktopApp);
+status.onDesktop = (desktop) => showAudioChoice(inDesktopApp || Boolean(desktop.available && desktop.status?.playback));
+$('audio-here').addEventListener('change', (event) => {
+  const on = event.target.checked;
+  if (on) {
+    // The click is the user gesture browsers need before audio may start.
+    player = new PcmPlayer();
+    player.ensureContext();
+  } else {
+    player?.close();
+    player = null;
+  }
+  live.reconfigure({ audio: on, binary: on });
+});
 
 // ---- overlay URL -----------------------------------------------------------------------------
 
-function overlayUrl() {
-  const params = new URLSearchParams({ token });
-  if ($('overlay-audio').checked) params.set('audio', '1');
-  if ($('overlay-session').checked) params.set('session', sessions.current);
-  const size = Number.parseInt($('overlay-size').value, 10);
-  if (Number.isFinite(size) && size !== 42) params.set('size', String(Math.min(300, Math.max(8, size))));
-  const position = $('overlay-position').value;
-  if (position !== 'bottom') params.set('position', position);
-  return `${window.location.origin}/overlay?${params}`;
-}
-
+const overlayLook = new OverlayLook({
+  form: $('overlay-options'),
+  urlField: $('overlay-url'),
+  token,
+  sessionId: () => sessions.current,
+});
+const overlayUrl = () => overlayLook.url();
 function updateOverlayUrl() {
-  $('overlay-url').value = overlayUrl();
+  overlayLook.update();
 }
-
-for (const id of ['overlay-audio', 'overlay-session', 'overlay-size', 'overlay-position']) {
-  $(id).addEventListener('input', updateOverlayUrl);
-  $(id).addEventListener('change', updateOverlayUrl);
-}
-updateOverlayUrl();
+// The preview (a second /ws/live client) runs only while it is open.
+$('overlay-look').addEventListener('toggle', () => {
+  if ($('overlay-look').open) {
+    overlayLook.preview = $('overlay-preview');
+    overlayLook.refreshPreview();
+  } else {
+    overlayLook.preview = null;
+    $('overlay-preview').removeAttribute('src');
+    delete $('overlay-preview').dataset.src;
+  }
+});
 
 $('overlay-copy').addEventListener('click', async () => {
   const url = overlayUrl();
@@ -362,3 +409,16 @@ $('overlay-copy').addEventListener('click', async () => {
 
 const settings = new SettingsForm(api, $('settings'));
 if (token) settings.load();
+
+// ---- first-run setup -------------------------------------------------------------------------
+
+const setup = new Setup(api, {
+  token,
+  sessionId: () => sessions.current,
+  onSaved: () => {
+    settings.load();
+    status.pollHealth();
+  },
+  observe,
+});
+if (token) setup.maybeOpen();

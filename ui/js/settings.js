@@ -5,42 +5,25 @@
 // desktop app the output device, volume and hotkey) and says which keys need a restart; each
 // field shows which kind it is. Device choices come from the server (the desktop app's list).
 
+// The page's sections, in order; each key's group and plain label come from the server
+// (`settings_words.rs`), so a key added there shows up without a change here. Advanced is
+// folded: internals (limits, event delivery, Redis) stay out of the way of the basics.
 const GROUPS = [
-  { title: 'LLM', keys: ['llm_provider', 'openai_base_url', 'llm_model', 'openai_api_key', 'llm_temperature', 'llm_max_tokens'] },
-  { title: 'Speech', keys: ['tts_provider', 'tts_voice', 'default_lang', 'tts_voices', 'tts_rate'] },
-  { title: 'Persona and memory', keys: ['system_prompt', 'persona_file', 'stm_context_turns'] },
-  { title: 'Audio and stop hotkey (desktop app)', keys: ['output_device', 'output_volume', 'stop_hotkey', 'playback'] },
-  { title: 'Flags', keys: ['enable_sync_core', 'sync_tts_streaming', 'sync_tts_barge_in', 'enable_async_ext', 'enable_ltm_inline'] },
-  { title: 'Server', keys: ['bind'] },
+  { id: 'voice', title: 'Voice', hint: 'How the co-host sounds and where it is heard.' },
+  { id: 'brain', title: 'Brain', hint: 'The AI that writes the replies, and what it remembers.' },
+  { id: 'character', title: 'Character', hint: 'Who the co-host is.' },
+  { id: 'stream', title: 'Stream', hint: 'Controls while you are live.' },
+  { id: 'advanced', title: 'Advanced', hint: 'Internals: limits, event delivery, network. The defaults are fine for streaming.' },
 ];
+
+/** Keys shown first in their group, in this order (the rest follow in the server's order). */
+const FIRST = ['llm_provider', 'openai_base_url', 'llm_model', 'openai_api_key', 'tts_provider', 'tts_voice', 'default_lang'];
 
 const CHOICES = {
   llm_provider: ['mock', 'openai'],
   tts_provider: ['auto', 'mock', 'espeak', 'piper', 'edge', 'openai'],
   log_format: ['text', 'json'],
   openai_tts_format: ['pcm', 'mp3'],
-};
-
-const LABELS = {
-  llm_provider: 'LLM provider',
-  openai_base_url: 'LLM endpoint (base URL with /v1)',
-  llm_model: 'Model',
-  openai_api_key: 'API key',
-  llm_temperature: 'Temperature',
-  llm_max_tokens: 'Max tokens',
-  tts_provider: 'TTS provider',
-  tts_voice: 'Voice',
-  default_lang: 'Spoken language (auto = by the reply)',
-  tts_voices: 'Voice per language (zh=…,ja=…)',
-  tts_rate: 'Speaking rate',
-  system_prompt: 'Persona (system prompt)',
-  persona_file: 'Persona file',
-  stm_context_turns: 'Memory window (earlier turns in the prompt)',
-  bind: 'Listen address (host:port)',
-  output_device: 'Output device',
-  output_volume: 'Volume',
-  stop_hotkey: 'Stop hotkey (push-to-interrupt)',
-  playback: 'Play the voice on this computer',
 };
 
 const TRUE_WORDS = ['true', '1', 'yes', 'on'];
@@ -85,7 +68,8 @@ export class SettingsForm {
     this.render(view);
     if (view.fileError) this.say(view.fileError, 'error');
     else if (view.pendingRestart.length > 0) {
-      this.say(`Saved but not running yet (restart to apply): ${view.pendingRestart.join(', ')}`, 'error');
+      const names = view.pendingRestart.map((key) => this.specs.get(key)?.label ?? key);
+      this.say(`Saved but not running yet (restart to apply): ${names.join(', ')}`, 'error');
     } else this.say('');
   }
 
@@ -94,29 +78,33 @@ export class SettingsForm {
     this.initial.clear();
     this.specs = new Map(view.keys.map((spec) => [spec.key, spec]));
     const pending = new Set(view.pendingRestart);
-    const grouped = new Set(GROUPS.flatMap((group) => group.keys));
+    const known = new Set(GROUPS.map((group) => group.id));
+    const order = (spec) => {
+      const first = FIRST.indexOf(spec.key);
+      return first >= 0 ? first : FIRST.length;
+    };
     const sections = GROUPS.map((group) => {
-      const fieldset = document.createElement('fieldset');
-      const legend = document.createElement('legend');
-      legend.textContent = group.title;
-      fieldset.append(legend);
-      for (const key of group.keys) {
-        const spec = this.specs.get(key);
-        if (spec) fieldset.append(this.field(spec, pending.has(key)));
-      }
-      return fieldset;
+      const specs = view.keys
+        .filter((spec) => (known.has(spec.group) ? spec.group : 'advanced') === group.id)
+        .map((spec, index) => ({ spec, index }))
+        .sort((a, b) => order(a.spec) - order(b.spec) || a.index - b.index)
+        .map(({ spec }) => spec);
+      const section = document.createElement(group.id === 'advanced' ? 'details' : 'fieldset');
+      section.className = `settings-group group-${group.id}`;
+      section.dataset.group = group.id;
+      const title = document.createElement(group.id === 'advanced' ? 'summary' : 'legend');
+      title.textContent = group.title;
+      const hint = document.createElement('p');
+      hint.className = 'group-hint muted';
+      hint.textContent = group.hint;
+      section.append(title, hint);
+      for (const spec of specs) section.append(this.field(spec, pending.has(spec.key)));
+      return section;
     });
-    const advanced = document.createElement('details');
-    const summary = document.createElement('summary');
-    summary.textContent = 'Advanced';
-    advanced.append(summary);
-    for (const spec of view.keys) {
-      if (!grouped.has(spec.key)) advanced.append(this.field(spec, pending.has(spec.key)));
-    }
     const where = document.createElement('p');
     where.className = 'muted';
     where.textContent = `Saved to ${view.path} (owner-only, may hold keys). Environment variables, --config and flags override it.`;
-    this.fieldsRoot.replaceChildren(...sections, advanced, where);
+    this.fieldsRoot.replaceChildren(...sections, where);
   }
 
   field(spec, pending) {
@@ -133,10 +121,10 @@ export class SettingsForm {
       input = document.createElement('input');
       input.type = 'checkbox';
       input.checked = TRUE_WORDS.includes(String(current).toLowerCase());
-      label.append(input, ` ${spec.key}`);
+      label.append(input, ` ${spec.label ?? spec.key}`);
       this.initial.set(spec.key, input.checked);
     } else {
-      label.textContent = LABELS[spec.key] ?? spec.key;
+      label.textContent = spec.label ?? spec.key;
       if (spec.choices) {
         input = document.createElement('select');
         for (const choice of spec.choices) input.append(new Option(choice.label, choice.value));
@@ -213,7 +201,7 @@ export class SettingsForm {
     wrapper.append(error);
     const doc = document.createElement('p');
     doc.className = 'doc';
-    doc.textContent = spec.doc;
+    doc.append(...plainDoc(spec.doc));
     wrapper.append(doc);
     const notes = [];
     if (spec.overriddenBy) notes.push(`Overridden by ${spec.overriddenBy}: a saved value takes effect only without it.`);
@@ -287,7 +275,7 @@ export class SettingsForm {
         }
         const elsewhere = Object.entries(error.fields)
           .filter(([key]) => !this.inputs.has(key))
-          .map(([key, message]) => `${key}: ${message}`);
+          .map(([key, message]) => `${this.specs.get(key)?.label ?? key}: ${message}`);
         this.say([error.message, ...elsewhere].join(' — '), 'error');
         first?.closest('details')?.setAttribute('open', '');
         first?.focus();
@@ -298,10 +286,30 @@ export class SettingsForm {
     }
     this.clearing = null;
     await this.load();
+    const name = (key) => this.specs.get(key)?.label ?? key;
     const overridden = Object.entries(answer.overridden ?? {}).map(
-      ([key, by]) => `${key} is overridden by ${by}`,
+      ([key, by]) => `${name(key)} is overridden by ${by}`,
     );
-    const notes = Object.entries(answer.notes ?? {}).map(([key, note]) => `${key}: ${note}`);
+    const notes = Object.entries(answer.notes ?? {}).map(([key, note]) => `${name(key)}: ${note}`);
     this.say([answer.message, ...overridden, ...notes].join(' — '), 'ok');
   }
+}
+
+/**
+ * A key's doc as nodes: `code` spans become <code> (the backticks are markup, not text).
+ * Text nodes only, never HTML, so a doc cannot inject anything.
+ */
+export function plainDoc(doc) {
+  const nodes = [];
+  String(doc ?? '').split('`').forEach((part, index) => {
+    if (part === '') return;
+    if (index % 2 === 1) {
+      const code = document.createElement('code');
+      code.textContent = part;
+      nodes.push(code);
+    } else {
+      nodes.push(document.createTextNode(part));
+    }
+  });
+  return nodes;
 }

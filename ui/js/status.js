@@ -9,9 +9,38 @@ const OUTBOX_STALE_S = 60;
 
 function chip(id, text, tone = '', title) {
   const element = document.getElementById(id);
+  if (!element) return;
   element.textContent = text;
-  element.className = `chip ${tone}`.trim();
+  // A chip drawn while the server is gone stays grey: its value is a last-known one.
+  const stale = document.body.classList.contains('server-down') && id !== 'status-live';
+  element.className = `chip ${stale ? 'stale' : tone}`.trim();
   if (title !== undefined) element.title = title;
+}
+
+/** `HH:MM:SS` in local time. */
+export function clockTime(date) {
+  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+}
+
+/**
+ * Greys every status chip (also ones other modules add to `#status`) while the server is
+ * unreachable, and says since when; `since = null` lifts it.
+ */
+export function markDisconnected(since) {
+  const down = since !== null;
+  document.body.classList.toggle('server-down', down);
+  for (const element of document.querySelectorAll('#status .chip')) {
+    if (element.id === 'status-live') continue;
+    if (down) {
+      element.dataset.tone = element.dataset.tone ?? element.className;
+      element.className = 'chip stale';
+      element.dataset.staleSince = clockTime(since);
+    } else if (element.dataset.tone !== undefined) {
+      element.className = element.dataset.tone;
+      delete element.dataset.tone;
+      delete element.dataset.staleSince;
+    }
+  }
 }
 
 /** One sample's value from Prometheus text (first series of `name`), or null. */
@@ -40,6 +69,8 @@ export class StatusBar {
     this.onHealth = onHealth;
     this.liveOpen = false;
     this.health = null;
+    /** When the server stopped answering (null while it answers). */
+    this.downSince = null;
     this.events = { mode: null, reason: '' };
   }
 
@@ -57,12 +88,17 @@ export class StatusBar {
     try {
       health = await this.api.health();
     } catch (error) {
-      chip('status-llm', 'LLM: ?', 'bad', `health check failed: ${error.message}`);
+      this.serverDown(error.status ? `health check failed: ${error.message}` : 'Kotodama is not running or not reachable');
       return;
     }
+    this.serverUp();
     this.health = health;
     const llm = health.llm ?? {};
-    chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok');
+    if (llm.provider === 'mock') {
+      chip('status-llm', 'LLM: demo (no AI set up)', 'demo', 'The built-in demo answers with sample lines. Open Setup to connect a real AI.');
+    } else {
+      chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok', 'LLM provider and model');
+    }
     if (health.tts) {
       chip('status-tts', `TTS: ${health.tts.provider} · ${Math.round(health.tts.sampleRate / 100) / 10} kHz`, 'ok');
     } else {
@@ -70,10 +106,11 @@ export class StatusBar {
     }
     this.events = health.events ?? this.events;
     this.renderEvents();
-    const clients = health.relay?.clientsConnected;
-    if (typeof clients === 'number') {
-      const others = Math.max(0, clients - (this.liveOpen ? 1 : 0));
-      chip('status-overlays', `overlays: ${others}`, others > 0 ? 'ok' : '', `${clients} /ws/live clients in all, this panel included`);
+    const overlays = health.relay?.overlaysConnected;
+    if (typeof overlays === 'number') {
+      // Only pages that say they are an overlay count (not this panel, the app's own window
+      // or its audio player).
+      chip('status-overlays', `overlays: ${overlays}`, overlays > 0 ? 'ok' : '', `OBS overlays connected now (${health.relay.clientsConnected} live clients in all)`);
     }
     this.onHealth(health);
   }
@@ -83,9 +120,12 @@ export class StatusBar {
     try {
       desktop = await this.api.json('GET', '/desktop');
     } catch (error) {
+      // Unreachable: the status bar already says so; keep the last value (greyed).
+      if (error.status === 0) return;
       chip('status-audio', 'audio: ?', 'bad', `cannot read the desktop status: ${error.message}`);
       return;
     }
+    this.onDesktop?.(desktop);
     if (!desktop.available) {
       chip('status-audio', 'audio: overlay only', '', 'kotodama serve plays nothing itself: add the overlay with &audio=1 to OBS, or run the desktop app');
       return;
@@ -143,6 +183,24 @@ export class StatusBar {
     chip('status-events', text, tone, title);
   }
 
+  /** The server stopped answering: every chip greys out, the first one says since when. */
+  serverDown(reason) {
+    if (this.downSince === null) this.downSince = new Date();
+    markDisconnected(this.downSince);
+    const since = clockTime(this.downSince);
+    chip('status-live', `disconnected since ${since}`, 'bad', `${reason}. The values beside are the last known ones.`);
+    this.onDown?.(this.downSince);
+  }
+
+  serverUp() {
+    if (this.downSince === null) return;
+    this.downSince = null;
+    markDisconnected(null);
+    if (this.liveOpen) chip('status-live', 'live: connected', 'ok');
+    this.pollDesktop();
+    this.pollMetrics();
+  }
+
   /** The panel's own /ws/live state. */
   live(state, detail = {}) {
     const opened = state === 'open' && !this.liveOpen;
@@ -159,6 +217,13 @@ export class StatusBar {
       token_rejected: 'live: token rejected',
       refused: 'live: refused',
     };
+    if ((state === 'reconnecting' || state === 'unreachable') && this.liveWasOpen) {
+      // The socket dropped: the server is gone (or going). Say so at once, not at the next poll.
+      this.serverDown('the live connection dropped');
+      return;
+    }
+    if (state === 'open') this.liveWasOpen = true;
+    if (this.downSince !== null && state !== 'open') return;
     chip('status-live', texts[state] ?? `live: ${state}`, tones[state] ?? 'bad');
   }
 

@@ -40,6 +40,11 @@ class Turn {
     this.stored = false;
     /** Stored as still running when loaded: the reply's start streamed before we looked. */
     this.joinedLate = false;
+    /**
+     * An interrupted live turn: what the store kept as heard (cut at a word boundary), once
+     * known. Until then the heard segments stand in for it.
+     */
+    this.heardText = null;
   }
 
   get finished() {
@@ -80,6 +85,8 @@ export class Transcript {
     this.current = '';
     /** Whether replies are spoken (TTS on): decides what an interrupted turn "heard". */
     this.speech = true;
+    /** Whether the app answers with its demo LLM: new live turns are marked "demo". */
+    this.demo = false;
   }
 
   show(sessionId) {
@@ -112,7 +119,9 @@ export class Transcript {
   turnOf(sessionId, number) {
     const turns = this.turnsOf(sessionId);
     if (!turns.has(number)) {
-      turns.set(number, new Turn(number));
+      const fresh = new Turn(number);
+      fresh.demo = this.demo;
+      turns.set(number, fresh);
       if (turns.size > MAX_TURNS_PER_SESSION) {
         const oldest = Math.min(...turns.keys());
         turns.get(oldest).element?.remove();
@@ -166,6 +175,15 @@ export class Transcript {
     for (const entry of stored) {
       const phase = STORED_PHASE[entry.status] ?? 'completed';
       const existing = turns.get(entry.turn);
+      if (existing && existing.phase === 'interrupted' && !existing.stored && phase === 'interrupted') {
+        // The same cut live as after a reload: the store's heard text, the written rest
+        // still shown as not spoken.
+        existing.heardText = entry.assistant ?? '';
+        existing.reason = entry.reason ?? null;
+        if (existing.user === null) existing.user = entry.user;
+        this.render(sessionId, existing);
+        continue;
+      }
       if (existing) {
         const storedFinal = phase !== 'streaming';
         const replace = storedFinal && (!existing.finished || existing.joinedLate);
@@ -325,7 +343,14 @@ export class Transcript {
   /** What an interrupted turn really said: the heard segments (text-only: what was written). */
   spoken(turn) {
     if (turn.phase !== 'interrupted' || turn.stored) return turn.text;
+    if (turn.heardText !== null) return turn.heardText;
     return this.speech ? turn.heard.join('') : turn.text;
+  }
+
+  /** A live turn that was interrupted and whose stored (heard) text is not drawn yet. */
+  needsStoredCut(sessionId, number) {
+    const turn = this.sessions.get(sessionId)?.get(number);
+    return Boolean(turn && turn.phase === 'interrupted' && !turn.stored && turn.heardText === null);
   }
 
   render(sessionId, turn) {
@@ -363,6 +388,13 @@ export class Transcript {
         badge.textContent = label;
         who.append(badge);
       }
+      if (turn.demo) {
+        const demo = document.createElement('span');
+        demo.className = 'badge demo';
+        demo.textContent = 'demo';
+        demo.title = 'A sample line of the built-in demo: no AI is set up yet (Setup).';
+        who.append(demo);
+      }
       // A completed turn can carry one too (`tts_failed`: not all of it was spoken).
       if (turn.reason) {
         const reason = document.createElement('span');
@@ -378,12 +410,23 @@ export class Transcript {
         && (turn.phase === 'streaming' || turn.phase === 'written');
       if (speaking && turn.text) {
         // Written but not yet spoken is drawn apart from what the voice has reached.
-        const [said, ahead] = splitSpoken(turn.text, turn.heard.join(''));
+        // The segment heard last is the one being spoken now: highlighted.
+        const before = turn.heard.slice(0, -1).join('');
+        const [said, rest] = splitSpoken(turn.text, before);
+        const [current, ahead] = splitSpoken(rest, turn.heard.at(-1) ?? '');
         const pending = document.createElement('span');
         pending.className = 'ahead';
         pending.title = 'written, not spoken yet';
         pending.textContent = ahead;
-        body.append(said, pending);
+        body.append(said);
+        if (current) {
+          const now = document.createElement('mark');
+          now.className = 'speaking';
+          now.title = 'being spoken now';
+          now.textContent = current;
+          body.append(now);
+        }
+        body.append(pending);
       } else {
         body.textContent = spoken || emptyReply(turn.phase);
       }
@@ -475,7 +518,7 @@ function emptyReply(phase) {
  * Segments are the LLM's text cut at sentence breaks (whitespace and markup may differ), so
  * match on the heard text with spaces squeezed.
  */
-function splitSpoken(written, heard) {
+export function splitSpoken(written, heard) {
   const squeeze = (text) => text.replace(/\s+/g, '');
   const target = squeeze(heard).length;
   let seen = 0;

@@ -287,12 +287,55 @@ pub(crate) fn heard_text(segments: &[SpokenSegment], released_through: Option<u6
             continue;
         }
         let played = released - segment.first_seq + 1;
-        let n_chars = segment.text.chars().count() as u64;
-        let keep = (n_chars * played / segment.n_chunks) as usize;
-        heard.extend(segment.text.chars().take(keep));
+        let chars: Vec<char> = segment.text.chars().collect();
+        let keep = (chars.len() as u64 * played / segment.n_chunks) as usize;
+        heard.extend(&chars[..word_boundary(&chars, keep)]);
         break;
     }
+    // "Welcome back, " → "Welcome back,": the cut ends on what was said, not a space (also
+    // when it falls between two segments).
+    heard.truncate(heard.trim_end().len());
     heard
+}
+
+/// `keep` moved back so the cut does not split a word: "Welcome back, every|one" keeps
+/// "Welcome back, ". In Chinese and Japanese every character is a unit, so a cut between two
+/// of them stays where it is.
+fn word_boundary(chars: &[char], keep: usize) -> usize {
+    let keep = keep.min(chars.len());
+    let (Some(before), Some(after)) = (
+        keep.checked_sub(1).and_then(|i| chars.get(i)),
+        chars.get(keep),
+    ) else {
+        return keep;
+    };
+    if !(in_spaced_word(*before) && in_spaced_word(*after)) {
+        return keep;
+    }
+    let mut keep = keep;
+    while keep > 0 && chars.get(keep - 1).is_some_and(|c| in_spaced_word(*c)) {
+        keep -= 1;
+    }
+    keep
+}
+
+/// A letter or digit of a script that separates words with spaces (Latin, Cyrillic, Hangul…),
+/// or an apostrophe inside such a word (`don't`).
+fn in_spaced_word(c: char) -> bool {
+    (c.is_alphanumeric() && !is_cjk_unit(c)) || c == '\'' || c == '\u{2019}'
+}
+
+/// Han ideographs and kana: one character, one unit.
+fn is_cjk_unit(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30FF}' // hiragana, katakana
+        | '\u{31F0}'..='\u{31FF}' // katakana extensions
+        | '\u{3400}'..='\u{4DBF}' // CJK extension A
+        | '\u{4E00}'..='\u{9FFF}' // CJK unified ideographs
+        | '\u{F900}'..='\u{FAFF}' // compatibility ideographs
+        | '\u{FF66}'..='\u{FF9F}' // half-width katakana
+        | '\u{20000}'..='\u{3134F}' // extensions B–G
+    )
 }
 
 #[cfg(test)]
@@ -334,6 +377,46 @@ mod tests {
             heard_text(&segments, Some(0)),
             "",
             "a quarter of three characters rounds down"
+        );
+    }
+
+    #[test]
+    fn heard_text_never_ends_mid_word() {
+        // 23 characters over 23 chunks: one character per chunk.
+        let segments = [spoken("Welcome back, everyone.", 0, 23)];
+        let at = |chars: u64| heard_text(&segments, Some(chars - 1));
+        assert_eq!(
+            at(19),
+            "Welcome back,",
+            "\"every\" of \"everyone\" is dropped"
+        );
+        assert_eq!(at(14), "Welcome back,", "no trailing space");
+        assert_eq!(at(12), "Welcome back", "a whole word is kept");
+        assert_eq!(at(3), "", "inside the first word: nothing");
+        assert_eq!(at(23), "Welcome back, everyone.", "everything");
+        let two = [spoken("Welcome back, ", 0, 2), spoken("everyone.", 2, 2)];
+        assert_eq!(
+            heard_text(&two, Some(1)),
+            "Welcome back,",
+            "cut between segments: no trailing space either"
+        );
+        let apostrophe = [spoken("I don't know", 0, 12)];
+        assert_eq!(
+            heard_text(&apostrophe, Some(4)),
+            "I",
+            "an apostrophe does not split a word"
+        );
+    }
+
+    #[test]
+    fn heard_text_cuts_between_any_two_cjk_characters() {
+        let segments = [spoken("今日はいい天気", 0, 7)];
+        assert_eq!(heard_text(&segments, Some(2)), "今日は");
+        let mixed = [spoken("我们玩Minecraft吧", 0, 13)];
+        assert_eq!(
+            heard_text(&mixed, Some(6)),
+            "我们玩",
+            "a Latin word inside Chinese is still whole or absent"
         );
     }
 }

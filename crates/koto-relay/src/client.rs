@@ -28,6 +28,20 @@ pub struct ClientFilter {
     pub audio: bool,
     /// `true`: SPEECH_CHUNKs arrive as binary frames (see `encode_binary_chunk`).
     pub binary_audio: bool,
+    /// Who the client says it is; only counted (the panel's "overlays" chip), never filtered on.
+    pub role: ClientRole,
+}
+
+/// What a live client is, as it says itself (`/ws/live?role=…`); internal subscribers
+/// (the desktop's playback, the original front end's output) are `Other`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientRole {
+    /// An OBS overlay (a browser source showing subtitles or playing the voice).
+    Overlay,
+    /// A control panel window.
+    Panel,
+    #[default]
+    Other,
 }
 
 impl Default for ClientFilter {
@@ -36,6 +50,7 @@ impl Default for ClientFilter {
             session: None,
             audio: true,
             binary_audio: false,
+            role: ClientRole::Other,
         }
     }
 }
@@ -236,6 +251,13 @@ impl Clients {
 
     pub(crate) fn connected(&self) -> usize {
         self.entries.values().filter(|c| c.closed.is_none()).count()
+    }
+
+    pub(crate) fn connected_as(&self, role: ClientRole) -> usize {
+        self.entries
+            .values()
+            .filter(|c| c.closed.is_none() && c.filter.role == role)
+            .count()
     }
 
     pub(crate) fn pop(&mut self, id: u64) -> Delivery {

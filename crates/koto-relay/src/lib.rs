@@ -31,7 +31,7 @@ mod socket;
 mod state;
 mod stop;
 
-pub use client::{ClientFilter, DisconnectReason, LiveClient, LiveFrame};
+pub use client::{ClientFilter, ClientRole, DisconnectReason, LiveClient, LiveFrame};
 pub use config::RelayConfig;
 pub use framing::{BinaryChunk, FramingError, decode_binary_chunk, encode_binary_chunk};
 pub use metrics::{LatencySummary, RelayMetrics};

@@ -66,6 +66,8 @@ pub struct RelayMetrics {
     pub stop_ack_latency: LatencySummary,
     /// Gauge: live clients connected.
     pub clients_connected: usize,
+    /// Gauge: of those, the ones that said they are an OBS overlay (`ClientRole::Overlay`).
+    pub overlays_connected: usize,
     /// Gauge: producers attached.
     pub producers: usize,
     /// Gauge: sessions with relay state.

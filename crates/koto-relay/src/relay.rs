@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ClientFilter, Clients, DisconnectReason, LiveClient, LiveFrame};
+use crate::client::{ClientFilter, ClientRole, Clients, DisconnectReason, LiveClient, LiveFrame};
 use crate::config::RelayConfig;
 use crate::metrics::RelayMetrics;
 use crate::producer::Producer;
@@ -251,6 +251,7 @@ impl Relay {
         let state = self.inner.lock();
         let mut metrics = state.metrics.clone();
         metrics.clients_connected = state.clients.connected();
+        metrics.overlays_connected = state.clients.connected_as(ClientRole::Overlay);
         metrics.producers = state.producers.len();
         metrics.sessions = state.sessions.len();
         metrics.pacers_active = state.sessions.values().filter(|s| s.pacer_running).count();

@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod settings_words;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,13 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/live", get(routes::ws::live))
         .merge(routes::legacy::router_with(state.legacy.clone()))
         .route("/desktop", get(routes::desktop::status))
+        .route("/settings/test/llm", post(routes::setup::test_llm))
+        .route("/voices", get(routes::setup::voices))
+        .route("/personas", get(routes::setup::personas))
+        .route(
+            "/personas/{id}",
+            axum::routing::put(routes::setup::save_persona),
+        )
         .route("/health", get(routes::health::health))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))

@@ -1,4 +1,5 @@
-//! `MockLlm`: the embedded default LLM — a deterministic, multi-sentence reply in the request's
+//! `MockLlm`: the embedded default LLM — a deterministic, multi-sentence co-host line that first
+//! says it is the demo (no LLM configured), in the request's
 //! language (`meta.lang`, else the script of the user's message: Chinese, Japanese, or English for
 //! anything else), streamed as token-sized deltas at a fixed pace. No key, no network, no randomness,
 //! and never an error (scripted failures belong to test fakes, not to the product's default).
@@ -41,19 +42,21 @@ impl MockLlm {
         let lang = reply_lang(request);
         let echo = echo_of(request, lang);
         match lang {
+            // The first sentence says what this is: a demo, not a broken LLM.
             Lang::English => format!(
-                "You said \"{echo}\", thanks for bringing that up! Let me think about it for a moment. \
-                 I really enjoy talking about this kind of thing with everyone here. \
-                 Honestly, there is a lot we could say about it. \
+                "Demo mode: no LLM is set up yet, so this is a sample line. \
+                 Oh, \"{echo}\", love that, chat! I'm your co-host for tonight. \
+                 Connect a real LLM in Setup and I can answer for real. \
                  What does the rest of chat think? Let's keep the stream going together!"
             ),
             Lang::Chinese => format!(
-                "你说的是「{echo}」，谢谢你提出来！让我想一想。我很喜欢和大家聊这样的话题。\
-                 老实说，这里面可以聊的东西真不少。弹幕里的各位怎么看呢？我们继续一起开心地直播吧！"
+                "演示模式：还没有配置大模型，这是一句示例回复。「{echo}」，说得好！\
+                 我是你今晚的直播搭档。在设置里接上真正的大模型，我就能认真回答了。\
+                 弹幕里的各位怎么看呢？我们继续一起开心地直播吧！"
             ),
             Lang::Japanese => format!(
-                "「{echo}」ですね、話してくれてありがとう！ちょっと考えてみますね。\
-                 こういう話をみんなとするのが大好きです。正直、これについては話せることがたくさんあります。\
+                "デモモード：まだLLMが設定されていないので、これはサンプルの返事です。「{echo}」、いいですね！\
+                 今夜の相棒です。設定で本物のLLMをつなげば、ちゃんと答えられます。\
                  チャットのみんなはどう思いますか？このまま一緒に配信を楽しみましょう！"
             ),
         }
@@ -232,7 +235,26 @@ mod tests {
             "meta.lang wins over the script"
         );
         let zh = MockLlm::reply_text(&request(None, "你好"));
-        assert!(zh.contains("谢谢你"), "a Chinese reply to Chinese: {zh}");
+        assert!(zh.contains("你好"), "a Chinese reply to Chinese: {zh}");
+    }
+
+    #[test]
+    fn the_reply_first_says_it_is_the_demo_then_reads_like_a_co_host() {
+        let cases = [
+            (Some("en"), "hi chat", "Demo mode: no LLM is set up yet"),
+            (Some("zh"), "你好", "演示模式：还没有配置大模型"),
+            (
+                Some("ja"),
+                "こんにちは",
+                "デモモード：まだLLMが設定されていない",
+            ),
+        ];
+        for (lang, user, opening) in cases {
+            let reply = MockLlm::reply_text(&request(lang, user));
+            assert!(reply.starts_with(opening), "{lang:?}: {reply}");
+            assert!(reply.contains(user), "it quotes the message: {reply}");
+            assert!(!reply.contains("You said"), "no echo phrasing: {reply}");
+        }
     }
 
     #[test]
@@ -336,9 +358,12 @@ mod tests {
             .await
             .concat();
         let en = collect(&llm, request(None, "hi")).await.concat();
-        assert!(zh.contains("谢谢你"), "Chinese reply for zh: {zh}");
-        assert!(ja.contains("ありがとう"), "Japanese reply for ja: {ja}");
-        assert!(en.contains("thanks"), "English reply without a hint: {en}");
+        assert!(zh.contains("说得好"), "Chinese reply for zh: {zh}");
+        assert!(ja.contains("いいですね"), "Japanese reply for ja: {ja}");
+        assert!(
+            en.contains("love that"),
+            "English reply without a hint: {en}"
+        );
         let sentences = |text: &str| {
             text.chars()
                 .filter(|c| matches!(c, '.' | '!' | '?' | '。' | '！' | '？'))

@@ -3,6 +3,7 @@
 
 mod chunk;
 pub mod mock;
+pub mod models;
 pub mod openai;
 pub mod sse;
 

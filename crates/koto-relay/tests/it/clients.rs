@@ -6,7 +6,7 @@ use std::time::Duration;
 use koto_core::TurnNo;
 use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
 use koto_relay::{
-    ClientFilter, DisconnectReason, Relay, RelayConfig, WsFrame, decode_binary_chunk,
+    ClientFilter, ClientRole, DisconnectReason, Relay, RelayConfig, WsFrame, decode_binary_chunk,
 };
 
 use crate::support::{Seen, chunk, chunks_of, end, recv_until, sid};
@@ -209,5 +209,27 @@ async fn frames_encode_per_client_choice() {
     assert!(
         std::ptr::eq(frame.json(), frame.json()),
         "the JSON form is made once and shared"
+    );
+}
+
+#[tokio::test]
+async fn only_clients_that_say_they_are_overlays_count_as_overlays() {
+    let relay = Relay::new(RelayConfig::default());
+    let as_role = |role| ClientFilter {
+        role,
+        ..ClientFilter::default()
+    };
+    let _panel = relay.subscribe(as_role(ClientRole::Panel));
+    let _internal = relay.subscribe(ClientFilter::default());
+    assert_eq!(relay.metrics().clients_connected, 2);
+    assert_eq!(relay.metrics().overlays_connected, 0, "no overlay open");
+    let overlay = relay.subscribe(as_role(ClientRole::Overlay));
+    assert_eq!(relay.metrics().overlays_connected, 1);
+    assert_eq!(relay.metrics().clients_connected, 3);
+    drop(overlay);
+    assert_eq!(
+        relay.metrics().overlays_connected,
+        0,
+        "a closed overlay is not counted"
     );
 }

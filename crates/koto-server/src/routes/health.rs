@@ -31,6 +31,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             let metrics = relay.metrics();
             json!({
                 "clientsConnected": metrics.clients_connected,
+                "overlaysConnected": metrics.overlays_connected,
                 "producers": metrics.producers,
                 "chunksReleased": metrics.chunks_released,
                 "droppedFenced": metrics.dropped_fenced,

@@ -8,6 +8,7 @@ pub mod health;
 pub mod history;
 pub mod legacy;
 pub mod settings;
+pub mod setup;
 pub mod speak;
 pub mod stats;
 pub mod ui;

@@ -209,6 +209,12 @@ impl Settings {
             .clone()
     }
 
+    /// A key's running value (`""` when unset); for routes that act on the running settings
+    /// (setup's connection test uses the running API key).
+    pub fn running_value(&self, key: &str) -> Option<String> {
+        self.running().value(key).map(str::to_owned)
+    }
+
     /// The desktop shell's hook, when the app runs inside it.
     pub fn desktop(&self) -> Option<&Arc<dyn crate::live_settings::DesktopSettings>> {
         self.live.as_ref().and_then(|live| live.desktop.as_ref())
@@ -249,8 +255,11 @@ impl Settings {
                     text.to_owned()
                 }
             };
+            let (group, label) = crate::settings_words::words(spec.key);
             keys.push(json!({
                 "key": spec.key,
+                "group": group,
+                "label": label,
                 "env": spec.env,
                 "doc": spec.doc,
                 "default": spec.default,

@@ -11,7 +11,9 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use koto_core::SessionId;
 use koto_protocol::ErrorCode;
-use koto_relay::{ClientFilter, ReadError, WsFrame, run_ingest_socket, run_live_socket};
+use koto_relay::{
+    ClientFilter, ClientRole, ReadError, WsFrame, run_ingest_socket, run_live_socket,
+};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -52,6 +54,8 @@ pub struct LiveQuery {
     session: Option<String>,
     audio: Option<String>,
     binary: Option<String>,
+    /// `overlay` (the OBS page) or `panel`; anything else counts as another client.
+    role: Option<String>,
 }
 
 pub async fn live(
@@ -72,6 +76,11 @@ pub async fn live(
         session,
         audio: flag(query.audio.as_deref(), true),
         binary_audio: flag(query.binary.as_deref(), false),
+        role: match query.role.as_deref() {
+            Some("overlay") => ClientRole::Overlay,
+            Some("panel") => ClientRole::Panel,
+            _ => ClientRole::Other,
+        },
     };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)

@@ -9,6 +9,7 @@ mod events;
 mod history;
 mod legacy;
 mod live;
+mod panel;
 mod security;
 mod settings;
 mod setup;

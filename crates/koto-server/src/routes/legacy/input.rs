@@ -247,6 +247,7 @@ async fn start_turn(
             session: Some(session.clone()),
             audio: true,
             binary_audio: false,
+            ..ClientFilter::default()
         })
     });
     let submission = state
