@@ -1,0 +1,5 @@
+//! koto-chat's one integration-test binary: the supervisor with scripted sources, and each
+//! adapter against a loopback fake speaking the platform's real wire format.
+
+mod supervisor;
+mod util;
