@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub mod supervisor;
+pub mod twitch;
 
 pub use supervisor::{AdapterStatus, ChatAdapters, SupervisorOptions};
 

@@ -1,5 +1,7 @@
 //! koto-chat's one integration-test binary: the supervisor with scripted sources, and each
 //! adapter against a loopback fake speaking the platform's real wire format.
 
+mod fake_irc;
 mod supervisor;
+mod twitch;
 mod util;
