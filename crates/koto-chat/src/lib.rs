@@ -14,6 +14,7 @@ use koto_core::chat::{AdapterHealth, ChatEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+pub mod bilibili;
 pub mod supervisor;
 pub mod twitch;
 
