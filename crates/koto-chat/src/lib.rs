@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub mod bilibili;
 pub mod supervisor;
 pub mod twitch;
+pub mod youtube;
 
 pub use supervisor::{AdapterStatus, ChatAdapters, SupervisorOptions};
 

@@ -4,6 +4,8 @@
 mod bilibili;
 mod fake_bili;
 mod fake_irc;
+mod fake_youtube;
 mod supervisor;
 mod twitch;
 mod util;
+mod youtube;
