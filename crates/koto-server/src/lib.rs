@@ -7,6 +7,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod chat_sources;
 pub mod config;
 pub mod error;
 pub mod live_settings;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<routes::settings::Settings>,
     /// Bounds of the original front end's protocol (`legacy_*` keys).
     pub legacy: routes::legacy::LegacyLimits,
+    /// The live chat adapters (their statuses are on `/health`).
+    pub chat_sources: chat_sources::ChatSources,
 }
 
 impl AppState {

@@ -169,7 +169,11 @@ impl BilibiliSource {
         app_id: i64,
         keys: &OpenKeys,
     ) -> Result<(), SourceError> {
-        if identity_code.trim().is_empty() || keys.id.is_empty() || keys.secret.is_empty() {
+        if identity_code.trim().is_empty()
+            || app_id <= 0
+            || keys.id.is_empty()
+            || keys.secret.is_empty()
+        {
             return Err(SourceError::Config(
                 "Bilibili Open Platform needs BILIBILI_IDENTITY_CODE, BILIBILI_APP_ID, BILIBILI_APP_KEY and BILIBILI_APP_SECRET".into(),
             ));

@@ -21,7 +21,7 @@ use irc::Line;
 /// The real host (WebSocket over TLS); `irc://irc.chat.twitch.tv:6667` is the plain-TCP one.
 pub const DEFAULT_IRC_URL: &str = "wss://irc-ws.chat.twitch.tv:443";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TwitchConfig {
     /// Without the `#`, any case (IRC channels are lowercase).
     pub channel: String,
@@ -33,6 +33,18 @@ pub struct TwitchConfig {
     /// We PING this often; the PONG counts as a heartbeat, so a quiet channel is not stale.
     pub ping_every: Duration,
     pub stale_after: Duration,
+}
+
+impl std::fmt::Debug for TwitchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token never reaches a log.
+        f.debug_struct("TwitchConfig")
+            .field("channel", &self.channel)
+            .field("url", &self.url)
+            .field("oauth_token", &self.oauth_token.as_ref().map(|_| "***"))
+            .field("nick", &self.nick)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TwitchConfig {

@@ -4,6 +4,7 @@
 
 mod binary;
 mod chat;
+mod chat_sources;
 mod events;
 mod history;
 mod legacy;
