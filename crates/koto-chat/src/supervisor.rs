@@ -74,8 +74,9 @@ pub(crate) struct Slot {
     status: AdapterStatus,
     /// Last frame of any kind, for the stale watchdog (tokio time, so tests can pause it).
     last_heard: Instant,
-    /// Whether the current connection heard anything: a connection that worked resets backoff.
-    heard_this_run: bool,
+    /// Whether the current connection got as far as reading (live or degraded): only such a
+    /// connection resets backoff, so a server that accepts and drops at once is not hammered.
+    live_this_run: bool,
 }
 
 fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
@@ -86,6 +87,9 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 /// Returns whether the state changed.
 pub(crate) fn set_health(slot: &Mutex<Slot>, health: AdapterHealth) -> bool {
     let mut slot = lock(slot);
+    if matches!(health, AdapterHealth::Live | AdapterHealth::Degraded(_)) {
+        slot.live_this_run = true;
+    }
     if slot.status.health == health {
         return false;
     }
@@ -97,7 +101,6 @@ pub(crate) fn set_health(slot: &Mutex<Slot>, health: AdapterHealth) -> bool {
 pub(crate) fn heard(slot: &Mutex<Slot>, message: bool) {
     let mut slot = lock(slot);
     slot.last_heard = Instant::now();
-    slot.heard_this_run = true;
     if message {
         slot.status.last_message_ms = Some(now_ms());
     }
@@ -134,7 +137,7 @@ impl ChatAdapters {
                     last_message_ms: None,
                 },
                 last_heard: Instant::now(),
-                heard_this_run: false,
+                live_this_run: false,
             }));
             slots.push(slot.clone());
             let ctx = SourceContext {
@@ -197,11 +200,11 @@ async fn supervise(
         {
             let mut slot = lock(&ctx.status);
             slot.last_heard = Instant::now();
-            slot.heard_this_run = false;
+            slot.live_this_run = false;
         }
         let stale_after = source.stale_after();
         let ended = run_watched(source.as_mut(), &ctx, stale_after, options.shutdown_grace).await;
-        if lock(&ctx.status).heard_this_run {
+        if lock(&ctx.status).live_this_run {
             // This connection worked: the next failure starts from the shortest delay again.
             backoff = options.backoff();
         }

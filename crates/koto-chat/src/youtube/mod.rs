@@ -71,6 +71,10 @@ impl YouTubeSource {
         let client = reqwest::Client::builder()
             .http2_prior_knowledge()
             .connect_timeout(Duration::from_secs(10))
+            // HTTP/2 pings find a dead connection long before the stale bound.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true)
             .build()
             .unwrap_or_default();
         YouTubeSource {

@@ -16,6 +16,8 @@ use crate::util::{next_event, until_health};
 
 #[derive(Clone, Copy)]
 enum Step {
+    /// Fail at once, before going live (a server that accepts and drops).
+    Refused,
     /// Go live, emit one event, then end with this error.
     Fail(fn() -> SourceError),
     /// Go live, emit one event, then fall silent forever.
@@ -51,12 +53,16 @@ impl ChatSource for Scripted {
             if matches!(step, Step::Panic) {
                 panic!("scripted panic");
             }
+            if matches!(step, Step::Refused) {
+                ctx.heard();
+                return Err(SourceError::Transport("connection reset by peer".into()));
+            }
             ctx.set_health(AdapterHealth::Live);
             ctx.emit(event(attempt)).await;
             match step {
                 Step::Fail(error) => Err(error()),
                 Step::Silent => std::future::pending().await,
-                Step::Panic | Step::LiveUntilCancel => {
+                Step::Panic | Step::Refused | Step::LiveUntilCancel => {
                     ctx.cancel.cancelled().await;
                     Ok(())
                 }
@@ -223,5 +229,19 @@ async fn shutdown_stops_every_adapter() {
     assert!(
         json["sinceMs"].is_i64() && json["lastMessageMs"].is_i64(),
         "camelCase timestamps: {json}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_that_never_go_live_back_off_exponentially() {
+    let (adapters, _rx, attempts, _cancel) = start(vec![Step::Refused; 100]);
+    // Delays from 1 s doubling (jitter adds up to as much again): 1+2+4+8+16+32 > 60, so at
+    // most 7 attempts fit in a minute; without growth there would be 30 or more.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let made = attempts.load(Ordering::SeqCst);
+    assert!((3..=7).contains(&made), "{made} attempts in 60 s");
+    let status = until_health(&adapters, 0, |h| matches!(h, AdapterHealth::Failed(_))).await;
+    assert!(
+        matches!(status.health, AdapterHealth::Failed(reason) if reason.contains("connection reset"))
     );
 }
