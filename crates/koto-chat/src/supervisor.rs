@@ -274,7 +274,7 @@ async fn run_watched(
     tokio::pin!(run);
     let mut grace_deadline: Option<Instant> = None;
     loop {
-        let stale_at = lock(&ctx.status).last_heard + stale_after;
+        let stale_at = later(lock(&ctx.status).last_heard, stale_after);
         tokio::select! {
             biased;
             result = &mut run => {
@@ -287,23 +287,29 @@ async fn run_watched(
                 };
             }
             _ = ctx.cancel.cancelled(), if grace_deadline.is_none() => {
-                grace_deadline = Some(Instant::now() + grace);
+                grace_deadline = Some(later(Instant::now(), grace));
             }
             _ = ctx.out.closed(), if grace_deadline.is_none() => {
                 // Nobody reads chat any more: same as a shutdown.
                 ctx.cancel.cancel();
-                grace_deadline = Some(Instant::now() + grace);
+                grace_deadline = Some(later(Instant::now(), grace));
             }
             _ = tokio::time::sleep_until(grace_deadline.unwrap_or(stale_at)) => {
                 if grace_deadline.is_some() {
                     return Ended::Cancelled;
                 }
-                if lock(&ctx.status).last_heard + stale_after <= Instant::now() {
+                if later(lock(&ctx.status).last_heard, stale_after) <= Instant::now() {
                     return Ended::Watchdog(stale_after);
                 }
             }
         }
     }
+}
+
+/// `at + after`, saturating at a year ahead (a source may ask for "never stale").
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600))
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

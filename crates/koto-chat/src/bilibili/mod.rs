@@ -450,11 +450,12 @@ async fn read_room(
         .map_err(|error| SourceError::Transport(error.to_string()))?;
     let mut authenticated = false;
     let mut degraded = false;
-    let mut heartbeat = tokio::time::interval(config.heartbeat_every);
-    let mut app_heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.app_heartbeat_every,
-        config.app_heartbeat_every,
-    );
+    // Intervals of zero would panic; a config never gives one, but the type allows it.
+    let floor = Duration::from_millis(10);
+    let mut heartbeat = tokio::time::interval(config.heartbeat_every.max(floor));
+    let app_every = config.app_heartbeat_every.max(floor);
+    let mut app_heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + app_every, app_every);
     loop {
         let frame = tokio::select! {
             biased;

@@ -118,10 +118,9 @@ async fn run(config: &TwitchConfig, ctx: &SourceContext) -> Result<(), SourceErr
         .send(&format!("JOIN #{}", config.channel))
         .await?;
     let channel = format!("#{}", config.channel);
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.ping_every,
-        config.ping_every,
-    );
+    // An interval of zero would panic; a config never gives one, but the type allows it.
+    let ping_every = config.ping_every.max(Duration::from_millis(10));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
         let read = tokio::select! {
             biased;
