@@ -98,6 +98,26 @@ pub trait ChatSource: Send + 'static {
     fn run_once<'a>(&'a mut self, ctx: &'a SourceContext) -> SourceFuture<'a>;
 }
 
+/// Largest WebSocket message an adapter accepts: chat frames are small (Bilibili's compressed
+/// bundles included), so a bigger one is a broken or hostile server, not chat.
+pub const MAX_WS_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Connect a chat WebSocket with the size bound above.
+pub(crate) async fn connect_ws(
+    url: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    SourceError,
+> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
+    tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .map(|(socket, _)| socket)
+        .map_err(|error| SourceError::Transport(format!("{url}: {error}")))
+}
+
 /// Milliseconds since the epoch, for `received_ms` and the status timestamps.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -436,12 +436,10 @@ async fn read_room(
     guest: bool,
     game: Option<OpenGame<'_>>,
 ) -> Result<(), SourceError> {
-    let (mut socket, _) = tokio::select! {
+    let mut socket = tokio::select! {
         biased;
         _ = ctx.cancel.cancelled() => return Ok(()),
-        connected = tokio_tungstenite::connect_async(url) => {
-            connected.map_err(|error| SourceError::Transport(format!("{url}: {error}")))?
-        }
+        connected = crate::connect_ws(url) => connected?,
     };
     let send = |bytes: Vec<u8>| Message::binary(bytes);
     socket

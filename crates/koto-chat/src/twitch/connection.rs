@@ -50,9 +50,7 @@ impl IrcConnection {
                 writer,
             })
         } else if url.starts_with("ws://") || url.starts_with("wss://") {
-            let (socket, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .map_err(|error| SourceError::Transport(format!("{url}: {error}")))?;
+            let socket = crate::connect_ws(url).await?;
             Ok(IrcConnection::WebSocket {
                 socket: Box::new(socket),
                 pending: VecDeque::new(),

@@ -186,3 +186,30 @@ async fn a_server_that_closes_shows_failed_and_is_retried() {
     second.handshake().await;
     until_health(&rig.adapters, 0, |h| *h == AdapterHealth::Live).await;
 }
+
+#[tokio::test]
+async fn an_oversized_websocket_message_fails_the_connection_and_it_reconnects() {
+    let mut rig = rig(Transport::WebSocket, None).await;
+    let mut first = fake_irc::next_connection(&mut rig.connections).await;
+    first.handshake().await;
+    until_health(&rig.adapters, 0, |h| *h == AdapterHealth::Live).await;
+    let huge = format!(
+        ":a!a@a PRIVMSG #chan :{}\r\n",
+        "x".repeat(koto_chat::MAX_WS_MESSAGE_BYTES + 1)
+    );
+    first.send(&huge).await;
+    let status = until_health(&rig.adapters, 0, |h| matches!(h, AdapterHealth::Failed(_))).await;
+    let AdapterHealth::Failed(reason) = status.health else {
+        unreachable!("matched Failed")
+    };
+    assert!(
+        reason.to_lowercase().contains("size")
+            || reason.contains("too long")
+            || reason.contains("big"),
+        "{reason}"
+    );
+    let mut second = fake_irc::next_connection(&mut rig.connections).await;
+    second.handshake().await;
+    second.send(PRIVMSG).await;
+    assert_eq!(next_event(&mut rig.events).await.message_id, "msg-1");
+}
