@@ -309,6 +309,7 @@ impl BilibiliSource {
             ))
         })?;
         let cookie = cookie.map(str::trim).filter(|c| !c.is_empty());
+        let room = self.real_room_id(room, cookie).await;
         let nav = self
             .web_get(
                 &format!("{}/x/web-interface/nav", self.base(WEB_API_URL)),
@@ -395,6 +396,29 @@ impl BilibiliSource {
             None,
         )
         .await
+    }
+
+    /// The number in a room's URL may be its short id; the danmaku API wants the real one.
+    /// Best effort: on any failure the given id is used as is.
+    async fn real_room_id(&self, room: i64, cookie: Option<&str>) -> i64 {
+        let url = format!(
+            "{}/room/v1/Room/room_init?id={room}",
+            self.base(WEB_LIVE_API_URL)
+        );
+        match self.web_get(&url, cookie).await {
+            Ok(reply) if reply["code"].as_i64() == Some(0) => reply["data"]["room_id"]
+                .as_i64()
+                .filter(|id| *id > 0)
+                .unwrap_or(room),
+            Ok(reply) => {
+                tracing::info!(room, code = %reply["code"], "bilibili: room_init refused; using the id as given");
+                room
+            }
+            Err(error) => {
+                tracing::info!(room, %error, "bilibili: room_init failed; using the id as given");
+                room
+            }
+        }
     }
 
     async fn web_get(&self, url: &str, cookie: Option<&str>) -> Result<Value, SourceError> {

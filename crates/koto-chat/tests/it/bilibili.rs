@@ -340,3 +340,22 @@ async fn a_room_id_that_is_not_a_number_fails_for_good() {
         AdapterHealth::Failed("BILIBILI_ROOM_ID must be a number, got \"my room\"".into())
     );
 }
+
+#[tokio::test]
+async fn a_short_room_id_is_resolved_to_the_real_one() {
+    let mut rig = rig(
+        || BilibiliRoute::Web {
+            room_id: "21".into(),
+            cookie: None,
+        },
+        |_| {},
+    )
+    .await;
+    let info = rig
+        .fake
+        .next_call("/xlive/web-room/v1/index/getDanmuInfo")
+        .await;
+    assert!(info.query.starts_with("id=4639581&"), "{}", info.query);
+    let socket = rig.fake.next_socket().await;
+    assert_eq!(socket.auth["roomid"], 4639581);
+}

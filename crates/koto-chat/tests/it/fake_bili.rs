@@ -139,6 +139,7 @@ pub async fn start() -> FakeBili {
         .route("/v2/app/end", post(open_call))
         .route("/x/web-interface/nav", get(nav))
         .route("/xlive/web-room/v1/index/getDanmuInfo", get(danmu_info))
+        .route("/room/v1/Room/room_init", get(room_init))
         .route("/sub", get(socket))
         .with_state(fake);
     tokio::spawn(async move {
@@ -299,6 +300,19 @@ async fn danmu_info(
         json!({"code": 0, "data": {"token": "web-token", "host_list": [
             {"host": host, "port": 2243, "wss_port": 443, "ws_port": port.parse::<u16>().unwrap_or(0)}
         ]}}),
+    )
+}
+
+/// Room 21 is the short id of room 4639581; other ids are their own.
+async fn room_init(RawQuery(query): RawQuery) -> impl IntoResponse {
+    let id = query
+        .unwrap_or_default()
+        .strip_prefix("id=")
+        .and_then(|id| id.parse::<i64>().ok())
+        .unwrap_or(0);
+    let real = if id == 21 { 4639581 } else { id };
+    axum::Json(
+        json!({"code": 0, "data": {"room_id": real, "short_id": if id == 21 { 21 } else { 0 }}}),
     )
 }
 
