@@ -22,6 +22,11 @@ pub enum IrcConnection {
     Tcp {
         reader: BufReader<OwnedReadHalf>,
         writer: OwnedWriteHalf,
+        /// The line read so far: kept here, not in the read future, so a read dropped by a
+        /// `select!` (our PING timer) loses nothing.
+        partial: Vec<u8>,
+        /// The current line went over the limit: skip to its end.
+        oversized: bool,
     },
     WebSocket {
         socket: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>,
@@ -48,6 +53,8 @@ impl IrcConnection {
             Ok(IrcConnection::Tcp {
                 reader: BufReader::new(read),
                 writer,
+                partial: Vec::new(),
+                oversized: false,
             })
         } else if url.starts_with("ws://") || url.starts_with("wss://") {
             let socket = crate::connect_ws(url).await?;
@@ -76,10 +83,15 @@ impl IrcConnection {
         sent.map_err(SourceError::Transport)
     }
 
-    /// The next line. Cancel-safe only between lines for TCP; callers drop it only on shutdown.
+    /// The next line. Cancel-safe: a dropped read keeps what it had read in `self`.
     pub async fn read(&mut self) -> Result<Read, SourceError> {
         match self {
-            IrcConnection::Tcp { reader, .. } => read_tcp_line(reader).await,
+            IrcConnection::Tcp {
+                reader,
+                partial,
+                oversized,
+                ..
+            } => read_tcp_line(reader, partial, oversized).await,
             IrcConnection::WebSocket { socket, pending } => loop {
                 if let Some(line) = pending.pop_front() {
                     return Ok(Read::Line(line));
@@ -111,10 +123,13 @@ impl IrcConnection {
     }
 }
 
-async fn read_tcp_line(reader: &mut BufReader<OwnedReadHalf>) -> Result<Read, SourceError> {
-    let mut line = Vec::new();
-    let mut oversized = false;
+async fn read_tcp_line(
+    reader: &mut BufReader<OwnedReadHalf>,
+    line: &mut Vec<u8>,
+    oversized: &mut bool,
+) -> Result<Read, SourceError> {
     loop {
+        // `fill_buf` is cancel-safe, and nothing below awaits before `consume`.
         let buffer = reader
             .fill_buf()
             .await
@@ -126,20 +141,21 @@ async fn read_tcp_line(reader: &mut BufReader<OwnedReadHalf>) -> Result<Read, So
             Some(end) => (end + 1, true),
             None => (buffer.len(), false),
         };
-        if !oversized {
+        if !*oversized {
             line.extend_from_slice(&buffer[..used]);
             if line.len() > MAX_LINE_BYTES + 2 {
                 // Keep reading to the newline, but stop storing.
-                oversized = true;
-                line = Vec::new();
+                *oversized = true;
+                line.clear();
             }
         }
         reader.consume(used);
         if done {
-            if oversized {
+            let text = std::mem::take(line);
+            if std::mem::take(oversized) {
                 return Ok(Read::Oversized);
             }
-            let text = String::from_utf8_lossy(&line);
+            let text = String::from_utf8_lossy(&text);
             return Ok(Read::Line(text.trim_end_matches(['\r', '\n']).to_owned()));
         }
     }

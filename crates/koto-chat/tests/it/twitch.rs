@@ -213,3 +213,21 @@ async fn an_oversized_websocket_message_fails_the_connection_and_it_reconnects()
     second.send(PRIVMSG).await;
     assert_eq!(next_event(&mut rig.events).await.message_id, "msg-1");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_line_split_around_our_ping_arrives_whole() {
+    let mut rig = rig(Transport::Tcp, None).await;
+    let mut connection = fake_irc::next_connection(&mut rig.connections).await;
+    connection.handshake().await;
+    until_health(&rig.adapters, 0, |h| *h == AdapterHealth::Live).await;
+    let (head, tail) = PRIVMSG.split_at(60);
+    connection.send(head).await;
+    // The PING timer fires while the read holds half a line.
+    connection.expect("PING :kotodama").await;
+    connection.send(tail).await;
+    let event = next_event(&mut rig.events).await;
+    assert_eq!(
+        (event.message_id.as_str(), event.text.as_str()),
+        ("msg-1", "hello Kappa")
+    );
+}
