@@ -131,6 +131,21 @@ pub const KEYS: &[KeySpec] = &[
     key("output_device", "KOTODAMA_OUTPUT_DEVICE", "", "Desktop app: the sound output (a device name or id from the settings page, e.g. a virtual cable); unset = the system default. Missing or unplugged → the default device, then a silent null sink, with a warning."),
     key("output_volume", "KOTODAMA_OUTPUT_VOLUME", "1.0", "Desktop app: playback volume, 0 to 2 (1 = unchanged)."),
     key("stop_hotkey", "KOTODAMA_STOP_HOTKEY", "Ctrl+Shift+Space", "Desktop app: global shortcut that stops the co-host talking (e.g. `Alt+F9`); `off` disables it. Not available under Wayland without XWayland."),
+    // Live chat adapters (koto-chat; chat_sources.rs builds them).
+    key("twitch_channel", "TWITCH_CHANNEL", "", "Twitch channel whose chat is read (without `#`); unset = no Twitch adapter."),
+    key("twitch_irc_url", "TWITCH_IRC_URL", "wss://irc-ws.chat.twitch.tv:443", "Twitch IRC server: `irc://host:port` (plain TCP), `ws://…` or `wss://…` (WebSocket)."),
+    key("twitch_oauth_token", "TWITCH_OAUTH_TOKEN", "", "OAuth token (`oauth:…` or bare) to read as a named account; unset = anonymous read-only (`justinfan…`). Never logged."),
+    key("twitch_nick", "TWITCH_NICK", "", "The login of TWITCH_OAUTH_TOKEN's account (default: the channel)."),
+    key("youtube_api_key", "YOUTUBE_API_KEY", "", "The streamer's YouTube Data API key; with YOUTUBE_VIDEO_ID it enables the YouTube adapter. Never logged."),
+    key("youtube_video_id", "YOUTUBE_VIDEO_ID", "", "The live video whose chat is read (the id in `watch?v=…`)."),
+    key("youtube_api_url", "YOUTUBE_API_URL", "", "Base URL replacing both YouTube hosts (REST videos.list and the gRPC stream); unset = Google's."),
+    key("bilibili_room_id", "BILIBILI_ROOM_ID", "", "Bilibili room read through the web danmaku route (best effort; without BILIBILI_COOKIE names are masked)."),
+    key("bilibili_identity_code", "BILIBILI_IDENTITY_CODE", "", "The streamer's Open Platform identity code (身份码); set = the Open Platform route (needs BILIBILI_APP_ID, BILIBILI_APP_KEY, BILIBILI_APP_SECRET). Never logged."),
+    key("bilibili_app_id", "BILIBILI_APP_ID", "", "Open Platform project id (a number) that /v2/app/start names."),
+    key("bilibili_app_key", "BILIBILI_APP_KEY", "", "Open Platform access key id (signs requests). Never logged."),
+    key("bilibili_app_secret", "BILIBILI_APP_SECRET", "", "Open Platform access key secret (HMAC-SHA256 signing). Never logged."),
+    key("bilibili_api_url", "BILIBILI_API_URL", "", "Base URL replacing Bilibili's HTTP hosts (the Open Platform's, or both web API hosts); an `http://` base makes the danmaku socket `ws://`. Unset = Bilibili's."),
+    key("bilibili_cookie", "BILIBILI_COOKIE", "", "Cookies of a logged-in browser for the web route (`buvid3=…; SESSDATA=…`), against masked names and -352. Never logged."),
 ];
 
 /// Why a configuration cannot be used. Every message is a sentence for the person who set the
@@ -341,6 +356,8 @@ pub struct Config {
     pub enable_ltm_inline: bool,
     /// The desktop app's local playback, output and stop hotkey (`kotodama serve` ignores them).
     pub desktop: DesktopConfig,
+    /// Which live chat adapters to run (`twitch_*`, `youtube_*`, `bilibili_*` keys).
+    pub chat_sources: crate::chat_sources::ChatSourcesConfig,
     /// The layered raw values this config was built from (the settings API shows and edits
     /// them); secrets inside print as `***`.
     pub raw: RawConfig,
@@ -363,7 +380,12 @@ pub const SETTINGS_FILE: &str = "kotodama.toml";
 
 /// Keys whose values are secrets: masked in `Debug`, in error messages and by the settings API.
 pub fn is_secret(key: &str) -> bool {
-    key.contains("key") || key == "token"
+    key.contains("key")
+        || key == "token"
+        || key.ends_with("_token")
+        || key.ends_with("_secret")
+        || key.ends_with("_cookie")
+        || key.ends_with("_identity_code")
 }
 
 /// Where a key's raw value came from (the last layer that set it).
@@ -544,6 +566,7 @@ impl RawConfig {
             enable_async_ext: self.flag("enable_async_ext")?,
             enable_ltm_inline: self.flag("enable_ltm_inline")?,
             desktop: self.desktop_config()?,
+            chat_sources: crate::chat_sources::ChatSourcesConfig::from_raw(self)?,
             raw: self.clone(),
         };
         config.validate(self)?;

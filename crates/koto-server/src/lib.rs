@@ -7,6 +7,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod chat_sources;
 pub mod config;
 pub mod error;
 pub mod live_settings;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub legacy: routes::legacy::LegacyLimits,
     /// Voice input: the ASR provider (if any) and the bounds of an uploaded file.
     pub asr: routes::audio::Asr,
+    /// The live chat adapters (their statuses are on `/health`).
+    pub chat_sources: chat_sources::ChatSources,
 }
 
 impl AppState {

@@ -61,6 +61,8 @@ pub struct RunningServer {
     pub data_dir: PathBuf,
     /// The ASR voice input uses (`ASR_PROVIDER`), for the desktop's microphone; `None` when off.
     pub asr: crate::routes::audio::Asr,
+    /// Started by the chat intake with its sender (`ChatSources::start`).
+    pub chat_sources: crate::chat_sources::ChatSources,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -200,6 +202,7 @@ pub async fn start_with(
         metrics: Some(registry),
     };
     let engine = Engine::new(engine_config(&config), parts);
+    let chat_sources = crate::chat_sources::ChatSources::new(config.chat_sources.clone());
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(
@@ -214,6 +217,7 @@ pub async fn start_with(
         max_body_bytes: config.max_body_bytes,
         legacy: config.legacy.clone(),
         asr: asr.clone(),
+        chat_sources: chat_sources.clone(),
         started: Instant::now(),
         events: events.clone(),
         settings: Arc::new(
@@ -230,6 +234,7 @@ pub async fn start_with(
     let serve_shutdown = shutdown.clone();
     let serve_engine = engine.clone();
     let serve_events = events.clone();
+    let serve_chat = chat_sources.clone();
     let task = tokio::spawn(async move {
         // Without TCP_NODELAY the first SSE event after the headers waits for the client's
         // delayed ACK (~40 ms): Nagle's algorithm, measured by `kotodama bench` with D = 0.
@@ -241,6 +246,8 @@ pub async fn start_with(
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 serve_shutdown.cancelled().await;
+                // No new chat while the turns end.
+                serve_chat.shutdown().await;
                 tracing::info!("shutting down: cancelling turns");
                 serve_engine.shutdown(SHUTDOWN_GRACE).await;
             })
@@ -266,6 +273,7 @@ pub async fn start_with(
         engine,
         data_dir: config.data_dir.clone(),
         asr,
+        chat_sources,
         shutdown,
         task,
     })

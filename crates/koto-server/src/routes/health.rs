@@ -46,6 +46,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             "ENABLE_LTM_INLINE": flags.ltm_inline,
         },
         "db": db,
+        "chat": { "adapters": state.chat_sources.statuses() },
     });
     let status = if healthy {
         StatusCode::OK

@@ -5,6 +5,7 @@
 mod audio;
 mod binary;
 mod chat;
+mod chat_sources;
 mod events;
 mod history;
 mod legacy;
