@@ -15,7 +15,7 @@ use koto_core::chat::ChatEvent;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, KEYS, RawConfig, is_secret};
+use crate::config::{ConfigError, RawConfig};
 
 /// The adapters the config asks for (each `None` when its keys are unset).
 #[derive(Debug, Clone, Default)]
@@ -26,22 +26,7 @@ pub struct ChatSourcesConfig {
 }
 
 fn invalid(raw: &RawConfig, key: &'static str, reason: &str) -> ConfigError {
-    let env = KEYS
-        .iter()
-        .find(|spec| spec.key == key)
-        .map(|spec| spec.env)
-        .unwrap_or("");
-    let value = if is_secret(key) {
-        "***".to_owned()
-    } else {
-        raw.value(key).unwrap_or_default().to_owned()
-    };
-    ConfigError::Invalid {
-        key,
-        env,
-        value,
-        reason: reason.to_owned(),
-    }
+    raw.invalid(key, reason)
 }
 
 fn text(raw: &RawConfig, key: &str) -> Option<String> {
@@ -223,6 +208,7 @@ impl ChatSources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::is_secret;
 
     fn build(env: &[(&str, &str)]) -> Result<crate::config::Config, ConfigError> {
         let mut raw = RawConfig::default();

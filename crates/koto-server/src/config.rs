@@ -806,7 +806,7 @@ impl RawConfig {
             .map_err(|_| self.invalid(key, &format!("expected {low} to {high} seconds")))
     }
 
-    fn invalid(&self, key: &'static str, reason: &str) -> ConfigError {
+    pub(crate) fn invalid(&self, key: &'static str, reason: &str) -> ConfigError {
         let env = KEYS
             .iter()
             .find(|spec| spec.key == key)
