@@ -161,7 +161,11 @@ pub struct HeardUtterance {
 /// What the driver does, in this order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VoiceEffect {
-    Playback(PlaybackAction),
+    /// `at_ms`: the mic's audio clock when it was decided.
+    Playback {
+        action: PlaybackAction,
+        at_ms: u64,
+    },
     Submit(HeardUtterance),
     Level {
         rms_dbfs: f32,
@@ -338,7 +342,7 @@ impl VoicePipeline {
                     self.ptt_released(down, tasks, token);
                 }
                 if let Some(action) = self.barge_in.tick(u64::MAX) {
-                    self.emit(VoiceEffect::Playback(action));
+                    self.playback(action);
                 }
                 self.vad.reset();
                 self.emit(VoiceEffect::MicLost { reason });
@@ -374,7 +378,7 @@ impl VoicePipeline {
                     self.probe_sent = false;
                     let speaking = self.cohost_active();
                     if let Some(action) = self.barge_in.onset(now, now, speaking) {
-                        self.emit(VoiceEffect::Playback(action));
+                        self.playback(action);
                     }
                 }
             }
@@ -389,7 +393,7 @@ impl VoicePipeline {
                 self.ptt_down_at = None;
                 self.vad.reset();
                 if let Some(action) = self.barge_in.tick(u64::MAX) {
-                    self.emit(VoiceEffect::Playback(action));
+                    self.playback(action);
                 }
             }
         }
@@ -449,7 +453,7 @@ impl VoicePipeline {
         }
         if let Some(action) = self.barge_in.tick(self.now_ms) {
             self.drop_input(DropReason::FalseAlarm, None);
-            self.emit(VoiceEffect::Playback(action));
+            self.playback(action);
         }
     }
 
@@ -467,7 +471,7 @@ impl VoicePipeline {
                         self.barge_in
                             .onset(at_ms, self.vad.logic().now_ms(), speaking)
                     {
-                        self.emit(VoiceEffect::Playback(action));
+                        self.playback(action);
                     }
                 }
                 VadEvent::SpeechStart { at_ms } => {
@@ -478,7 +482,7 @@ impl VoicePipeline {
                 VadEvent::OnsetCancelled { .. } => {
                     if let Some(action) = self.barge_in.onset_cancelled() {
                         self.drop_input(DropReason::TooShort, None);
-                        self.emit(VoiceEffect::Playback(action));
+                        self.playback(action);
                     }
                 }
                 VadEvent::SpeechEnd { end_ms, .. } => {
@@ -500,7 +504,7 @@ impl VoicePipeline {
             self.assembler.abandon();
             self.drop_input(DropReason::TooShort, None);
             if let Some(action) = self.barge_in.utterance_done(ResumeCause::TooShort) {
-                self.emit(VoiceEffect::Playback(action));
+                self.playback(action);
             }
             return;
         }
@@ -626,7 +630,7 @@ impl VoicePipeline {
             return;
         }
         if let Some(action) = self.barge_in.heard(word_count(text), speech_ms) {
-            self.emit(VoiceEffect::Playback(action));
+            self.playback(action);
         }
     }
 
@@ -663,7 +667,7 @@ impl VoicePipeline {
         }
         if self.barge_in.is_paused() {
             match self.barge_in.heard(words, speech_ms) {
-                Some(action) => self.emit(VoiceEffect::Playback(action)),
+                Some(action) => self.playback(action),
                 None => {
                     self.drop_input(DropReason::FalseAlarm, Some(text));
                     self.utterance_done(ResumeCause::NoWords);
@@ -685,7 +689,7 @@ impl VoicePipeline {
 
     fn utterance_done(&mut self, cause: ResumeCause) {
         if let Some(action) = self.barge_in.utterance_done(cause) {
-            self.emit(VoiceEffect::Playback(action));
+            self.playback(action);
         }
     }
 
@@ -725,6 +729,11 @@ impl VoicePipeline {
             speaking: self.vad.logic().is_speaking() || self.ptt_down_at.is_some(),
         };
         self.emit(effect);
+    }
+
+    fn playback(&mut self, action: PlaybackAction) {
+        let at_ms = self.now_ms;
+        self.emit(VoiceEffect::Playback { action, at_ms });
     }
 
     fn emit(&mut self, effect: VoiceEffect) {
