@@ -121,6 +121,13 @@ pub(crate) struct Stopping {
     pub(crate) waiters: Vec<oneshot::Sender<StopResolution>>,
 }
 
+/// A pause in force: since when, and when it lifts by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Paused {
+    pub(crate) since: Instant,
+    pub(crate) until: Instant,
+}
+
 /// What the pacer does next for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PacerNext {
@@ -140,6 +147,9 @@ pub(crate) struct Session {
     pub(crate) queue: VecDeque<Queued>,
     pub(crate) queued_audio: Duration,
     pub(crate) clock: Option<PlaybackClock>,
+    /// A voice barge-in paused release (nothing is dropped) until `resume`, a STOP, or
+    /// `until` (a safety net: a pause nobody ends must not silence the co-host for good).
+    pub(crate) paused: Option<Paused>,
     released: BTreeMap<TurnNo, u64>,
     pub(crate) pacer_running: bool,
     /// Wakes the pacer (stored permit) when the queue gains a head or a STOP starts.
@@ -160,6 +170,7 @@ impl Session {
             queue: VecDeque::new(),
             queued_audio: Duration::ZERO,
             clock: None,
+            paused: None,
             released: BTreeMap::new(),
             pacer_running: false,
             wake: Arc::new(Notify::new()),
@@ -269,6 +280,7 @@ impl Session {
             }
         }
         self.clock = None;
+        self.paused = None;
         // A pacer sleeping on the STOP's deadline can look again (and end if idle).
         self.wake.notify_one();
         clients.fan_out(&ack, limits, metrics);
@@ -300,6 +312,18 @@ impl Session {
                 limits,
                 metrics,
             );
+        }
+        if let Some(paused) = self.paused {
+            if now < paused.until {
+                // Held, not dropped: the queue keeps its audio and the producer its
+                // backpressure. The listener plays out what it already holds (≤ the lead) and
+                // runs dry, so the clock needs no shift: the first chunk after resume goes at
+                // once and the run re-bases.
+                return PacerNext::At(paused.until);
+            }
+            metrics.pause_timeouts += 1;
+            tracing::warn!(session = %self.id, "pause not lifted in time, resuming by itself");
+            self.paused = None;
         }
         let mut freed_space = false;
         let next = loop {
