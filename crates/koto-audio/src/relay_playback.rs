@@ -95,6 +95,10 @@ fn apply(player: &Player, frame: &LiveFrame) {
                 (ControlAction::End, None) => {}
             }
         }
-        RelayFrame::UserInput(_) | RelayFrame::TextDelta(_) => {}
+        RelayFrame::UserInput(_)
+        | RelayFrame::TextDelta(_)
+        | RelayFrame::MicLevel(_)
+        | RelayFrame::AsrPartial(_)
+        | RelayFrame::VoiceDropped(_) => {}
     }
 }

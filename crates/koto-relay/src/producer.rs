@@ -66,6 +66,10 @@ pub enum IngestError {
     MissingTurn,
     #[error("producers do not send CONTROL STOP (it goes relay → producer)")]
     UnexpectedStop,
+    #[error(
+        "MIC_LEVEL, ASR_PARTIAL and VOICE_DROPPED come from the app's microphone, not a producer"
+    )]
+    NotAProducerFrame,
     #[error("too many sessions with audio in flight")]
     TooManySessions,
     #[error("the relay is shutting down")]
@@ -81,7 +85,8 @@ impl IngestError {
             | IngestError::InvalidPcm(_)
             | IngestError::InvalidSampleRate(_)
             | IngestError::MissingTurn
-            | IngestError::UnexpectedStop => ErrorCode::InvalidRequest,
+            | IngestError::UnexpectedStop
+            | IngestError::NotAProducerFrame => ErrorCode::InvalidRequest,
             IngestError::StaleTurn { .. } | IngestError::TurnEnded { .. } => ErrorCode::InvalidTurn,
             IngestError::TooManySessions => ErrorCode::NotAvailable,
             IngestError::ShuttingDown => ErrorCode::ShuttingDown,
@@ -159,6 +164,12 @@ impl Producer {
                 }
             },
             other @ (RelayFrame::UserInput(_) | RelayFrame::TextDelta(_)) => self.forward(other),
+            // The app's own microphone publishes these (`Relay::publish`); a producer that
+            // sends them must not become the session's owner by it.
+            RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {
+                self.inner.lock().metrics.frames_malformed += 1;
+                Err(IngestError::NotAProducerFrame)
+            }
         }
     }
 

@@ -292,6 +292,21 @@ impl Relay {
         true
     }
 
+    /// Fan out a frame the app itself makes for clients (the microphone's `MIC_LEVEL`,
+    /// `ASR_PARTIAL`, `VOICE_DROPPED`): unpaced, never queued behind audio, owned by no
+    /// producer (a STOP's routing does not change).
+    pub fn publish(&self, frame: RelayFrame) {
+        let limits = self.inner.limits();
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return;
+        }
+        let State {
+            clients, metrics, ..
+        } = &mut *state;
+        clients.fan_out(&LiveFrame::new(frame), limits, metrics);
+    }
+
     /// Whether `session` is paused.
     pub fn is_paused(&self, session_id: &SessionId) -> bool {
         self.inner

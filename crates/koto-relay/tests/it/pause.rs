@@ -151,3 +151,26 @@ async fn a_pause_nobody_lifts_ends_by_itself() {
     );
     assert_eq!(relay.metrics().pause_timeouts, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn published_voice_frames_reach_clients_and_producers_cannot_send_them() {
+    use koto_protocol::ingest::RelayFrame;
+    use koto_protocol::voice::VoiceDroppedFrame;
+    let relay = Relay::new(RelayConfig::default());
+    let mut client = relay.subscribe(ClientFilter::default());
+    let session = sid("mic");
+    let dropped = RelayFrame::VoiceDropped(VoiceDroppedFrame {
+        session_id: session.clone(),
+        reason: "echo".into(),
+        text: None,
+    });
+    relay.publish(dropped.clone());
+    let frame = client.recv().await.expect("published");
+    assert_eq!(frame.frame(), &dropped);
+    let (producer, _stops) = relay.attach_producer(false);
+    assert_eq!(
+        producer.send(dropped).await,
+        Err(koto_relay::IngestError::NotAProducerFrame),
+        "only the app's microphone makes voice frames"
+    );
+}
