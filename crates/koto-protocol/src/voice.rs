@@ -51,6 +51,9 @@ pub struct PttRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MicModeRequest {
     pub mode: String,
+    /// The panel's current session (voice turns go there from now on).
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod security;
 pub mod server;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +33,7 @@ use crate::error::AppError;
 use crate::rate_limit::RateLimiter;
 use crate::security::SecurityPolicy;
 
-pub use server::{RunningServer, StartError, start, start_with};
+pub use server::{RunningServer, StartError, start, start_with, start_with_voice};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<routes::settings::Settings>,
     /// Bounds of the original front end's protocol (`legacy_*` keys).
     pub legacy: routes::legacy::LegacyLimits,
+    /// The microphone (`MIC_MODE`, push-to-talk, `/health`'s `mic`).
+    pub voice: Arc<voice::VoiceIn>,
 }
 
 impl AppState {
@@ -75,6 +78,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::legacy::router_with(state.legacy.clone()))
         .route("/desktop", get(routes::desktop::status))
         .route("/health", get(routes::health::health))
+        .route("/voice", get(routes::voice::status))
+        .route("/voice/devices", get(routes::voice::devices))
+        .route("/voice/ptt", post(routes::voice::ptt))
+        .route("/voice/mode", post(routes::voice::mode))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))
         .route("/sessions", get(routes::history::sessions))

@@ -59,6 +59,8 @@ pub struct RunningServer {
     pub token: Secret,
     pub engine: Engine,
     pub data_dir: PathBuf,
+    /// The microphone (its `mic_sender` takes synthetic frames with `MicSource::Frames`).
+    pub voice: Arc<crate::voice::VoiceIn>,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -97,6 +99,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub async fn start_with(
     config: Config,
     desktop: Option<Arc<dyn DesktopSettings>>,
+) -> Result<RunningServer, StartError> {
+    // The ASR provider setting (issue 12's ASR part) builds its provider here; until then the
+    // mic reports "mic on but the ASR provider is off" rather than staying silent.
+    let asr: Option<Arc<dyn koto_core::asr::AsrProvider>> = None;
+    let mic = crate::voice::MicSource::Device(config.voice.device.clone());
+    start_with_voice(config, desktop, asr, mic).await
+}
+
+/// As [`start_with`], with the microphone's ASR provider and audio source given (tests feed a
+/// fake ASR and synthetic frames through [`RunningServer::voice`]).
+pub async fn start_with_voice(
+    config: Config,
+    desktop: Option<Arc<dyn DesktopSettings>>,
+    asr: Option<Arc<dyn koto_core::asr::AsrProvider>>,
+    mic: crate::voice::MicSource,
 ) -> Result<RunningServer, StartError> {
     // The port first: a second instance on the same data dir must fail here, before opening the
     // store would mark the running instance's live turns abandoned.
@@ -178,6 +195,14 @@ pub async fn start_with(
         metrics: Some(registry),
     };
     let engine = Engine::new(engine_config(&config), parts);
+    let shutdown = CancellationToken::new();
+    let voice = crate::voice::VoiceIn::start(
+        &config.voice,
+        mic,
+        engine.clone(),
+        asr,
+        shutdown.child_token(),
+    );
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(
@@ -201,8 +226,8 @@ pub async fn start_with(
                 },
             ),
         ),
+        voice: Arc::clone(&voice),
     };
-    let shutdown = CancellationToken::new();
     let router = app(state);
     let serve_shutdown = shutdown.clone();
     let serve_engine = engine.clone();
@@ -232,6 +257,7 @@ pub async fn start_with(
         token,
         engine,
         data_dir: config.data_dir.clone(),
+        voice,
         shutdown,
         task,
     })

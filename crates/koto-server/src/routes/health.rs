@@ -44,6 +44,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             "ENABLE_LTM_INLINE": flags.ltm_inline,
         },
         "db": db,
+        "mic": state.voice.status(),
     });
     let status = if healthy {
         StatusCode::OK

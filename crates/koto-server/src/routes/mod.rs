@@ -10,6 +10,7 @@ pub mod settings;
 pub mod speak;
 pub mod stats;
 pub mod ui;
+pub mod voice;
 pub mod ws;
 
 use std::time::Duration;

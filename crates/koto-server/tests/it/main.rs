@@ -13,6 +13,7 @@ mod settings;
 mod stop_paths;
 mod ui;
 mod upstream;
+mod voice;
 
 use koto_server::RunningServer;
 use koto_server::config::RawConfig;
