@@ -396,3 +396,57 @@ async fn a_cough_over_the_co_host_resumes_it_with_nothing_lost() {
     assert!(!is_paused(&app, "cough"));
     app.shutdown().await;
 }
+
+/// `text` spoken by espeak-ng at 16 kHz (what a mic would deliver after resampling).
+fn espeak(text: &str) -> Vec<i16> {
+    let output = std::process::Command::new("espeak-ng")
+        .args(["-v", "en", "--stdout", text])
+        .output()
+        .expect("espeak-ng is installed");
+    let mut decoder = koto_providers::audio::WavStreamDecoder::new();
+    let block = decoder
+        .push(&output.stdout)
+        .expect("WAV")
+        .expect("whole WAV");
+    let mut resampler =
+        koto_providers::audio::resample::StreamResampler::new(block.sample_rate, 16_000)
+            .expect("rates");
+    let mut samples = resampler.push(&block.samples);
+    samples.extend(resampler.finish());
+    samples
+}
+
+#[tokio::test]
+async fn hands_free_speech_becomes_a_turn_and_silence_does_not() {
+    let app = serve_voice(
+        &[("MIC_MODE", "vad"), ("MIC_SESSION", "hands-free")],
+        "is the boss next",
+    )
+    .await;
+    let mut live = connect(&app, "hands-free").await;
+    let sender = mic(&app);
+    let mut audio = vec![0i16; 16_000];
+    audio.extend(espeak("Is the boss next?"));
+    audio.extend(vec![0i16; 16_000]);
+    for block in audio.chunks(160) {
+        sender
+            .send(VoiceInput::Mic(block.to_vec()))
+            .await
+            .expect("pipeline takes audio");
+    }
+    let (input, seen) = until(&mut live, "USER_INPUT", |f| f["type"] == "USER_INPUT").await;
+    assert_eq!(input["content"], "is the boss next");
+    assert!(
+        seen.iter()
+            .any(|f| f["type"] == "MIC_LEVEL" && f["speaking"] == true),
+        "the meter showed the speech: {:?}",
+        types(&seen)
+    );
+    let mic = health_mic(&app).await;
+    assert_eq!(
+        mic["utterances"], 1,
+        "one sentence between silences is one utterance: {mic}"
+    );
+    assert_eq!(mic["submitted"], 1);
+    app.shutdown().await;
+}
