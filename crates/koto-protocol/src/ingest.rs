@@ -69,6 +69,10 @@ pub enum ControlAction {
     Stop,
     StopAck,
     End,
+    /// Relay → clients: hold the session's audio where it is (a voice barge-in's duck).
+    Pause,
+    /// Relay → clients: play on from where `PAUSE` held it.
+    Resume,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

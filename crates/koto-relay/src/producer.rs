@@ -64,7 +64,9 @@ pub enum IngestError {
     InvalidSampleRate(u32),
     #[error("CONTROL END needs a turn")]
     MissingTurn,
-    #[error("producers do not send CONTROL STOP (it goes relay → producer)")]
+    #[error(
+        "producers do not send CONTROL STOP, PAUSE or RESUME (they go relay → producer/clients)"
+    )]
     UnexpectedStop,
     #[error(
         "MIC_LEVEL, ASR_PARTIAL and VOICE_DROPPED come from the app's microphone, not a producer"
@@ -158,7 +160,7 @@ impl Producer {
             RelayFrame::Control(control) => match control.action {
                 ControlAction::End => self.end_turn(control).map(|receipt| receipt.ingested()),
                 ControlAction::StopAck => self.stop_acked(control),
-                ControlAction::Stop => {
+                ControlAction::Stop | ControlAction::Pause | ControlAction::Resume => {
                     self.inner.lock().metrics.frames_malformed += 1;
                     Err(IngestError::UnexpectedStop)
                 }

@@ -69,6 +69,11 @@ impl PlaybackClock {
         }
     }
 
+    /// The listener held its audio for `held` (a pause): its position moved on by nothing.
+    pub(crate) fn shift(&mut self, held: Duration) {
+        self.start += held;
+    }
+
     /// Audio the listener holds ahead of its playback position at `now`.
     pub(crate) fn lead_at(&self, now: Instant) -> Duration {
         (self.start + self.released).saturating_duration_since(now)
@@ -286,6 +291,30 @@ impl Session {
         clients.fan_out(&ack, limits, metrics);
     }
 
+    /// Lift the pause (if any): clients get RESUME, and the playback clock moves on by the
+    /// pause's length, since a listener that paused still holds the audio it had. `true` if
+    /// there was a pause.
+    pub(crate) fn resume_at(
+        &mut self,
+        now: Instant,
+        clients: &mut Clients,
+        limits: ClientLimits,
+        metrics: &mut RelayMetrics,
+    ) -> bool {
+        let Some(paused) = self.paused.take() else {
+            return false;
+        };
+        if let Some(clock) = &mut self.clock {
+            clock.shift(now.saturating_duration_since(paused.since));
+        }
+        clients.fan_out(
+            &pause_frame(&self.id, ControlAction::Resume),
+            limits,
+            metrics,
+        );
+        true
+    }
+
     /// Release to clients everything due at `now`; say when to look again. Also resolves a
     /// STOP whose producer did not answer in time.
     pub(crate) fn release_due(
@@ -316,14 +345,12 @@ impl Session {
         if let Some(paused) = self.paused {
             if now < paused.until {
                 // Held, not dropped: the queue keeps its audio and the producer its
-                // backpressure. The listener plays out what it already holds (≤ the lead) and
-                // runs dry, so the clock needs no shift: the first chunk after resume goes at
-                // once and the run re-bases.
+                // backpressure; clients were told PAUSE and hold what they have.
                 return PacerNext::At(paused.until);
             }
             metrics.pause_timeouts += 1;
             tracing::warn!(session = %self.id, "pause not lifted in time, resuming by itself");
-            self.paused = None;
+            self.resume_at(now, clients, limits, metrics);
         }
         let mut freed_space = false;
         let next = loop {
@@ -384,6 +411,16 @@ impl Session {
         }
         next
     }
+}
+
+/// CONTROL PAUSE / RESUME for clients.
+pub(crate) fn pause_frame(session: &SessionId, action: ControlAction) -> LiveFrame {
+    LiveFrame::new(RelayFrame::Control(Control {
+        action,
+        session_id: session.clone(),
+        turn: None,
+        reason: Some("voice_barge_in".to_owned()),
+    }))
 }
 
 /// A STOP_ACK frame for clients.

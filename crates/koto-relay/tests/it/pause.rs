@@ -73,13 +73,31 @@ async fn a_paused_session_holds_its_audio_and_resume_releases_all_of_it_in_order
         "every chunk exactly once, in order"
     );
     assert_eq!(released.len(), 50);
-    let first_after = after
+    let paused_frame = during
         .iter()
-        .find(|(_, s)| matches!(s, Seen::Chunk { session, .. } if session == "duck"));
+        .position(|(_, s)| matches!(s, Seen::Paused { session } if session == "duck"));
     assert_eq!(
-        first_after.map(|(at, _)| *at),
-        Some(resumed_at),
-        "the first held chunk leaves at the resume (the listener ran dry during the pause)"
+        paused_frame,
+        Some(0),
+        "clients are told PAUSE before anything else: {during:?}"
+    );
+    assert!(
+        matches!(after.first(), Some((at, Seen::Resumed { session })) if session == "duck" && *at == resumed_at),
+        "RESUME goes out at the resume: {:?}",
+        after.first()
+    );
+    // Paced as if the pause never happened: the listener held its lead through it.
+    let duck_chunk = |(at, s): &(Instant, Seen)| match s {
+        Seen::Chunk { session, .. } if session == "duck" => Some(*at),
+        _ => None,
+    };
+    let first_at = before.iter().find_map(duck_chunk).expect("first chunk");
+    let last_at = after.iter().rev().find_map(duck_chunk).expect("last chunk");
+    assert_eq!(
+        last_at - first_at,
+        Duration::from_millis(crate::support::CHUNK_MS * 50) - Duration::from_millis(200)
+            + (resumed_at - paused_at),
+        "release time = audio − lead + the pause"
     );
     assert!(resumed_at - paused_at >= Duration::from_secs(2));
     let metrics = relay.metrics();
