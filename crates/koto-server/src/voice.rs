@@ -206,8 +206,13 @@ impl VoiceIn {
             *lock(&self.capture) = None;
             let mut status = lock(&self.status);
             status.device_state = "off";
-        } else if lock(&self.capture).is_none() {
-            self.open_device();
+        } else {
+            // Not yet open, or lost / never found: try the device again (it may be back).
+            let usable = matches!(lock(&self.status).device_state, "listening");
+            if !usable || lock(&self.capture).is_none() && self.source != MicSource::Frames {
+                *lock(&self.capture) = None;
+                self.open_device();
+            }
         }
         Ok(())
     }
