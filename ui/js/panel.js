@@ -6,6 +6,7 @@
 import { Api } from './api.js';
 import { LiveSocket } from './live.js';
 import { OverlayLook } from './overlay_setup.js';
+import { MicPanel } from './mic.js';
 import { PcmPlayer } from './player.js';
 import { Sessions, sessionIdProblem, suggestSessionId } from './sessions.js';
 import { SettingsForm } from './settings.js';
@@ -45,10 +46,14 @@ const api = new Api(token);
 const transcript = new Transcript($('transcript'), {
   load: (sessionId, { older }) => loadHistory(sessionId, { older }),
 });
+// Before the status bar and the session list: both call into it.
+const mic = new MicPanel({ api, session: () => sessions.current, observe });
+hook.mic = mic;
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
   // Replies of the built-in demo LLM are marked as such.
   transcript.demo = health.llm?.provider === 'mock';
+  mic.apply(health.mic ?? null);
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
@@ -59,6 +64,7 @@ const stopWaiters = new Map();
 const sessions = new Sessions($('session-select'), (id) => {
   showSession(id);
   updateOverlayUrl();
+  mic.sessionChanged();
 });
 
 // ---- stored history ------------------------------------------------------------------------
@@ -137,6 +143,8 @@ const live = new LiveSocket({
       $('interrupt-result').textContent = `Refused: ${frame.message}`;
       return;
     }
+    // The mic's frames are the card's alone (its session is not a conversation to list).
+    if (mic.onFrame(frame)) return;
     if (frame.sessionId) sessions.add(frame.sessionId);
     if (frame.type === 'USER_INPUT') {
       const index = pending.findIndex(

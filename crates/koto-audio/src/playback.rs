@@ -113,6 +113,8 @@ struct Lane {
     resampler: Option<Resampler>,
     /// Sink clock of the last push or played sample, for forgetting idle lanes.
     last_active: u64,
+    /// Held by a relay PAUSE: nothing of the lane plays, nothing is dropped.
+    paused: bool,
 }
 
 impl Lane {
@@ -128,6 +130,7 @@ impl Lane {
             state: LaneState::Idle,
             resampler: None,
             last_active: now,
+            paused: false,
         }
     }
 
@@ -153,6 +156,8 @@ impl Lane {
 
     /// Drop queued audio of turns `≤ up_to` and fence them. `true` if audio was removed.
     fn stop(&mut self, up_to: TurnNo) -> bool {
+        // A STOP ends a pause (as in the relay): the next turn must not start held.
+        self.paused = false;
         self.fence = self.fence.max(Some(up_to));
         if self.latest_turn.is_none_or(|latest| latest <= up_to) {
             self.latest_turn = Some(up_to);
@@ -386,6 +391,16 @@ impl Playback {
         removed
     }
 
+    /// Hold (`true`) or release `session`'s audio where it is. `true` if the state changed.
+    pub(crate) fn set_paused(&mut self, session: &SessionId, paused: bool) -> bool {
+        let Some(lane) = self.lane_mut(session) else {
+            return false;
+        };
+        let changed = lane.paused != paused;
+        lane.paused = paused;
+        changed
+    }
+
     /// `stop_session` for every session.
     pub(crate) fn flush(&mut self) -> bool {
         let mut removed = false;
@@ -402,6 +417,10 @@ impl Playback {
         out.fill(0.0);
         let (clock, jitter, volume) = (self.clock, self.jitter_samples, self.volume);
         for lane in &mut self.lanes {
+            if lane.paused {
+                // Held, not underrun: the jitter rule starts over when it resumes.
+                continue;
+            }
             if let LaneState::Buffering { since } = lane.state {
                 let waited = clock.saturating_sub(since);
                 if lane.buffered >= jitter || lane.ended() || waited >= jitter as u64 {
@@ -735,6 +754,36 @@ mod tests {
             (out[0], out[20 * MS]),
             (level(1000), level(2000)),
             "turn 1's tail is not cut by turn 2"
+        );
+    }
+
+    #[test]
+    fn a_paused_session_is_silent_keeps_its_audio_and_resumes_where_it_was() {
+        let mut playback = Playback::new(RATE, 0, 1.0);
+        let s = sid("duck");
+        playback
+            .push(&s, TurnNo(1), 0, RATE, &tone(100, 8_000))
+            .unwrap();
+        let before = audible(&play(&mut playback, 40));
+        assert!(playback.set_paused(&s, true));
+        let held = audible(&play(&mut playback, 200));
+        assert_eq!(held, 0, "nothing plays while paused");
+        assert!(playback.set_paused(&s, false));
+        let after = audible(&play(&mut playback, 200));
+        assert_eq!(
+            before + after,
+            100 * MS,
+            "every sample plays exactly once: nothing lost to the pause"
+        );
+        playback.set_paused(&s, true);
+        playback.stop_session(&s);
+        playback
+            .push(&s, TurnNo(2), 0, RATE, &tone(20, 8_000))
+            .unwrap();
+        assert_eq!(
+            audible(&play(&mut playback, 40)),
+            20 * MS,
+            "a STOP ends the pause"
         );
     }
 

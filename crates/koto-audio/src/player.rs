@@ -191,6 +191,12 @@ impl Player {
         self.shared.remove_audio(|p| p.stop_session(session))
     }
 
+    /// Hold `session`'s audio where it is (relay PAUSE) or play on (RESUME); nothing is
+    /// dropped. Heard within the output buffer, as a STOP.
+    pub fn set_paused(&self, session: &SessionId, paused: bool) {
+        self.shared.lock().set_paused(session, paused);
+    }
+
     /// Silence everything now; every session's current turn is fenced.
     pub fn flush(&self) -> bool {
         self.shared.remove_audio(Playback::flush)

@@ -1,5 +1,6 @@
 //! The glue between the relay and the player: subscribe like any `/ws/live` client and turn its
-//! frames into player calls (SPEECH_CHUNK → push, STOP/STOP_ACK → stop, END → drain).
+//! frames into player calls (SPEECH_CHUNK → push, STOP/STOP_ACK → stop, END → drain,
+//! PAUSE/RESUME → hold/play on).
 //!
 //! The relay already paces audio and fences stopped turns; the player fences again on its own
 //! side, so a STOP silences what the player has queued even though the relay can no longer
@@ -93,8 +94,14 @@ fn apply(player: &Player, frame: &LiveFrame) {
                 }
                 (ControlAction::End, Some(turn)) => player.end_turn(session, turn),
                 (ControlAction::End, None) => {}
+                (ControlAction::Pause, _) => player.set_paused(session, true),
+                (ControlAction::Resume, _) => player.set_paused(session, false),
             }
         }
-        RelayFrame::UserInput(_) | RelayFrame::TextDelta(_) => {}
+        RelayFrame::UserInput(_)
+        | RelayFrame::TextDelta(_)
+        | RelayFrame::MicLevel(_)
+        | RelayFrame::AsrPartial(_)
+        | RelayFrame::VoiceDropped(_) => {}
     }
 }

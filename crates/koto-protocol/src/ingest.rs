@@ -69,6 +69,10 @@ pub enum ControlAction {
     Stop,
     StopAck,
     End,
+    /// Relay → clients: hold the session's audio where it is (a voice barge-in's duck).
+    Pause,
+    /// Relay → clients: play on from where `PAUSE` held it.
+    Resume,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +107,7 @@ pub struct TextDeltaFrame {
 
 /// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`. Producers send `SPEECH_CHUNK`,
 /// `CONTROL` (END, STOP_ACK) and may send `USER_INPUT`/`TEXT_DELTA`; clients receive all of them.
+/// `MIC_LEVEL`, `ASR_PARTIAL` and `VOICE_DROPPED` come from the app's own microphone (`voice`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RelayFrame {
@@ -110,6 +115,9 @@ pub enum RelayFrame {
     Control(Control),
     UserInput(UserInputFrame),
     TextDelta(TextDeltaFrame),
+    MicLevel(crate::voice::MicLevelFrame),
+    AsrPartial(crate::voice::AsrPartialFrame),
+    VoiceDropped(crate::voice::VoiceDroppedFrame),
 }
 
 impl RelayFrame {
@@ -119,6 +127,9 @@ impl RelayFrame {
             RelayFrame::Control(control) => &control.session_id,
             RelayFrame::UserInput(input) => &input.session_id,
             RelayFrame::TextDelta(delta) => &delta.session_id,
+            RelayFrame::MicLevel(level) => &level.session_id,
+            RelayFrame::AsrPartial(partial) => &partial.session_id,
+            RelayFrame::VoiceDropped(dropped) => &dropped.session_id,
         }
     }
 }

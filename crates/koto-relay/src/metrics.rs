@@ -59,6 +59,9 @@ pub struct RelayMetrics {
     pub stop_timeouts: u64,
     /// STOPs for a session no producer could take (the relay fenced by itself).
     pub stop_no_producer: u64,
+    /// Pauses asked for (voice barge-in ducks), and those lifted by their own limit.
+    pub pauses: u64,
+    pub pause_timeouts: u64,
     /// The most audio ever held ahead of a session's playback clock right after a release
     /// (≤ `audio_lead`, unless a single chunk is longer than the lead).
     pub max_audio_lead: Duration,

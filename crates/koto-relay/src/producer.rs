@@ -64,8 +64,14 @@ pub enum IngestError {
     InvalidSampleRate(u32),
     #[error("CONTROL END needs a turn")]
     MissingTurn,
-    #[error("producers do not send CONTROL STOP (it goes relay → producer)")]
+    #[error(
+        "producers do not send CONTROL STOP, PAUSE or RESUME (they go relay → producer/clients)"
+    )]
     UnexpectedStop,
+    #[error(
+        "MIC_LEVEL, ASR_PARTIAL and VOICE_DROPPED come from the app's microphone, not a producer"
+    )]
+    NotAProducerFrame,
     #[error("too many sessions with audio in flight")]
     TooManySessions,
     #[error("the relay is shutting down")]
@@ -81,7 +87,8 @@ impl IngestError {
             | IngestError::InvalidPcm(_)
             | IngestError::InvalidSampleRate(_)
             | IngestError::MissingTurn
-            | IngestError::UnexpectedStop => ErrorCode::InvalidRequest,
+            | IngestError::UnexpectedStop
+            | IngestError::NotAProducerFrame => ErrorCode::InvalidRequest,
             IngestError::StaleTurn { .. } | IngestError::TurnEnded { .. } => ErrorCode::InvalidTurn,
             IngestError::TooManySessions => ErrorCode::NotAvailable,
             IngestError::ShuttingDown => ErrorCode::ShuttingDown,
@@ -153,12 +160,18 @@ impl Producer {
             RelayFrame::Control(control) => match control.action {
                 ControlAction::End => self.end_turn(control).map(|receipt| receipt.ingested()),
                 ControlAction::StopAck => self.stop_acked(control),
-                ControlAction::Stop => {
+                ControlAction::Stop | ControlAction::Pause | ControlAction::Resume => {
                     self.inner.lock().metrics.frames_malformed += 1;
                     Err(IngestError::UnexpectedStop)
                 }
             },
             other @ (RelayFrame::UserInput(_) | RelayFrame::TextDelta(_)) => self.forward(other),
+            // The app's own microphone publishes these (`Relay::publish`); a producer that
+            // sends them must not become the session's owner by it.
+            RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {
+                self.inner.lock().metrics.frames_malformed += 1;
+                Err(IngestError::NotAProducerFrame)
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use crate::client::{ClientFilter, ClientRole, Clients, DisconnectReason, LiveCli
 use crate::config::RelayConfig;
 use crate::metrics::RelayMetrics;
 use crate::producer::Producer;
-use crate::session::{Stopping, stop_ack};
+use crate::session::{Paused, Stopping, pause_frame, stop_ack};
 use crate::state::{Inner, Producers, State, session_entry};
 use crate::stop::{PendingStop, StopResolution};
 
@@ -159,6 +159,7 @@ impl Relay {
         // audio now, before anyone is asked anything.
         session.clear_queue(metrics);
         session.clock = None;
+        session.paused = None;
         clients.purge_audio(session_id, None);
         let stop = stop_frame(session_id, reason);
         clients.fan_out(
@@ -239,6 +240,100 @@ impl Relay {
         let ack = stop_ack(session_id, Some(turn), Some(reason));
         session.finish_stop(&outcome, ack, clients, limits, metrics);
         true
+    }
+
+    /// Hold `session`'s audio (a voice barge-in's duck): clients get CONTROL PAUSE and hold
+    /// what they have; nothing more is released until [`Relay::resume`], a STOP, or `max` has
+    /// passed; nothing is dropped. `false` while a STOP is in flight or shutting down.
+    pub fn pause(&self, session_id: &SessionId, max: Duration) -> bool {
+        let now = Instant::now();
+        let limits = self.inner.limits();
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return false;
+        }
+        let max_sessions = self.inner.config.max_sessions;
+        let State {
+            sessions,
+            clients,
+            metrics,
+            ..
+        } = &mut *state;
+        let Some(session) = session_entry(sessions, session_id, now, max_sessions) else {
+            return false;
+        };
+        if session.stopping.is_some() {
+            return false;
+        }
+        let first = session.paused.is_none();
+        let since = session.paused.map_or(now, |paused| paused.since);
+        session.paused = Some(Paused {
+            since,
+            until: now + max,
+        });
+        metrics.pauses += 1;
+        if first {
+            // Control beats data: clients hold what they have now, before any more is queued.
+            clients.fan_out(
+                &pause_frame(session_id, ControlAction::Pause),
+                limits,
+                metrics,
+            );
+        }
+        // A pacer sleeping until a chunk is due must see the pause now.
+        session.wake.notify_one();
+        true
+    }
+
+    /// Lift a pause: clients get RESUME and release continues where it stopped. `false` if
+    /// there was none (a STOP or the pause's own limit ended it first).
+    pub fn resume(&self, session_id: &SessionId) -> bool {
+        let limits = self.inner.limits();
+        let mut state = self.inner.lock();
+        let State {
+            sessions,
+            clients,
+            metrics,
+            ..
+        } = &mut *state;
+        let Some(session) = sessions.get_mut(session_id) else {
+            return false;
+        };
+        if !session.resume_at(Instant::now(), clients, limits, metrics) {
+            return false;
+        }
+        let spawn =
+            (!session.queue.is_empty() && session.claim_pacer()).then(|| Arc::clone(&session.wake));
+        session.wake.notify_one();
+        drop(state);
+        if let Some(wake) = spawn {
+            self.inner.spawn_pacer(session_id.clone(), wake);
+        }
+        true
+    }
+
+    /// Whether `session` is paused.
+    pub fn is_paused(&self, session_id: &SessionId) -> bool {
+        self.inner
+            .lock()
+            .sessions
+            .get(session_id)
+            .is_some_and(|session| session.paused.is_some())
+    }
+
+    /// Fan out a frame the app itself makes for clients (the microphone's `MIC_LEVEL`,
+    /// `ASR_PARTIAL`, `VOICE_DROPPED`): unpaced, never queued behind audio, owned by no
+    /// producer (a STOP's routing does not change).
+    pub fn publish(&self, frame: RelayFrame) {
+        let limits = self.inner.limits();
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return;
+        }
+        let State {
+            clients, metrics, ..
+        } = &mut *state;
+        clients.fan_out(&LiveFrame::new(frame), limits, metrics);
     }
 
     /// The highest seq of `turn` released to clients so far (what was heard, up to the lead).

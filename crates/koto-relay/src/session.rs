@@ -69,6 +69,11 @@ impl PlaybackClock {
         }
     }
 
+    /// The listener held its audio for `held` (a pause): its position moved on by nothing.
+    pub(crate) fn shift(&mut self, held: Duration) {
+        self.start += held;
+    }
+
     /// Audio the listener holds ahead of its playback position at `now`.
     pub(crate) fn lead_at(&self, now: Instant) -> Duration {
         (self.start + self.released).saturating_duration_since(now)
@@ -121,6 +126,13 @@ pub(crate) struct Stopping {
     pub(crate) waiters: Vec<oneshot::Sender<StopResolution>>,
 }
 
+/// A pause in force: since when, and when it lifts by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Paused {
+    pub(crate) since: Instant,
+    pub(crate) until: Instant,
+}
+
 /// What the pacer does next for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PacerNext {
@@ -140,6 +152,9 @@ pub(crate) struct Session {
     pub(crate) queue: VecDeque<Queued>,
     pub(crate) queued_audio: Duration,
     pub(crate) clock: Option<PlaybackClock>,
+    /// A voice barge-in paused release (nothing is dropped) until `resume`, a STOP, or
+    /// `until` (a safety net: a pause nobody ends must not silence the co-host for good).
+    pub(crate) paused: Option<Paused>,
     released: BTreeMap<TurnNo, u64>,
     pub(crate) pacer_running: bool,
     /// Wakes the pacer (stored permit) when the queue gains a head or a STOP starts.
@@ -160,6 +175,7 @@ impl Session {
             queue: VecDeque::new(),
             queued_audio: Duration::ZERO,
             clock: None,
+            paused: None,
             released: BTreeMap::new(),
             pacer_running: false,
             wake: Arc::new(Notify::new()),
@@ -269,9 +285,34 @@ impl Session {
             }
         }
         self.clock = None;
+        self.paused = None;
         // A pacer sleeping on the STOP's deadline can look again (and end if idle).
         self.wake.notify_one();
         clients.fan_out(&ack, limits, metrics);
+    }
+
+    /// Lift the pause (if any): clients get RESUME, and the playback clock moves on by the
+    /// pause's length, since a listener that paused still holds the audio it had. `true` if
+    /// there was a pause.
+    pub(crate) fn resume_at(
+        &mut self,
+        now: Instant,
+        clients: &mut Clients,
+        limits: ClientLimits,
+        metrics: &mut RelayMetrics,
+    ) -> bool {
+        let Some(paused) = self.paused.take() else {
+            return false;
+        };
+        if let Some(clock) = &mut self.clock {
+            clock.shift(now.saturating_duration_since(paused.since));
+        }
+        clients.fan_out(
+            &pause_frame(&self.id, ControlAction::Resume),
+            limits,
+            metrics,
+        );
+        true
     }
 
     /// Release to clients everything due at `now`; say when to look again. Also resolves a
@@ -300,6 +341,16 @@ impl Session {
                 limits,
                 metrics,
             );
+        }
+        if let Some(paused) = self.paused {
+            if now < paused.until {
+                // Held, not dropped: the queue keeps its audio and the producer its
+                // backpressure; clients were told PAUSE and hold what they have.
+                return PacerNext::At(paused.until);
+            }
+            metrics.pause_timeouts += 1;
+            tracing::warn!(session = %self.id, "pause not lifted in time, resuming by itself");
+            self.resume_at(now, clients, limits, metrics);
         }
         let mut freed_space = false;
         let next = loop {
@@ -360,6 +411,16 @@ impl Session {
         }
         next
     }
+}
+
+/// CONTROL PAUSE / RESUME for clients.
+pub(crate) fn pause_frame(session: &SessionId, action: ControlAction) -> LiveFrame {
+    LiveFrame::new(RelayFrame::Control(Control {
+        action,
+        session_id: session.clone(),
+        turn: None,
+        reason: Some("voice_barge_in".to_owned()),
+    }))
 }
 
 /// A STOP_ACK frame for clients.

@@ -146,6 +146,19 @@ pub const KEYS: &[KeySpec] = &[
     key("bilibili_app_secret", "BILIBILI_APP_SECRET", "", "Open Platform access key secret (HMAC-SHA256 signing). Never logged."),
     key("bilibili_api_url", "BILIBILI_API_URL", "", "Base URL replacing Bilibili's HTTP hosts (the Open Platform's, or both web API hosts); an `http://` base makes the danmaku socket `ws://`. Unset = Bilibili's."),
     key("bilibili_cookie", "BILIBILI_COOKIE", "", "Cookies of a logged-in browser for the web route (`buvid3=…; SESSDATA=…`), against masked names and -352. Never logged."),
+    key("mic_mode", "MIC_MODE", "off", "Microphone: `off`, `ptt` (push-to-talk: the panel's button or PTT_HOTKEY) or `vad` (hands-free). Switchable in the panel. Needs an ASR provider; without one the panel says so."),
+    key("mic_device", "MIC_DEVICE", "", "Microphone input device (a name or id from the settings page); unset = the system default. None found → a warning, and the app keeps working with text."),
+    key("mic_session", "MIC_SESSION", "mic", "Session voice turns go to until the panel names one (it sends its current session with push-to-talk and mode changes)."),
+    key("ptt_hotkey", "PTT_HOTKEY", "Ctrl+Shift+M", "Desktop app: global push-to-talk shortcut (hold to talk); `off` disables it."),
+    key("voice_barge_in", "VOICE_BARGE_IN", "false", "Speaking over the co-host pauses it, and STOPs it once the ASR confirms real words (else it resumes). Off by default; needs ECHO_CANCEL=aec or headphones."),
+    key("echo_cancel", "ECHO_CANCEL", "aec", "How the co-host's own voice is kept out of the mic: `aec` (echo canceller fed with what the app plays), `gate` (mic muted while the co-host speaks; no voice barge-in) or `headphones` (nothing to cancel). A transcript matching the sentence being spoken is always dropped as echo."),
+    key("vad_threshold", "VAD_THRESHOLD", "0.8", "Voice score (0–1) above which a 16 ms frame is speech. Lower hears quieter voices and more noise."),
+    key("vad_min_speech_ms", "VAD_MIN_SPEECH_MS", "200", "Voice needed before it counts as speech (32–5000 ms); shorter is a click or a cough."),
+    key("vad_hangover_ms", "VAD_HANGOVER_MS", "480", "Silence that ends an utterance (100–5000 ms)."),
+    key("mic_max_utterance_ms", "MIC_MAX_UTTERANCE_MS", "15000", "Longest utterance sent to the ASR at once (1000–120000 ms); longer speech is cut there."),
+    key("barge_in_confirm_words", "BARGE_IN_CONFIRM_WORDS", "2", "Voice barge-in: words (1–20) that confirm a STOP at once."),
+    key("barge_in_confirm_ms", "BARGE_IN_CONFIRM_MS", "600", "Voice barge-in: or any word once this much speech was heard (100–10000 ms)."),
+    key("barge_in_window_ms", "BARGE_IN_WINDOW_MS", "3000", "Voice barge-in: unconfirmed this long after the onset (500–30000 ms), the co-host resumes where it paused."),
 ];
 
 /// Why a configuration cannot be used. Every message is a sentence for the person who set the
@@ -358,6 +371,8 @@ pub struct Config {
     pub desktop: DesktopConfig,
     /// Which live chat adapters to run (`twitch_*`, `youtube_*`, `bilibili_*` keys).
     pub chat_sources: crate::chat_sources::ChatSourcesConfig,
+    /// The microphone, VAD, echo handling and voice barge-in (`MIC_*`, `VAD_*`, `BARGE_IN_*`).
+    pub voice: crate::voice::VoiceSettings,
     /// The layered raw values this config was built from (the settings API shows and edits
     /// them); secrets inside print as `***`.
     pub raw: RawConfig,
@@ -380,7 +395,8 @@ pub const SETTINGS_FILE: &str = "kotodama.toml";
 
 /// Keys whose values are secrets: masked in `Debug`, in error messages and by the settings API.
 pub fn is_secret(key: &str) -> bool {
-    key.contains("key")
+    // A keyboard shortcut (`stop_hotkey`, `ptt_hotkey`) is no key in that sense.
+    (key.contains("key") && !key.ends_with("hotkey"))
         || key == "token"
         || key.ends_with("_token")
         || key.ends_with("_secret")
@@ -567,6 +583,7 @@ impl RawConfig {
             enable_ltm_inline: self.flag("enable_ltm_inline")?,
             desktop: self.desktop_config()?,
             chat_sources: crate::chat_sources::ChatSourcesConfig::from_raw(self)?,
+            voice: self.voice_settings()?,
             raw: self.clone(),
         };
         config.validate(self)?;
@@ -631,6 +648,52 @@ impl RawConfig {
             max_upload_bytes: count("legacy_max_upload_bytes")?,
             max_text_bytes: count("legacy_max_text_bytes")?,
             audio_linger: self.seconds("legacy_audio_linger", DAY)?,
+        })
+    }
+
+    fn voice_settings(&self) -> Result<crate::voice::VoiceSettings, ConfigError> {
+        use koto_voice::{BargeInConfig, EchoMode, MicMode, UtteranceConfig, VadConfig};
+        let mode: MicMode = self
+            .text("mic_mode")
+            .parse()
+            .map_err(|reason: String| self.invalid("mic_mode", &reason))?;
+        let echo: EchoMode = self
+            .text("echo_cancel")
+            .parse()
+            .map_err(|reason: String| self.invalid("echo_cancel", &reason))?;
+        let session = koto_core::SessionId::parse(self.text("mic_session").trim())
+            .map_err(|error| self.invalid("mic_session", &error.to_string()))?;
+        let ptt_hotkey = match self.text("ptt_hotkey").trim() {
+            "" | "off" | "none" | "false" => None,
+            accelerator => Some(accelerator.to_owned()),
+        };
+        let vad = VadConfig {
+            threshold: self.number("vad_threshold", 0.05..=0.99, "")?,
+            min_speech_ms: self.number("vad_min_speech_ms", 32..=5_000, " ms")?,
+            hangover_ms: self.number("vad_hangover_ms", 100..=5_000, " ms")?,
+            ..VadConfig::default()
+        };
+        let pipeline = koto_voice::VoiceConfig {
+            mode,
+            vad,
+            utterance: UtteranceConfig {
+                max_ms: self.number("mic_max_utterance_ms", 1_000..=120_000, " ms")?,
+                ..UtteranceConfig::default()
+            },
+            barge_in: BargeInConfig {
+                enabled: self.flag("voice_barge_in")?,
+                confirm_words: self.number("barge_in_confirm_words", 1..=20, " words")?,
+                confirm_speech_ms: self.number("barge_in_confirm_ms", 100..=10_000, " ms")?,
+                window_ms: self.number("barge_in_window_ms", 500..=30_000, " ms")?,
+            },
+            echo,
+            ..koto_voice::VoiceConfig::default()
+        };
+        Ok(crate::voice::VoiceSettings {
+            pipeline,
+            device: self.optional("mic_device")?,
+            session,
+            ptt_hotkey,
         })
     }
 
@@ -1231,6 +1294,9 @@ mod tidy {
             "where tests and benches find redis-server (koto-events redis/server.rs)",
         ),
         ("ASR_FINAL", "a wire frame"),
+        ("ASR_PARTIAL", "a wire frame (the microphone's, voice.rs)"),
+        ("MIC_LEVEL", "a wire frame (the microphone's, voice.rs)"),
+        ("VOICE_DROPPED", "a wire frame (the microphone's, voice.rs)"),
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
         ("STOP_ACK", "a wire frame"),

@@ -19,6 +19,7 @@ pub mod routes;
 pub mod security;
 pub mod server;
 pub mod settings_words;
+pub mod voice;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +36,7 @@ use crate::error::AppError;
 use crate::rate_limit::RateLimiter;
 use crate::security::SecurityPolicy;
 
-pub use server::{RunningServer, StartError, start, start_with};
+pub use server::{RunningServer, StartError, start, start_with, start_with_voice};
 
 /// What every handler gets. Cheap to clone.
 #[derive(Clone)]
@@ -54,6 +55,8 @@ pub struct AppState {
     pub asr: routes::audio::Asr,
     /// The live chat adapters (their statuses are on `/health`).
     pub chat_sources: chat_sources::ChatSources,
+    /// The microphone (`MIC_MODE`, push-to-talk, `/health`'s `mic`).
+    pub voice: Arc<voice::VoiceIn>,
 }
 
 impl AppState {
@@ -91,6 +94,10 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(routes::setup::save_persona),
         )
         .route("/health", get(routes::health::health))
+        .route("/voice", get(routes::voice::status))
+        .route("/voice/devices", get(routes::voice::devices))
+        .route("/voice/ptt", post(routes::voice::ptt))
+        .route("/voice/mode", post(routes::voice::mode))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))
         .route("/sessions", get(routes::history::sessions))

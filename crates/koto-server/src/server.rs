@@ -63,6 +63,8 @@ pub struct RunningServer {
     pub asr: crate::routes::audio::Asr,
     /// Started by the chat intake with its sender (`ChatSources::start`).
     pub chat_sources: crate::chat_sources::ChatSources,
+    /// The microphone (its `mic_sender` takes synthetic frames with `MicSource::Frames`).
+    pub voice: Arc<crate::voice::VoiceIn>,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -120,6 +122,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub async fn start_with(
     config: Config,
     desktop: Option<Arc<dyn DesktopSettings>>,
+) -> Result<RunningServer, StartError> {
+    let mic = crate::voice::MicSource::Device(config.voice.device.clone());
+    start_with_voice(config, desktop, None, mic).await
+}
+
+/// As [`start_with`], with the microphone's audio source given and, optionally, its own ASR
+/// provider (tests feed a fake ASR and synthetic frames through [`RunningServer::voice`]);
+/// `None` hears with the configured `ASR_PROVIDER`, as uploads do (off → the mic says so).
+pub async fn start_with_voice(
+    config: Config,
+    desktop: Option<Arc<dyn DesktopSettings>>,
+    mic_asr: Option<Arc<dyn koto_core::asr::AsrProvider>>,
+    mic: crate::voice::MicSource,
 ) -> Result<RunningServer, StartError> {
     // The port first: a second instance on the same data dir must fail here, before opening the
     // store would mark the running instance's live turns abandoned.
@@ -203,6 +218,15 @@ pub async fn start_with(
     };
     let engine = Engine::new(engine_config(&config), parts);
     let chat_sources = crate::chat_sources::ChatSources::new(config.chat_sources.clone());
+    let shutdown = CancellationToken::new();
+    let mic_asr = mic_asr.or_else(|| asr.provider().cloned());
+    let voice = crate::voice::VoiceIn::start(
+        &config.voice,
+        mic,
+        engine.clone(),
+        mic_asr,
+        shutdown.child_token(),
+    );
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(
@@ -228,8 +252,8 @@ pub async fn start_with(
                     desktop,
                 }),
         ),
+        voice: Arc::clone(&voice),
     };
-    let shutdown = CancellationToken::new();
     let router = app(state);
     let serve_shutdown = shutdown.clone();
     let serve_engine = engine.clone();
@@ -274,6 +298,7 @@ pub async fn start_with(
         data_dir: config.data_dir.clone(),
         asr,
         chat_sources,
+        voice,
         shutdown,
         task,
     })

@@ -167,3 +167,66 @@ async fn the_glue_ends_when_the_relay_shuts_down() {
         .expect("the glue noticed")
         .expect("and ended cleanly");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_pause_silences_the_player_at_once_and_resume_plays_every_sample_once() {
+    let relay = Relay::new(RelayConfig::default());
+    let (player, sink) = manual_player(40, 1.0);
+    let session = sid("duck");
+    let shutdown = CancellationToken::new();
+    let glue = tokio::spawn(play_relay(
+        relay.clone(),
+        player.clone(),
+        ClientFilter {
+            session: Some(session.clone()),
+            ..ClientFilter::default()
+        },
+        shutdown.clone(),
+    ));
+    while relay.metrics().clients_connected == 0 {
+        tokio::task::yield_now().await;
+    }
+    let (engine, _stops) = relay.attach_producer(true);
+    // 1 s of audio, then END.
+    let sender = tokio::spawn(async move {
+        for seq in 0..50 {
+            engine
+                .send(chunk(&session, 1, seq, 8_000))
+                .await
+                .expect("queued");
+        }
+        engine
+            .send(control(ControlAction::End, &session, 1))
+            .await
+            .expect("END queued");
+        engine
+    });
+    play_for(&sink, Duration::from_millis(300)).await;
+    assert!(relay.pause(&sid("duck"), Duration::from_secs(10)));
+    let paused_at = sink.elapsed();
+    play_for(&sink, Duration::from_millis(1_000)).await;
+    let heard_by_resume = duration_of(&sink, as_float(8_000));
+    let (_, last_before_resume) = span_of(&sink, as_float(8_000)).expect("played before the pause");
+    assert!(relay.resume(&sid("duck")));
+    play_for(&sink, Duration::from_millis(1_500)).await;
+    eprintln!(
+        "player pause: audible {:?} after the pause",
+        last_before_resume.saturating_sub(paused_at)
+    );
+    assert!(
+        last_before_resume <= paused_at + Duration::from_millis(30),
+        "silent within 30 ms of the pause (the device buffer): last {last_before_resume:?}, pause {paused_at:?}"
+    );
+    assert!(
+        heard_by_resume < Duration::from_millis(400),
+        "held through the pause"
+    );
+    assert_eq!(
+        duration_of(&sink, as_float(8_000)),
+        Duration::from_millis(1_000),
+        "every sample played exactly once: nothing lost to the pause, nothing twice"
+    );
+    drop(sender.await.expect("sender"));
+    shutdown.cancel();
+    glue.await.expect("the glue task ends on shutdown");
+}

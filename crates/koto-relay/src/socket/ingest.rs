@@ -151,6 +151,9 @@ impl FrameContext {
             RelayFrame::Control(control) => (control.turn, None),
             RelayFrame::UserInput(input) => (Some(input.turn), None),
             RelayFrame::TextDelta(delta) => (Some(delta.turn), None),
+            RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {
+                (None, None)
+            }
         };
         FrameContext {
             session_id: frame.session_id().clone(),

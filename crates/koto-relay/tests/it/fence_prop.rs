@@ -175,7 +175,7 @@ fn check(log: &[Seen]) -> Result<(), TestCaseError> {
                     view.fence = Some(view.fence.map_or(*turn, |f| f.max(*turn)));
                 }
             }
-            Seen::Other => {}
+            Seen::Paused { .. } | Seen::Resumed { .. } | Seen::Other => {}
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ mod clients;
 mod fence_prop;
 mod ingest;
 mod pacing;
+mod pause;
 mod sockets;
 mod stop;
 mod support;

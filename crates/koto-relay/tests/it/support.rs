@@ -70,6 +70,12 @@ pub enum Seen {
         session: String,
         turn: Option<u64>,
     },
+    Paused {
+        session: String,
+    },
+    Resumed {
+        session: String,
+    },
     Other,
 }
 
@@ -91,6 +97,12 @@ pub fn seen(frame: &LiveFrame) -> Seen {
             ControlAction::StopAck => Seen::StopAck {
                 session: control.session_id.to_string(),
                 turn: control.turn.map(|t| t.0),
+            },
+            ControlAction::Pause => Seen::Paused {
+                session: control.session_id.to_string(),
+            },
+            ControlAction::Resume => Seen::Resumed {
+                session: control.session_id.to_string(),
             },
         },
         _ => Seen::Other,

@@ -47,6 +47,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         },
         "db": db,
         "chat": { "adapters": state.chat_sources.statuses() },
+        "mic": state.voice.status(),
     });
     let status = if healthy {
         StatusCode::OK

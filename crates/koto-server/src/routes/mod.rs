@@ -12,6 +12,7 @@ pub mod setup;
 pub mod speak;
 pub mod stats;
 pub mod ui;
+pub mod voice;
 pub mod ws;
 
 use std::time::Duration;

@@ -55,6 +55,7 @@ static ASSETS: &[Asset] = &[
     asset!("css/overlay.css", CSS),
     asset!("js/api.js", JS),
     asset!("js/live.js", JS),
+    asset!("js/mic.js", JS),
     asset!("js/overlay.js", JS),
     asset!("js/overlay_setup.js", JS),
     asset!("js/panel.js", JS),

@@ -17,6 +17,7 @@ mod setup;
 mod stop_paths;
 mod ui;
 mod upstream;
+mod voice;
 
 use koto_server::RunningServer;
 use koto_server::config::RawConfig;

@@ -82,6 +82,9 @@ impl Outgoing {
                     ControlAction::End => "END",
                     ControlAction::StopAck => "STOP_ACK",
                     ControlAction::Stop => "STOP",
+                    // Never queued for the original front end (it has no pause); named anyway.
+                    ControlAction::Pause => "PAUSE",
+                    ControlAction::Resume => "RESUME",
                 }),
                 task_id,
             })],

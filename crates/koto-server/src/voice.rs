@@ -1,0 +1,463 @@
+//! The app's microphone: starts `koto-voice`'s pipeline (when `MIC_MODE` is not off, or once the
+//! panel switches it on), feeds it what the co-host is playing (from the relay), and applies its
+//! effects through the app's one path for each: `Relay::pause`/`resume` for the duck,
+//! `Engine::interrupt` for STOP, `Engine::submit` (`ASR_FINAL`, `meta.source=mic`) for a turn,
+//! `Relay::publish` for the panel's level meter, partial transcripts and dropped inputs.
+//!
+//! It decides nothing about speech (that is `koto-voice`) and builds no ASR: the provider is
+//! handed in (`None` = no ASR provider, reported as such instead of silence).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use koto_core::asr::AsrProvider;
+use koto_core::turn::{InputKind, InputMeta};
+use koto_core::{SessionId, TurnNo};
+use koto_engine::{Engine, Submission, TurnRequest};
+use koto_protocol::ingest::{ControlAction, RelayFrame};
+use koto_protocol::voice::{AsrPartialFrame, MicLevelFrame, VoiceDroppedFrame};
+use koto_relay::{ClientFilter, Relay};
+use koto_voice::capture::{self, CaptureHandle, InputDevice};
+use koto_voice::{
+    EchoMode, MicMode, PlaybackAction, VoiceConfig, VoiceEffect, VoiceInput, VoicePipeline,
+    VoiceStats,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Mic blocks (10 ms each) the pipeline may fall behind by before the capture thread drops.
+const MIC_QUEUE: usize = 256;
+/// A pause lasts at most the barge-in window plus this (the relay lifts it by itself after).
+const PAUSE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The `MIC_*`, `VAD_*`, `BARGE_IN_*`, `ECHO_CANCEL` and `PTT_HOTKEY` keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceSettings {
+    pub pipeline: VoiceConfig,
+    /// `None`: the system default input.
+    pub device: Option<String>,
+    pub session: SessionId,
+    /// Desktop app only; `None`: disabled.
+    pub ptt_hotkey: Option<String>,
+}
+
+/// Where the pipeline's mic audio comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MicSource {
+    /// A cpal input device (`MIC_DEVICE`, `None` = default).
+    Device(Option<String>),
+    /// Only what [`VoiceIn::mic_sender`] is given (tests, the bench).
+    Frames,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MicStatus {
+    mode: MicMode,
+    /// `off`, `listening`, `no_device`, `lost`.
+    device_state: &'static str,
+    device: Option<String>,
+    warning: Option<String>,
+}
+
+/// The microphone as the routes and `/health` see it. One per app.
+pub struct VoiceIn {
+    /// The pipeline's input; `None` when voice input was never started.
+    inputs: Option<mpsc::Sender<VoiceInput>>,
+    session: Arc<Mutex<SessionId>>,
+    status: Arc<Mutex<MicStatus>>,
+    stats: Option<Arc<Mutex<VoiceStats>>>,
+    capture: Mutex<Option<CaptureHandle>>,
+    source: MicSource,
+    asr: Option<&'static str>,
+    echo: EchoMode,
+    barge_in: bool,
+}
+
+impl std::fmt::Debug for VoiceIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceIn")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VoiceIn {
+    /// Voice input that is not running at all (no engine relay, or built without one).
+    pub fn off() -> Arc<VoiceIn> {
+        Arc::new(VoiceIn {
+            inputs: None,
+            session: Arc::new(Mutex::new(default_session())),
+            status: Arc::new(Mutex::new(MicStatus {
+                mode: MicMode::Off,
+                device_state: "off",
+                device: None,
+                warning: None,
+            })),
+            stats: None,
+            capture: Mutex::new(None),
+            source: MicSource::Frames,
+            asr: None,
+            echo: EchoMode::Aec,
+            barge_in: false,
+        })
+    }
+
+    /// Start the pipeline and its drivers (they end with `shutdown`). The device opens now if
+    /// `MIC_MODE` is not off, else when the panel switches the mic on.
+    pub fn start(
+        settings: &VoiceSettings,
+        source: MicSource,
+        engine: Engine,
+        asr: Option<Arc<dyn AsrProvider>>,
+        shutdown: CancellationToken,
+    ) -> Arc<VoiceIn> {
+        let Some(relay) = engine.relay().cloned() else {
+            return VoiceIn::off();
+        };
+        let asr_name = asr.as_ref().map(|asr| asr.name());
+        let config = settings.pipeline.clone();
+        if config.echo == EchoMode::Gate && config.barge_in.enabled {
+            tracing::warn!(
+                "VOICE_BARGE_IN needs ECHO_CANCEL=aec or headphones: the gate mutes the mic while the co-host speaks"
+            );
+        }
+        // The pipeline runs whatever the mode (off ignores mic audio), so the panel can switch.
+        let mode = config.mode;
+        let (pipeline, effects) = VoicePipeline::new(config.clone(), asr);
+        let stats = pipeline.stats_handle();
+        let (inputs, receiver) = mpsc::channel(MIC_QUEUE);
+        let session = Arc::new(Mutex::new(settings.session.clone()));
+        let status = Arc::new(Mutex::new(MicStatus {
+            mode,
+            device_state: "off",
+            device: None,
+            warning: None,
+        }));
+        tokio::spawn(pipeline.run(receiver, shutdown.clone()));
+        tokio::spawn(apply_effects(
+            effects,
+            engine.clone(),
+            relay.clone(),
+            Arc::clone(&session),
+            Arc::clone(&status),
+            config.barge_in.window_ms,
+        ));
+        tokio::spawn(follow_cohost(relay, inputs.clone(), shutdown));
+        let voice = Arc::new(VoiceIn {
+            inputs: Some(inputs),
+            session,
+            status,
+            stats: Some(stats),
+            capture: Mutex::new(None),
+            source,
+            asr: asr_name,
+            echo: config.echo,
+            barge_in: config.barge_in.enabled,
+        });
+        if mode != MicMode::Off {
+            voice.open_device();
+        }
+        voice
+    }
+
+    /// Where synthetic mic audio goes in (tests, the bench); the device sends here too.
+    pub fn mic_sender(&self) -> Option<mpsc::Sender<VoiceInput>> {
+        self.inputs.clone()
+    }
+
+    /// The session voice turns go to now.
+    pub fn session(&self) -> SessionId {
+        lock(&self.session).clone()
+    }
+
+    /// Push-to-talk pressed or released (the panel's button, the desktop hotkey).
+    pub async fn ptt(&self, pressed: bool, session: Option<SessionId>) -> Result<(), VoiceError> {
+        let inputs = self.inputs.as_ref().ok_or(VoiceError::NotRunning)?;
+        if lock(&self.status).mode != MicMode::Ptt {
+            return Err(VoiceError::NotPtt);
+        }
+        if let Some(session) = session {
+            *lock(&self.session) = session;
+        }
+        inputs
+            .send(VoiceInput::Ptt(pressed))
+            .await
+            .map_err(|_| VoiceError::NotRunning)
+    }
+
+    /// Switch the mode while running; the device opens on the first switch away from off.
+    pub async fn set_mode(
+        &self,
+        mode: MicMode,
+        session: Option<SessionId>,
+    ) -> Result<(), VoiceError> {
+        let inputs = self.inputs.as_ref().ok_or(VoiceError::NotRunning)?;
+        if let Some(session) = session {
+            *lock(&self.session) = session;
+        }
+        inputs
+            .send(VoiceInput::Mode(mode))
+            .await
+            .map_err(|_| VoiceError::NotRunning)?;
+        lock(&self.status).mode = mode;
+        if mode == MicMode::Off {
+            // Closing the device frees it for other apps; it reopens on the next switch.
+            *lock(&self.capture) = None;
+            let mut status = lock(&self.status);
+            status.device_state = "off";
+        } else {
+            // Not yet open, or lost / never found: try the device again (it may be back).
+            let usable = matches!(lock(&self.status).device_state, "listening");
+            if !usable || lock(&self.capture).is_none() && self.source != MicSource::Frames {
+                *lock(&self.capture) = None;
+                self.open_device();
+            }
+        }
+        Ok(())
+    }
+
+    fn open_device(&self) {
+        let Some(inputs) = self.inputs.clone() else {
+            return;
+        };
+        let wanted = match &self.source {
+            MicSource::Frames => {
+                let mut status = lock(&self.status);
+                status.device_state = "listening";
+                status.device = Some("synthetic".into());
+                return;
+            }
+            MicSource::Device(wanted) => wanted.clone(),
+        };
+        match capture::open(wanted.as_deref(), inputs) {
+            Ok(handle) => {
+                let mut status = lock(&self.status);
+                status.device_state = "listening";
+                status.device = Some(handle.device.clone());
+                status.warning = None;
+                *lock(&self.capture) = Some(handle);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "microphone unavailable; text input keeps working");
+                let mut status = lock(&self.status);
+                status.device_state = "no_device";
+                status.warning = Some(error.to_string());
+            }
+        }
+    }
+
+    /// The mic's part of `/health` and `GET /voice`.
+    pub fn status(&self) -> Value {
+        let status = lock(&self.status).clone();
+        let stats = self
+            .stats
+            .as_ref()
+            .map(|stats| *lock(stats))
+            .unwrap_or_default();
+        let state = match (status.mode, status.device_state, self.asr) {
+            (MicMode::Off, _, _) => "off",
+            (_, "no_device" | "lost", _) => status.device_state,
+            (_, _, None) => "asr_off",
+            _ => "listening",
+        };
+        let warning = match state {
+            "asr_off" => {
+                Some("mic on but ASR_PROVIDER is off: nothing you say is heard".to_owned())
+            }
+            _ => status.warning.clone(),
+        };
+        json!({
+            "mode": status.mode.as_str(),
+            "state": state,
+            "device": status.device,
+            "warning": warning,
+            "session": self.session().to_string(),
+            "asr": self.asr,
+            "echoCancel": self.echo.as_str(),
+            "bargeIn": self.barge_in,
+            "utterances": stats.utterances,
+            "submitted": stats.submitted,
+            "droppedEcho": stats.dropped_echo,
+            "droppedOther": stats.dropped_other,
+            "pauses": stats.barge_in.pauses,
+            "voiceStops": stats.barge_in.stops,
+            "falseAlarms": stats.barge_in.false_alarms,
+            "lastOnsetToPauseMs": stats.barge_in.last_onset_to_pause_ms,
+        })
+    }
+
+    /// Input devices for the settings page.
+    pub fn devices() -> Vec<InputDevice> {
+        capture::input_devices()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VoiceError {
+    #[error("voice input is not running (no relay)")]
+    NotRunning,
+    #[error("push-to-talk needs MIC_MODE=ptt (switch the mode first)")]
+    NotPtt,
+}
+
+fn default_session() -> SessionId {
+    // Invariant: "mic" is a valid id (ASCII letters), as MIC_SESSION's default.
+    SessionId::parse("mic").expect("`mic` is a valid session id")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the co-host is playing → the pipeline (echo reference, "is it speaking", what an echo
+/// would say). Every session counts: the app has one voice and one loudspeaker, whichever
+/// session the audio belongs to.
+async fn follow_cohost(
+    relay: Relay,
+    inputs: mpsc::Sender<VoiceInput>,
+    shutdown: CancellationToken,
+) {
+    let mut speaking: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
+    loop {
+        let mut client = relay.subscribe(ClientFilter::default());
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                frame = client.recv() => frame,
+            };
+            let Some(frame) = frame else { break };
+            let mut sends = Vec::new();
+            match frame.frame() {
+                RelayFrame::SpeechChunk(chunk) => {
+                    speaking.insert(chunk.session_id.clone());
+                    if let Some(segment) = &chunk.segment {
+                        sends.push(VoiceInput::CohostSentence(segment.text.clone()));
+                    }
+                    if let Some(samples) = frame.samples() {
+                        sends.push(VoiceInput::Played {
+                            samples: samples.to_vec(),
+                            rate: chunk.sample_rate(),
+                        });
+                    }
+                }
+                RelayFrame::Control(control)
+                    if matches!(control.action, ControlAction::End | ControlAction::StopAck)
+                        && speaking.remove(&control.session_id)
+                        && speaking.is_empty() =>
+                {
+                    sends.push(VoiceInput::CohostEnded);
+                }
+                _ => {}
+            }
+            for input in sends {
+                if inputs.send(input).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if shutdown.is_cancelled() || client.disconnect_reason().is_none() {
+            return;
+        }
+        // Too slow once (a busy machine): subscribe again.
+    }
+}
+
+/// The pipeline's effects, in order. A STOP is awaited before the turn it precedes is
+/// submitted, so the new turn is never cancelled by its own barge-in.
+async fn apply_effects(
+    mut effects: mpsc::UnboundedReceiver<VoiceEffect>,
+    engine: Engine,
+    relay: Relay,
+    session: Arc<Mutex<SessionId>>,
+    status: Arc<Mutex<MicStatus>>,
+    window_ms: u64,
+) {
+    let max_pause = Duration::from_millis(window_ms) + PAUSE_MARGIN;
+    while let Some(effect) = effects.recv().await {
+        let session_id = lock(&session).clone();
+        match effect {
+            VoiceEffect::Playback { action, at_ms } => match action {
+                PlaybackAction::Pause => {
+                    tracing::info!(sessionId = %session_id, at_ms, "voice onset: pausing the co-host");
+                    relay.pause(&session_id, max_pause);
+                }
+                PlaybackAction::Resume { cause } => {
+                    tracing::info!(sessionId = %session_id, at_ms, ?cause, "no words: resuming the co-host");
+                    relay.resume(&session_id);
+                }
+                PlaybackAction::Stop => {
+                    tracing::info!(sessionId = %session_id, at_ms, "words confirmed: STOP");
+                    if let Err(error) = engine.interrupt(&session_id, "voice_barge_in").await {
+                        tracing::warn!(%error, "voice barge-in STOP refused");
+                        relay.resume(&session_id);
+                    }
+                }
+            },
+            VoiceEffect::Submit(heard) => {
+                let request = TurnRequest {
+                    session: session_id.clone(),
+                    turn: None,
+                    kind: InputKind::AsrFinal,
+                    content: heard.text.clone(),
+                    lang: heard.language.clone(),
+                    meta: InputMeta {
+                        confidence: heard.confidence,
+                        duration_ms: Some(heard.duration_ms),
+                        ..InputMeta::from_source(InputMeta::MIC)
+                    },
+                    received_at: tokio::time::Instant::now(),
+                };
+                match engine.submit(request).await {
+                    Ok(Submission::Turn(handle)) => {
+                        tokio::spawn(run_turn(handle));
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "voice turn refused");
+                        relay.publish(RelayFrame::VoiceDropped(VoiceDroppedFrame {
+                            session_id,
+                            reason: "refused".into(),
+                            text: Some(heard.text),
+                        }));
+                    }
+                }
+            }
+            VoiceEffect::Level {
+                rms_dbfs,
+                voice,
+                speaking,
+            } => {
+                relay.publish(RelayFrame::MicLevel(MicLevelFrame {
+                    session_id,
+                    rms_dbfs,
+                    voice,
+                    speaking,
+                }));
+            }
+            VoiceEffect::Partial { text } => {
+                relay.publish(RelayFrame::AsrPartial(AsrPartialFrame { session_id, text }));
+            }
+            VoiceEffect::Dropped { reason, text } => {
+                relay.publish(RelayFrame::VoiceDropped(VoiceDroppedFrame {
+                    session_id,
+                    reason: reason.as_str().into(),
+                    text,
+                }));
+            }
+            VoiceEffect::MicLost { reason } => {
+                let mut status = lock(&status);
+                status.device_state = "lost";
+                status.warning = Some(format!("microphone lost: {reason}"));
+            }
+        }
+    }
+}
+
+/// Keep a voice turn's handle until it is done (dropping it would cancel the turn); its text
+/// and audio reach the panel through the relay like any turn's.
+async fn run_turn(mut handle: koto_engine::TurnHandle) {
+    let _turn: TurnNo = handle.turn;
+    while handle.events.recv().await.is_some() {}
+}

@@ -1,0 +1,110 @@
+//! Acoustic echo cancellation: what the app plays is the far-end reference, the mic is the
+//! near end. A thin layer over `sonora` (a pure-Rust port of WebRTC's AEC3) at 16 kHz mono in
+//! 10 ms frames. It does not know where the reference comes from (the relay) or where the
+//! cleaned audio goes (the VAD).
+
+use std::collections::VecDeque;
+
+use koto_core::asr::ASR_SAMPLE_RATE;
+use koto_providers::audio::resample::StreamResampler;
+use sonora::config::EchoCanceller as Aec3;
+use sonora::{AudioProcessing, Config, StreamConfig};
+
+/// Samples in one 10 ms frame at 16 kHz, the unit AEC3 works in.
+pub const AEC_FRAME: usize = ASR_SAMPLE_RATE as usize / 100;
+/// Reference audio held for the mic to catch up with (a burst released ahead of playback).
+const MAX_FAR_QUEUE: usize = ASR_SAMPLE_RATE as usize * 2;
+
+pub struct EchoCanceller {
+    apm: Box<AudioProcessing>,
+    /// Reference audio not yet rendered: one frame is rendered per mic frame, so the reference
+    /// advances on the mic's clock, as the speaker plays it.
+    far: VecDeque<i16>,
+    /// The reference's rate and its resampler to 16 kHz (rebuilt when the rate changes).
+    far_resampler: Option<StreamResampler>,
+    near: Vec<i16>,
+}
+
+impl std::fmt::Debug for EchoCanceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoCanceller")
+            .field("far_queued", &self.far.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EchoCanceller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EchoCanceller {
+    pub fn new() -> Self {
+        let stream = StreamConfig::new(ASR_SAMPLE_RATE, 1);
+        let apm = AudioProcessing::builder()
+            .config(Config {
+                echo_canceller: Some(Aec3::default()),
+                ..Default::default()
+            })
+            .capture_config(stream)
+            .render_config(stream)
+            .build();
+        EchoCanceller {
+            apm: Box::new(apm),
+            far: VecDeque::new(),
+            far_resampler: None,
+            near: Vec::with_capacity(AEC_FRAME),
+        }
+    }
+
+    /// Audio the app just played (any rate): queued as the reference.
+    pub fn push_far(&mut self, samples: &[i16], rate: u32) {
+        let resampled;
+        let samples = if rate == ASR_SAMPLE_RATE {
+            samples
+        } else {
+            if self.far_resampler.as_ref().map(StreamResampler::input_rate) != Some(rate) {
+                self.far_resampler = StreamResampler::new(rate, ASR_SAMPLE_RATE).ok();
+            }
+            let Some(resampler) = self.far_resampler.as_mut() else {
+                return;
+            };
+            resampled = resampler.push(samples);
+            &resampled[..]
+        };
+        self.far.extend(samples.iter().copied());
+        let excess = self.far.len().saturating_sub(MAX_FAR_QUEUE);
+        self.far.drain(..excess);
+    }
+
+    /// Mic samples in, echo-cancelled samples out (whole 10 ms frames; a tail waits).
+    pub fn process(&mut self, near: &[i16], out: &mut Vec<i16>) {
+        let mut render = [0i16; AEC_FRAME];
+        let mut scratch = [0i16; AEC_FRAME];
+        let mut cleaned = [0i16; AEC_FRAME];
+        for &sample in near {
+            self.near.push(sample);
+            if self.near.len() < AEC_FRAME {
+                continue;
+            }
+            // Silence when nothing plays keeps render and capture in step.
+            for slot in render.iter_mut() {
+                *slot = self.far.pop_front().unwrap_or(0);
+            }
+            let rendered = self.apm.process_render_i16(&render, &mut scratch);
+            let captured =
+                rendered.and_then(|()| self.apm.process_capture_i16(&self.near, &mut cleaned));
+            match captured {
+                Ok(()) => out.extend_from_slice(&cleaned),
+                Err(error) => {
+                    // 16 kHz mono 10 ms frames are always supported; pass audio through rather
+                    // than lose it if that ever changes.
+                    tracing::warn!(?error, "echo canceller refused a frame");
+                    out.extend_from_slice(&self.near);
+                }
+            }
+            self.near.clear();
+        }
+    }
+}
