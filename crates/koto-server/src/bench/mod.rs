@@ -14,6 +14,7 @@ use crate::config::RawConfig;
 
 mod audio_cpu;
 mod speech;
+mod voice;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -50,6 +51,13 @@ pub struct BenchArgs {
     /// Whole turns each of those sessions speaks.
     #[arg(long, default_value_t = 3)]
     pub audio_cpu_turns: usize,
+    /// Voice-to-voice trials through the microphone pipeline (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    pub voice_trials: usize,
+    /// OpenAI-compatible ASR for the voice benchmark (`http://127.0.0.1:8090/v1` from
+    /// scripts/asr-server.sh); unset = the mock ASR.
+    #[arg(long)]
+    pub voice_asr_url: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +96,8 @@ pub struct Report {
     pub outbox: Option<OutboxBench>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio_cpu: Option<audio_cpu::AudioCpu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<voice::VoiceScenario>,
 }
 
 /// Outbox commit → entry readable by a Redis consumer, and the relay's rate beside
@@ -226,6 +236,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             speech_results.push(speech::run(provider, &speech_args).await?);
         }
     }
+    let voice = if args.voice_trials > 0 {
+        eprintln!(
+            "voice-to-voice benchmark: {} trials, ASR {}…",
+            args.voice_trials,
+            args.voice_asr_url.as_deref().unwrap_or("mock")
+        );
+        Some(
+            voice::run(&voice::VoiceArgs {
+                trials: args.voice_trials,
+                asr_url: args.voice_asr_url.clone(),
+                first_token,
+                token_gap: Duration::from_millis(args.token_gap_ms),
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
     let audio_cpu = if args.audio_cpu_sessions > 0 && args.audio_cpu_turns > 0 {
         eprintln!(
             "audio-path CPU benchmark: {} sessions × {} turns, 3 clients each…",
@@ -245,6 +273,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None
     };
     let report = Report {
+        voice,
         audio_cpu,
         outbox,
         speech: speech_results,
@@ -434,6 +463,34 @@ fn print_table(report: &Report) {
             outbox.redis_benchmark_xadd_per_sec,
             outbox.ratio,
             d.events_per_sec
+        );
+    }
+    if let Some(v) = &report.voice {
+        let fmt = |p: &Percentiles| format!("{:.1} / {:.1} / {:.1}", p.p50, p.p95, p.p99);
+        println!();
+        println!(
+            "voice to voice — end of speech → first audio at a /ws/live client (mic pipeline, ASR {}, espeak voice), {} trials",
+            v.asr, v.trials
+        );
+        println!(
+            "  baseline: VAD hangover {} ms; ASR {} ms; LLM → first segment {} ms; TTS → first chunk {} ms",
+            v.vad_hangover_ms,
+            fmt(&v.asr_direct_ms),
+            fmt(&v.llm_first_segment_ms),
+            fmt(&v.tts_first_chunk_ms)
+        );
+        println!(
+            "  voice to voice       {:>24} ms",
+            fmt(&v.voice_to_voice_ms)
+        );
+        println!(
+            "  overhead             {:>24} ms  (− hangover and the three p50s)",
+            fmt(&v.overhead_ms)
+        );
+        println!(
+            "  barge-in onset → PAUSE {:>22} ms  ({} trials over a speaking co-host)",
+            fmt(&v.onset_to_pause_ms),
+            v.barge_in_trials
         );
     }
     if let Some(a) = &report.audio_cpu {

@@ -218,18 +218,26 @@ async fn next_json(live: &mut Live, wait: Duration) -> Option<Value> {
 }
 
 fn first_segment_text() -> String {
+    first_segment_text_of(REPLY)
+}
+
+/// The first segment the segmenter cuts from `reply` streamed token by token.
+pub(super) fn first_segment_text_of(reply: &str) -> String {
     let mut segmenter = Segmenter::new(SegmenterConfig::default());
-    for token in split_tokens(REPLY) {
+    for token in split_tokens(reply) {
         if let Some(segment) = segmenter.push(&token).into_iter().next() {
             return segment.speak;
         }
     }
-    REPLY.to_owned()
+    reply.to_owned()
 }
 
 /// The OpenAI client and the segmenter against the fake, without Kotodama around them: request
 /// → first segment, and request → end of the reply stream, per call.
-async fn llm_direct_ms(base_url: &str, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+pub(super) async fn llm_direct_ms(
+    base_url: &str,
+    n: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let llm = OpenAiLlm::new(OpenAiConfig {
         base_url: base_url.to_owned(),
         model: "bench".into(),
@@ -298,7 +306,7 @@ async fn llm_complete_trial(
 }
 
 /// The configured voice called directly: time to its first chunk of the first segment.
-async fn tts_first_chunk_ms(
+pub(super) async fn tts_first_chunk_ms(
     settings: &koto_providers::tts::voice::TtsSettings,
     text: &str,
     n: usize,
@@ -321,6 +329,6 @@ async fn tts_first_chunk_ms(
     Ok(samples)
 }
 
-fn ms(duration: Duration) -> f64 {
+pub(super) fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
