@@ -154,11 +154,12 @@ impl Engine {
             if stop.action != ControlAction::Stop {
                 continue;
             }
+            let reason = stop.reason.as_deref().unwrap_or("user_interrupt");
             let stopped = self
                 .lock_sessions()
                 .get(&stop.session_id)
                 .cloned()
-                .map(|slot| slot.cancel_all());
+                .map(|slot| slot.cancel_all(reason));
             let turn = stopped.as_ref().and_then(|turns| turns.last().copied());
             tracing::info!(sessionId = %stop.session_id, ?turn, "stop from the relay");
             let ack = RelayFrame::Control(Control {
@@ -281,7 +282,7 @@ impl Engine {
                 Ok(StopOutcome { stopped: in_flight })
             }
             None => Ok(StopOutcome {
-                stopped: self.cancel_session(session),
+                stopped: self.cancel_session(session, reason),
             }),
         }
     }
@@ -327,6 +328,16 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Turns accepted and not yet finished, per session (for live chat's "not while the
+    /// streamer talks").
+    pub fn turns_in_flight(&self) -> Vec<(SessionId, Vec<TurnNo>)> {
+        self.lock_sessions()
+            .iter()
+            .map(|(id, slot)| (id.clone(), slot.in_flight()))
+            .filter(|(_, turns)| !turns.is_empty())
+            .collect()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -402,9 +413,9 @@ impl Engine {
 
     /// Without a relay: cancels the session's running turn and the turns queued behind it.
     /// Harmless when nothing runs. Returns the turns it cancelled.
-    fn cancel_session(&self, session: &SessionId) -> Vec<TurnNo> {
+    fn cancel_session(&self, session: &SessionId, reason: &str) -> Vec<TurnNo> {
         let slot = self.lock_sessions().get(session).cloned();
-        let stopped = slot.map(|slot| slot.cancel_all()).unwrap_or_default();
+        let stopped = slot.map(|slot| slot.cancel_all(reason)).unwrap_or_default();
         tracing::info!(sessionId = %session, ?stopped, "stop");
         stopped
     }
@@ -500,6 +511,7 @@ impl Engine {
             user_text,
             script,
             lang: request.lang,
+            viewer: crate::context::viewer_of(&request.meta),
             received_at: request.received_at,
             token: turn_token.clone(),
             events: events_tx,

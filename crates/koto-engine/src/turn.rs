@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
-use crate::context::build_messages;
+use crate::context::{build_messages, user_line};
 use crate::engine::Engine;
 use crate::profile::Profile;
 use crate::session::{QueuePlace, SessionSlot};
@@ -46,6 +46,8 @@ pub(crate) struct TurnJob {
     /// `say <text>`: speak this text instead of asking the LLM.
     pub script: Option<String>,
     pub lang: Option<String>,
+    /// The chat viewer who wrote the input (named in the prompt); `None` for the streamer.
+    pub viewer: Option<koto_store::ContextViewer>,
     pub received_at: Instant,
     /// Cancelled by STOP, by the caller dropping its handle, or by shutdown.
     pub token: CancellationToken,
@@ -103,6 +105,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
     // so what was heard is read after it and matches what listeners got.
     let interrupted = matches!(ending, Ending::Interrupted);
     let reason = interrupted.then(|| job.interrupt_reason());
+    let reason = reason.as_deref();
     if let (Some(reason), Some(_)) = (reason, &progress.speech) {
         job.engine.fence_turn(&job.slot.id, job.turn, reason);
     }
@@ -317,8 +320,9 @@ async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
         .await
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
     let memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    let input = user_line(&job.user_text, job.viewer.as_ref());
     Ok(LlmRequest {
-        messages: build_messages(&config.system_prompt, &memories, &history, &job.user_text),
+        messages: build_messages(&config.system_prompt, &memories, &history, &input),
         lang: job.lang.clone(),
         correlation_id: job.correlation_id.to_string(),
     })
@@ -468,13 +472,17 @@ impl TurnJob {
         let _ = self.events.send(event).await;
     }
 
-    fn interrupt_reason(&self) -> &'static str {
+    /// Why the turn was interrupted: shutdown, else the STOP's own reason (`user_interrupt`,
+    /// `retracted`), else its caller went away.
+    fn interrupt_reason(&self) -> String {
         if self.engine.is_shutting_down() {
-            "shutdown"
+            "shutdown".to_owned()
+        } else if let Some(reason) = self.slot.stop_reason(self.turn) {
+            reason
         } else if self.events.is_closed() {
-            "client_disconnected"
+            "client_disconnected".to_owned()
         } else {
-            "user_interrupt"
+            "user_interrupt".to_owned()
         }
     }
 }

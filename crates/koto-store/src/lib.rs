@@ -35,4 +35,4 @@ pub use prefill::{prefill_reply_text, prefill_user_text};
 pub use schema::LATEST_SCHEMA_VERSION;
 pub use session::SessionState;
 pub use store::{BUSY_TIMEOUT, Store, StoreHealth};
-pub use turns::{ContextTurn, FailedTurn, FinishedTurn, NewTurn};
+pub use turns::{ContextTurn, ContextViewer, FailedTurn, FinishedTurn, NewTurn};
