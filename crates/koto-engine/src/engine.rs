@@ -174,6 +174,15 @@ impl Engine {
         }
     }
 
+    /// Sends a frame that belongs to no turn (live chat's `CHAT_DECISION`) to the session's
+    /// `/ws/live` clients, through the engine's own producer so the session's STOPs still come
+    /// to the engine. Dropped without a relay.
+    pub async fn publish(&self, frame: RelayFrame) {
+        if let Some(producer) = &self.inner.producer {
+            let _ = producer.send(frame).await;
+        }
+    }
+
     pub(crate) fn producer(&self) -> Option<&Producer> {
         self.inner.producer.as_deref()
     }

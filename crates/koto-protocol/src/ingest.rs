@@ -110,6 +110,8 @@ pub enum RelayFrame {
     Control(Control),
     UserInput(UserInputFrame),
     TextDelta(TextDeltaFrame),
+    /// Live chat: a message picked, dropped or retracted, with why (engine → clients).
+    ChatDecision(crate::live_chat::ChatDecisionFrame),
 }
 
 impl RelayFrame {
@@ -119,6 +121,7 @@ impl RelayFrame {
             RelayFrame::Control(control) => &control.session_id,
             RelayFrame::UserInput(input) => &input.session_id,
             RelayFrame::TextDelta(delta) => &delta.session_id,
+            RelayFrame::ChatDecision(decision) => &decision.session_id,
         }
     }
 }

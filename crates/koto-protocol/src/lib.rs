@@ -9,5 +9,6 @@ pub mod error;
 pub mod events;
 pub mod ingest;
 pub mod legacy;
+pub mod live_chat;
 
 pub use error::{ErrorBody, ErrorCode, WireError};

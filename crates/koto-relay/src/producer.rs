@@ -158,7 +158,9 @@ impl Producer {
                     Err(IngestError::UnexpectedStop)
                 }
             },
-            other @ (RelayFrame::UserInput(_) | RelayFrame::TextDelta(_)) => self.forward(other),
+            other @ (RelayFrame::UserInput(_)
+            | RelayFrame::TextDelta(_)
+            | RelayFrame::ChatDecision(_)) => self.forward(other),
         }
     }
 

@@ -119,6 +119,20 @@ pub const KEYS: &[KeySpec] = &[
     key("output_device", "KOTODAMA_OUTPUT_DEVICE", "", "Desktop app: the sound output (a device name or id from the settings page, e.g. a virtual cable); unset = the system default. Missing or unplugged → the default device, then a silent null sink, with a warning."),
     key("output_volume", "KOTODAMA_OUTPUT_VOLUME", "1.0", "Desktop app: playback volume, 0 to 2 (1 = unchanged)."),
     key("stop_hotkey", "KOTODAMA_STOP_HOTKEY", "Ctrl+Shift+Space", "Desktop app: global shortcut that stops the co-host talking (e.g. `Alt+F9`); `off` disables it. Not available under Wayland without XWayland."),
+    // Live chat: the scored queue and the answers (crate::live_chat).
+    key("chat_session", "CHAT_SESSION", "live-chat", "Session that live chat answers go to (a session id); STOP works on it as on any session."),
+    key("chat_answer", "CHAT_ANSWER", "true", "Answer live chat: the queue's picks become turns. false: messages are still queued, scored and shown, never answered."),
+    key("chat_answer_every_s", "CHAT_ANSWER_EVERY_S", "20", "At most one chat answer per this many seconds (0–3600)."),
+    key("chat_answer_during_streamer", "CHAT_ANSWER_DURING_STREAMER", "false", "Answer chat while one of the streamer's own turns runs."),
+    key("chat_queue_capacity", "CHAT_QUEUE_CAPACITY", "200", "Chat messages waiting at most (1–100000); past it the lowest score is dropped."),
+    key("chat_max_chars", "CHAT_MAX_CHARS", "300", "Longer chat messages are dropped (1–10000 characters)."),
+    key("chat_allow_links", "CHAT_ALLOW_LINKS", "false", "Keep chat messages that carry links."),
+    key("chat_blocked_words", "CHAT_BLOCKED_WORDS", "", "Words that drop a chat message, comma-separated; accents, pinyin tones, spacing and look-alike digits are folded (`shabi` also blocks `shǎ bī` and `5hab1`)."),
+    key("chat_duplicate_window_s", "CHAT_DUPLICATE_WINDOW_S", "30", "Near-identical chat messages within this many seconds count once (0–3600)."),
+    key("chat_max_wait_s", "CHAT_MAX_WAIT_S", "120", "A chat message waiting longer is dropped (1–86400 seconds; pinned ones stay)."),
+    key("chat_max_per_user", "CHAT_MAX_PER_USER", "3", "Chat messages one viewer may have waiting (1–1000)."),
+    key("chat_names", "CHAT_NAMES", "Kotodama", "The co-host's names, comma-separated: a chat message naming one counts as a mention."),
+    key("chat_batch_max", "CHAT_BATCH_MAX", "100", "Messages per POST /chat/messages body or /ws/chat frame (1–10000)."),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +228,8 @@ pub struct Config {
     pub enable_ltm_inline: bool,
     /// The desktop app's local playback, output and stop hotkey (`kotodama serve` ignores them).
     pub desktop: DesktopConfig,
+    /// Live chat's queue and answers (`chat_*` keys).
+    pub chat: crate::live_chat::ChatSettings,
     /// The layered raw values this config was built from (the settings API shows and edits
     /// them); secrets inside print as `***`.
     pub raw: RawConfig,
@@ -410,6 +426,7 @@ impl RawConfig {
             enable_async_ext: self.flag("enable_async_ext")?,
             enable_ltm_inline: self.flag("enable_ltm_inline")?,
             desktop: self.desktop_config()?,
+            chat: self.chat_settings()?,
             raw: self.clone(),
         };
         config.validate(self)?;
@@ -474,6 +491,50 @@ impl RawConfig {
             max_upload_bytes: count("legacy_max_upload_bytes")?,
             max_text_bytes: count("legacy_max_text_bytes")?,
             audio_linger: self.seconds("legacy_audio_linger", DAY)?,
+        })
+    }
+
+    fn chat_settings(&self) -> Result<crate::live_chat::ChatSettings, ConfigError> {
+        use koto_core::chat_queue::{BlockedWord, QueueConfig};
+        let seconds_ms = |key, range| {
+            self.seconds(key, range)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        let list = |key| -> Vec<String> {
+            self.text(key)
+                .split(',')
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect()
+        };
+        let session =
+            koto_core::SessionId::parse(self.text("chat_session").trim()).map_err(|_| {
+                self.invalid(
+                    "chat_session",
+                    "expected a session id (letters, digits, . _ : -)",
+                )
+            })?;
+        let queue = QueueConfig {
+            capacity: self.number("chat_queue_capacity", 1..=100_000, " messages")?,
+            answer_every_ms: seconds_ms("chat_answer_every_s", 0.0..=3600.0)?,
+            answer_during_streamer: self.flag("chat_answer_during_streamer")?,
+            max_chars: self.number("chat_max_chars", 1..=10_000, " characters")?,
+            allow_links: self.flag("chat_allow_links")?,
+            blocked_words: list("chat_blocked_words")
+                .iter()
+                .filter_map(|word| BlockedWord::new(word))
+                .collect(),
+            duplicate_window_ms: seconds_ms("chat_duplicate_window_s", 0.0..=3600.0)?,
+            max_wait_ms: seconds_ms("chat_max_wait_s", 1.0..=86_400.0)?,
+            max_per_user: self.number("chat_max_per_user", 1..=1000, " messages")?,
+            names: list("chat_names"),
+            ..QueueConfig::default()
+        };
+        Ok(crate::live_chat::ChatSettings {
+            session,
+            answer: self.flag("chat_answer")?,
+            queue,
+            batch_max: self.number("chat_batch_max", 1..=10_000, " messages")?,
         })
     }
 
@@ -994,6 +1055,7 @@ mod tidy {
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
         ("STOP_ACK", "a wire frame"),
+        ("CHAT_DECISION", "a wire frame"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),
         ("TCP_NODELAY", "a socket option"),
         ("MAX_MESSAGE_BYTES", "a constant (routes/ws.rs)"),

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod live_chat;
 pub mod live_settings;
 pub mod logging;
 pub mod providers;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub settings: Arc<routes::settings::Settings>,
     /// Bounds of the original front end's protocol (`legacy_*` keys).
     pub legacy: routes::legacy::LegacyLimits,
+    /// Live chat: the intake, the scored queue and its driver (`/chat/*`, `/ws/chat`).
+    pub live_chat: live_chat::LiveChat,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ pub fn app(state: AppState) -> Router {
             get(routes::history::history),
         )
         .route("/metrics", get(routes::stats::metrics))
+        .merge(routes::chat_in::router())
         .route("/", get(routes::ui::panel))
         .route("/overlay", get(routes::ui::overlay))
         .route("/ui/{*path}", get(routes::ui::asset))

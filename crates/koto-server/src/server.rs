@@ -175,9 +175,16 @@ pub async fn start_with(
         voice,
         relay: Some(relay),
         recall: Some(events.recall()),
-        metrics: Some(registry),
+        metrics: Some(registry.clone()),
     };
     let engine = Engine::new(engine_config(&config), parts);
+    let shutdown = CancellationToken::new();
+    let (live_chat, _chat_driver) = crate::live_chat::LiveChat::start(
+        config.chat.clone(),
+        engine.clone(),
+        Some(&registry),
+        shutdown.clone(),
+    );
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(
@@ -193,6 +200,7 @@ pub async fn start_with(
         legacy: config.legacy.clone(),
         started: Instant::now(),
         events: events.clone(),
+        live_chat,
         settings: Arc::new(
             crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone()).with_live(
                 LiveTargets {
@@ -202,7 +210,6 @@ pub async fn start_with(
             ),
         ),
     };
-    let shutdown = CancellationToken::new();
     let router = app(state);
     let serve_shutdown = shutdown.clone();
     let serve_engine = engine.clone();

@@ -179,7 +179,8 @@ impl fmt::Display for Reason {
     }
 }
 
-pub(crate) fn kind_name(kind: ChatKind) -> &'static str {
+/// The kind as the panel and reasons name it (`chat` for a plain message).
+pub fn kind_name(kind: ChatKind) -> &'static str {
     match kind {
         ChatKind::Message => "chat",
         ChatKind::Question => "question",
@@ -195,7 +196,7 @@ pub(crate) fn kind_name(kind: ChatKind) -> &'static str {
 }
 
 /// Digits after the point for a currency's minor units (ISO 4217; platform units have none).
-pub(crate) fn minor_digits(currency: &str) -> u32 {
+pub fn minor_digits(currency: &str) -> u32 {
     match currency.to_ascii_uppercase().as_str() {
         "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "BITS" | "COINS" => 0,
         _ => 2,
@@ -203,6 +204,10 @@ pub(crate) fn minor_digits(currency: &str) -> u32 {
 }
 
 /// `¥30`, `$4.99`, `100 bits`, `12.50 CHF`.
+pub fn amount_text(amount: &ChatAmount) -> String {
+    AmountText(amount).to_string()
+}
+
 struct AmountText<'a>(&'a ChatAmount);
 
 impl fmt::Display for AmountText<'_> {

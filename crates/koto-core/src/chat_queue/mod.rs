@@ -20,7 +20,7 @@ mod text;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-pub use decision::{Decision, Outcome, Reason};
+pub use decision::{Decision, Outcome, Reason, amount_text, kind_name, minor_digits};
 pub use text::{BlockedWord, duplicate_key, find_blocked, has_link};
 
 use crate::chat::{ChatEvent, ChatKind};

@@ -151,6 +151,7 @@ impl FrameContext {
             RelayFrame::Control(control) => (control.turn, None),
             RelayFrame::UserInput(input) => (Some(input.turn), None),
             RelayFrame::TextDelta(delta) => (Some(delta.turn), None),
+            RelayFrame::ChatDecision(_) => (None, None),
         };
         FrameContext {
             session_id: frame.session_id().clone(),

@@ -1,6 +1,7 @@
 //! HTTP routes; each handler is a thin adapter over `koto_engine::Engine`.
 
 pub mod chat;
+pub mod chat_in;
 pub mod control;
 pub mod desktop;
 pub mod health;

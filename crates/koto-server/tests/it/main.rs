@@ -8,6 +8,7 @@ mod events;
 mod history;
 mod legacy;
 mod live;
+mod live_chat;
 mod security;
 mod settings;
 mod stop_paths;
