@@ -4,6 +4,7 @@
 // asks for it in a plain browser ("Play audio here").
 
 import { Api } from './api.js';
+import { ChatView } from './chat.js';
 import { LiveSocket } from './live.js';
 import { PcmPlayer } from './player.js';
 import { Sessions, sessionIdProblem, suggestSessionId } from './sessions.js';
@@ -43,8 +44,17 @@ const api = new Api(token);
 const transcript = new Transcript($('transcript'), {
   load: (sessionId, { older }) => loadHistory(sessionId, { older }),
 });
+const chat = new ChatView({
+  api,
+  queue: $('chat-queue'),
+  decisions: $('chat-decisions'),
+  summary: $('chat-summary'),
+  adapters: $('chat-adapters'),
+  observe,
+});
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
+  chat.adapters(health);
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
@@ -121,6 +131,7 @@ const live = new LiveSocket({
     if (frame.type === 'SPEECH_CHUNK' && player && frame.samples) {
       player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
     }
+    chat.apply(frame);
     transcript.apply(frame);
   },
   onState: (state, detail) => {
@@ -145,6 +156,7 @@ const live = new LiveSocket({
 if (token) {
   live.start();
   status.start();
+  chat.start();
 }
 
 // ---- sending -------------------------------------------------------------------------------
