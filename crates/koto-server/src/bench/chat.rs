@@ -352,8 +352,12 @@ pub fn print(flood: &ChatFlood) {
         flood.retracted
     );
     println!(
-        "  drop decision ms p50/p95/p99   {}",
-        fmt(&flood.drop_decision_ms)
+        "  drop at intake ms p50/p95/p99  {}",
+        fmt(&flood.drop_at_intake_ms)
+    );
+    println!(
+        "  drop after waiting ms          {}",
+        fmt(&flood.drop_after_waiting_ms)
     );
     println!(
         "  pick wait ms p50/p95/p99       {}",
