@@ -56,6 +56,11 @@ pub enum Submission {
     },
     /// `COMMAND reset`: the session's window is empty now.
     Reset,
+    /// `COMMAND forget <platform> <user id>`: a chat viewer's per-viewer memory is gone
+    /// (`exchanges` removed).
+    Forgot {
+        exchanges: u64,
+    },
 }
 
 /// What the engine speaks and listens with.
@@ -412,6 +417,22 @@ impl Engine {
                     turns: outcome.stopped,
                 }),
             "reset" => self.reset(session).await.map(|()| Submission::Reset),
+            "forget" => {
+                let mut words = rest.split_whitespace();
+                let (Some(platform), Some(user_id), None) =
+                    (words.next(), words.next(), words.next())
+                else {
+                    return Err(EngineError::invalid(
+                        ErrorCode::InvalidRequest,
+                        "forget needs the viewer: forget <platform> <user id>",
+                    ));
+                };
+                let store = self.inner.store.clone();
+                let (platform, user_id) = (platform.to_ascii_lowercase(), user_id.to_owned());
+                blocking(move || store.forget_viewer(&platform, &user_id))
+                    .await
+                    .map(|exchanges| Submission::Forgot { exchanges })
+            }
             "say" if rest.trim().is_empty() => Err(EngineError::invalid(
                 ErrorCode::EmptyContent,
                 "say needs the text to speak: say <text>",

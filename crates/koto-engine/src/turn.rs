@@ -11,7 +11,7 @@ use koto_core::llm::{LlmRequest, LlmStream};
 use koto_core::{CorrelationId, ProviderError, TurnNo};
 use koto_protocol::chat::{ControlEvent, TurnStats};
 use koto_protocol::events::{
-    AnalyticsChatStats, LtmPayload, LtmWriteRequested, TurnFinished, event_type, stream,
+    AnalyticsChatStats, LtmPayload, LtmViewer, LtmWriteRequested, TurnFinished, event_type, stream,
 };
 use koto_protocol::{ErrorCode, WireError};
 use koto_store::{FailedTurn, FinishedTurn, NewOutboxEvent};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
-use crate::context::{build_messages, user_line};
+use crate::context::{VIEWER_RECALL, build_messages, user_line, viewer_lines};
 use crate::engine::Engine;
 use crate::profile::Profile;
 use crate::session::{QueuePlace, SessionSlot};
@@ -319,7 +319,19 @@ async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
     let history = blocking(move || store.context(&session, max_turns))
         .await
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
-    let memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    let mut memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    if let Some(viewer) = &job.viewer {
+        let store = engine.store().clone();
+        let (platform, id) = (viewer.platform.clone(), viewer.id.clone());
+        // Per-viewer memory is a point lookup by (platform, user id); a failure only costs it.
+        match blocking(move || store.viewer_recall(&platform, &id, VIEWER_RECALL)).await {
+            Ok(Some(recall)) => {
+                memories.extend(viewer_lines(viewer, &recall, crate::store_calls::now_ms()))
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "answering without the viewer's memory"),
+        }
+    }
     let input = user_line(&job.user_text, job.viewer.as_ref());
     Ok(LlmRequest {
         messages: build_messages(&config.system_prompt, &memories, &history, &input),
@@ -404,6 +416,11 @@ fn outbox_events(
                 text: job.user_text.clone(),
                 reply: reply.clone(),
                 vectorize: true,
+                viewer: job.viewer.as_ref().map(|viewer| LtmViewer {
+                    platform: viewer.platform.clone(),
+                    id: viewer.id.clone(),
+                    name: viewer.name.clone(),
+                }),
             },
             ts,
         };

@@ -133,6 +133,7 @@ pub const KEYS: &[KeySpec] = &[
     key("chat_max_per_user", "CHAT_MAX_PER_USER", "3", "Chat messages one viewer may have waiting (1–1000)."),
     key("chat_names", "CHAT_NAMES", "Kotodama", "The co-host's names, comma-separated: a chat message naming one counts as a mention."),
     key("chat_batch_max", "CHAT_BATCH_MAX", "100", "Messages per POST /chat/messages body or /ws/chat frame (1–10000)."),
+    key("chat_viewer_retention_days", "CHAT_VIEWER_RETENTION_DAYS", "90", "Per-viewer memories (what a chat viewer said and was answered) older than this are forgotten (0.01–36500 days)."),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -535,6 +536,13 @@ impl RawConfig {
             answer: self.flag("chat_answer")?,
             queue,
             batch_max: self.number("chat_batch_max", 1..=10_000, " messages")?,
+            viewer_retention: {
+                let days: f64 =
+                    self.number("chat_viewer_retention_days", 0.01..=36_500.0, " days")?;
+                Duration::try_from_secs_f64(days * 86_400.0).map_err(|_| {
+                    self.invalid("chat_viewer_retention_days", "expected 0.01 to 36500 days")
+                })?
+            },
         })
     }
 

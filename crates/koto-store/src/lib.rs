@@ -20,6 +20,7 @@ mod store;
 #[cfg(test)]
 mod test_support;
 mod turns;
+mod viewer;
 
 pub use analytics::{
     AnalyticsReport, LatencySummary, SessionAnalytics, TurnAggregate, TurnStatsRecord,
@@ -36,3 +37,4 @@ pub use schema::LATEST_SCHEMA_VERSION;
 pub use session::SessionState;
 pub use store::{BUSY_TIMEOUT, Store, StoreHealth};
 pub use turns::{ContextTurn, ContextViewer, FailedTurn, FinishedTurn, NewTurn};
+pub use viewer::{ViewerExchange, ViewerRecall, ViewerRef};

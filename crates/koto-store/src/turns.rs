@@ -79,6 +79,7 @@ pub struct ContextTurn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextViewer {
     pub platform: String,
+    pub id: String,
     pub name: String,
 }
 
@@ -87,6 +88,7 @@ fn viewer_from_meta(meta: Option<String>) -> Option<ContextViewer> {
     let user = meta.user?;
     Some(ContextViewer {
         platform: meta.source,
+        id: user.id,
         name: user.name,
     })
 }

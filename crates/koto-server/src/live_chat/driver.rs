@@ -21,6 +21,8 @@ use super::{Command, LiveChat, now_ms};
 
 /// How often waiting messages are checked for expiry and the cadence for a pick.
 const TICK: Duration = Duration::from_millis(250);
+/// How often per-viewer memories past their retention are pruned (also once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The STOP reason of an answer a moderator took back (stored in `turns.end_reason`).
 pub const RETRACTED: &str = "retracted";
@@ -37,6 +39,8 @@ pub(super) async fn run(
     let answers = TaskTracker::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let driver = Driver {
         chat,
         engine,
@@ -54,6 +58,7 @@ pub(super) async fn run(
                 let expired = driver.chat.queue().expire(now_ms());
                 driver.publish_all(expired).await;
             }
+            _ = prune.tick() => driver.prune_viewers(),
         }
         driver.try_pick().await;
     }
@@ -69,6 +74,20 @@ struct Driver {
 }
 
 impl Driver {
+    /// Retention of per-viewer memory, off the driver's task (a large delete must not hold up
+    /// chat).
+    fn prune_viewers(&self) {
+        let retention = self.chat.settings().viewer_retention;
+        let before =
+            now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let store = self.engine.store().clone();
+        tokio::task::spawn_blocking(move || match store.prune_viewers(before) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "viewer memories past their retention pruned"),
+            Err(error) => tracing::warn!(%error, "viewer memories could not be pruned"),
+        });
+    }
+
     async fn take(&self, event: ChatEvent) {
         let metrics = self.chat.metrics();
         if event.kind.is_moderation() {

@@ -41,6 +41,8 @@ pub struct ChatSettings {
     pub queue: QueueConfig,
     /// Messages per API batch.
     pub batch_max: usize,
+    /// Per-viewer memories older than this are forgotten (`chat_viewer_retention_days`).
+    pub viewer_retention: std::time::Duration,
 }
 
 /// What the panel's buttons ask of the driver.
@@ -241,12 +243,22 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Forgets a viewer's long-term memories; how many went.
+/// Forgets a viewer's per-viewer memory (`viewers`, `viewer_memories`); how many exchanges
+/// went. The exchanges stay in the session's own history (that is the stream's record).
 pub(crate) async fn forget_memories(
-    _state: &crate::AppState,
-    _platform: &str,
-    _user_id: &str,
+    state: &crate::AppState,
+    platform: &str,
+    user_id: &str,
 ) -> Result<u64, crate::error::AppError> {
-    // Per-viewer memory arrives with the viewer store (step 5); nothing is kept before it.
-    Ok(0)
+    let store = state.engine.store().clone();
+    let (platform, user_id) = (platform.to_owned(), user_id.to_owned());
+    match tokio::task::spawn_blocking(move || store.forget_viewer(&platform, &user_id)).await {
+        Ok(Ok(removed)) => Ok(removed),
+        Ok(Err(error)) => Err(koto_engine::EngineError::Storage(error).into()),
+        Err(join_error) => Err(crate::error::AppError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            koto_protocol::ErrorCode::Internal,
+            format!("forgetting the viewer failed: {join_error}"),
+        )),
+    }
 }

@@ -460,3 +460,102 @@ async fn poll_row<T>(
     }
     panic!("turn {turn} of {SESSION} was never stored: {sql}");
 }
+
+#[tokio::test]
+async fn a_returning_viewer_is_recalled_and_can_be_forgotten() {
+    use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::tokens(["Nice", "."]))).await;
+    let base_url = fake.base_url();
+    let app = serve(&[
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("CHAT_ANSWER_EVERY_S", "0"),
+    ])
+    .await;
+    post(
+        &app,
+        vec![message("r1", "alice", "message", "my cat is called Mochi")],
+    )
+    .await;
+    // The LTM worker writes the viewer's memory after the answer (asynchronously): poll.
+    let db = app.dir.path().join("kotodama.sqlite3");
+    let remembered = || {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()
+            .and_then(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FROM viewer_memories WHERE platform = 'twitch' AND user_id = 'alice'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .ok()
+            })
+            .unwrap_or(0)
+    };
+    for _ in 0..200 {
+        if remembered() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        remembered(),
+        1,
+        "the exchange is kept for the viewer (twitch + alice)"
+    );
+
+    post(
+        &app,
+        vec![message("r2", "alice", "message", "do you remember me")],
+    )
+    .await;
+    let mut system = String::new();
+    for _ in 0..200 {
+        let requests = fake.requests();
+        if requests.len() >= 2 {
+            system = requests[1]["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["role"] == "system")
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        system.contains("alice_tv (on twitch) is a returning viewer: first seen today"),
+        "the second answer's prompt knows the viewer: {system:?}"
+    );
+    assert!(
+        system.contains("alice_tv said: my cat is called Mochi | you answered: Nice."),
+        "and what they said and were answered: {system:?}"
+    );
+
+    for _ in 0..200 {
+        if remembered() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(remembered(), 2, "the second exchange is kept too");
+    let forgot: Value = app
+        .client
+        .delete(format!("{}/chat/viewers/twitch/alice", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("forget sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(forgot["ok"], true, "{forgot}");
+    assert_eq!(
+        forgot["memories"], 2,
+        "both exchanges are forgotten: {forgot}"
+    );
+    assert_eq!(remembered(), 0, "forgotten");
+    app.shutdown().await;
+}
