@@ -1,7 +1,9 @@
 // The panel's live chat view: messages posted to the local chat API show in the queue with
 // their scores, best first; Skip drops one (its decision and reason appear), Pin marks one,
 // Answer now makes it a turn (picked, with its reason); a moderator's delete shows as a
-// dropped decision; viewer text is drawn as text, never as markup.
+// dropped decision; viewer text is drawn as text, never as markup. The OBS overlay shows the
+// message being answered above the subtitle, and takes it down when the answer is retracted
+// (or ends).
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -28,6 +30,9 @@ test('the chat view shows the queue, and pin / skip / answer now act on it', asy
   const panel = await observedPage(browser, 'chat');
   await panel.page.goto(`${server.url}/?token=${server.token}`);
   await panel.waitFor((e) => e.kind === 'state' && e.state === 'open', { what: 'open socket' });
+  const overlay = await observedPage(browser, 'chat-overlay');
+  await overlay.page.goto(`${server.url}/overlay?token=${server.token}`);
+  await overlay.waitFor((e) => e.kind === 'state' && e.state === 'open', { what: 'overlay socket' });
 
   const posted = await call(server, 'POST', '/chat/messages', {
     messages: [
@@ -70,6 +75,19 @@ test('the chat view shows the queue, and pin / skip / answer now act on it', asy
     from,
     what: 'the answer turn',
   });
+  const { event: shown } = await overlay.waitFor((e) => e.kind === 'asked' && e.messageId === 'c2', {
+    what: 'the asked line on the overlay',
+  });
+  assert.equal(shown.text, 'bob_tv: what game is this?', 'the overlay names the viewer and their words');
+  await screenshot(overlay.page, 'chat-overlay-asked', { transparent: true });
+  await call(server, 'POST', '/chat/messages', {
+    messages: [{ id: 'mod-0', platform: 'twitch', user: { id: 'mod' }, kind: 'delete', targetId: 'c2' }],
+  });
+  const { event: gone } = await overlay.waitFor((e) => e.kind === 'asked-hide' && e.messageId === 'c2', {
+    what: 'the asked line taken down',
+  });
+  assert.ok(['retracted', 'stop', 'end'].includes(gone.reason), `taken down by the retraction or the answer's end: ${gone.reason}`);
+  assert.deepEqual(overlay.problems, [], 'no overlay console errors or CSP violations');
 
   from = panel.events.length;
   await call(server, 'POST', '/chat/messages', {
@@ -84,4 +102,5 @@ test('the chat view shows the queue, and pin / skip / answer now act on it', asy
   await screenshot(panel.page, 'chat-view');
   assert.deepEqual(panel.problems, [], 'no console errors or CSP violations');
   await panel.context.close();
+  await overlay.context.close();
 });
