@@ -7,6 +7,7 @@
 //   position=bottom|top|middle             align=center|left|right       bg=<css color>
 //   width=<% of page>  hold=<ms after END>  fade=<ms>      status=1 (show connection state)
 //   preview=1 (the panel's look preview: a sample line; not counted as an overlay)
+//   asked=0          hide the chat message being answered (shown above the subtitle by default)
 // Subtitles appear when a segment's first chunk arrives: the relay paces chunks in real time
 // (CONTRACTS §2), so that is when the segment starts to be heard. With in-page audio they wait
 // for the chunk's scheduled start instead.
@@ -24,9 +25,16 @@ const holdMs = clampNumber(params.get('hold'), 0, 60_000, 1500);
 /** `preview=1`: the panel's look preview; shows a sample line until something is spoken. */
 const preview = params.get('preview') === '1';
 const PREVIEW_TEXT = params.get('sample') || 'This is how your subtitles look on stream.';
+const showAsked = params.get('asked') !== '0';
+/** How long the asked line stays without any speech (text-only answers have no END here). */
+const ASKED_ALONE_MS = 15_000;
 
 const stage = document.getElementById('stage');
 const subtitle = document.getElementById('subtitle');
+const asked = document.getElementById('asked');
+/** The chat message on screen: {sessionId, messageId}, until its answer ends or is retracted. */
+let askedShowing = null;
+let askedTimer = null;
 const notice = document.getElementById('notice');
 const noticeTitle = document.getElementById('notice-title');
 const noticeText = document.getElementById('notice-text');
@@ -46,6 +54,7 @@ const hook = {
   state: 'starting',
   connections: 0,
   subtitle: () => (subtitle.classList.contains('visible') ? subtitle.textContent : ''),
+  asked: () => (asked.classList.contains('visible') ? asked.textContent : ''),
   notice: () => (notice.hidden ? '' : notice.textContent.trim()),
 };
 window.__koto = hook;
@@ -138,6 +147,31 @@ function hide(reason) {
   observe({ kind: 'hide', reason });
   // The preview goes back to its sample once a real line has faded.
   if (preview) setTimeout(showPreview, 600);
+  hideAsked(reason);
+}
+
+/** A picked chat message shows above the subtitle; its retraction (or the answer's end) hides it. */
+function onChatDecision(frame) {
+  if (!showAsked) return;
+  if (frame.decision === 'picked') {
+    const who = frame.userName ? `${frame.userName}: ` : '';
+    asked.textContent = `${who}${frame.text ?? ''}`;
+    asked.classList.add('visible');
+    askedShowing = { sessionId: frame.sessionId, messageId: frame.messageId };
+    clearTimeout(askedTimer);
+    askedTimer = setTimeout(() => hideAsked('alone'), ASKED_ALONE_MS);
+    observe({ kind: 'asked', text: asked.textContent, messageId: frame.messageId });
+  } else if (frame.decision === 'retracted' && askedShowing?.messageId === frame.messageId) {
+    hideAsked('retracted');
+  }
+}
+
+function hideAsked(reason) {
+  if (!askedShowing) return;
+  clearTimeout(askedTimer);
+  asked.classList.remove('visible');
+  observe({ kind: 'asked-hide', reason, messageId: askedShowing.messageId });
+  askedShowing = null;
 }
 
 function onSpeechChunk(chunk) {
@@ -202,8 +236,12 @@ function onFrame(frame) {
     audioBytes: frame.samples ? frame.samples.length * 2 : (frame.pcm?.length ?? 0),
   });
   if (session && frame.sessionId !== session) return;
-  if (frame.type === 'SPEECH_CHUNK') onSpeechChunk(frame);
-  else if (frame.type === 'CONTROL') onControl(frame);
+  if (frame.type === 'SPEECH_CHUNK') {
+    // The asked line stays while its answer is spoken (the subtitle's own hide ends it).
+    if (askedShowing?.sessionId === frame.sessionId) clearTimeout(askedTimer);
+    onSpeechChunk(frame);
+  } else if (frame.type === 'CONTROL') onControl(frame);
+  else if (frame.type === 'CHAT_DECISION') onChatDecision(frame);
 }
 
 function onState(state, detail) {

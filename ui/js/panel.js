@@ -4,6 +4,7 @@
 // asks for it in a plain browser ("Play audio here").
 
 import { Api } from './api.js';
+import { ChatView } from './chat.js';
 import { LiveSocket } from './live.js';
 import { OverlayLook } from './overlay_setup.js';
 import { MicPanel } from './mic.js';
@@ -46,6 +47,14 @@ const api = new Api(token);
 const transcript = new Transcript($('transcript'), {
   load: (sessionId, { older }) => loadHistory(sessionId, { older }),
 });
+const chat = new ChatView({
+  api,
+  queue: $('chat-queue'),
+  decisions: $('chat-decisions'),
+  summary: $('chat-summary'),
+  adapters: $('chat-adapters'),
+  observe,
+});
 // Before the status bar and the session list: both call into it.
 const mic = new MicPanel({ api, session: () => sessions.current, observe });
 hook.mic = mic;
@@ -54,6 +63,7 @@ const status = new StatusBar(api, (health) => {
   // Replies of the built-in demo LLM are marked as such.
   transcript.demo = health.llm?.provider === 'mock';
   mic.apply(health.mic ?? null);
+  chat.adapters(health);
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */
@@ -159,6 +169,7 @@ const live = new LiveSocket({
     if (frame.type === 'SPEECH_CHUNK' && player && frame.samples) {
       player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
     }
+    chat.apply(frame);
     const touched = transcript.apply(frame);
     if (frame.type === 'CONTROL' && frame.action === 'STOP_ACK' && touched) {
       settleInterrupted(frame.sessionId, touched.turn);
@@ -186,6 +197,7 @@ const live = new LiveSocket({
 if (token) {
   live.start();
   status.start();
+  chat.start();
 }
 
 // ---- sending -------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ fn apply(player: &Player, frame: &LiveFrame) {
         | RelayFrame::TextDelta(_)
         | RelayFrame::MicLevel(_)
         | RelayFrame::AsrPartial(_)
-        | RelayFrame::VoiceDropped(_) => {}
+        | RelayFrame::VoiceDropped(_)
+        | RelayFrame::ChatDecision(_) => {}
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod asr;
 pub mod chat;
+pub mod chat_queue;
 pub mod ids;
 pub mod lang;
 pub mod llm;

@@ -56,6 +56,11 @@ pub enum Submission {
     },
     /// `COMMAND reset`: the session's window is empty now.
     Reset,
+    /// `COMMAND forget <platform> <user id>`: a chat viewer's per-viewer memory is gone
+    /// (`exchanges` removed).
+    Forgot {
+        exchanges: u64,
+    },
 }
 
 /// What the engine speaks and listens with.
@@ -154,11 +159,12 @@ impl Engine {
             if stop.action != ControlAction::Stop {
                 continue;
             }
+            let reason = stop.reason.as_deref().unwrap_or("user_interrupt");
             let stopped = self
                 .lock_sessions()
                 .get(&stop.session_id)
                 .cloned()
-                .map(|slot| slot.cancel_all());
+                .map(|slot| slot.cancel_all(reason));
             let turn = stopped.as_ref().and_then(|turns| turns.last().copied());
             tracing::info!(sessionId = %stop.session_id, ?turn, "stop from the relay");
             let ack = RelayFrame::Control(Control {
@@ -170,6 +176,15 @@ impl Engine {
             if let Some(producer) = &self.inner.producer {
                 let _ = producer.send(ack).await;
             }
+        }
+    }
+
+    /// Sends a frame that belongs to no turn (live chat's `CHAT_DECISION`) to the session's
+    /// `/ws/live` clients, through the engine's own producer so the session's STOPs still come
+    /// to the engine. Dropped without a relay.
+    pub async fn publish(&self, frame: RelayFrame) {
+        if let Some(producer) = &self.inner.producer {
+            let _ = producer.send(frame).await;
         }
     }
 
@@ -281,7 +296,7 @@ impl Engine {
                 Ok(StopOutcome { stopped: in_flight })
             }
             None => Ok(StopOutcome {
-                stopped: self.cancel_session(session),
+                stopped: self.cancel_session(session, reason),
             }),
         }
     }
@@ -327,6 +342,16 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Turns accepted and not yet finished, per session (for live chat's "not while the
+    /// streamer talks").
+    pub fn turns_in_flight(&self) -> Vec<(SessionId, Vec<TurnNo>)> {
+        self.lock_sessions()
+            .iter()
+            .map(|(id, slot)| (id.clone(), slot.in_flight()))
+            .filter(|(_, turns)| !turns.is_empty())
+            .collect()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -392,6 +417,22 @@ impl Engine {
                     turns: outcome.stopped,
                 }),
             "reset" => self.reset(session).await.map(|()| Submission::Reset),
+            "forget" => {
+                let mut words = rest.split_whitespace();
+                let (Some(platform), Some(user_id), None) =
+                    (words.next(), words.next(), words.next())
+                else {
+                    return Err(EngineError::invalid(
+                        ErrorCode::InvalidRequest,
+                        "forget needs the viewer: forget <platform> <user id>",
+                    ));
+                };
+                let store = self.inner.store.clone();
+                let (platform, user_id) = (platform.to_ascii_lowercase(), user_id.to_owned());
+                blocking(move || store.forget_viewer(&platform, &user_id))
+                    .await
+                    .map(|exchanges| Submission::Forgot { exchanges })
+            }
             "say" if rest.trim().is_empty() => Err(EngineError::invalid(
                 ErrorCode::EmptyContent,
                 "say needs the text to speak: say <text>",
@@ -402,9 +443,9 @@ impl Engine {
 
     /// Without a relay: cancels the session's running turn and the turns queued behind it.
     /// Harmless when nothing runs. Returns the turns it cancelled.
-    fn cancel_session(&self, session: &SessionId) -> Vec<TurnNo> {
+    fn cancel_session(&self, session: &SessionId, reason: &str) -> Vec<TurnNo> {
         let slot = self.lock_sessions().get(session).cloned();
-        let stopped = slot.map(|slot| slot.cancel_all()).unwrap_or_default();
+        let stopped = slot.map(|slot| slot.cancel_all(reason)).unwrap_or_default();
         tracing::info!(sessionId = %session, ?stopped, "stop");
         stopped
     }
@@ -500,6 +541,7 @@ impl Engine {
             user_text,
             script,
             lang: request.lang,
+            viewer: crate::context::viewer_of(&request.meta),
             received_at: request.received_at,
             token: turn_token.clone(),
             events: events_tx,

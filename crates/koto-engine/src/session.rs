@@ -29,6 +29,9 @@ struct SlotState {
     tail: Option<CancellationToken>,
     /// Turns up to this one were stopped: none of their audio may leave the engine any more.
     fence: Option<u64>,
+    /// Why each cancelled in-flight turn was stopped (the STOP's reason, e.g. `retracted` for a
+    /// moderator's deletion): stored as the turn's `end_reason`. Removed with the turn.
+    stop_reasons: BTreeMap<u64, String>,
 }
 
 /// A reserved turn's place in its session's queue. Turns of one session run one after another in
@@ -101,15 +104,25 @@ impl SessionSlot {
     }
 
     pub fn release(&self, turn: TurnNo) {
-        self.lock_state().in_flight.remove(&turn.0);
+        let mut state = self.lock_state();
+        state.in_flight.remove(&turn.0);
+        state.stop_reasons.remove(&turn.0);
     }
 
     /// Cancels every in-flight turn (running and queued) and fences their output; returns their
-    /// numbers, oldest first.
-    pub fn cancel_all(&self) -> Vec<TurnNo> {
+    /// numbers, oldest first. `reason` is kept for each turn (the first STOP's reason wins).
+    pub fn cancel_all(&self, reason: &str) -> Vec<TurnNo> {
         let mut state = self.lock_state();
-        for token in state.in_flight.values() {
+        let SlotState {
+            in_flight,
+            stop_reasons,
+            ..
+        } = &mut *state;
+        for (turn, token) in in_flight.iter() {
             token.cancel();
+            stop_reasons
+                .entry(*turn)
+                .or_insert_with(|| reason.to_owned());
         }
         if let Some(last) = state.in_flight.keys().next_back().copied() {
             state.fence = Some(state.fence.map_or(last, |fence| fence.max(last)));
@@ -124,6 +137,11 @@ impl SessionSlot {
             .keys()
             .map(|turn| TurnNo(*turn))
             .collect()
+    }
+
+    /// Why a STOP cancelled `turn`, if one did.
+    pub fn stop_reason(&self, turn: TurnNo) -> Option<String> {
+        self.lock_state().stop_reasons.get(&turn.0).cloned()
     }
 
     /// True once a STOP covered `turn`: its chunks must not be sent.
@@ -218,7 +236,14 @@ mod tests {
         let (first, second) = (CancellationToken::new(), CancellationToken::new());
         slot.reserve(None, first.clone()).expect("turn 0");
         slot.reserve(None, second.clone()).expect("turn 1");
-        assert_eq!(slot.cancel_all(), vec![TurnNo(0), TurnNo(1)]);
+        assert_eq!(
+            slot.cancel_all("user_interrupt"),
+            vec![TurnNo(0), TurnNo(1)]
+        );
+        assert_eq!(
+            slot.stop_reason(TurnNo(1)).as_deref(),
+            Some("user_interrupt")
+        );
         assert!(
             first.is_cancelled() && second.is_cancelled(),
             "both turns were told to stop"

@@ -11,7 +11,7 @@ use koto_core::llm::{LlmRequest, LlmStream};
 use koto_core::{CorrelationId, ProviderError, TurnNo};
 use koto_protocol::chat::{ControlEvent, TurnStats};
 use koto_protocol::events::{
-    AnalyticsChatStats, LtmPayload, LtmWriteRequested, TurnFinished, event_type, stream,
+    AnalyticsChatStats, LtmPayload, LtmViewer, LtmWriteRequested, TurnFinished, event_type, stream,
 };
 use koto_protocol::{ErrorCode, WireError};
 use koto_store::{FailedTurn, FinishedTurn, NewOutboxEvent};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::TurnEvent;
-use crate::context::build_messages;
+use crate::context::{VIEWER_RECALL, build_messages, user_line, viewer_lines};
 use crate::engine::Engine;
 use crate::profile::Profile;
 use crate::session::{QueuePlace, SessionSlot};
@@ -46,6 +46,8 @@ pub(crate) struct TurnJob {
     /// `say <text>`: speak this text instead of asking the LLM.
     pub script: Option<String>,
     pub lang: Option<String>,
+    /// The chat viewer who wrote the input (named in the prompt); `None` for the streamer.
+    pub viewer: Option<koto_store::ContextViewer>,
     pub received_at: Instant,
     /// Cancelled by STOP, by the caller dropping its handle, or by shutdown.
     pub token: CancellationToken,
@@ -103,6 +105,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
     // so what was heard is read after it and matches what listeners got.
     let interrupted = matches!(ending, Ending::Interrupted);
     let reason = interrupted.then(|| job.interrupt_reason());
+    let reason = reason.as_deref();
     if let (Some(reason), Some(_)) = (reason, &progress.speech) {
         job.engine.fence_turn(&job.slot.id, job.turn, reason);
     }
@@ -316,9 +319,22 @@ async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
     let history = blocking(move || store.context(&session, max_turns))
         .await
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
-    let memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    let mut memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    if let Some(viewer) = &job.viewer {
+        let store = engine.store().clone();
+        let (platform, id) = (viewer.platform.clone(), viewer.id.clone());
+        // Per-viewer memory is a point lookup by (platform, user id); a failure only costs it.
+        match blocking(move || store.viewer_recall(&platform, &id, VIEWER_RECALL)).await {
+            Ok(Some(recall)) => {
+                memories.extend(viewer_lines(viewer, &recall, crate::store_calls::now_ms()))
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "answering without the viewer's memory"),
+        }
+    }
+    let input = user_line(&job.user_text, job.viewer.as_ref());
     Ok(LlmRequest {
-        messages: build_messages(&config.system_prompt, &memories, &history, &job.user_text),
+        messages: build_messages(&config.system_prompt, &memories, &history, &input),
         lang: job.lang.clone(),
         correlation_id: job.correlation_id.to_string(),
     })
@@ -400,6 +416,11 @@ fn outbox_events(
                 text: job.user_text.clone(),
                 reply: reply.clone(),
                 vectorize: true,
+                viewer: job.viewer.as_ref().map(|viewer| LtmViewer {
+                    platform: viewer.platform.clone(),
+                    id: viewer.id.clone(),
+                    name: viewer.name.clone(),
+                }),
             },
             ts,
         };
@@ -468,13 +489,17 @@ impl TurnJob {
         let _ = self.events.send(event).await;
     }
 
-    fn interrupt_reason(&self) -> &'static str {
+    /// Why the turn was interrupted: shutdown, else the STOP's own reason (`user_interrupt`,
+    /// `retracted`), else its caller went away.
+    fn interrupt_reason(&self) -> String {
         if self.engine.is_shutting_down() {
-            "shutdown"
+            "shutdown".to_owned()
+        } else if let Some(reason) = self.slot.stop_reason(self.turn) {
+            reason
         } else if self.events.is_closed() {
-            "client_disconnected"
+            "client_disconnected".to_owned()
         } else {
-            "user_interrupt"
+            "user_interrupt".to_owned()
         }
     }
 }

@@ -209,6 +209,11 @@ impl Effects {
                     user_text: event.payload.text,
                     reply_text: event.payload.reply,
                     ts_ms: event.ts,
+                    viewer: event.payload.viewer.map(|viewer| koto_store::ViewerRef {
+                        platform: viewer.platform,
+                        user_id: viewer.id,
+                        name: viewer.name,
+                    }),
                 };
                 self.consume(group, row, move |store, name, stream, id| {
                     store.remember(name, stream, id, &memory)

@@ -24,6 +24,18 @@ pub struct LtmPayload {
     pub text: String,
     pub reply: String,
     pub vectorize: bool,
+    /// The live chat viewer who asked (kept as per-viewer memory too); absent for the streamer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<LtmViewer>,
+}
+
+/// A chat viewer, keyed by platform + the platform's user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LtmViewer {
+    pub platform: String,
+    pub id: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

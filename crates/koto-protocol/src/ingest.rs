@@ -118,6 +118,8 @@ pub enum RelayFrame {
     MicLevel(crate::voice::MicLevelFrame),
     AsrPartial(crate::voice::AsrPartialFrame),
     VoiceDropped(crate::voice::VoiceDroppedFrame),
+    /// Live chat: a message picked, dropped or retracted, with why (engine → clients).
+    ChatDecision(crate::live_chat::ChatDecisionFrame),
 }
 
 impl RelayFrame {
@@ -130,6 +132,7 @@ impl RelayFrame {
             RelayFrame::MicLevel(level) => &level.session_id,
             RelayFrame::AsrPartial(partial) => &partial.session_id,
             RelayFrame::VoiceDropped(dropped) => &dropped.session_id,
+            RelayFrame::ChatDecision(decision) => &decision.session_id,
         }
     }
 }

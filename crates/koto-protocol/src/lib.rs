@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod ingest;
 pub mod legacy;
+pub mod live_chat;
 pub mod voice;
 
 pub use error::{ErrorBody, ErrorCode, WireError};

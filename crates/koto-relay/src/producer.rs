@@ -165,7 +165,9 @@ impl Producer {
                     Err(IngestError::UnexpectedStop)
                 }
             },
-            other @ (RelayFrame::UserInput(_) | RelayFrame::TextDelta(_)) => self.forward(other),
+            other @ (RelayFrame::UserInput(_)
+            | RelayFrame::TextDelta(_)
+            | RelayFrame::ChatDecision(_)) => self.forward(other),
             // The app's own microphone publishes these (`Relay::publish`); a producer that
             // sends them must not become the session's owner by it.
             RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {

@@ -159,6 +159,21 @@ pub const KEYS: &[KeySpec] = &[
     key("barge_in_confirm_words", "BARGE_IN_CONFIRM_WORDS", "2", "Voice barge-in: words (1–20) that confirm a STOP at once."),
     key("barge_in_confirm_ms", "BARGE_IN_CONFIRM_MS", "600", "Voice barge-in: or any word once this much speech was heard (100–10000 ms)."),
     key("barge_in_window_ms", "BARGE_IN_WINDOW_MS", "3000", "Voice barge-in: unconfirmed this long after the onset (500–30000 ms), the co-host resumes where it paused."),
+    // Live chat: the scored queue and the answers (crate::live_chat).
+    key("chat_session", "CHAT_SESSION", "live-chat", "Session that live chat answers go to (a session id); STOP works on it as on any session."),
+    key("chat_answer", "CHAT_ANSWER", "true", "Answer live chat: the queue's picks become turns. false: messages are still queued, scored and shown, never answered."),
+    key("chat_answer_every_s", "CHAT_ANSWER_EVERY_S", "20", "At most one chat answer per this many seconds (0–3600)."),
+    key("chat_answer_during_streamer", "CHAT_ANSWER_DURING_STREAMER", "false", "Answer chat while one of the streamer's own turns runs."),
+    key("chat_queue_capacity", "CHAT_QUEUE_CAPACITY", "200", "Chat messages waiting at most (1–100000); past it the lowest score is dropped."),
+    key("chat_max_chars", "CHAT_MAX_CHARS", "300", "Longer chat messages are dropped (1–10000 characters)."),
+    key("chat_allow_links", "CHAT_ALLOW_LINKS", "false", "Keep chat messages that carry links."),
+    key("chat_blocked_words", "CHAT_BLOCKED_WORDS", "", "Words that drop a chat message, comma-separated; accents, pinyin tones, spacing and look-alike digits are folded (`shabi` also blocks `shǎ bī` and `5hab1`)."),
+    key("chat_duplicate_window_s", "CHAT_DUPLICATE_WINDOW_S", "30", "Near-identical chat messages within this many seconds count once (0–3600)."),
+    key("chat_max_wait_s", "CHAT_MAX_WAIT_S", "120", "A chat message waiting longer is dropped (1–86400 seconds; pinned ones stay)."),
+    key("chat_max_per_user", "CHAT_MAX_PER_USER", "3", "Chat messages one viewer may have waiting (1–1000)."),
+    key("chat_names", "CHAT_NAMES", "Kotodama", "The co-host's names, comma-separated: a chat message naming one counts as a mention."),
+    key("chat_batch_max", "CHAT_BATCH_MAX", "100", "Messages per POST /chat/messages body or /ws/chat frame (1–10000)."),
+    key("chat_viewer_retention_days", "CHAT_VIEWER_RETENTION_DAYS", "90", "Per-viewer memories (what a chat viewer said and was answered) older than this are forgotten (0.01–36500 days)."),
 ];
 
 /// Why a configuration cannot be used. Every message is a sentence for the person who set the
@@ -373,6 +388,8 @@ pub struct Config {
     pub chat_sources: crate::chat_sources::ChatSourcesConfig,
     /// The microphone, VAD, echo handling and voice barge-in (`MIC_*`, `VAD_*`, `BARGE_IN_*`).
     pub voice: crate::voice::VoiceSettings,
+    /// Live chat's queue and answers (`chat_*` keys).
+    pub chat: crate::live_chat::ChatSettings,
     /// The layered raw values this config was built from (the settings API shows and edits
     /// them); secrets inside print as `***`.
     pub raw: RawConfig,
@@ -584,6 +601,7 @@ impl RawConfig {
             desktop: self.desktop_config()?,
             chat_sources: crate::chat_sources::ChatSourcesConfig::from_raw(self)?,
             voice: self.voice_settings()?,
+            chat: self.chat_settings()?,
             raw: self.clone(),
         };
         config.validate(self)?;
@@ -694,6 +712,57 @@ impl RawConfig {
             device: self.optional("mic_device")?,
             session,
             ptt_hotkey,
+        })
+    }
+
+    fn chat_settings(&self) -> Result<crate::live_chat::ChatSettings, ConfigError> {
+        use koto_core::chat_queue::{BlockedWord, QueueConfig};
+        let seconds_ms = |key, range| {
+            self.seconds(key, range)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        let list = |key| -> Vec<String> {
+            self.text(key)
+                .split(',')
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect()
+        };
+        let session =
+            koto_core::SessionId::parse(self.text("chat_session").trim()).map_err(|_| {
+                self.invalid(
+                    "chat_session",
+                    "expected a session id (letters, digits, . _ : -)",
+                )
+            })?;
+        let queue = QueueConfig {
+            capacity: self.number("chat_queue_capacity", 1..=100_000, " messages")?,
+            answer_every_ms: seconds_ms("chat_answer_every_s", 0.0..=3600.0)?,
+            answer_during_streamer: self.flag("chat_answer_during_streamer")?,
+            max_chars: self.number("chat_max_chars", 1..=10_000, " characters")?,
+            allow_links: self.flag("chat_allow_links")?,
+            blocked_words: list("chat_blocked_words")
+                .iter()
+                .filter_map(|word| BlockedWord::new(word))
+                .collect(),
+            duplicate_window_ms: seconds_ms("chat_duplicate_window_s", 0.0..=3600.0)?,
+            max_wait_ms: seconds_ms("chat_max_wait_s", 1.0..=86_400.0)?,
+            max_per_user: self.number("chat_max_per_user", 1..=1000, " messages")?,
+            names: list("chat_names"),
+            ..QueueConfig::default()
+        };
+        Ok(crate::live_chat::ChatSettings {
+            session,
+            answer: self.flag("chat_answer")?,
+            queue,
+            batch_max: self.number("chat_batch_max", 1..=10_000, " messages")?,
+            viewer_retention: {
+                let days: f64 =
+                    self.number("chat_viewer_retention_days", 0.01..=36_500.0, " days")?;
+                Duration::try_from_secs_f64(days * 86_400.0).map_err(|_| {
+                    self.invalid("chat_viewer_retention_days", "expected 0.01 to 36500 days")
+                })?
+            },
         })
     }
 
@@ -1300,6 +1369,7 @@ mod tidy {
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
         ("STOP_ACK", "a wire frame"),
+        ("CHAT_DECISION", "a wire frame"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),
         ("TCP_NODELAY", "a socket option"),
         ("MAX_MESSAGE_BYTES", "a constant (routes/ws.rs)"),

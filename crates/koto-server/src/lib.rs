@@ -10,6 +10,7 @@ pub mod bench;
 pub mod chat_sources;
 pub mod config;
 pub mod error;
+pub mod live_chat;
 pub mod live_settings;
 pub mod logging;
 pub mod providers;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub chat_sources: chat_sources::ChatSources,
     /// The microphone (`MIC_MODE`, push-to-talk, `/health`'s `mic`).
     pub voice: Arc<voice::VoiceIn>,
+    /// Live chat: the intake, the scored queue and its driver (`/chat/*`, `/ws/chat`).
+    pub live_chat: live_chat::LiveChat,
 }
 
 impl AppState {
@@ -106,6 +109,7 @@ pub fn app(state: AppState) -> Router {
             get(routes::history::history),
         )
         .route("/metrics", get(routes::stats::metrics))
+        .merge(routes::chat_in::router())
         .route("/", get(routes::ui::panel))
         .route("/overlay", get(routes::ui::overlay))
         .route("/ui/{*path}", get(routes::ui::asset))

@@ -214,7 +214,7 @@ pub async fn start_with_voice(
         voice,
         relay: Some(relay),
         recall: Some(events.recall()),
-        metrics: Some(registry),
+        metrics: Some(registry.clone()),
     };
     let engine = Engine::new(engine_config(&config), parts);
     let chat_sources = crate::chat_sources::ChatSources::new(config.chat_sources.clone());
@@ -227,6 +227,17 @@ pub async fn start_with_voice(
         mic_asr,
         shutdown.child_token(),
     );
+    let (live_chat, _chat_driver) = crate::live_chat::LiveChat::start(
+        config.chat.clone(),
+        engine.clone(),
+        Some(&registry),
+        shutdown.clone(),
+    );
+    // The platforms feed the same intake as the local chat API (`POST /chat/messages`).
+    let adapters = chat_sources.start(live_chat.intake(), shutdown.child_token());
+    if adapters > 0 {
+        tracing::info!(adapters, "live chat adapters started");
+    }
     let state = AppState {
         engine: engine.clone(),
         security: Arc::new(
@@ -244,6 +255,7 @@ pub async fn start_with_voice(
         chat_sources: chat_sources.clone(),
         started: Instant::now(),
         events: events.clone(),
+        live_chat,
         settings: Arc::new(
             crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone())
                 .with_bound(addr)

@@ -20,6 +20,7 @@ mod store;
 #[cfg(test)]
 mod test_support;
 mod turns;
+mod viewer;
 
 pub use analytics::{
     AnalyticsReport, LatencySummary, SessionAnalytics, TurnAggregate, TurnStatsRecord,
@@ -35,4 +36,5 @@ pub use prefill::{prefill_reply_text, prefill_user_text};
 pub use schema::LATEST_SCHEMA_VERSION;
 pub use session::SessionState;
 pub use store::{BUSY_TIMEOUT, Store, StoreHealth};
-pub use turns::{ContextTurn, FailedTurn, FinishedTurn, NewTurn};
+pub use turns::{ContextTurn, ContextViewer, FailedTurn, FinishedTurn, NewTurn};
+pub use viewer::{ViewerExchange, ViewerRecall, ViewerRef};

@@ -22,6 +22,8 @@ pub struct NewMemory {
     pub user_text: String,
     pub reply_text: String,
     pub ts_ms: i64,
+    /// The chat viewer who asked, if any: also kept as per-viewer memory.
+    pub viewer: Option<crate::viewer::ViewerRef>,
 }
 
 /// A recalled exchange, best match first.
@@ -181,6 +183,15 @@ impl Store {
             transaction
                 .prepare_cached("INSERT INTO memories_fts(rowid, body) VALUES (?1, ?2)")?
                 .execute(params![id, body])?;
+            if let Some(viewer) = &memory.viewer {
+                crate::viewer::remember_viewer_in(
+                    transaction,
+                    viewer,
+                    &memory.user_text,
+                    &memory.reply_text,
+                    memory.ts_ms,
+                )?;
+            }
             Ok(Consumption::Applied)
         })
     }
@@ -293,6 +304,7 @@ mod tests {
             user_text: user.into(),
             reply_text: reply.into(),
             ts_ms: outbox_id,
+            viewer: None,
         };
         store
             .remember("ltm-workers", "events.ltm", outbox_id, &memory)

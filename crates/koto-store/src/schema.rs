@@ -164,11 +164,37 @@ const M3_TURN_END_REASON: &str = "ALTER TABLE turns ADD COLUMN end_reason TEXT;"
 /// every row written before M4.
 const M4_TURN_META: &str = "ALTER TABLE turns ADD COLUMN meta TEXT;";
 
+/// M5: per-viewer memory for live chat (`viewer.rs`): a viewer by platform + user id, and the
+/// exchanges remembered for them; written with the LTM memory, forgotten on request or after
+/// `chat_viewer_retention_days`.
+const M5_VIEWERS: &str = r#"
+CREATE TABLE viewers(
+  platform   TEXT    NOT NULL,
+  user_id    TEXT    NOT NULL,
+  name       TEXT    NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen  INTEGER NOT NULL,
+  exchanges  INTEGER NOT NULL,
+  PRIMARY KEY(platform, user_id)
+) WITHOUT ROWID;
+CREATE TABLE viewer_memories(
+  id       INTEGER PRIMARY KEY,
+  platform TEXT    NOT NULL,
+  user_id  TEXT    NOT NULL,
+  said     TEXT    NOT NULL,
+  answered TEXT    NOT NULL,
+  ts       INTEGER NOT NULL
+);
+CREATE INDEX viewer_memories_user ON viewer_memories(platform, user_id, ts);
+CREATE INDEX viewer_memories_ts ON viewer_memories(ts);
+"#;
+
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(M1_TURNS_SESSIONS_OUTBOX),
     M::up(M2_EVENT_CONSUMERS),
     M::up(M3_TURN_END_REASON),
     M::up(M4_TURN_META),
+    M::up(M5_VIEWERS),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

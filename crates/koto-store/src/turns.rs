@@ -70,6 +70,27 @@ pub struct ContextTurn {
     pub user_text: String,
     pub reply_text: String,
     pub interrupted: bool,
+    /// Who wrote `user_text`, for a turn from live chat (from the user row's `meta`), so the
+    /// prompt can name them.
+    pub viewer: Option<ContextViewer>,
+}
+
+/// A chat viewer as the prompt names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextViewer {
+    pub platform: String,
+    pub id: String,
+    pub name: String,
+}
+
+fn viewer_from_meta(meta: Option<String>) -> Option<ContextViewer> {
+    let meta: koto_core::turn::InputMeta = serde_json::from_str(&meta?).ok()?;
+    let user = meta.user?;
+    Some(ContextViewer {
+        platform: meta.source,
+        id: user.id,
+        name: user.name,
+    })
 }
 
 /// Newest first from the end of the session, then reversed in Rust: SQLite walks the
@@ -78,7 +99,7 @@ pub struct ContextTurn {
 /// the planner can never start from the assistant side. Cost depends on the window, not on the
 /// table size.
 pub(crate) const CONTEXT_SQL: &str = "
-SELECT u.turn, u.text, a.text, a.interrupted
+SELECT u.turn, u.text, a.text, a.interrupted, u.meta
 FROM turns AS u
 CROSS JOIN turns AS a
   ON a.sessionId = u.sessionId AND a.turn = u.turn AND a.role = 'assistant'
@@ -195,6 +216,7 @@ impl Store {
                     user_text: row.get(1)?,
                     reply_text: row.get(2)?,
                     interrupted: row.get(3)?,
+                    viewer: viewer_from_meta(row.get(4)?),
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -92,6 +92,7 @@ pub fn turn_events(session: &SessionId, turn: u64, user: &str, reply: &str) -> V
             text: user.to_owned(),
             reply: reply.to_owned(),
             vectorize: true,
+            viewer: None,
         },
         ts,
     };

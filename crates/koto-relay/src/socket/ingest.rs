@@ -154,6 +154,7 @@ impl FrameContext {
             RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {
                 (None, None)
             }
+            RelayFrame::ChatDecision(_) => (None, None),
         };
         FrameContext {
             session_id: frame.session_id().clone(),

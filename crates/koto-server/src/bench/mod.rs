@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::RawConfig;
 
 mod audio_cpu;
+mod chat;
 mod speech;
 mod voice;
 
@@ -58,6 +59,15 @@ pub struct BenchArgs {
     /// scripts/asr-server.sh); unset = the mock ASR.
     #[arg(long)]
     pub voice_asr_url: Option<String>,
+    /// Chat flood: messages per second through POST /chat/messages.
+    #[arg(long, default_value_t = 500)]
+    pub chat_rate: usize,
+    /// Chat flood: seconds (0 skips it; the run is 60).
+    #[arg(long, default_value_t = 5)]
+    pub chat_seconds: u64,
+    /// Run only the chat flood.
+    #[arg(long)]
+    pub chat_only: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +108,7 @@ pub struct Report {
     pub audio_cpu: Option<audio_cpu::AudioCpu>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice: Option<voice::VoiceScenario>,
+    pub chat: Option<chat::ChatFlood>,
 }
 
 /// Outbox commit → entry readable by a Redis consumer, and the relay's rate beside
@@ -132,6 +143,15 @@ async fn outbox_bench(_events: usize) -> anyhow::Result<OutboxBench> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.chat_only {
+        let flood = chat::run(args.chat_rate, args.chat_seconds.max(1)).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&flood)?);
+        } else {
+            chat::print(&flood);
+        }
+        return Ok(());
+    }
     let first_token = Duration::from_millis(args.first_token_ms);
     let tokens: Vec<String> = (0..args.tokens).map(|n| format!("word{n} ")).collect();
     let reply = FakeStream::new(tokens)
@@ -272,9 +292,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let chat = if args.chat_seconds > 0 {
+        eprintln!(
+            "chat flood: {} messages/s for {} s…",
+            args.chat_rate, args.chat_seconds
+        );
+        Some(chat::run(args.chat_rate, args.chat_seconds).await?)
+    } else {
+        None
+    };
     let report = Report {
         voice,
         audio_cpu,
+        chat,
         outbox,
         speech: speech_results,
         first_token_delay_ms: args.first_token_ms,
@@ -449,6 +479,10 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
 
 fn print_table(report: &Report) {
     print_ttft_table(report);
+    if let Some(flood) = &report.chat {
+        println!();
+        chat::print(flood);
+    }
     if let Some(outbox) = &report.outbox {
         let d = &outbox.delivery;
         println!();

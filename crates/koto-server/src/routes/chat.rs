@@ -59,7 +59,9 @@ pub async fn chat_stream(
             TurnEvent::Control(ControlEvent::stopped("user_interrupt")),
             TurnEvent::Done(TurnStats::default()),
         ],
-        Submission::Reset => vec![TurnEvent::Done(TurnStats::default())],
+        Submission::Reset | Submission::Forgot { .. } => {
+            vec![TurnEvent::Done(TurnStats::default())]
+        }
     };
     Ok(sse(stream::iter(events)))
 }

@@ -2,6 +2,7 @@
 
 pub mod audio;
 pub mod chat;
+pub mod chat_in;
 pub mod control;
 pub mod desktop;
 pub mod health;

@@ -10,6 +10,7 @@ mod events;
 mod history;
 mod legacy;
 mod live;
+mod live_chat;
 mod panel;
 mod security;
 mod settings;

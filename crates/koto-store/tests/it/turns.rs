@@ -65,6 +65,7 @@ fn begin_advances_next_turn_and_finish_makes_it_context() {
         user_text: "今晚玩什么？".into(),
         reply_text: "玩双人成行吧。".into(),
         interrupted: false,
+        viewer: None,
     };
     assert_eq!(
         context,
