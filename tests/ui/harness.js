@@ -44,10 +44,11 @@ export async function startServer({ dataDir, bind = '127.0.0.1:0', env = {} } = 
     const timer = setTimeout(() => reject(new Error('kotodama did not print its ready line in time')), 60_000);
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
-      const match = /ready: (http:\/\/\S+)\s+token: (\S+)/.exec(line);
+      // `kotodama ready: http://127.0.0.1:PORT/?token=TOKEN  (LLM: …, audio: …)`
+      const match = /ready: (http:\/\/[^/\s]+)\/\?token=(\S+)/.exec(line);
       if (match) {
         clearTimeout(timer);
-        resolveReady({ url: match[1], token: match[2] });
+        resolveReady({ url: match[1], token: decodeURIComponent(match[2]) });
       }
     });
     child.once('exit', (code) => {

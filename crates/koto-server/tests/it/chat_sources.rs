@@ -1,18 +1,21 @@
-//! The chat adapters started from config, against a loopback fake Twitch IRC server: events
-//! reach the sender the intake passes, and `/health` shows each adapter's status.
+//! The chat adapters started from config, against a loopback fake Twitch IRC server: the
+//! platform's messages reach live chat's intake (queued, picked, answered), `/health` shows the
+//! adapter's status, and a moderator's CLEARMSG on the platform retracts the spoken answer
+//! through the one STOP path.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
-use crate::{TOKEN, serve};
+use crate::live_chat::{next_json, socket, stored_ending, until};
+use crate::{TOKEN, TestServer, serve};
 
-/// Accept one client, wait for its JOIN, then say the channel's state and one message.
-async fn fake_twitch() -> String {
+/// Accept one client; after its JOIN say the channel's state and one message; on `delete`,
+/// send the moderator's CLEARMSG for it.
+async fn fake_twitch(delete: oneshot::Receiver<()>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -21,78 +24,95 @@ async fn fake_twitch() -> String {
         let mut lines = BufReader::new(read).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if line.starts_with("JOIN #chan") {
-                write.write_all(b"@room-id=1 :tmi.twitch.tv ROOMSTATE #chan\r\n@id=m-1;user-id=7;display-name=Ann :ann!ann@ann PRIVMSG #chan :hello from chat\r\n").await.unwrap();
+                write.write_all(b"@room-id=1 :tmi.twitch.tv ROOMSTATE #chan\r\n@id=m-1;user-id=7;display-name=Ann :ann!ann@ann PRIVMSG #chan :tell us a story about dragons\r\n").await.unwrap();
+                break;
             }
         }
+        if delete.await.is_ok() {
+            write
+                .write_all(b"@login=ann;target-msg-id=m-1;tmi-sent-ts=1 :tmi.twitch.tv CLEARMSG #chan :tell us a story about dragons\r\n")
+                .await
+                .unwrap();
+        }
+        // Keep the connection open (the adapter stays live) until the test ends.
+        while let Ok(Some(_)) = lines.next_line().await {}
     });
     format!("irc://{address}")
 }
 
-#[tokio::test]
-async fn configured_adapters_feed_the_given_sender_and_show_on_health() {
-    let url = fake_twitch().await;
-    let server = serve(&[("TWITCH_CHANNEL", "chan"), ("TWITCH_IRC_URL", &url)]).await;
+async fn adapters(server: &TestServer) -> Value {
     let health: Value = server
         .client
         .get(format!("{}/health", server.base))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        health["chat"]["adapters"],
-        serde_json::json!([]),
-        "nothing runs before the intake starts them"
-    );
-    let chat = server.server.as_ref().unwrap().chat_sources.clone();
-    let (tx, mut rx) = mpsc::channel(16);
-    assert_eq!(
-        chat.start(tx, CancellationToken::new()),
-        1,
-        "one adapter configured"
-    );
-    let event = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (
-            event.platform.as_str(),
-            event.message_id.as_str(),
-            event.text.as_str()
-        ),
-        ("twitch", "m-1", "hello from chat")
-    );
-    assert_eq!(event.user.name, "Ann");
-    let adapters = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let health: Value = server
-                .client
-                .get(format!("{}/health", server.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let adapters = health["chat"]["adapters"].clone();
-            if adapters[0]["health"]["state"] == "live" && adapters[0]["lastMessageMs"].is_i64() {
-                return adapters;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    health["chat"]["adapters"].clone()
+}
+
+#[tokio::test]
+async fn a_twitch_message_is_answered_and_a_moderators_clearmsg_retracts_it() {
+    let (delete, deleted) = oneshot::channel();
+    let url = fake_twitch(deleted).await;
+    let app = serve(&[
+        ("TWITCH_CHANNEL", "chan"),
+        ("TWITCH_IRC_URL", &url),
+        ("CHAT_ANSWER_EVERY_S", "0"),
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+    ])
+    .await;
+    let mut live = socket(&app, "/ws/live?session=live-chat").await;
+    let mut chunks = 0;
+    let seen = until(&mut live, "audio of the answer to the Twitch viewer", |f| {
+        if f["type"] == "SPEECH_CHUNK" {
+            chunks += 1;
         }
+        chunks >= 3
     })
-    .await
-    .unwrap();
+    .await;
+    assert!(
+        seen.iter().any(|f| f["type"] == "CHAT_DECISION"
+            && f["decision"] == "picked"
+            && f["platform"] == "twitch"
+            && f["messageId"] == "m-1"),
+        "the adapter's message went through the queue: {seen:?}"
+    );
+    let adapters = adapters(&app).await;
     assert_eq!(adapters[0]["platform"], "twitch");
     assert_eq!(adapters[0]["channel"], "#chan");
-    assert!(adapters[0]["sinceMs"].is_i64());
-    server.shutdown().await;
+    assert_eq!(adapters[0]["health"]["state"], "live", "{adapters}");
+    assert!(adapters[0]["lastMessageMs"].is_i64(), "{adapters}");
+
+    delete.send(()).unwrap();
+    let frames = until(&mut live, "STOP_ACK", |f| {
+        f["type"] == "CONTROL" && f["action"] == "STOP_ACK"
+    })
+    .await;
     assert!(
-        rx.recv().await.is_none(),
-        "shutting the server down stops the adapters"
+        frames.iter().any(|f| f["type"] == "CHAT_DECISION"
+            && f["decision"] == "retracted"
+            && f["messageId"] == "m-1"),
+        "the platform's deletion retracts the answer: {frames:?}"
     );
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
+    let mut after = 0;
+    loop {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = next_json(&mut live, wait).await else {
+            break;
+        };
+        if frame["type"] == "SPEECH_CHUNK" {
+            after += 1;
+        }
+    }
+    assert_eq!(after, 0, "no chunk of the retracted answer after STOP_ACK");
+    let (interrupted, reason) = stored_ending(&app, 0).await;
+    assert!(interrupted, "the answer is stored as interrupted");
+    assert_eq!(reason.as_deref(), Some("retracted"));
+    app.shutdown().await;
 }

@@ -11,12 +11,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{TOKEN, TestServer, expect_error, serve};
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const SESSION: &str = "live-chat";
 
-async fn socket(app: &TestServer, path: &str) -> Socket {
+pub(crate) async fn socket(app: &TestServer, path: &str) -> Socket {
     let url = format!(
         "{}{path}{}token={TOKEN}",
         app.base.replace("http://", "ws://"),
@@ -28,7 +28,7 @@ async fn socket(app: &TestServer, path: &str) -> Socket {
         .0
 }
 
-async fn next_json(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub(crate) async fn next_json(socket: &mut Socket, wait: Duration) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(wait, socket.next())
             .await
@@ -43,7 +43,7 @@ async fn next_json(socket: &mut Socket, wait: Duration) -> Option<Value> {
 }
 
 /// Reads frames until one matches; every frame read is returned too (in order).
-async fn until(
+pub(crate) async fn until(
     socket: &mut Socket,
     what: &str,
     mut matches: impl FnMut(&Value) -> bool,
@@ -425,7 +425,7 @@ async fn stored_user_row(app: &TestServer, turn: i64) -> (String, Value) {
     (row.0, meta)
 }
 
-async fn stored_ending(app: &TestServer, turn: i64) -> (bool, Option<String>) {
+pub(crate) async fn stored_ending(app: &TestServer, turn: i64) -> (bool, Option<String>) {
     poll_row(
         app,
         "SELECT a.interrupted, u.end_reason FROM turns AS a JOIN turns AS u
