@@ -410,7 +410,7 @@ async fn a_delete_while_answering_retracts_the_spoken_answer() {
     app.shutdown().await;
 }
 
-async fn stored_user_row(app: &TestServer, turn: i64) -> (String, Value) {
+pub(crate) async fn stored_user_row(app: &TestServer, turn: i64) -> (String, Value) {
     let row = poll_row(
         app,
         "SELECT text, meta FROM turns WHERE sessionId = ?1 AND turn = ?2 AND role = 'user'",
