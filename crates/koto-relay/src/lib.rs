@@ -23,6 +23,7 @@
 mod client;
 mod config;
 mod framing;
+mod live_client;
 mod metrics;
 mod producer;
 mod relay;
@@ -30,8 +31,10 @@ mod session;
 mod socket;
 mod state;
 mod stop;
+mod ws_frame;
 
-pub use client::{ClientFilter, ClientRole, DisconnectReason, LiveClient, LiveFrame};
+pub use client::{ClientFilter, ClientRole, DisconnectReason, LiveFrame};
+pub use live_client::LiveClient;
 pub use config::RelayConfig;
 pub use framing::{BinaryChunk, FramingError, decode_binary_chunk, encode_binary_chunk};
 pub use metrics::{LatencySummary, RelayMetrics};

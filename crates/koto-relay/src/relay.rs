@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ClientFilter, ClientRole, Clients, DisconnectReason, LiveClient, LiveFrame};
+use crate::client::{ClientFilter, ClientRole, Clients, DisconnectReason, LiveFrame};
+use crate::live_client::LiveClient;
 use crate::config::RelayConfig;
 use crate::metrics::RelayMetrics;
 use crate::producer::Producer;

@@ -25,17 +25,8 @@ use serde::{Deserialize, Serialize};
 pub use ingest::run_ingest_socket;
 pub use live_clients::run_live_socket;
 
-/// A WebSocket message, library-neutral.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WsFrame {
-    Text(String),
-    /// Shared, not copied: one binary SPEECH_CHUNK goes to every binary client as is.
-    Binary(bytes::Bytes),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    /// Close with an optional (code, reason).
-    Close(Option<(u16, String)>),
-}
+pub use crate::ws_frame::WsFrame;
+
 
 /// Close codes the drivers use.
 pub mod close_code {
