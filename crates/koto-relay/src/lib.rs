@@ -34,9 +34,9 @@ mod stop;
 mod ws_frame;
 
 pub use client::{ClientFilter, ClientRole, DisconnectReason, LiveFrame};
-pub use live_client::LiveClient;
 pub use config::RelayConfig;
 pub use framing::{BinaryChunk, FramingError, decode_binary_chunk, encode_binary_chunk};
+pub use live_client::LiveClient;
 pub use metrics::{LatencySummary, RelayMetrics};
 pub use producer::{EndReceipt, IngestError, Ingested, Producer};
 pub use relay::Relay;

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::{ClientFilter, ClientRole, Clients, DisconnectReason, LiveFrame};
-use crate::live_client::LiveClient;
 use crate::config::RelayConfig;
+use crate::live_client::LiveClient;
 use crate::metrics::RelayMetrics;
 use crate::producer::Producer;
 use crate::session::{Paused, Stopping, pause_frame, stop_ack};

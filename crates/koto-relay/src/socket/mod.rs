@@ -27,7 +27,6 @@ pub use live_clients::run_live_socket;
 
 pub use crate::ws_frame::WsFrame;
 
-
 /// Close codes the drivers use.
 pub mod close_code {
     /// The relay shuts down, or the peer went silent past `peer_timeout`.
