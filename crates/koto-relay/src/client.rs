@@ -58,6 +58,21 @@ impl ClientFilter {
     fn wants(&self, session: &SessionId) -> bool {
         self.session.as_ref().is_none_or(|wanted| wanted == session)
     }
+
+    /// An overlay shows the chat message being answered: it gets picks and retractions, not
+    /// the drops, which in a chat flood are hundreds a second it would only have to discard
+    /// (and could fall behind on, and be disconnected for).
+    fn wants_frame(&self, frame: &LiveFrame) -> bool {
+        if !self.wants(frame.session()) {
+            return false;
+        }
+        match (&frame.0.frame, self.role) {
+            (RelayFrame::ChatDecision(decision), ClientRole::Overlay) => {
+                decision.decision != "dropped"
+            }
+            _ => true,
+        }
+    }
 }
 
 /// Why the relay ended a client's subscription.
@@ -285,7 +300,7 @@ impl Clients {
         metrics: &mut RelayMetrics,
     ) {
         for entry in self.entries.values_mut() {
-            if entry.closed.is_some() || !entry.filter.wants(frame.session()) {
+            if entry.closed.is_some() || !entry.filter.wants_frame(frame) {
                 continue;
             }
             if entry.frames.len() < limits.queue_frames {

@@ -233,3 +233,60 @@ async fn only_clients_that_say_they_are_overlays_count_as_overlays() {
         "a closed overlay is not counted"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn overlays_get_chat_picks_and_retractions_but_not_the_flood_of_drops() {
+    use koto_protocol::live_chat::ChatDecisionFrame;
+    let relay = Relay::new(RelayConfig::default());
+    let mut overlay = relay.subscribe(ClientFilter {
+        role: ClientRole::Overlay,
+        ..ClientFilter::default()
+    });
+    let mut panel = relay.subscribe(ClientFilter {
+        role: ClientRole::Panel,
+        ..ClientFilter::default()
+    });
+    let (engine, _stops) = relay.attach_producer(true);
+    let session = sid("live-chat");
+    let decision = |id: &str, decision: &str| {
+        RelayFrame::ChatDecision(ChatDecisionFrame {
+            session_id: session.clone(),
+            message_id: id.into(),
+            platform: "twitch".into(),
+            user_id: "7".into(),
+            decision: decision.into(),
+            reason: "test".into(),
+            reason_code: "test".into(),
+            user_name: None,
+            text: None,
+            ts: 0,
+        })
+    };
+    for (id, kind) in [
+        ("d1", "dropped"),
+        ("p1", "picked"),
+        ("d2", "dropped"),
+        ("p1", "retracted"),
+    ] {
+        engine.send(decision(id, kind)).await.expect("forwarded");
+    }
+    let seen = |client: &mut koto_relay::LiveClient| {
+        let mut kinds = Vec::new();
+        while let Ok(Some(frame)) = client.try_recv() {
+            if let RelayFrame::ChatDecision(d) = frame.frame() {
+                kinds.push(format!("{} {}", d.decision, d.message_id));
+            }
+        }
+        kinds
+    };
+    assert_eq!(
+        seen(&mut panel),
+        ["dropped d1", "picked p1", "dropped d2", "retracted p1"],
+        "the panel explains every decision"
+    );
+    assert_eq!(
+        seen(&mut overlay),
+        ["picked p1", "retracted p1"],
+        "the overlay only shows what is answered"
+    );
+}
