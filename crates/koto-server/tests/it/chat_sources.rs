@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::live_chat::{next_json, socket, stored_ending, stored_user_row, until};
+use crate::live_chat::{socket, speech_chunks_within, stored_ending, stored_user_row, until};
 use crate::{TOKEN, TestServer, serve};
 
 /// Accept one client; after its JOIN say the channel's state and one message; on `delete`,
@@ -105,18 +105,11 @@ async fn a_twitch_message_is_answered_and_a_moderators_clearmsg_retracts_it() {
             && f["messageId"] == "m-1"),
         "the platform's deletion retracts the answer: {frames:?}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
-    let mut after = 0;
-    loop {
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(frame) = next_json(&mut live, wait).await else {
-            break;
-        };
-        if frame["type"] == "SPEECH_CHUNK" {
-            after += 1;
-        }
-    }
-    assert_eq!(after, 0, "no chunk of the retracted answer after STOP_ACK");
+    assert_eq!(
+        speech_chunks_within(&mut live, Duration::from_millis(600)).await,
+        0,
+        "no chunk of the retracted answer after STOP_ACK"
+    );
     let (interrupted, reason) = stored_ending(&app, 0).await;
     assert!(interrupted, "the answer is stored as interrupted");
     assert_eq!(reason.as_deref(), Some("retracted"));
