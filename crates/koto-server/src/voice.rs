@@ -143,7 +143,14 @@ impl VoiceIn {
             Arc::clone(&status),
             config.barge_in.window_ms,
         ));
-        tokio::spawn(follow_cohost(relay, inputs.clone(), shutdown));
+        let feeds_aec = config.echo == EchoMode::Aec;
+        tokio::spawn(follow_cohost(
+            relay,
+            inputs.clone(),
+            Arc::clone(&status),
+            feeds_aec,
+            shutdown,
+        ));
         let voice = Arc::new(VoiceIn {
             inputs: Some(inputs),
             session,
@@ -313,9 +320,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the co-host is playing → the pipeline (echo reference, "is it speaking", what an echo
 /// would say). Every session counts: the app has one voice and one loudspeaker, whichever
 /// session the audio belongs to.
+/// What the co-host says and plays, for the echo handling. The played samples (the AEC's far
+/// end) go only while the mic is on and the AEC is what handles echo: the canceller's analysis
+/// costs CPU on every chunk, which a streamer who never uses the mic must not pay.
 async fn follow_cohost(
     relay: Relay,
     inputs: mpsc::Sender<VoiceInput>,
+    status: Arc<Mutex<MicStatus>>,
+    feeds_aec: bool,
     shutdown: CancellationToken,
 ) {
     let mut speaking: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
@@ -335,7 +347,8 @@ async fn follow_cohost(
                     if let Some(segment) = &chunk.segment {
                         sends.push(VoiceInput::CohostSentence(segment.text.clone()));
                     }
-                    if let Some(samples) = frame.samples() {
+                    let listening = feeds_aec && lock(&status).mode != MicMode::Off;
+                    if let Some(samples) = frame.samples().filter(|_| listening) {
                         sends.push(VoiceInput::Played {
                             samples: samples.to_vec(),
                             rate: chunk.sample_rate(),

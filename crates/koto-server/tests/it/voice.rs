@@ -270,15 +270,23 @@ async fn push_to_talk_from_the_panel_is_an_asr_final_turn_with_mic_meta() {
         "the level meter reached the panel: {:?}",
         types(&seen)
     );
-    // The user row is stored before the turn starts (before USER_INPUT goes out).
+    // The engine writes the user row beside the LLM request (off the TTFT path), so it may
+    // land just after USER_INPUT went out: poll for it, bounded.
     let db = rusqlite::Connection::open(app.dir.path().join("kotodama.sqlite3")).expect("db");
-    let (kind, meta): (String, String) = db
-        .query_row(
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (kind, meta): (String, String) = loop {
+        match db.query_row(
             "SELECT kind, meta FROM turns WHERE sessionId = 'ptt-1' AND role = 'user'",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("the voice turn is stored");
+        ) {
+            Ok(row) => break row,
+            Err(rusqlite::Error::QueryReturnedNoRows) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("the voice turn is stored: {error}"),
+        }
+    };
     assert_eq!(kind, "ASR_FINAL");
     let meta: Value = serde_json::from_str(&meta).expect("meta is JSON");
     assert_eq!(meta["source"], "mic");
