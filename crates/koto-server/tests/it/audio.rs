@@ -242,15 +242,7 @@ async fn asr_off_failing_or_hearing_nothing_stores_nothing_and_says_why() {
         "not_available",
     )
     .await;
-    let health: Value = off
-        .client
-        .get(format!("{}/health", off.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = off.health().await;
     assert_eq!(
         health["asr"]["provider"], "off",
         "/health says voice input is off"
@@ -288,15 +280,7 @@ async fn asr_off_failing_or_hearing_nothing_stores_nothing_and_says_why() {
         0,
         "no turn was stored for audio nobody understood"
     );
-    let health: Value = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await;
     assert_eq!(
         health["asr"]["provider"], "openai",
         "/health names the provider"

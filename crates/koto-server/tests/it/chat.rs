@@ -287,15 +287,7 @@ async fn flags_are_visible_over_http() {
         "barge_in_disabled",
     )
     .await;
-    let health: serde_json::Value = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await;
     assert_eq!(health["flags"]["ENABLE_SYNC_CORE"], false);
     assert_eq!(health["flags"]["SYNC_TTS_BARGE_IN"], false);
     app.shutdown().await;

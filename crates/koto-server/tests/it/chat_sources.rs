@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::live_chat::{socket, speech_chunks_within, stored_ending, stored_user_row, until};
-use crate::{TOKEN, TestServer, serve};
+use crate::{TestServer, serve};
 
 /// Accept one client; after its JOIN say the channel's state and one message; on `delete`,
 /// send the moderator's CLEARMSG for it.
@@ -41,17 +41,7 @@ async fn fake_twitch(delete: oneshot::Receiver<()>) -> String {
 }
 
 async fn adapters(server: &TestServer) -> Value {
-    let health: Value = server
-        .client
-        .get(format!("{}/health", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["chat"]["adapters"].clone()
+    server.health().await["chat"]["adapters"].clone()
 }
 
 #[tokio::test]

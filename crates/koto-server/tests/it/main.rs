@@ -93,6 +93,18 @@ impl TestServer {
             .expect("request sent")
     }
 
+    /// `GET /health` (public: no token) as JSON.
+    pub async fn health(&self) -> Value {
+        self.client
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .expect("health answers")
+            .json()
+            .await
+            .expect("health is JSON")
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
@@ -108,6 +120,16 @@ pub struct Frame {
 }
 
 /// Reads a whole SSE response (until the server closes it) into frames; comments are skipped.
+/// One key's entry in a `GET /settings` view.
+pub fn settings_entry<'a>(view: &'a Value, key: &str) -> &'a Value {
+    view["keys"]
+        .as_array()
+        .expect("the view lists keys")
+        .iter()
+        .find(|entry| entry["key"] == key)
+        .unwrap_or_else(|| panic!("{key} listed"))
+}
+
 pub async fn read_sse(response: reqwest::Response) -> Vec<Frame> {
     let text = response.text().await.expect("stream read");
     parse_sse(&text)

@@ -9,7 +9,7 @@ use koto_server::live_settings::{Choice, DesktopSettings};
 use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
 use serde_json::{Value, json};
 
-use crate::{TOKEN, TestServer, read_sse, serve, serve_with};
+use crate::{TOKEN, TestServer, read_sse, serve, serve_with, settings_entry};
 
 async fn put(app: &TestServer, body: Value) -> (u16, Value) {
     let response = app
@@ -397,15 +397,6 @@ fn free_bind() -> &'static str {
     })
 }
 
-fn entry<'a>(view: &'a Value, key: &str) -> &'a Value {
-    view["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["key"] == key)
-        .unwrap()
-}
-
 async fn stop_status(app: &TestServer) -> u16 {
     app.post("/control/stop")
         .json(&json!({"sessionId": "s"}))
@@ -448,7 +439,7 @@ async fn restart_only_keys_keep_their_running_value_through_later_live_changes()
     for (round, key) in restart_only.iter().enumerate() {
         let key = key.as_str();
         let value = restart_only_value(key);
-        let running = entry(&started_view, key)["value"].clone();
+        let running = settings_entry(&started_view, key)["value"].clone();
         assert_ne!(
             running, value,
             "{key}: the test value differs from the running one"
@@ -535,8 +526,8 @@ async fn restart_only_keys_keep_their_running_value_through_later_live_changes()
         let pending = keys(&view["pendingRestart"]);
         for earlier in &saved_so_far {
             assert_eq!(
-                entry(&view, earlier)["value"],
-                entry(&started_view, earlier)["value"],
+                settings_entry(&view, earlier)["value"],
+                settings_entry(&started_view, earlier)["value"],
                 "{earlier}: the running value is unchanged after saving {key}"
             );
             // The view masks secrets (a chat token or cookie) as "set".
@@ -546,7 +537,7 @@ async fn restart_only_keys_keep_their_running_value_through_later_live_changes()
                 restart_only_value(earlier)
             };
             assert_eq!(
-                entry(&view, earlier)["saved"],
+                settings_entry(&view, earlier)["saved"],
                 shown,
                 "{earlier}: the file holds the saved value"
             );

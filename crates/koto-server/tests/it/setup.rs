@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::{TOKEN, TestServer, serve};
+use crate::{TOKEN, TestServer, serve, settings_entry};
 
 async fn put(app: &TestServer, body: Value) -> (u16, Value) {
     let response = app
@@ -32,15 +32,6 @@ async fn view(app: &TestServer) -> Value {
         .unwrap()
         .json()
         .await
-        .unwrap()
-}
-
-fn entry<'a>(view: &'a Value, key: &str) -> &'a Value {
-    view["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["key"] == key)
         .unwrap()
 }
 
@@ -121,7 +112,7 @@ async fn a_port_another_program_holds_is_refused_and_the_apps_own_port_is_fine()
 
     // Which value is in effect, and why.
     let view = view(&app).await;
-    let bind = entry(&view, "bind");
+    let bind = settings_entry(&view, "bind");
     assert_eq!(bind["value"], "127.0.0.1:0", "the override runs");
     assert_eq!(bind["saved"], own.as_str(), "the saved value is shown");
     let why = bind["inEffect"].as_str().unwrap();

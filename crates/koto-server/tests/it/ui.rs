@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::{TOKEN, TestServer, expect_error, serve};
+use crate::{TOKEN, TestServer, expect_error, serve, settings_entry};
 
 async fn get(app: &TestServer, path: &str) -> reqwest::Response {
     app.client
@@ -150,21 +150,12 @@ async fn put_settings(app: &TestServer, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-fn entry<'a>(view: &'a Value, key: &str) -> &'a Value {
-    view["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["key"] == key)
-        .unwrap_or_else(|| panic!("{key} listed"))
-}
-
 #[tokio::test]
 async fn settings_report_every_bad_key_and_keep_the_old_values() {
     let app = serve(&[("OPENAI_API_KEY", "sk-secret-value")]).await;
     let view = settings(&app).await;
     assert_eq!(
-        entry(&view, "openai_api_key")["value"],
+        settings_entry(&view, "openai_api_key")["value"],
         "set",
         "secrets are masked"
     );
@@ -172,9 +163,9 @@ async fn settings_report_every_bad_key_and_keep_the_old_values() {
         !view.to_string().contains("sk-secret-value") && !view.to_string().contains(TOKEN),
         "no secret in the answer"
     );
-    assert_eq!(entry(&view, "llm_model")["value"], "gpt-4o-mini");
+    assert_eq!(settings_entry(&view, "llm_model")["value"], "gpt-4o-mini");
     assert!(
-        entry(&view, "llm_model")["doc"]
+        settings_entry(&view, "llm_model")["doc"]
             .as_str()
             .is_some_and(|doc| !doc.is_empty()),
         "docs for the form"
@@ -203,7 +194,7 @@ async fn settings_report_every_bad_key_and_keep_the_old_values() {
     let saved_file = app.dir.path().join("kotodama.toml");
     assert!(!saved_file.exists(), "a refused change saves nothing");
     assert!(
-        entry(&settings(&app).await, "llm_model")["saved"].is_null(),
+        settings_entry(&settings(&app).await, "llm_model")["saved"].is_null(),
         "the old settings stay"
     );
     app.shutdown().await;
@@ -254,12 +245,12 @@ async fn saved_settings_are_private_and_say_which_keys_wait_for_a_restart() {
         "saved but not running yet, and only those: {pending:?}"
     );
     assert_eq!(
-        entry(&view, "openai_api_key")["saved"],
+        settings_entry(&view, "openai_api_key")["saved"],
         "set",
         "a saved key is masked too"
     );
     assert_eq!(
-        entry(&view, "bind")["overriddenBy"]
+        settings_entry(&view, "bind")["overriddenBy"]
             .as_str()
             .map(|by| by.contains("KOTODAMA_BIND")),
         Some(true),
