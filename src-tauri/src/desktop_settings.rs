@@ -1,6 +1,6 @@
-//! The desktop's side of `PUT /settings`: output device, volume and stop hotkey are checked
-//! against this computer (does the device exist, is it a shortcut) and applied at once to the
-//! player and the global shortcut. The settings route decides when; this only knows how.
+//! The desktop's side of `PUT /settings`: output device, volume and the two hotkeys (stop,
+//! push-to-talk) are checked against this computer (does the device exist, is it a shortcut,
+//! do the hotkeys differ) and applied at once to the player and the global shortcuts. The settings route decides when; this only knows how.
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use koto_server::config::DesktopConfig;
 use koto_server::live_settings::{Choice, DesktopSettings};
 use tauri::{AppHandle, Manager, Runtime};
 
-use crate::hotkey::{self, DisplaySession};
+use crate::hotkey::{self, DisplaySession, HotkeyAction};
 use crate::shell::Shell;
 use crate::{barge_in, tray};
 
@@ -76,10 +76,28 @@ impl<R: Runtime> DesktopSettings for DesktopHooks<R> {
                 },
                 None => Ok(()),
             },
-            "stop_hotkey" => match &config.stop_hotkey {
-                Some(accelerator) => hotkey::parse(accelerator).map(|_| ()),
-                None => Ok(()),
-            },
+            "stop_hotkey" | "ptt_hotkey" => {
+                let (own, other) = hotkeys_of(key, config);
+                match own {
+                    Some(accelerator) => {
+                        let shortcut = hotkey::parse(accelerator)?;
+                        // Checked before anything is applied: a save that gives both hotkeys
+                        // the same keys changes neither.
+                        match other.map(hotkey::parse) {
+                            Some(Ok(other)) if other.id() == shortcut.id() => Err(format!(
+                                "{accelerator} is already the {}",
+                                if key == "stop_hotkey" {
+                                    "push-to-talk hotkey"
+                                } else {
+                                    "stop hotkey"
+                                }
+                            )),
+                            _ => Ok(()),
+                        }
+                    }
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -101,22 +119,39 @@ impl<R: Runtime> DesktopSettings for DesktopHooks<R> {
                 }
                 Ok(None)
             }
-            "stop_hotkey" => {
-                let status = hotkey::install(
-                    &self.app,
-                    config.stop_hotkey.as_deref(),
-                    self.session,
-                    |app: &AppHandle<R>| barge_in::stop_talking_now(app, "hotkey"),
-                );
-                tracing::info!(state = ?status.state, message = %status.message, "stop hotkey changed");
-                if let Some(shell) = self.app.try_state::<Shell>() {
-                    shell.set_hotkey_status(status.clone());
+            "stop_hotkey" | "ptt_hotkey" => {
+                // Both are registered again, released first: a save that swaps the two keys
+                // must not find the new keys still held by the other hotkey.
+                for action in [HotkeyAction::Stop, HotkeyAction::PushToTalk] {
+                    hotkey::install(&self.app, action, None, self.session, barge_in::on_hotkey);
                 }
-                tray::show_hotkey(&self.app, &status);
-                if status.is_active() || config.stop_hotkey.is_none() {
-                    Ok(None)
-                } else {
-                    Err(status.message)
+                let mut own = None;
+                for (action, accelerator) in [
+                    (HotkeyAction::Stop, config.stop_hotkey.as_deref()),
+                    (HotkeyAction::PushToTalk, config.ptt_hotkey.as_deref()),
+                ] {
+                    let status = hotkey::install(
+                        &self.app,
+                        action,
+                        accelerator,
+                        self.session,
+                        barge_in::on_hotkey,
+                    );
+                    tracing::info!(?action, state = ?status.state, message = %status.message, "hotkey set");
+                    if let Some(shell) = self.app.try_state::<Shell>() {
+                        shell.set_hotkey_status(status.clone());
+                    }
+                    if action == HotkeyAction::Stop {
+                        tray::show_hotkey(&self.app, &status);
+                    }
+                    let this_key = (action == HotkeyAction::Stop) == (key == "stop_hotkey");
+                    if this_key {
+                        own = Some((status, accelerator.is_none()));
+                    }
+                }
+                match own {
+                    Some((status, off)) if !status.is_active() && !off => Err(status.message),
+                    _ => Ok(None),
                 }
             }
             _ => Ok(None),
@@ -130,11 +165,10 @@ impl<R: Runtime> DesktopSettings for DesktopHooks<R> {
                 "volume": player.volume(),
             })
         });
-        let hotkey = self
-            .app
-            .try_state::<Shell>()
-            .map(|shell| shell.hotkey_status());
-        serde_json::json!({ "playback": playback, "hotkey": hotkey })
+        let shell = self.app.try_state::<Shell>();
+        let hotkey = shell.as_ref().map(|shell| shell.hotkey_status());
+        let ptt_hotkey = shell.as_ref().map(|shell| shell.ptt_hotkey_status());
+        serde_json::json!({ "playback": playback, "hotkey": hotkey, "pttHotkey": ptt_hotkey })
     }
 
     fn choices(&self, key: &str) -> Option<Vec<Choice>> {
@@ -154,6 +188,16 @@ impl<R: Runtime> DesktopSettings for DesktopHooks<R> {
             value: device.id,
         });
         Some(std::iter::once(system_default).chain(devices).collect())
+    }
+}
+
+/// A hotkey key's value and the other hotkey's (they must differ).
+fn hotkeys_of<'a>(key: &str, config: &'a DesktopConfig) -> (Option<&'a str>, Option<&'a str>) {
+    let (stop, ptt) = (config.stop_hotkey.as_deref(), config.ptt_hotkey.as_deref());
+    if key == "stop_hotkey" {
+        (stop, ptt)
+    } else {
+        (ptt, stop)
     }
 }
 

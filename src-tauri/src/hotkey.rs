@@ -1,21 +1,68 @@
-//! The push-to-interrupt global shortcut: parse it, register it, and say plainly when it cannot
-//! work. It never fails the app: global shortcuts do not exist under Wayland, so STOP also lives
-//! on the tray, the panel's button and `POST /control/stop`.
+//! The global shortcuts: STOP (press: the co-host stops talking) and push-to-talk (hold: the mic
+//! listens, `MIC_MODE=ptt`). Parse them, register them, and say plainly when one cannot work. It
+//! never fails the app: global shortcuts do not exist under Wayland, so STOP also lives on the
+//! tray, the panel's button and `POST /control/stop`, and push-to-talk on the panel's button.
 //!
 //! Why the display check comes first: on Linux the shortcut plugin grabs keys through X11, and
 //! without an X server its registration "succeeds" while nothing will ever fire. Under Wayland
 //! with XWayland the grab works only while an X11 window has the focus.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_global_shortcut::{GlobalShortcutExt, Shortcut, ShortcutState};
 
-/// Whether the stop hotkey works, for the tray, the log and `app_info`.
+/// What a global shortcut does. One plugin handler serves both: a key event is dispatched by
+/// the shortcut it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HotkeyAction {
+    /// Pressed: stop the co-host talking.
+    Stop,
+    /// Held: the mic listens (pressed and released both count).
+    PushToTalk,
+}
+
+impl HotkeyAction {
+    fn title(self) -> &'static str {
+        match self {
+            HotkeyAction::Stop => "Stop hotkey",
+            HotkeyAction::PushToTalk => "Push-to-talk hotkey",
+        }
+    }
+
+    fn what_it_does(self) -> &'static str {
+        match self {
+            HotkeyAction::Stop => "Press {} anywhere to stop the co-host talking.",
+            HotkeyAction::PushToTalk => {
+                "Hold {} anywhere to talk to the co-host (the mic in push-to-talk mode)."
+            }
+        }
+    }
+
+    fn instead(self) -> &'static str {
+        match self {
+            HotkeyAction::Stop => "Use the tray's Stop talking or the panel's STOP button.",
+            HotkeyAction::PushToTalk => "Hold the panel's talk button instead.",
+        }
+    }
+
+    fn how_to_set(self) -> &'static str {
+        match self {
+            HotkeyAction::Stop => "Settings, KOTODAMA_STOP_HOTKEY or --stop-hotkey",
+            HotkeyAction::PushToTalk => "Settings or PTT_HOTKEY",
+        }
+    }
+}
+
+/// Whether one hotkey works, for the tray, the log and `app_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HotkeyStatus {
+    pub action: HotkeyAction,
     /// The shortcut as configured; `None` when disabled.
     pub accelerator: Option<String>,
     pub state: HotkeyState,
@@ -34,23 +81,27 @@ pub enum HotkeyState {
     Off,
     /// Not possible in this session (no X server).
     Unavailable,
-    /// The accelerator is invalid or another app holds it.
+    /// The accelerator is invalid, the other hotkey already has it, or another app holds it.
     Failed,
 }
 
 impl HotkeyStatus {
-    pub fn off() -> Self {
+    pub fn off(action: HotkeyAction) -> Self {
         HotkeyStatus {
+            action,
             accelerator: None,
             state: HotkeyState::Off,
-            message:
-                "Stop hotkey is off (set one in Settings, KOTODAMA_STOP_HOTKEY or --stop-hotkey)."
-                    .to_owned(),
+            message: format!(
+                "{} is off (set one in {}).",
+                action.title(),
+                action.how_to_set()
+            ),
         }
     }
 
-    fn new(accelerator: &str, state: HotkeyState, message: String) -> Self {
+    fn new(action: HotkeyAction, accelerator: &str, state: HotkeyState, message: String) -> Self {
         HotkeyStatus {
+            action,
             accelerator: Some(accelerator.to_owned()),
             state,
             message,
@@ -59,13 +110,17 @@ impl HotkeyStatus {
 
     /// For the tray menu: short, no trailing advice.
     pub fn menu_label(&self) -> String {
+        let title = self.action.title();
         match (self.state, &self.accelerator) {
-            (HotkeyState::Registered, Some(accelerator)) => format!("Stop hotkey: {accelerator}"),
+            (HotkeyState::Registered, Some(accelerator)) => format!("{title}: {accelerator}"),
             (HotkeyState::Limited, Some(accelerator)) => {
-                format!("Stop hotkey: {accelerator} (X11 apps only)")
+                format!("{title}: {accelerator} (X11 apps only)")
             }
-            (HotkeyState::Off, _) => "Stop hotkey: off".to_owned(),
-            _ => "Stop hotkey unavailable (use Stop talking)".to_owned(),
+            (HotkeyState::Off, _) => format!("{title}: off"),
+            _ => match self.action {
+                HotkeyAction::Stop => "Stop hotkey unavailable (use Stop talking)".to_owned(),
+                HotkeyAction::PushToTalk => format!("{title} unavailable"),
+            },
         }
     }
 
@@ -113,67 +168,82 @@ pub fn parse(accelerator: &str) -> Result<Shortcut, String> {
     })
 }
 
-/// The shortcut this app registered last, so a change releases exactly that one.
-#[derive(Default)]
-struct Registered(std::sync::Mutex<Option<Shortcut>>);
+/// The shortcut registered for each action, so a change releases exactly that one and a key
+/// event finds its action.
+#[derive(Debug, Default)]
+struct Registered(Mutex<HashMap<HotkeyAction, Shortcut>>);
 
 impl Registered {
-    fn take<R: Runtime>(app: &AppHandle<R>) -> Option<Shortcut> {
-        let registered = app.try_state::<Registered>()?;
-        let mut slot = registered
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.take()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HotkeyAction, Shortcut>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn set<R: Runtime>(app: &AppHandle<R>, shortcut: Shortcut) {
-        if app.try_state::<Registered>().is_none() {
-            app.manage(Registered::default());
-        }
-        if let Some(registered) = app.try_state::<Registered>() {
-            *registered
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shortcut);
-        }
+    /// The action `shortcut` was registered for (a key event's dispatch).
+    fn action_of(&self, shortcut: &Shortcut) -> Option<HotkeyAction> {
+        self.lock()
+            .iter()
+            .find(|(_, registered)| registered.id() == shortcut.id())
+            .map(|(action, _)| *action)
+    }
+
+    /// The other action already registered on `shortcut`, if any.
+    fn taken_by_other(&self, action: HotkeyAction, shortcut: &Shortcut) -> Option<HotkeyAction> {
+        self.action_of(shortcut).filter(|other| *other != action)
     }
 }
 
-/// Registers `accelerator` so that pressing it calls `on_press`, replacing the shortcut
-/// registered before (a settings change; `None` only unregisters). `on_press` is taken the first
-/// time the shortcut plugin starts. Every failure becomes a status; nothing here can stop the app.
+fn registered<R: Runtime>(app: &AppHandle<R>) -> tauri::State<'_, Registered> {
+    if app.try_state::<Registered>().is_none() {
+        app.manage(Registered::default());
+    }
+    app.state::<Registered>()
+}
+
+/// A key event of a registered shortcut, as the handler gets it: the action and whether the
+/// key went down (`true`) or up.
+pub type OnHotkey<R> = fn(&AppHandle<R>, HotkeyAction, bool);
+
+/// Registers `accelerator` for `action`, replacing the shortcut that action had (a settings
+/// change; `None` only unregisters). `on_hotkey` is taken the first time the shortcut plugin
+/// starts and receives every key event of every action. Every failure becomes a status; nothing
+/// here can stop the app.
 pub fn install<R: Runtime>(
     app: &AppHandle<R>,
+    action: HotkeyAction,
     accelerator: Option<&str>,
     session: DisplaySession,
-    on_press: impl Fn(&AppHandle<R>) + Send + Sync + 'static,
+    on_hotkey: OnHotkey<R>,
 ) -> HotkeyStatus {
     let plugin_running = app
         .try_state::<tauri_plugin_global_shortcut::GlobalShortcut<R>>()
         .is_some();
+    let registry = registered(app);
     // Not `unregister_all`: in tauri-plugin-global-shortcut 2.4 it holds the plugin's lock while
     // the X11 thread works, and that thread takes the same lock to deliver a key press, so a
     // press during the change deadlocks the app (seen in the smoke test). `unregister` does not.
+    let previous = registry.lock().remove(&action);
     if plugin_running
-        && let Some(previous) = Registered::take(app)
+        && let Some(previous) = previous
         && let Err(error) = app.global_shortcut().unregister(previous)
     {
-        tracing::warn!(%error, "cannot release the previous stop hotkey");
+        tracing::warn!(%error, ?action, "cannot release the previous hotkey");
     }
+    let title = action.title();
     let Some(accelerator) = accelerator else {
-        return HotkeyStatus::off();
+        return HotkeyStatus::off(action);
     };
+    let failed =
+        |message: String| HotkeyStatus::new(action, accelerator, HotkeyState::Failed, message);
     let shortcut = match parse(accelerator) {
         Ok(shortcut) => shortcut,
-        Err(message) => {
-            return HotkeyStatus::new(
-                accelerator,
-                HotkeyState::Failed,
-                format!("Stop hotkey {message}."),
-            );
-        }
+        Err(message) => return failed(format!("{title} {message}.")),
     };
+    if let Some(other) = registry.taken_by_other(action, &shortcut) {
+        return failed(format!(
+            "{title} {accelerator} is already the {}; choose another in Settings.",
+            other.title().to_lowercase()
+        ));
+    }
     let state = match session {
         DisplaySession::Native => HotkeyState::Registered,
         DisplaySession::WaylandWithX => HotkeyState::Limited,
@@ -184,49 +254,48 @@ pub fn install<R: Runtime>(
                 "there is no display"
             };
             return HotkeyStatus::new(
+                action,
                 accelerator,
                 HotkeyState::Unavailable,
                 format!(
-                    "Stop hotkey {accelerator} is unavailable: {why}. Use the tray's Stop talking or the panel's STOP button."
+                    "{title} {accelerator} is unavailable: {why}. {}",
+                    action.instead()
                 ),
             );
         }
     };
     if !plugin_running {
         let plugin = tauri_plugin_global_shortcut::Builder::new()
-            .with_handler(move |app, _shortcut, event| {
-                if event.state == ShortcutState::Pressed {
-                    on_press(app);
-                }
+            .with_handler(move |app, shortcut, event| {
+                let Some(action) = app
+                    .try_state::<Registered>()
+                    .and_then(|registry| registry.action_of(shortcut))
+                else {
+                    return;
+                };
+                on_hotkey(app, action, event.state == ShortcutState::Pressed);
             })
             .build();
         if let Err(error) = app.plugin(plugin) {
-            return HotkeyStatus::new(
-                accelerator,
-                HotkeyState::Failed,
-                format!(
-                    "Global shortcuts cannot start here ({error}); use the tray's Stop talking."
-                ),
-            );
+            return failed(format!(
+                "Global shortcuts cannot start here ({error}). {}",
+                action.instead()
+            ));
         }
     }
     if let Err(error) = app.global_shortcut().register(shortcut) {
-        return HotkeyStatus::new(
-            accelerator,
-            HotkeyState::Failed,
-            format!(
-                "Stop hotkey {accelerator} could not be registered ({error}); another app may hold it. Choose another in Settings."
-            ),
-        );
+        return failed(format!(
+            "{title} {accelerator} could not be registered ({error}); another app may hold it. Choose another in Settings."
+        ));
     }
-    Registered::set(app, shortcut);
+    registry.lock().insert(action, shortcut);
     let message = match state {
         HotkeyState::Limited => format!(
-            "Stop hotkey {accelerator} is registered through XWayland: under Wayland it fires only while an X11 app has the focus."
+            "{title} {accelerator} is registered through XWayland: under Wayland it fires only while an X11 app has the focus."
         ),
-        _ => format!("Press {accelerator} anywhere to stop the co-host talking."),
+        _ => action.what_it_does().replace("{}", accelerator),
     };
-    HotkeyStatus::new(accelerator, state, message)
+    HotkeyStatus::new(action, accelerator, state, message)
 }
 
 #[cfg(test)]
@@ -280,15 +349,67 @@ mod tests {
 
     #[test]
     fn menu_labels_say_what_works() {
-        let registered =
-            HotkeyStatus::new("Ctrl+Shift+Space", HotkeyState::Registered, String::new());
+        let stop = HotkeyAction::Stop;
+        let registered = HotkeyStatus::new(
+            stop,
+            "Ctrl+Shift+Space",
+            HotkeyState::Registered,
+            String::new(),
+        );
         assert_eq!(registered.menu_label(), "Stop hotkey: Ctrl+Shift+Space");
-        let unavailable =
-            HotkeyStatus::new("Ctrl+Shift+Space", HotkeyState::Unavailable, String::new());
+        let unavailable = HotkeyStatus::new(
+            stop,
+            "Ctrl+Shift+Space",
+            HotkeyState::Unavailable,
+            String::new(),
+        );
         assert!(
             unavailable.menu_label().contains("unavailable"),
             "the tray shows that the hotkey will not fire"
         );
         assert!(!unavailable.is_active() && registered.is_active());
+    }
+
+    #[test]
+    fn a_key_event_finds_the_action_of_its_shortcut() {
+        let registry = Registered::default();
+        let stop = parse("Ctrl+Shift+Space").expect("a valid shortcut");
+        let talk = parse("Ctrl+Shift+M").expect("a valid shortcut");
+        registry.lock().insert(HotkeyAction::Stop, stop);
+        registry.lock().insert(HotkeyAction::PushToTalk, talk);
+        assert_eq!(registry.action_of(&stop), Some(HotkeyAction::Stop));
+        assert_eq!(
+            registry.action_of(&parse("ctrl+shift+m").expect("a valid shortcut")),
+            Some(HotkeyAction::PushToTalk),
+            "the same keys however they are spelled"
+        );
+        assert_eq!(
+            registry.action_of(&parse("Alt+F9").expect("a valid shortcut")),
+            None
+        );
+        assert_eq!(
+            registry.taken_by_other(HotkeyAction::PushToTalk, &stop),
+            Some(HotkeyAction::Stop),
+            "one shortcut cannot be both"
+        );
+        assert_eq!(registry.taken_by_other(HotkeyAction::Stop, &stop), None);
+    }
+
+    #[test]
+    fn the_default_hotkeys_differ() {
+        let stop = parse(crate::launch::DEFAULT_STOP_HOTKEY).expect("a valid shortcut");
+        let talk = parse(crate::launch::DEFAULT_PTT_HOTKEY).expect("a valid shortcut");
+        assert_ne!(stop.id(), talk.id());
+    }
+
+    #[test]
+    fn statuses_name_their_hotkey() {
+        let off = HotkeyStatus::off(HotkeyAction::PushToTalk);
+        assert!(
+            off.message.starts_with("Push-to-talk hotkey is off"),
+            "{}",
+            off.message
+        );
+        assert_eq!(off.menu_label(), "Push-to-talk hotkey: off");
     }
 }

@@ -12,6 +12,9 @@ use koto_server::config::{Config, ConfigError, DesktopConfig};
 /// The push-to-interrupt shortcut when none is configured (the `stop_hotkey` key's default).
 pub const DEFAULT_STOP_HOTKEY: &str = "Ctrl+Shift+Space";
 
+/// The push-to-talk shortcut when none is configured (the `ptt_hotkey` key's default).
+pub const DEFAULT_PTT_HOTKEY: &str = "Ctrl+Shift+M";
+
 /// Environment variable that sets the stop hotkey (`off` disables it).
 pub const STOP_HOTKEY_ENV: &str = "KOTODAMA_STOP_HOTKEY";
 
@@ -128,6 +131,8 @@ mod tests {
         let spec = KEYS.iter().find(|spec| spec.key == "stop_hotkey");
         assert_eq!(spec.map(|spec| spec.env), Some(STOP_HOTKEY_ENV));
         assert_eq!(spec.map(|spec| spec.default), Some(DEFAULT_STOP_HOTKEY));
+        let spec = KEYS.iter().find(|spec| spec.key == "ptt_hotkey");
+        assert_eq!(spec.map(|spec| spec.default), Some(DEFAULT_PTT_HOTKEY));
         let spec = KEYS.iter().find(|spec| spec.key == "playback");
         assert_eq!(spec.map(|spec| spec.env), Some(PLAYBACK_ENV));
     }

@@ -28,7 +28,7 @@ use tauri::{App, AppHandle, Manager, Runtime};
 use std::sync::Arc;
 
 use crate::desktop_settings::DesktopHooks;
-use crate::hotkey::{DisplaySession, HotkeyStatus};
+use crate::hotkey::{DisplaySession, HotkeyAction, HotkeyState, HotkeyStatus};
 use crate::launch::Launch;
 use crate::lifecycle::Lifecycle;
 use crate::shell::Shell;
@@ -76,10 +76,12 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     let session = DisplaySession::detect(|name| std::env::var(name).ok());
     let mut player = None;
     let mut stop_hotkey = None;
+    let mut ptt_hotkey = None;
     let started = match launch.config {
         Ok(config) => {
             let desktop = &config.desktop;
             stop_hotkey.clone_from(&desktop.stop_hotkey);
+            ptt_hotkey.clone_from(&desktop.ptt_hotkey);
             // Never fails: without a sound card it plays into a real-time null sink (logged).
             player = desktop.playback.then(|| {
                 koto_audio::Player::start(koto_audio::PlayerConfig {
@@ -109,7 +111,7 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
                 tracing::error!(%error, "cannot open the failure window");
                 lifecycle::request_quit(&handle);
             }
-            install_tray(&handle, &HotkeyStatus::off(), false);
+            install_tray(&handle, &HotkeyStatus::off(HotkeyAction::Stop), false);
             return;
         }
     };
@@ -121,22 +123,34 @@ fn start<R: Runtime>(app: &mut App<R>, launch: Launch) {
     }
     let hotkey = hotkey::install(
         &handle,
+        HotkeyAction::Stop,
         stop_hotkey.as_deref(),
         session,
-        |app: &AppHandle<R>| barge_in::stop_talking_now(app, "hotkey"),
+        barge_in::on_hotkey,
     );
-    if hotkey.is_active() {
-        tracing::info!(message = %hotkey.message, "stop hotkey");
-    } else {
-        tracing::warn!(message = %hotkey.message, "stop hotkey");
+    let ptt = hotkey::install(
+        &handle,
+        HotkeyAction::PushToTalk,
+        ptt_hotkey.as_deref(),
+        session,
+        barge_in::on_hotkey,
+    );
+    for status in [&hotkey, &ptt] {
+        if status.is_active() || status.state == HotkeyState::Off {
+            tracing::info!(action = ?status.action, message = %status.message, "hotkey");
+        } else {
+            tracing::warn!(action = ?status.action, message = %status.message, "hotkey");
+        }
+        shell.set_hotkey_status(status.clone());
     }
-    shell.set_hotkey_status(hotkey.clone());
     install_tray(&handle, &hotkey, true);
     // One line for people and scripts (the smoke test waits for it), like `kotodama serve`'s.
     println!(
-        "{ready}  hotkey: {state:?} {accelerator}",
+        "{ready}  hotkey: {state:?} {accelerator}  push-to-talk: {ptt_state:?} {ptt_accelerator}",
         state = hotkey.state,
         accelerator = hotkey.accelerator.as_deref().unwrap_or("-"),
+        ptt_state = ptt.state,
+        ptt_accelerator = ptt.accelerator.as_deref().unwrap_or("-"),
     );
 }
 

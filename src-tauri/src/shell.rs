@@ -17,11 +17,12 @@ use koto_relay::ClientFilter;
 use koto_server::RunningServer;
 use serde::Serialize;
 use tauri::Url;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hotkey::HotkeyStatus;
+use crate::hotkey::{HotkeyAction, HotkeyStatus};
 use crate::sessions::{RecentSessions, follow_relay};
 
 /// The reason every STOP from the desktop carries (CONTRACTS §2).
@@ -69,6 +70,7 @@ pub struct AppInfo {
     pub overlay_url: String,
     pub version: String,
     pub hotkey: HotkeyStatus,
+    pub ptt_hotkey: HotkeyStatus,
     /// Where this computer plays the co-host's voice; `None` when local playback is off.
     pub playback: Option<PlaybackStatus>,
 }
@@ -104,8 +106,12 @@ pub struct Shell {
     recent: RecentSessions,
     /// Local playback of every session's audio, fed by `play_relay`; `None` when off.
     player: Option<Player>,
-    /// Set once the hotkey is registered (after the shell exists).
+    /// Set once the hotkeys are registered (after the shell exists).
     hotkey: Mutex<HotkeyStatus>,
+    ptt_hotkey: Mutex<HotkeyStatus>,
+    /// Push-to-talk presses and releases, to one task that hands them to the mic in order (a
+    /// release overtaking its press would leave the mic held open).
+    ptt: mpsc::UnboundedSender<bool>,
     /// The shell's own tasks (session watcher, playback); the server owns its own.
     tasks: TaskTracker,
     tasks_shutdown: CancellationToken,
@@ -116,16 +122,24 @@ impl Shell {
     /// its audio here. Tasks go to `tauri::async_runtime`, so any thread may call this.
     pub fn new(server: RunningServer, player: Option<Player>) -> Shell {
         let base_url = panel_origin(server.addr);
+        let (ptt, presses) = mpsc::unbounded_channel();
         let shell = Shell {
             token: server.token.expose().to_owned(),
             base_url,
             recent: RecentSessions::default(),
             player,
-            hotkey: Mutex::new(HotkeyStatus::off()),
+            hotkey: Mutex::new(HotkeyStatus::off(HotkeyAction::Stop)),
+            ptt_hotkey: Mutex::new(HotkeyStatus::off(HotkeyAction::PushToTalk)),
+            ptt,
             tasks: TaskTracker::new(),
             tasks_shutdown: CancellationToken::new(),
             server: Mutex::new(None),
         };
+        shell.spawn(forward_ptt(
+            server.voice.clone(),
+            presses,
+            shell.tasks_shutdown.clone(),
+        ));
         if let Some(relay) = server.engine.relay() {
             shell.spawn(follow_relay(
                 relay.clone(),
@@ -191,19 +205,39 @@ impl Shell {
             overlay_url: self.url_with_token("/overlay").to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             hotkey: self.hotkey_status(),
+            ptt_hotkey: self.ptt_hotkey_status(),
             playback: self.player.as_ref().map(Player::status),
         }
     }
 
+    /// Keeps `status` as its action's (stop or push-to-talk).
     pub fn set_hotkey_status(&self, status: HotkeyStatus) {
-        *self.hotkey.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        let slot = match status.action {
+            HotkeyAction::Stop => &self.hotkey,
+            HotkeyAction::PushToTalk => &self.ptt_hotkey,
+        };
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 
+    /// The stop hotkey's status.
     pub fn hotkey_status(&self) -> HotkeyStatus {
         self.hotkey
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub fn ptt_hotkey_status(&self) -> HotkeyStatus {
+        self.ptt_hotkey
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Push-to-talk held (`true`) or let go, as `POST /voice/ptt` does it; never waits (the
+    /// hotkey's thread calls it). In order with every earlier press.
+    pub fn push_to_talk(&self, pressed: bool) -> Result<(), ShellError> {
+        self.ptt.send(pressed).map_err(|_| ShellError::ShuttingDown)
     }
 
     /// The engine behind every route; refused once shutdown began.
@@ -286,6 +320,31 @@ impl Shell {
 
     fn lock_server(&self) -> std::sync::MutexGuard<'_, Option<RunningServer>> {
         self.server.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hands push-to-talk key events to the mic one at a time, in the order they happened. A
+/// refused one (the mic is not in push-to-talk mode) is logged: the hotkey never switches the
+/// mic on by itself.
+async fn forward_ptt(
+    voice: std::sync::Arc<koto_server::voice::VoiceIn>,
+    mut presses: mpsc::UnboundedReceiver<bool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let pressed = tokio::select! {
+            () = shutdown.cancelled() => return,
+            next = presses.recv() => match next {
+                Some(pressed) => pressed,
+                None => return,
+            },
+        };
+        match voice.ptt(pressed, None).await {
+            Ok(()) => tracing::info!(source = "hotkey", pressed, "push-to-talk"),
+            Err(error) => {
+                tracing::info!(source = "hotkey", pressed, %error, "push-to-talk ignored")
+            }
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 #      artifacts/desktop.png);
 #   2. a second launch exits at once and leaves one window (single instance);
 #   3. the global stop hotkey (pressed with xdotool) interrupts a running turn, and so does a
-#      new one saved in the settings while the app runs;
+#      new one saved in the settings while the app runs; the push-to-talk hotkey, held and let
+#      go, reaches the mic (MIC_MODE=ptt) as a press and a release;
 #   4. a busy port shows the failure page (artifacts/desktop-port-busy.png) and exits with 2;
 #      a broken saved bind shows the page naming file and key, and its "Restore the last working
 #      settings" button relaunches the app on them (artifacts/desktop-settings-broken.png);
@@ -92,9 +93,11 @@ export XDG_DATA_HOME="$WORK/data" XDG_CONFIG_HOME="$WORK/config" XDG_CACHE_HOME=
 # Offline and deterministic: the mock LLM, so slow that a turn is always still running when
 # stopped; a tone for speech. The hotkey is the documented default.
 export LLM_PROVIDER=mock MOCK_LLM_TOKEN_MS=60000 TTS_PROVIDER=mock RUST_LOG=info NO_COLOR=1 KOTODAMA_LOG_FORMAT=text
+# The mic in push-to-talk mode (no sound card here: the pipeline runs, the device is missing).
+export MIC_MODE=ptt ASR_PROVIDER=mock
 # No accessibility bus: nothing of GTK's outlives the app.
 export NO_AT_BRIDGE=1
-unset KOTODAMA_BIND KOTODAMA_DATA_DIR KOTODAMA_TOKEN KOTODAMA_STOP_HOTKEY REDIS_URL
+unset KOTODAMA_BIND KOTODAMA_DATA_DIR KOTODAMA_TOKEN KOTODAMA_STOP_HOTKEY PTT_HOTKEY REDIS_URL
 DB="$XDG_DATA_HOME/kotodama/kotodama.sqlite3"
 BASE="http://127.0.0.1:$PORT"
 
@@ -112,6 +115,7 @@ wait_for "the window to render" rendered Kotodama
 import -window root artifacts/desktop.png
 ok "screenshot artifacts/desktop.png"
 grep -q "hotkey: Registered Ctrl+Shift+Space" "$WORK/app.out" || fail "stop hotkey not registered: $(cat "$WORK/app.out")"
+grep -q "push-to-talk: Registered Ctrl+Shift+M" "$WORK/app.out" || fail "push-to-talk hotkey not registered: $(cat "$WORK/app.out")"
 TOKEN=$(cat "$XDG_DATA_HOME/kotodama/token")
 
 # --- 2. single instance ---------------------------------------------------------------------
@@ -151,6 +155,20 @@ wait_for "the second turn to start" turn_open smoke-hotkey-2
 press_new_until_stopped() { xdotool key alt+F9; grep -q '"interrupted":true' "$WORK/hotkey2.sse"; }
 WAIT_S=30 wait_for "the new hotkey to stop the turn" press_new_until_stopped
 ok "Alt+F9, set in the settings while running, stopped the next turn"
+
+# --- 3c. the push-to-talk hotkey: held, then let go, reaches the mic ----------------------------
+voice_count() { curl -sf "$BASE/voice" -H "Authorization: Bearer $TOKEN" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+DROPPED_BEFORE=$(voice_count droppedOther)
+hold_and_release() {
+  xdotool keydown ctrl+shift+m; sleep 0.3; xdotool keyup ctrl+shift+m
+  grep -q 'push-to-talk source="hotkey" pressed=false' "$WORK/app.err"
+}
+WAIT_S=30 wait_for "the push-to-talk hotkey to reach the mic" hold_and_release
+grep -q 'push-to-talk source="hotkey" pressed=true' "$WORK/app.err" || fail "the press did not reach the mic"
+# No sound card, so no audio came in while it was held: the mic drops it as too short.
+more_dropped() { [ "$(voice_count droppedOther)" -gt "$DROPPED_BEFORE" ]; }
+wait_for "the mic to end the held utterance" more_dropped
+ok "Ctrl+Shift+M held and let go: the mic got the press and the release, in order"
 
 # --- 4. a busy port shows the failure page ------------------------------------------------------
 # Another D-Bus session (else single-instance hands over) and data dir (else it opens our DB).

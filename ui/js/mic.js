@@ -62,6 +62,17 @@ export class MicPanel {
     this.apply(null);
   }
 
+  /**
+   * The desktop app's push-to-talk hotkey (`/desktop` → `status.pttHotkey`): the button says
+   * which keys also hold it, or why they do not.
+   */
+  showHotkey(hotkey) {
+    const base = 'Hold to talk (mouse, touch, or Space)';
+    const works = hotkey && ['registered', 'limited'].includes(hotkey.state);
+    this.button.title = works ? `${base}, or hold ${hotkey.accelerator} anywhere` : [base, hotkey?.message].filter(Boolean).join('. ');
+    this.button.dataset.hotkey = works ? hotkey.accelerator : '';
+  }
+
   /** The mic's state from `/health` (`mic`) or a `/voice` answer. */
   apply(status) {
     this.status = status;

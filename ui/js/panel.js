@@ -372,7 +372,10 @@ function showAudioChoice(rustPlays) {
   }
 }
 showAudioChoice(inDesktopApp);
-status.onDesktop = (desktop) => showAudioChoice(inDesktopApp || Boolean(desktop.available && desktop.status?.playback));
+status.onDesktop = (desktop) => {
+  showAudioChoice(inDesktopApp || Boolean(desktop.available && desktop.status?.playback));
+  mic.showHotkey(desktop.status?.pttHotkey);
+};
 $('audio-here').addEventListener('change', (event) => {
   const on = event.target.checked;
   if (on) {

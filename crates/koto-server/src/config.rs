@@ -149,7 +149,7 @@ pub const KEYS: &[KeySpec] = &[
     key("mic_mode", "MIC_MODE", "off", "Microphone: `off`, `ptt` (push-to-talk: the panel's button or PTT_HOTKEY) or `vad` (hands-free). Switchable in the panel. Needs an ASR provider; without one the panel says so."),
     key("mic_device", "MIC_DEVICE", "", "Microphone input device (a name or id from the settings page); unset = the system default. None found → a warning, and the app keeps working with text."),
     key("mic_session", "MIC_SESSION", "mic", "Session voice turns go to until the panel names one (it sends its current session with push-to-talk and mode changes)."),
-    key("ptt_hotkey", "PTT_HOTKEY", "Ctrl+Shift+M", "Desktop app: global push-to-talk shortcut (hold to talk); `off` disables it."),
+    key("ptt_hotkey", "PTT_HOTKEY", "Ctrl+Shift+M", "Desktop app: global push-to-talk shortcut, held while talking (with `mic_mode = ptt`; in another mode a press is logged and ignored); `off` disables it. Applies at once."),
     key("voice_barge_in", "VOICE_BARGE_IN", "false", "Speaking over the co-host pauses it, and STOPs it once the ASR confirms real words (else it resumes). Off by default; needs ECHO_CANCEL=aec or headphones."),
     key("echo_cancel", "ECHO_CANCEL", "aec", "How the co-host's own voice is kept out of the mic: `aec` (echo canceller fed with what the app plays), `gate` (mic muted while the co-host speaks; no voice barge-in) or `headphones` (nothing to cancel). A transcript matching the sentence being spoken is always dropped as echo."),
     key("vad_threshold", "VAD_THRESHOLD", "0.8", "Voice score (0–1) above which a 16 ms frame is speech. Lower hears quieter voices and more noise."),
@@ -405,6 +405,8 @@ pub struct DesktopConfig {
     pub output_volume: f32,
     /// `None`: disabled.
     pub stop_hotkey: Option<String>,
+    /// Held to talk (`MIC_MODE=ptt`); `None`: disabled.
+    pub ptt_hotkey: Option<String>,
 }
 
 /// The file in the data directory that holds the settings saved by the app (`PUT /settings`).
@@ -681,10 +683,6 @@ impl RawConfig {
             .map_err(|reason: String| self.invalid("echo_cancel", &reason))?;
         let session = koto_core::SessionId::parse(self.text("mic_session").trim())
             .map_err(|error| self.invalid("mic_session", &error.to_string()))?;
-        let ptt_hotkey = match self.text("ptt_hotkey").trim() {
-            "" | "off" | "none" | "false" => None,
-            accelerator => Some(accelerator.to_owned()),
-        };
         let vad = VadConfig {
             threshold: self.number("vad_threshold", 0.05..=0.99, "")?,
             min_speech_ms: self.number("vad_min_speech_ms", 32..=5_000, " ms")?,
@@ -711,7 +709,6 @@ impl RawConfig {
             pipeline,
             device: self.optional("mic_device")?,
             session,
-            ptt_hotkey,
         })
     }
 
@@ -768,7 +765,7 @@ impl RawConfig {
 
     fn desktop_config(&self) -> Result<DesktopConfig, ConfigError> {
         let output_volume: f32 = self.number("output_volume", 0.0..=2.0, "")?;
-        let stop_hotkey = match self.text("stop_hotkey").trim() {
+        let shortcut = |key| match self.text(key).trim() {
             "" | "off" | "none" | "false" => None,
             accelerator => Some(accelerator.to_owned()),
         };
@@ -776,7 +773,8 @@ impl RawConfig {
             playback: self.flag("playback")?,
             output_device: self.optional("output_device")?,
             output_volume,
-            stop_hotkey,
+            stop_hotkey: shortcut("stop_hotkey"),
+            ptt_hotkey: shortcut("ptt_hotkey"),
         })
     }
 

@@ -71,7 +71,12 @@ const VOICE_KEYS: &[&str] = &[
     "piper_python",
     "piper_model",
 ];
-const DESKTOP_KEYS: &[&str] = &["output_device", "output_volume", "stop_hotkey"];
+const DESKTOP_KEYS: &[&str] = &[
+    "output_device",
+    "output_volume",
+    "stop_hotkey",
+    "ptt_hotkey",
+];
 
 impl Effect {
     pub fn of(key: &str) -> Effect {

@@ -31,15 +31,14 @@ const MIC_QUEUE: usize = 256;
 /// A pause lasts at most the barge-in window plus this (the relay lifts it by itself after).
 const PAUSE_MARGIN: Duration = Duration::from_secs(2);
 
-/// The `MIC_*`, `VAD_*`, `BARGE_IN_*`, `ECHO_CANCEL` and `PTT_HOTKEY` keys.
+/// The `MIC_*`, `VAD_*`, `BARGE_IN_*` and `ECHO_CANCEL` keys (the desktop's push-to-talk
+/// hotkey is a `DesktopConfig` key: the shell registers it and calls [`VoiceIn::ptt`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoiceSettings {
     pub pipeline: VoiceConfig,
     /// `None`: the system default input.
     pub device: Option<String>,
     pub session: SessionId,
-    /// Desktop app only; `None`: disabled.
-    pub ptt_hotkey: Option<String>,
 }
 
 /// Where the pipeline's mic audio comes from.

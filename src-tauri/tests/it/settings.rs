@@ -29,6 +29,7 @@ fn desktop(device: Option<&str>, volume: f32, hotkey: Option<&str>) -> DesktopCo
         output_device: device.map(str::to_owned),
         output_volume: volume,
         stop_hotkey: hotkey.map(str::to_owned),
+        ptt_hotkey: Some(kotodama_desktop::launch::DEFAULT_PTT_HOTKEY.to_owned()),
     }
 }
 
@@ -106,6 +107,26 @@ fn devices_volume_and_hotkey_are_checked_and_applied_here() {
         hooks.apply("stop_hotkey", &desktop(None, 1.0, None)),
         Ok(None),
         "turning it off always works"
+    );
+
+    let clash = hooks
+        .check("stop_hotkey", &desktop(None, 1.0, Some("ctrl+shift+m")))
+        .expect_err("the stop hotkey cannot be push-to-talk's keys");
+    assert!(clash.contains("push-to-talk hotkey"), "{clash}");
+    let mut both = desktop(None, 1.0, Some("Alt+F9"));
+    both.ptt_hotkey = Some("Alt+F9".to_owned());
+    let clash = hooks
+        .check("ptt_hotkey", &both)
+        .expect_err("push-to-talk cannot be the stop hotkey's keys");
+    assert!(clash.contains("stop hotkey"), "{clash}");
+    both.ptt_hotkey = Some("Ctrl+Nope".to_owned());
+    assert!(hooks.check("ptt_hotkey", &both).is_err(), "not a shortcut");
+    let unavailable = hooks
+        .apply("ptt_hotkey", &desktop(None, 1.0, None))
+        .expect_err("no display: push-to-talk cannot be grabbed either");
+    assert!(
+        unavailable.contains("Push-to-talk hotkey") && unavailable.contains("talk button"),
+        "it names the panel's button instead: {unavailable}"
     );
 }
 

@@ -269,7 +269,7 @@ async fn the_desktop_hook_checks_applies_and_lists_devices() {
 
     let (status, body) = put(
         &app,
-        json!({"output_device": "Cable A", "output_volume": 0.4, "stop_hotkey": "off"}),
+        json!({"output_device": "Cable A", "output_volume": 0.4, "stop_hotkey": "off", "ptt_hotkey": "Alt+F8"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -278,17 +278,24 @@ async fn the_desktop_hook_checks_applies_and_lists_devices() {
     let applied_keys: Vec<&str> = applied.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(
         applied_keys,
-        ["output_device", "output_volume", "stop_hotkey"]
+        [
+            "output_device",
+            "output_volume",
+            "stop_hotkey",
+            "ptt_hotkey"
+        ],
+        "the push-to-talk hotkey is the shell's, applied live like the stop hotkey"
     );
     let (_, config) = &applied[0];
     assert_eq!(config.output_device.as_deref(), Some("Cable A"));
     assert!((config.output_volume - 0.4).abs() < 1e-6);
     assert_eq!(config.stop_hotkey, None, "`off` disables the hotkey");
+    assert_eq!(config.ptt_hotkey.as_deref(), Some("Alt+F8"));
 
     let (_, again) = put(&app, json!({"output_volume": 0.4})).await;
     assert_eq!(
         desktop.applied.lock().unwrap().len(),
-        3,
+        4,
         "an unchanged value is not applied again: {again}"
     );
     app.shutdown().await;
@@ -360,7 +367,6 @@ fn restart_only_value(key: &str) -> &'static str {
         "mic_mode" => "ptt",
         "mic_device" => "USB Microphone",
         "mic_session" => "mic-b",
-        "ptt_hotkey" => "Ctrl+Alt+T",
         "voice_barge_in" => "true",
         "echo_cancel" => "headphones",
         "vad_threshold" => "0.7",
