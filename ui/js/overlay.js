@@ -40,6 +40,8 @@ const noticeTitle = document.getElementById('notice-title');
 const noticeText = document.getElementById('notice-text');
 
 const player = playAudio ? new PcmPlayer() : null;
+/** The last turn whose END came (its subtitle fades after its audio). */
+let ended = null;
 /** Per session: the highest turn ended by STOP/STOP_ACK (its frames are ignored). */
 const fences = new Map();
 /** Timers of subtitles waiting for their audio, and of the fade after END. */
@@ -56,6 +58,12 @@ const hook = {
   subtitle: () => (subtitle.classList.contains('visible') ? subtitle.textContent : ''),
   asked: () => (asked.classList.contains('visible') ? asked.textContent : ''),
   notice: () => (notice.hidden ? '' : notice.textContent.trim()),
+  /** Seconds of audio on the clock, and held by a pause, for `session`. */
+  audio: (session) => ({
+    scheduled: player?.remaining() ?? 0,
+    held: player?.heldSeconds(session) ?? 0,
+    paused: player?.paused(session) ?? false,
+  }),
 };
 window.__koto = hook;
 function observe(event) {
@@ -176,29 +184,38 @@ function hideAsked(reason) {
 
 function onSpeechChunk(chunk) {
   if (isFenced(chunk.sessionId, chunk.turn)) return;
-  let startAt = null;
-  if (player) {
-    const samples = chunk.samples ?? decodeBase64Pcm(chunk.pcm);
-    startAt = player.play(chunk.sessionId, chunk.turn, samples, chunk.sampleRate ?? 24000);
-    if (startAt !== null) {
-      observe({ kind: 'audio', sessionId: chunk.sessionId, turn: chunk.turn, seq: chunk.seq });
-    }
-    if (player.blocked) {
-      showNotice('Audio is blocked by the browser', 'Click the page once to allow sound (OBS plays it without a click).', { info: true });
-    }
+  const text = chunk.segment?.text;
+  const { sessionId, turn, seq } = chunk;
+  if (!player) {
+    if (text) show(text, sessionId, turn);
+    return;
   }
-  if (!chunk.segment) return;
-  const text = chunk.segment.text;
-  const delayMs = startAt === null ? 0 : Math.max(0, (startAt - player.context.currentTime) * 1000);
+  const samples = chunk.samples ?? decodeBase64Pcm(chunk.pcm);
+  // Told when the chunk is on the audio clock: now, or at RESUME when a pause holds it. The
+  // subtitle shows as its audio starts, never while a barge-in holds the voice.
+  const started = (startAt) => {
+    observe({ kind: 'audio', sessionId, turn, seq });
+    if (text) showAt(text, sessionId, turn, startAt);
+  };
+  const startAt = player.play(sessionId, turn, samples, chunk.sampleRate ?? 24000, started);
+  if (startAt === null && text && !player.paused(sessionId)) show(text, sessionId, turn);
+  if (player.blocked) {
+    showNotice('Audio is blocked by the browser', 'Click the page once to allow sound (OBS plays it without a click).', { info: true });
+  }
+}
+
+/** Shows `text` when the audio clock reaches `startAt`. */
+function showAt(text, sessionId, turn, startAt) {
+  const delayMs = Math.max(0, (startAt - player.context.currentTime) * 1000);
   if (delayMs < 5) {
-    show(text, chunk.sessionId, chunk.turn);
-  } else {
-    const timer = setTimeout(() => {
-      pendingShows = pendingShows.filter((t) => t !== timer);
-      show(text, chunk.sessionId, chunk.turn);
-    }, delayMs);
-    pendingShows.push(timer);
+    show(text, sessionId, turn);
+    return;
   }
+  const timer = setTimeout(() => {
+    pendingShows = pendingShows.filter((t) => t !== timer);
+    show(text, sessionId, turn);
+  }, delayMs);
+  pendingShows.push(timer);
 }
 
 function onControl(frame) {
@@ -214,13 +231,30 @@ function onControl(frame) {
       cancelPending();
       hide('stop');
     }
+  } else if (action === 'PAUSE') {
+    // A voice barge-in: the voice holds where it is, and so do subtitles not yet shown (they
+    // show again with their audio at RESUME).
+    player?.pause(sessionId);
+    if (player) cancelPending();
+    observe({ kind: 'paused', sessionId, heldS: player?.heldSeconds(sessionId) ?? 0 });
+  } else if (action === 'RESUME') {
+    player?.resume(sessionId);
+    // An END that came before the pause: its fade starts again after the audio left.
+    if (ended?.sessionId === sessionId) fadeAfterAudio(sessionId, ended.turn);
+    observe({ kind: 'resumed', sessionId });
   } else if (action === 'END') {
-    if (showing && showing.sessionId === sessionId && showing.turn === turn) {
-      // Fade once the audio has been heard: locally scheduled audio, or the relay's lead.
-      const tailMs = (player?.remaining() ?? 0) * 1000;
-      clearTimeout(hideTimer);
-      hideTimer = setTimeout(() => hide('end'), tailMs + holdMs);
-    }
+    ended = { sessionId, turn };
+    if (!player?.paused(sessionId)) fadeAfterAudio(sessionId, turn);
+  }
+}
+
+/** The turn's audio is all out: its subtitle fades once it has been heard. */
+function fadeAfterAudio(sessionId, turn) {
+  if (showing && showing.sessionId === sessionId && showing.turn === turn) {
+    // Fade once the audio has been heard: locally scheduled audio, or the relay's lead.
+    const tailMs = (player?.remaining() ?? 0) * 1000;
+    clearTimeout(hideTimer);
+    hideTimer = setTimeout(() => hide('end'), tailMs + holdMs);
   }
 }
 

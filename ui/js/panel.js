@@ -58,6 +58,12 @@ const chat = new ChatView({
 // Before the status bar and the session list: both call into it.
 const mic = new MicPanel({ api, session: () => sessions.current, observe });
 hook.mic = mic;
+/** Seconds of "play audio here" audio on the clock, and held by a pause, for `session`. */
+hook.audio = (session) => ({
+  scheduled: player?.remaining() ?? 0,
+  held: player?.heldSeconds(session) ?? 0,
+  paused: player?.paused(session) ?? false,
+});
 const status = new StatusBar(api, (health) => {
   transcript.speech = Boolean(health.tts);
   // Replies of the built-in demo LLM are marked as such.
@@ -166,6 +172,8 @@ const live = new LiveSocket({
       stopWaiters.get(frame.sessionId)?.();
       if (frame.action === 'STOP_ACK') player?.stop(frame.sessionId, frame.turn);
     }
+    if (frame.type === 'CONTROL' && frame.action === 'PAUSE') player?.pause(frame.sessionId);
+    if (frame.type === 'CONTROL' && frame.action === 'RESUME') player?.resume(frame.sessionId);
     if (frame.type === 'SPEECH_CHUNK' && player && frame.samples) {
       player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
     }
