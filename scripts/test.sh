@@ -15,9 +15,11 @@ ensure_apt libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libayatana-appindi
 ensure_piper
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-echo "==> cargo fmt --check"
+# Each step's line says when it began (seconds since the start), so a slow step shows in the log.
+step() { echo "==> [${SECONDS}s] $*"; }
+step "cargo fmt --check"
 cargo fmt --all --check
-echo "==> cargo clippy (-D warnings)"
+step "cargo clippy (-D warnings)"
 # One feature set for clippy, the build and the tests (`bench`: `kotodama bench` and its fakes are
 # built and tested here, though the binary streamers run leaves them out).
 FEATURES=(--features koto-server/bench)
@@ -28,24 +30,24 @@ cargo clippy -p koto-events --all-targets --quiet -- -D warnings
 # One build of everything, with one feature resolution: the desktop binary, `kotodama` and every
 # test binary. The smoke and browser tests below run these binaries and `cargo test` reuses them,
 # so the workspace is compiled once for code (and once more for clippy's checks), not per step.
-echo "==> cargo build --workspace --all-targets"
+step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets "${FEATURES[@]}" --quiet
 BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 # The real desktop binary in a real (virtual) window: start, single instance, hotkey STOP, busy
 # port page, clean quit. KOTODAMA_SKIP_DESKTOP=1 skips it (the mock-runtime tests above still run).
 if [ "${KOTODAMA_SKIP_DESKTOP:-0}" = 1 ]; then
-  echo "==> desktop smoke test skipped (KOTODAMA_SKIP_DESKTOP=1)"
+  step "desktop smoke test skipped (KOTODAMA_SKIP_DESKTOP=1)"
 else
-  echo "==> desktop smoke test (tests/desktop/smoke.sh; screenshots in artifacts/)"
+  step "desktop smoke test (tests/desktop/smoke.sh; screenshots in artifacts/)"
   KOTODAMA_DESKTOP_BIN="$BIN_DIR/kotodama-desktop" tests/desktop/smoke.sh
 fi
 # The control panel and OBS overlay in headless Chromium (tests/ui, Node >= 18 + playwright-core).
 command -v node >/dev/null || ensure_apt nodejs npm
 if [ -x /usr/bin/chromium ] && command -v node >/dev/null && command -v npm >/dev/null; then
-  echo "==> browser tests (tests/ui/run.sh; screenshots in artifacts/ui/)"
+  step "browser tests (tests/ui/run.sh; screenshots in artifacts/ui/)"
   KOTODAMA_BIN="$BIN_DIR/kotodama" tests/ui/run.sh
 else
-  echo "==> browser tests SKIPPED: they need /usr/bin/chromium and Node.js >= 18 with npm (apt-get install chromium nodejs npm)"
+  step "browser tests SKIPPED: they need /usr/bin/chromium and Node.js >= 18 with npm (apt-get install chromium nodejs npm)"
 fi
 # The real local ASR (scripts/asr-server.sh: faster-whisper + the offline Whisper base model),
 # started once for the tests that use it (KOTODAMA_TEST_ASR_URL); without it they start their
@@ -63,15 +65,15 @@ if ensure_asr; then
   if grep -q 'asr-server ready:' "$asr_log"; then
     KOTODAMA_TEST_ASR_URL="$(sed -nE 's/.*ready: (http:[^ ]+).*/\1/p' "$asr_log")"
     export KOTODAMA_TEST_ASR_URL
-    echo "==> real ASR for the tests at $KOTODAMA_TEST_ASR_URL"
+    step "real ASR for the tests at $KOTODAMA_TEST_ASR_URL"
   else
-    echo "==> real ASR did not start; its tests start their own or skip:"; cat "$asr_log"
+    step "real ASR did not start; its tests start their own or skip:"; cat "$asr_log"
   fi
 else
-  echo "==> real ASR not installed (faster-whisper); its tests will print a skip line"
+  step "real ASR not installed (faster-whisper); its tests will print a skip line"
 fi
 # Rust tests last, so the run ends with the test runner's own summary line.
-echo "==> tests"
+step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run -p koto-events --no-fail-fast --failure-output final   # without Redis
   cargo nextest run --workspace "${FEATURES[@]}" --no-fail-fast --failure-output final  # with Redis
