@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod provider_error;
 pub mod segmenter;
+pub mod think;
 pub mod tts;
 pub mod turn;
 

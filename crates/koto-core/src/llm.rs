@@ -1,4 +1,4 @@
-//! The LLM provider trait: a chat request in, a stream of text deltas out.
+//! The LLM provider trait: a chat request in, a stream of reply deltas (text, reasoning) out.
 //!
 //! Cancellation is by drop: dropping the stream must abort the upstream request (close the
 //! connection), so a STOP or a client disconnect stops generation upstream too.
@@ -42,9 +42,29 @@ pub struct LlmRequest {
     pub correlation_id: String,
 }
 
-/// A stream of text deltas. Ends normally when the reply is complete; yields at most one `Err`,
-/// after which it ends.
-pub type LlmStream = Pin<Box<dyn Stream<Item = Result<String, ProviderError>> + Send + 'static>>;
+/// One piece of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlmDelta {
+    /// Reply text: shown, spoken, stored and sent back in later prompts.
+    Text(String),
+    /// The model thinking aloud (`reasoning_content`, or inline `<think>…</think>` split off by
+    /// [`crate::think::ThinkSplitter`]): proof the model is working, never spoken, never stored
+    /// as the reply, never sent back.
+    Reasoning(String),
+    /// The server stopped the reply at its length cap (`finish_reason: "length"`); the stream
+    /// ends after it.
+    Capped,
+}
+
+impl LlmDelta {
+    pub fn text(text: impl Into<String>) -> LlmDelta {
+        LlmDelta::Text(text.into())
+    }
+}
+
+/// A stream of reply deltas. Ends normally when the reply is complete; yields at most one
+/// `Err`, after which it ends.
+pub type LlmStream = Pin<Box<dyn Stream<Item = Result<LlmDelta, ProviderError>> + Send + 'static>>;
 
 pub trait LlmProvider: Send + Sync + 'static {
     /// Short name for `/health` and logs (`mock`, `openai`).

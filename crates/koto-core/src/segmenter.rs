@@ -96,6 +96,35 @@ impl Default for SegmenterConfig {
     }
 }
 
+/// Bytes of `text` up to the end of its last complete sentence (a stop and the closing quotes
+/// or brackets after it; ASCII `.` `!` `?` count when a space, a line break or the end follows);
+/// 0 when no sentence ends in it. A reply cut by a token cap is kept up to here.
+pub fn end_of_last_sentence(text: &str) -> usize {
+    let mut end = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let ascii_stop = matches!(c, '.' | '!' | '?')
+            && chars.peek().is_none_or(|(_, next)| {
+                next.is_whitespace() || chars::is_closer(*next) || chars::is_ascii_quote(*next)
+            });
+        if chars::is_hard_stop(c) || chars::is_newline(c) || ascii_stop {
+            let mut stop = at + c.len_utf8();
+            while let Some((next_at, next)) = chars.peek().copied() {
+                if !(chars::is_closer(next)
+                    || chars::is_ascii_quote(next)
+                    || matches!(next, '.' | '!' | '?'))
+                {
+                    break;
+                }
+                stop = next_at + next.len_utf8();
+                chars.next();
+            }
+            end = stop;
+        }
+    }
+    end
+}
+
 /// One piece of the reply, ready for TTS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -255,5 +284,24 @@ impl Segmenter {
         self.buf.drain(..self.seg_offset - self.buf_base);
         self.buf_base = self.seg_offset;
         self.items.forget_before(self.seg_item);
+    }
+}
+
+#[cfg(test)]
+mod sentence_end_tests {
+    use super::end_of_last_sentence;
+
+    fn cut(text: &str) -> &str {
+        &text[..end_of_last_sentence(text)]
+    }
+
+    #[test]
+    fn a_capped_reply_keeps_its_complete_sentences() {
+        assert_eq!(cut("It was fun. And then we"), "It was fun.");
+        assert_eq!(cut("Really?! \"Yes.\" So"), "Really?! \"Yes.\"");
+        assert_eq!(cut("今天是晴天。我们去"), "今天是晴天。");
+        assert_eq!(cut("Pi is 3.14 and"), "", "a decimal point ends nothing");
+        assert_eq!(cut("no stop at all"), "");
+        assert_eq!(cut("Done."), "Done.");
     }
 }

@@ -25,7 +25,6 @@ use crate::turn::{TurnJob, run_turn};
 use crate::{EngineError, TurnHandle};
 use koto_core::memory::MemoryRecall;
 use koto_core::metrics::Registry;
-use koto_core::segmenter::Segmenter;
 use koto_core::tts::Voice;
 use koto_protocol::events::{UserInput, event_type, stream};
 use koto_protocol::ingest::{Control, ControlAction, RelayFrame};
@@ -261,9 +260,11 @@ impl Engine {
             default_lang: profile.config.default_lang.clone(),
             correlation_id: job.correlation_id.to_string(),
             token: job.token.clone(),
+            max_spoken: profile.config.max_reply_spoken,
+            capped: CancellationToken::new(),
         };
         Some(TurnSpeech::start(
-            Segmenter::new(profile.config.segmenter.clone()),
+            profile.config.segmenter.clone(),
             speaker,
             job.events.clone(),
             job.token.clone(),

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub recall_budget: Duration,
     /// `DEFAULT_LANG`: the language replies are spoken in (see `koto_core::lang::speech_lang`).
     pub default_lang: DefaultLang,
+    /// `MAX_REPLY_SECONDS`: speech per reply; the reply ends at the first segment boundary past
+    /// it (the LLM request ends there too). `None`: no cap.
+    pub max_reply_spoken: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             recall_top_k: 3,
             recall_budget: Duration::from_millis(150),
             default_lang: DefaultLang::Auto,
+            max_reply_spoken: Some(Duration::from_secs(90)),
         }
     }
 }

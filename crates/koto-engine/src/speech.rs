@@ -43,6 +43,10 @@ pub(crate) struct Speaker {
     pub default_lang: DefaultLang,
     pub correlation_id: String,
     pub token: CancellationToken,
+    /// Speech this reply may last (`MAX_REPLY_SECONDS`); `None`: no cap.
+    pub max_spoken: Option<std::time::Duration>,
+    /// Cancelled when the cap ended the reply: the turn ends its LLM request on it.
+    pub capped: CancellationToken,
 }
 
 /// Where each segment's audio landed in the turn's chunk sequence.
@@ -63,6 +67,8 @@ pub(crate) struct SpeechReport {
     pub error: Option<ProviderError>,
     /// The speech task panicked: a bug, reported as the turn's failure, never as a STOP.
     pub crashed: Option<String>,
+    /// `max_spoken` was reached: the reply ended after the segment that reached it.
+    pub capped: bool,
 }
 
 struct Synthesis {
@@ -79,6 +85,10 @@ impl Speaker {
         let mut segments_open = true;
         let mut seq: u64 = 0;
         let mut first_of_segment = true;
+        let mut spoken_samples: u64 = 0;
+        let max_samples = self
+            .max_spoken
+            .map(|max| (max.as_secs_f64() * f64::from(self.voice.sample_rate())) as u64);
         loop {
             if queue.is_empty() {
                 if !segments_open {
@@ -108,6 +118,18 @@ impl Speaker {
                 },
                 chunk = current.chunks.recv() => match chunk {
                     Some(Ok(chunk)) if chunk.samples.is_empty() => {}
+                    Some(Ok(_)) if first_of_segment
+                        && max_samples.is_some_and(|max| spoken_samples >= max) =>
+                    {
+                        // The cap falls at this segment boundary: what was said stands, the rest
+                        // is never synthesised (dropping the queue stops it) nor written.
+                        tracing::info!(spoken_ms = spoken_samples * 1000 / u64::from(self.voice.sample_rate().max(1)), "reply capped by MAX_REPLY_SECONDS");
+                        report.capped = true;
+                        self.capped.cancel();
+                        segments.close();
+                        queue.clear();
+                        break;
+                    }
                     Some(Ok(chunk)) => {
                         let segment_info = first_of_segment.then(|| SegmentInfo {
                             index: current.segment.index,
@@ -121,6 +143,7 @@ impl Speaker {
                             }));
                             first_of_segment = false;
                         }
+                        spoken_samples += chunk.samples.len() as u64;
                         if !self.deliver(seq, chunk, segment_info).await {
                             return report;
                         }

@@ -2,7 +2,7 @@
 //!
 //! Owned by the turn task; dropping it aborts the speaker (and with it every synthesis).
 
-use koto_core::segmenter::{Segment, Segmenter};
+use koto_core::segmenter::{Segment, Segmenter, SegmenterConfig};
 use koto_protocol::chat::ControlEvent;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
@@ -19,6 +19,9 @@ const SEGMENT_BUFFER: usize = 512;
 
 pub(crate) struct TurnSpeech {
     segmenter: Segmenter,
+    segmenter_config: SegmenterConfig,
+    /// Segments sent to the speaker so far (the next one's index).
+    sent: u32,
     /// What the speaker delivered, segment by segment (read after the fence).
     pub spoken: SpokenLog,
     /// To the speaker; closed by `finish_text`.
@@ -30,20 +33,25 @@ pub(crate) struct TurnSpeech {
     events: mpsc::Sender<TurnEvent>,
     /// The turn's token: a cancelled turn stops waiting on the segment buffer.
     token: CancellationToken,
+    /// Cancelled by the speaker when `MAX_REPLY_SECONDS` ended the reply.
+    capped: CancellationToken,
 }
 
 impl TurnSpeech {
     pub fn start(
-        segmenter: Segmenter,
+        segmenter_config: SegmenterConfig,
         speaker: Speaker,
         events: mpsc::Sender<TurnEvent>,
         token: CancellationToken,
     ) -> TurnSpeech {
         let (tx, rx) = mpsc::channel(SEGMENT_BUFFER);
         let spoken = speaker.spoken.clone();
+        let capped = speaker.capped.clone();
         let task = tokio::spawn(speaker.run(rx));
         TurnSpeech {
-            segmenter,
+            segmenter: Segmenter::new(segmenter_config.clone()),
+            segmenter_config,
+            sent: 0,
             spoken,
             segments: Some(tx),
             speaker: Some(AbortOnDropHandle::new(task)),
@@ -51,7 +59,36 @@ impl TurnSpeech {
             started: false,
             events,
             token,
+            capped,
         }
+    }
+
+    /// Cancelled when the reply's speech reached `MAX_REPLY_SECONDS` (the turn stops its LLM).
+    pub fn capped(&self) -> CancellationToken {
+        self.capped.clone()
+    }
+
+    /// The LLM's token cap ended the reply: what is left is said up to its last complete
+    /// sentence; the clause it was in the middle of is neither spoken nor kept. Returns the
+    /// bytes of reply text dropped from the end. With nothing said yet, the unfinished text is
+    /// spoken after all (better than silence) and nothing is dropped.
+    pub async fn finish_text_at_cap(&mut self) -> usize {
+        let pending = self.segmenter.pending_text().to_owned();
+        let keep = koto_core::segmenter::end_of_last_sentence(&pending);
+        if !self.started && keep == 0 {
+            self.finish_text().await;
+            return 0;
+        }
+        // The kept sentences are cut by a segmenter of their own, numbered on from the reply's.
+        let mut tail = Segmenter::new(self.segmenter_config.clone());
+        let mut segments = tail.push(&pending[..keep]);
+        segments.extend(tail.finish());
+        for mut segment in segments {
+            segment.index = self.sent;
+            self.send(segment).await;
+        }
+        self.segments = None;
+        pending.len() - keep
     }
 
     /// True once the first segment went to TTS.
@@ -122,6 +159,7 @@ impl TurnSpeech {
                 .send(TurnEvent::Control(ControlEvent::hint_tts_start()))
                 .await;
         }
+        self.sent = segment.index + 1;
         if let Some(segments) = &self.segments {
             // A closed channel means the speaker already stopped (TTS failure): text goes on.
             tokio::select! {

@@ -7,7 +7,8 @@
 use std::sync::{Arc, PoisonError};
 
 use futures_util::StreamExt;
-use koto_core::llm::{LlmRequest, LlmStream};
+use koto_core::llm::{LlmDelta, LlmRequest, LlmStream};
+use koto_core::think::ThinkSplitter;
 use koto_core::{CorrelationId, ProviderError, TurnNo};
 use koto_protocol::chat::{ControlEvent, TurnStats};
 use koto_protocol::events::{
@@ -73,6 +74,25 @@ struct Progress {
     llm_done_ms: Option<f64>,
     last_audio_ms: Option<f64>,
     speech: Option<TurnSpeech>,
+    /// Which cap ended the reply, if one did.
+    capped: Option<Cap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    /// The LLM's `max_tokens` (`finish_reason: "length"`).
+    Tokens,
+    /// `MAX_REPLY_SECONDS` of speech.
+    Duration,
+}
+
+impl Cap {
+    fn name(self) -> &'static str {
+        match self {
+            Cap::Tokens => "tokens",
+            Cap::Duration => "duration",
+        }
+    }
 }
 
 pub(crate) async fn run_turn(mut job: TurnJob) {
@@ -130,7 +150,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
             ending = Ending::Failed(WireError::new(ErrorCode::TtsFailed, crash.clone()));
             flag = Some("speech_crashed".to_owned());
         }
-        if !report.completed || matches!(ending, Ending::Failed(_)) {
+        if !report.completed || report.capped || matches!(ending, Ending::Failed(_)) {
             // What the listener heard, not what the LLM wrote: cut where the audio stopped.
             let released = job.engine.released_seq(&job.slot.id, job.turn);
             let segments = spoken.lock().unwrap_or_else(PoisonError::into_inner);
@@ -176,6 +196,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         interrupted,
         llm_done_ms: progress.llm_done_ms,
         last_audio_ms: progress.last_audio_ms,
+        capped: progress.capped.map(|cap| cap.name().to_owned()),
     };
     if !user_row_stored {
         // Nothing of this turn is in the store; there is nothing to finish.
@@ -220,7 +241,9 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
 
     let engine = &job.engine;
     let mut deltas = match &job.script {
-        Some(text) => Box::pin(futures_util::stream::iter([Ok(text.clone())])) as LlmStream,
+        Some(text) => Box::pin(futures_util::stream::iter([Ok(LlmDelta::text(
+            text.clone(),
+        ))])) as LlmStream,
         None => {
             let request = match prompt(job).await {
                 Ok(request) => request,
@@ -230,6 +253,11 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
         }
     };
     progress.speech = engine.start_speech(job);
+    let spoken_cap = progress.speech.as_ref().map(TurnSpeech::capped);
+    // Inline `<think>…</think>` in the reply text is reasoning too: never shown, said or kept.
+    let mut think = ThinkSplitter::new();
+    let mut pieces = Vec::new();
+    let mut reasoning_chars = 0usize;
 
     // The first segment goes to TTS at the first clause, or after this long at the latest.
     let mut first_clause_deadline: Option<Instant> = None;
@@ -240,6 +268,11 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
         let next = tokio::select! {
             biased;
             _ = job.token.cancelled() => return Ending::Interrupted,
+            _ = async { spoken_cap.as_ref()?.cancelled().await; Some(()) }, if spoken_cap.is_some() => {
+                // MAX_REPLY_SECONDS: the speaker said enough; the LLM request ends here.
+                progress.capped = Some(Cap::Duration);
+                break;
+            }
             _ = tokio::time::sleep_until(deadline), if waiting_for_first_clause => {
                 if let Some(speech) = &mut progress.speech {
                     speech.flush_first_clause().await;
@@ -249,44 +282,82 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
             }
             next = deltas.next() => next,
         };
-        match next {
-            None => break,
+        let ended = match next {
+            None => {
+                think.finish(&mut pieces);
+                true
+            }
             Some(Err(error)) => return Ending::Failed(llm_error(&error)),
-            Some(Ok(delta)) if delta.is_empty() => {}
-            Some(Ok(delta)) => {
-                progress.tokens += 1;
-                if progress.ttft_ms.is_none() {
-                    progress.ttft_ms = Some(ms_since(job.received_at));
-                    first_clause_deadline =
-                        Some(Instant::now() + job.profile.config.first_clause_wait);
+            Some(Ok(LlmDelta::Text(text))) => {
+                think.push(&text, &mut pieces);
+                false
+            }
+            Some(Ok(LlmDelta::Reasoning(thought))) => {
+                pieces.push(LlmDelta::Reasoning(thought));
+                false
+            }
+            Some(Ok(LlmDelta::Capped)) => {
+                progress.capped = Some(Cap::Tokens);
+                false
+            }
+        };
+        for piece in pieces.drain(..) {
+            let delta = match piece {
+                LlmDelta::Text(delta) if !delta.is_empty() => delta,
+                LlmDelta::Reasoning(thought) => {
+                    reasoning_chars += thought.chars().count();
+                    continue;
                 }
-                let event = TurnEvent::TextDelta {
-                    content: delta.clone(),
-                    eos: false,
-                };
-                tokio::select! {
-                    biased;
-                    _ = job.token.cancelled() => return Ending::Interrupted,
-                    _ = job.events.send(event) => progress.delivered.push_str(&delta),
-                }
-                job.publish(RelayFrame::TextDelta(TextDeltaFrame {
-                    session_id: job.slot.id.clone(),
-                    turn: job.turn,
-                    content: delta.clone(),
-                    eos: false,
-                }))
-                .await;
-                if let Some(speech) = &mut progress.speech {
-                    speech.push(&delta).await;
-                }
+                LlmDelta::Text(_) | LlmDelta::Capped => continue,
+            };
+            progress.tokens += 1;
+            if progress.ttft_ms.is_none() {
+                progress.ttft_ms = Some(ms_since(job.received_at));
+                first_clause_deadline = Some(Instant::now() + job.profile.config.first_clause_wait);
+            }
+            let event = TurnEvent::TextDelta {
+                content: delta.clone(),
+                eos: false,
+            };
+            tokio::select! {
+                biased;
+                _ = job.token.cancelled() => return Ending::Interrupted,
+                _ = job.events.send(event) => progress.delivered.push_str(&delta),
+            }
+            job.publish(RelayFrame::TextDelta(TextDeltaFrame {
+                session_id: job.slot.id.clone(),
+                turn: job.turn,
+                content: delta.clone(),
+                eos: false,
+            }))
+            .await;
+            if let Some(speech) = &mut progress.speech {
+                speech.push(&delta).await;
             }
         }
+        if ended {
+            break;
+        }
+    }
+    if reasoning_chars > 0 {
+        tracing::debug!(
+            reasoning_chars,
+            "the model reasoned; not spoken, shown or kept"
+        );
     }
     // The reply text is complete: the upstream request ends now, not when the audio has
     // played (a one-slot local LLM is free for the next turn at once), and the caller learns
     // that the text is whole (`eos`) while the audio goes on.
     drop(deltas);
     progress.llm_done_ms = Some(ms_since(job.received_at));
+    if progress.delivered.is_empty() && reasoning_chars > 0 {
+        return Ending::Failed(WireError::new(
+            ErrorCode::LlmProtocol,
+            format!(
+                "the model only reasoned ({reasoning_chars} characters) and gave no reply; raise llm_max_tokens or use a model that answers"
+            ),
+        ));
+    }
     job.emit(TurnEvent::TextDelta {
         content: String::new(),
         eos: true,
@@ -299,6 +370,24 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
         eos: true,
     }))
     .await;
+    // A token cap keeps the reply up to its last complete sentence (spoken and stored alike).
+    if progress.capped == Some(Cap::Tokens) {
+        let dropped = match &mut progress.speech {
+            Some(speech) => speech.finish_text_at_cap().await,
+            None => {
+                let keep = koto_core::segmenter::end_of_last_sentence(&progress.delivered);
+                if keep == 0 {
+                    0
+                } else {
+                    progress.delivered.len() - keep
+                }
+            }
+        };
+        let keep = progress.delivered.len() - dropped;
+        progress.delivered.truncate(keep);
+        let kept = progress.delivered.trim_end().len();
+        progress.delivered.truncate(kept);
+    }
     // The turn is complete once its audio has played (the relay released its END).
     if let Some(speech) = &mut progress.speech {
         speech.finish_text().await;

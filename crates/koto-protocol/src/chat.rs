@@ -158,6 +158,11 @@ pub struct TurnStats {
     /// Request receipt → the turn's last audio chunk was released to listeners, in ms.
     #[serde(default)]
     pub last_audio_ms: Option<f64>,
+    /// The reply was ended by a cap: `tokens` (the LLM's `max_tokens`: kept up to its last
+    /// complete clause) or `duration` (`MAX_REPLY_SECONDS` of speech: kept up to the segment
+    /// that reached it). Absent when the reply ended by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +231,7 @@ mod tests {
                 interrupted: false,
                 llm_done_ms: Some(40.0),
                 last_audio_ms: None,
+                capped: None,
             },
         };
         assert_eq!(

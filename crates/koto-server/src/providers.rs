@@ -43,6 +43,7 @@ pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupE
                 connect_timeout: config.llm_connect_timeout,
                 first_token_timeout: config.llm_request_timeout,
                 idle_timeout: config.llm_request_timeout,
+                reasoning_timeout: config.llm_reasoning_timeout,
                 max_retries: config.llm_max_retries,
             };
             let llm = OpenAiLlm::new(openai).map_err(|error| ProviderSetupError::Llm {

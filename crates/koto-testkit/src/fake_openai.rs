@@ -139,6 +139,8 @@ pub struct FakeStream {
     pub role_chunk: bool,
     /// `reasoning_content` chunks sent before the content, as thinking models do.
     pub reasoning: Vec<String>,
+    /// Before each reasoning chunk (a model thinking for a while).
+    pub reasoning_gap: Duration,
     /// A `: keep-alive` comment before every content chunk.
     pub keepalive_comments: bool,
     /// A `usage` chunk with empty `choices` after the finish chunk.
@@ -151,6 +153,8 @@ pub struct FakeStream {
 pub enum FakeEnd {
     /// Finish chunk (`finish_reason: "stop"`), `data: [DONE]`, clean end of body. Default.
     Done,
+    /// Finish chunk with `finish_reason: "length"` (the `max_tokens` cap), then `[DONE]`.
+    Length,
     /// `data: [DONE]` without a finish chunk.
     DoneWithoutFinish,
     /// Finish chunk, then a clean end of body without `[DONE]`.
@@ -177,6 +181,7 @@ impl FakeStream {
             line_ending: "\n",
             role_chunk: true,
             reasoning: Vec::new(),
+            reasoning_gap: Duration::ZERO,
             keepalive_comments: false,
             usage_chunk: false,
             end: FakeEnd::Done,
@@ -218,6 +223,11 @@ impl FakeStream {
         reasoning: impl IntoIterator<Item = S>,
     ) -> FakeStream {
         self.reasoning = reasoning.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_reasoning_gap(mut self, gap: Duration) -> FakeStream {
+        self.reasoning_gap = gap;
         self
     }
 
@@ -643,6 +653,9 @@ async fn write_stream(
         .await?;
     }
     for thought in &stream.reasoning {
+        if !stream.reasoning_gap.is_zero() {
+            tokio::time::sleep(stream.reasoning_gap).await;
+        }
         send_frame(
             writer,
             chunk(json!({"reasoning_content": thought}), Value::Null),
@@ -694,6 +707,10 @@ async fn write_stream(
             if stream.usage_chunk {
                 send_frame(writer, usage(), write_size).await?;
             }
+            send_frame(writer, frame("[DONE]"), write_size).await?;
+        }
+        FakeEnd::Length => {
+            send_frame(writer, chunk(json!({}), json!("length")), write_size).await?;
             send_frame(writer, frame("[DONE]"), write_size).await?;
         }
         FakeEnd::DoneWithoutFinish => send_frame(writer, frame("[DONE]"), write_size).await?,

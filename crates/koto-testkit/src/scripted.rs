@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use futures_util::stream;
 use koto_core::ProviderError;
-use koto_core::llm::{LlmProvider, LlmRequest, LlmStream};
+use koto_core::llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream};
 
 /// One step of a scripted reply.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Wait (tokio time), then yield this delta.
+    /// Wait (tokio time), then yield this text delta.
     Delta(Duration, String),
+    /// Wait, then yield this reasoning delta (`reasoning_content`).
+    Reasoning(Duration, String),
+    /// Yield `LlmDelta::Capped` (the server's length cap) and end.
+    Capped,
     /// Yield this error and end.
     Fail(ProviderError),
     /// Never yield again (a hung upstream).
@@ -87,7 +91,15 @@ impl LlmProvider for ScriptedLlm {
                 match steps.pop_front()? {
                     Step::Delta(gap, text) => {
                         tokio::time::sleep(gap).await;
-                        Some((Ok(text), (steps, guard)))
+                        Some((Ok(LlmDelta::Text(text)), (steps, guard)))
+                    }
+                    Step::Reasoning(gap, text) => {
+                        tokio::time::sleep(gap).await;
+                        Some((Ok(LlmDelta::Reasoning(text)), (steps, guard)))
+                    }
+                    Step::Capped => {
+                        steps.clear();
+                        Some((Ok(LlmDelta::Capped), (steps, guard)))
                     }
                     Step::Fail(error) => {
                         steps.clear();

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod caps;
 mod concurrency;
 mod speech;
 mod turns;

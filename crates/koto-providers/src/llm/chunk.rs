@@ -1,6 +1,7 @@
 //! Reads OpenAI `chat.completion.chunk` SSE events into text, finish and done signals.
 //! Deliberately untyped (`serde_json::Value`): "compatible" servers omit, add and reshape fields,
-//! and a strict schema is what breaks on them. Does no IO and ignores tool calls and reasoning.
+//! and a strict schema is what breaks on them. Does no IO and ignores tool calls; reasoning
+//! (`reasoning_content`, DeepSeek/llama.cpp/vLLM; `reasoning`, Ollama/OpenRouter) is read apart.
 
 use koto_core::ProviderError;
 use serde_json::Value;
@@ -12,8 +13,12 @@ use super::sse::SseEvent;
 pub(crate) enum Signal {
     /// Non-empty reply text.
     Text(String),
+    /// Non-empty reasoning (thinking models): never reply text.
+    Reasoning(String),
     /// `finish_reason` was set: the reply is complete, though `[DONE]` may still follow.
     Finished,
+    /// `finish_reason: "length"`: complete because the server's token cap cut it.
+    FinishedAtCap,
     /// `data: [DONE]`.
     Done,
 }
@@ -94,8 +99,20 @@ fn read_chunk(value: &Value, out: &mut Vec<Signal>) -> Result<(), ProviderError>
     else {
         return Ok(());
     };
+    let reasoning = choice
+        .get("delta")
+        .and_then(|delta| {
+            delta
+                .get("reasoning_content")
+                .or_else(|| delta.get("reasoning"))
+        })
+        .map(content_text)
+        .unwrap_or_default();
+    if !reasoning.is_empty() {
+        out.push(Signal::Reasoning(reasoning));
+    }
     // `delta.content` is the protocol; `text` is the legacy completions shape some servers
-    // still use. `reasoning_content` (thinking models) is deliberately not read.
+    // still use.
     let text = choice
         .get("delta")
         .and_then(|delta| delta.get("content"))
@@ -105,11 +122,10 @@ fn read_chunk(value: &Value, out: &mut Vec<Signal>) -> Result<(), ProviderError>
     if !text.is_empty() {
         out.push(Signal::Text(text));
     }
-    if choice
-        .get("finish_reason")
-        .is_some_and(|reason| !reason.is_null())
-    {
-        out.push(Signal::Finished);
+    match choice.get("finish_reason") {
+        Some(Value::String(reason)) if reason == "length" => out.push(Signal::FinishedAtCap),
+        Some(reason) if !reason.is_null() => out.push(Signal::Finished),
+        _ => {}
     }
     Ok(())
 }
@@ -207,7 +223,6 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#,
             r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#,
             r#"{"usage":null}"#,
-            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me think"}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#,
             r#"{"choices":[{"index":1,"delta":{"content":"other choice"}}]}"#,
             "42",
@@ -219,6 +234,27 @@ mod tests {
                 "{data} carries no reply text"
             );
         }
+    }
+
+    #[test]
+    fn reasoning_is_read_apart_from_the_reply() {
+        for data in [
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me think"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":null,"reasoning":"Let me think"}}]}"#,
+        ] {
+            assert_eq!(
+                signals(None, data).unwrap(),
+                vec![Signal::Reasoning("Let me think".to_owned())],
+                "{data}"
+            );
+        }
+        let capped =
+            r#"{"choices":[{"index":0,"delta":{"content":"and so"},"finish_reason":"length"}]}"#;
+        assert_eq!(
+            signals(None, capped).unwrap(),
+            vec![text("and so"), Signal::FinishedAtCap],
+            "the token cap is told apart from a natural end"
+        );
     }
 
     #[test]

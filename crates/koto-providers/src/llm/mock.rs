@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::stream;
 use koto_core::lang::Script;
-use koto_core::llm::{LlmProvider, LlmRequest, LlmStream, Role};
+use koto_core::llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream, Role};
 
 /// How many characters of the user's last message the reply quotes, so turns differ.
 const ECHO_CHARS: usize = 16;
@@ -104,7 +104,7 @@ impl LlmProvider for MockLlm {
             } else {
                 tokio::time::sleep(token_delay).await;
             }
-            Some((Ok(delta), deltas))
+            Some((Ok(LlmDelta::Text(delta)), deltas))
         }))
     }
 }
@@ -327,7 +327,10 @@ mod tests {
 
     async fn collect(llm: &MockLlm, req: LlmRequest) -> Vec<String> {
         llm.stream_chat(req)
-            .map(|delta| delta.expect("the mock never fails"))
+            .map(|delta| match delta.expect("the mock never fails") {
+                LlmDelta::Text(text) => text,
+                other => panic!("the mock only speaks: {other:?}"),
+            })
             .collect()
             .await
     }

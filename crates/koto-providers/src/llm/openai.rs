@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, stream};
 use koto_core::ProviderError;
-use koto_core::llm::{LlmProvider, LlmRequest, LlmStream};
+use koto_core::llm::{LlmDelta, LlmProvider, LlmRequest, LlmStream};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -54,11 +54,15 @@ pub struct OpenAiConfig {
     pub max_tokens: Option<u32>,
     /// TCP (and TLS) connection establishment, per attempt.
     pub connect_timeout: Duration,
-    /// From sending the request to the first text delta, per attempt. Not retried when it
-    /// expires: the user has already waited the whole budget.
+    /// From sending the request to the first delta (reply text or reasoning), per attempt. Not
+    /// retried when it expires: the user has already waited the whole budget.
     pub first_token_timeout: Duration,
-    /// Longest silence (no SSE data event) once the first delta has arrived.
+    /// Longest silence (no SSE data event) once the first delta has arrived; reasoning counts
+    /// as activity.
     pub idle_timeout: Duration,
+    /// From sending the request to the first reply text when the model reasons first: a model
+    /// may think this long, however alive it is, before the turn fails.
+    pub reasoning_timeout: Duration,
     /// Extra attempts after a retryable failure (transport, 5xx, 408, 429, connect timeout),
     /// only ever before the first delta was yielded.
     pub max_retries: u32,
@@ -75,6 +79,7 @@ impl Default for OpenAiConfig {
             connect_timeout: Duration::from_secs(5),
             first_token_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
+            reasoning_timeout: Duration::from_secs(120),
             max_retries: 2,
         }
     }
@@ -92,6 +97,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_token_timeout", &self.first_token_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("reasoning_timeout", &self.reasoning_timeout)
             .field("max_retries", &self.max_retries)
             .finish()
     }
@@ -204,6 +210,8 @@ impl LlmProvider for OpenAiLlm {
             span: info_span!("llm", provider = "openai", correlationId = %request.correlation_id),
             phase: Phase::NotStarted,
             n_deltas: 0,
+            started: Instant::now(),
+            replying: false,
         };
         Box::pin(stream::unfold(generation, |mut generation| async move {
             let span = generation.span.clone();
@@ -221,6 +229,10 @@ struct Generation {
     span: Span,
     phase: Phase,
     n_deltas: u64,
+    /// When the first attempt began (the reasoning budget counts from here).
+    started: Instant,
+    /// Reply text has arrived (reasoning alone does not count).
+    replying: bool,
 }
 
 enum Phase {
@@ -230,17 +242,19 @@ enum Phase {
 }
 
 impl Generation {
-    async fn next_item(&mut self) -> Option<Result<String, ProviderError>> {
+    async fn next_item(&mut self) -> Option<Result<LlmDelta, ProviderError>> {
         match std::mem::replace(&mut self.phase, Phase::Finished) {
             Phase::Finished => None,
             Phase::NotStarted => {
-                let started = Instant::now();
+                self.started = Instant::now();
                 match self.open_with_retries().await {
                     Ok(Some((upstream, first))) => {
                         debug!(
-                            ttft_ms = started.elapsed().as_secs_f64() * 1e3,
+                            ttft_ms = self.started.elapsed().as_secs_f64() * 1e3,
+                            reasoning = matches!(first, LlmDelta::Reasoning(_)),
                             "first delta"
                         );
+                        self.replying = matches!(first, LlmDelta::Text(_));
                         self.phase = Phase::Streaming(upstream);
                         self.n_deltas = 1;
                         Some(Ok(first))
@@ -256,14 +270,23 @@ impl Generation {
                 }
             }
             Phase::Streaming(mut upstream) => {
+                // Still reasoning: the reply must begin within the reasoning budget.
+                let reply_by = (!self.replying)
+                    .then(|| later(self.started, self.endpoint.config.reasoning_timeout));
                 match upstream
-                    .next_step(Wait::Idle(self.endpoint.config.idle_timeout))
+                    .next_step(Wait::Idle(self.endpoint.config.idle_timeout, reply_by))
                     .await
                 {
-                    Step::Text(text) => {
+                    Step::Delta(delta) => {
+                        self.replying |= matches!(delta, LlmDelta::Text(_));
+                        if !self.replying && reply_by.is_some_and(|by| Instant::now() >= by) {
+                            let error = reasoning_timeout(self.endpoint.config.reasoning_timeout);
+                            warn!(%error, deltas = self.n_deltas, "llm reasoned too long");
+                            return Some(Err(error));
+                        }
                         self.phase = Phase::Streaming(upstream);
                         self.n_deltas += 1;
-                        Some(Ok(text))
+                        Some(Ok(delta))
                     }
                     Step::End => {
                         debug!(deltas = self.n_deltas, "llm stream complete");
@@ -271,6 +294,12 @@ impl Generation {
                     }
                     Step::Fail(error) => {
                         // Never retried: text already reached the caller (see the module doc).
+                        let error = match reply_by {
+                            Some(by) if Instant::now() >= by => {
+                                reasoning_timeout(self.endpoint.config.reasoning_timeout)
+                            }
+                            _ => error,
+                        };
                         warn!(%error, deltas = self.n_deltas, "llm stream failed mid-reply");
                         Some(Err(error))
                     }
@@ -280,7 +309,7 @@ impl Generation {
     }
 
     /// Attempts until one yields its first delta (or finishes empty), or retries run out.
-    async fn open_with_retries(&self) -> Result<Option<(Box<Upstream>, String)>, ProviderError> {
+    async fn open_with_retries(&self) -> Result<Option<(Box<Upstream>, LlmDelta)>, ProviderError> {
         let max_retries = self.endpoint.config.max_retries;
         let mut retry = 0;
         loop {
@@ -304,7 +333,7 @@ impl Generation {
     }
 
     /// One HTTP attempt, up to and including its first delta.
-    async fn open_once(&self) -> Result<Option<(Box<Upstream>, String)>, Failure> {
+    async fn open_once(&self) -> Result<Option<(Box<Upstream>, LlmDelta)>, Failure> {
         let endpoint = &self.endpoint;
         let deadline = later(Instant::now(), endpoint.config.first_token_timeout);
         let mut request = endpoint
@@ -332,7 +361,7 @@ impl Generation {
             Upstream::streaming(response)
         };
         match upstream.next_step(Wait::FirstToken(deadline)).await {
-            Step::Text(first) => Ok(Some((Box::new(upstream), first))),
+            Step::Delta(first) => Ok(Some((Box::new(upstream), first))),
             Step::End => Ok(None),
             Step::Fail(error) => Err(match error {
                 // The connection broke or ended before any text: nothing reached the user yet.
@@ -394,6 +423,13 @@ fn later(from: Instant, wait: Duration) -> Instant {
 
 fn first_token_timeout() -> ProviderError {
     ProviderError::Timeout("first token".to_owned())
+}
+
+fn reasoning_timeout(budget: Duration) -> ProviderError {
+    ProviderError::Timeout(format!(
+        "the model reasoned for {:.0} s without starting its reply (LLM_REASONING_TIMEOUT)",
+        budget.as_secs_f64()
+    ))
 }
 
 fn send_failure(error: &reqwest::Error) -> Failure {
@@ -517,14 +553,15 @@ async fn read_completion(
 /// How long `Upstream::next_step` may wait.
 #[derive(Clone, Copy)]
 enum Wait {
-    /// Until this instant, for the first text of an attempt.
+    /// Until this instant, for the first delta of an attempt.
     FirstToken(Instant),
-    /// For this long after the last SSE data event.
-    Idle(Duration),
+    /// For this long after the last SSE data event, and never past the instant (the reasoning
+    /// budget) when one is given.
+    Idle(Duration, Option<Instant>),
 }
 
 enum Step {
-    Text(String),
+    Delta(LlmDelta),
     End,
     Fail(ProviderError),
 }
@@ -554,7 +591,9 @@ impl Upstream {
     fn whole(text: String) -> Upstream {
         let mut upstream = Upstream::new(None);
         if !text.is_empty() {
-            upstream.pending.push_back(Step::Text(text));
+            upstream
+                .pending
+                .push_back(Step::Delta(LlmDelta::Text(text)));
         }
         upstream.done = true;
         upstream
@@ -588,7 +627,8 @@ impl Upstream {
             };
             let mut deadline = match wait {
                 Wait::FirstToken(deadline) => deadline,
-                Wait::Idle(gap) => later(idle_from, gap),
+                Wait::Idle(gap, None) => later(idle_from, gap),
+                Wait::Idle(gap, Some(by)) => later(idle_from, gap).min(by),
             };
             if complete {
                 deadline = deadline.min(Instant::now() + TRAILER_GRACE);
@@ -599,7 +639,8 @@ impl Upstream {
                 Err(_elapsed) => {
                     return Step::Fail(match wait {
                         Wait::FirstToken(_) => first_token_timeout(),
-                        Wait::Idle(_) => ProviderError::Timeout("idle".to_owned()),
+                        // Past the reasoning budget: the caller names it (it knows the budget).
+                        Wait::Idle(..) => ProviderError::Timeout("idle".to_owned()),
                     });
                 }
                 Ok(Err(_)) if complete => return self.close_early(),
@@ -652,9 +693,21 @@ impl Upstream {
             }
             for signal in self.signals.drain(..) {
                 match signal {
-                    Signal::Text(text) if !self.done => self.pending.push_back(Step::Text(text)),
-                    Signal::Text(_) => {}
+                    _ if self.done => {}
+                    Signal::Text(text) => {
+                        self.pending.push_back(Step::Delta(LlmDelta::Text(text)));
+                    }
+                    Signal::Reasoning(text) => {
+                        self.pending
+                            .push_back(Step::Delta(LlmDelta::Reasoning(text)));
+                    }
                     Signal::Finished => self.finished = true,
+                    Signal::FinishedAtCap => {
+                        if !self.finished {
+                            self.pending.push_back(Step::Delta(LlmDelta::Capped));
+                        }
+                        self.finished = true;
+                    }
                     Signal::Done => self.done = true,
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use koto_core::ProviderError;
-use koto_core::llm::{ChatMessage, LlmProvider, LlmRequest, LlmStream, Role};
+use koto_core::llm::{ChatMessage, LlmDelta, LlmProvider, LlmRequest, LlmStream, Role};
 use koto_providers::llm::{OpenAiConfig, OpenAiLlm};
 use koto_providers::retry_after;
 use koto_testkit::fake_openai::{FakeEnd, FakeOpenAi, FakeResponse, FakeScript, FakeStream};
@@ -44,7 +44,12 @@ fn request(user: &str) -> LlmRequest {
 /// Everything a stream yields: its deltas and the error it ended with, if any.
 #[derive(Debug)]
 struct Outcome {
+    /// The reply text deltas.
     deltas: Vec<String>,
+    /// The reasoning deltas, concatenated.
+    reasoning: String,
+    /// The stream said the server's token cap ended the reply.
+    capped: bool,
     error: Option<ProviderError>,
 }
 
@@ -56,29 +61,35 @@ impl Outcome {
 
 async fn drain(mut stream: LlmStream) -> Outcome {
     let run = async {
-        let mut deltas = Vec::new();
+        let mut outcome = Outcome {
+            deltas: Vec::new(),
+            reasoning: String::new(),
+            capped: false,
+            error: None,
+        };
         while let Some(item) = stream.next().await {
+            assert!(!outcome.capped, "nothing follows the cap");
             match item {
-                Ok(delta) => {
+                Ok(LlmDelta::Text(delta)) => {
                     assert!(!delta.is_empty(), "empty deltas are not worth yielding");
-                    deltas.push(delta);
+                    outcome.deltas.push(delta);
                 }
+                Ok(LlmDelta::Reasoning(thought)) => {
+                    assert!(!thought.is_empty(), "empty deltas are not worth yielding");
+                    outcome.reasoning.push_str(&thought);
+                }
+                Ok(LlmDelta::Capped) => outcome.capped = true,
                 Err(error) => {
                     assert!(
                         stream.next().await.is_none(),
                         "the contract: at most one Err, then the end"
                     );
-                    return Outcome {
-                        deltas,
-                        error: Some(error),
-                    };
+                    outcome.error = Some(error);
+                    return outcome;
                 }
             }
         }
-        Outcome {
-            deltas,
-            error: None,
-        }
+        outcome
     };
     tokio::time::timeout(GUARD, run)
         .await
@@ -198,9 +209,118 @@ async fn done_or_finish_reason_alone_ends_a_reply_and_reasoning_is_not_reply_tex
         assert_eq!(
             outcome.text(),
             "An answer",
-            "{case}: reasoning_content is never spoken"
+            "{case}: reasoning_content is never reply text"
+        );
+        assert_eq!(
+            outcome.reasoning, "Let me think about it",
+            "{case}: read apart"
         );
     }
+}
+
+/// A reasoning model thinking for longer than the first-token timeout: its reasoning is the
+/// activity that keeps the request alive, and the reply comes through.
+#[tokio::test]
+async fn reasoning_longer_than_the_first_token_timeout_still_answers() {
+    let thoughts: Vec<String> = (0..12).map(|n| format!("step {n}. ")).collect();
+    let fake = FakeOpenAi::start(FakeScript::always(
+        FakeStream::new(["Here", " it", " is."])
+            .with_reasoning(thoughts.clone())
+            .with_reasoning_gap(Duration::from_millis(50))
+            .into(),
+    ))
+    .await;
+    let outcome = chat(
+        OpenAiConfig {
+            first_token_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            ..config(&fake)
+        },
+        "hi",
+    )
+    .await;
+    assert_eq!(
+        outcome.error, None,
+        "600 ms of reasoning against a 300 ms first-token timeout"
+    );
+    assert_eq!(outcome.text(), "Here it is.");
+    assert_eq!(outcome.reasoning, thoughts.concat());
+}
+
+#[tokio::test]
+async fn reasoning_past_its_own_budget_fails_the_turn_with_a_clear_error() {
+    let fake = FakeOpenAi::start(FakeScript::always(
+        FakeStream::new(["Too", " late."])
+            .with_reasoning((0..100).map(|n| format!("thought {n} ")))
+            .with_reasoning_gap(Duration::from_millis(20))
+            .into(),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let outcome = chat(
+        OpenAiConfig {
+            reasoning_timeout: Duration::from_millis(300),
+            ..config(&fake)
+        },
+        "hi",
+    )
+    .await;
+    match &outcome.error {
+        Some(ProviderError::Timeout(message)) => assert!(
+            message.contains("reasoned") && message.contains("LLM_REASONING_TIMEOUT"),
+            "names the setting: {message}"
+        ),
+        other => panic!("expected the reasoning timeout, got {other:?}"),
+    }
+    assert!(outcome.deltas.is_empty(), "no reply text was given");
+    assert!(!outcome.reasoning.is_empty(), "the reasoning so far was");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "it fails at the budget, not when the model stops (2 s): {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_reasoning_model_gone_quiet_times_out_as_idle() {
+    let fake = FakeOpenAi::start(FakeScript::always(
+        FakeStream::new(Vec::<String>::new())
+            .with_reasoning(["hmm"])
+            .with_end(FakeEnd::Hang)
+            .into(),
+    ))
+    .await;
+    let outcome = chat(
+        OpenAiConfig {
+            idle_timeout: Duration::from_millis(200),
+            ..config(&fake)
+        },
+        "hi",
+    )
+    .await;
+    assert!(
+        matches!(&outcome.error, Some(ProviderError::Timeout(message)) if message == "idle"),
+        "{:?}",
+        outcome.error
+    );
+    assert_eq!(outcome.reasoning, "hmm");
+}
+
+#[tokio::test]
+async fn the_token_cap_is_reported_after_the_text() {
+    let fake = FakeOpenAi::start(FakeScript::always(
+        FakeStream::new(["It", " was", " a"])
+            .with_end(FakeEnd::Length)
+            .into(),
+    ))
+    .await;
+    let outcome = chat(config(&fake), "hi").await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.text(), "It was a");
+    assert!(
+        outcome.capped,
+        "finish_reason length becomes LlmDelta::Capped"
+    );
 }
 
 #[tokio::test]
@@ -591,7 +711,7 @@ async fn dropping_the_stream_closes_the_upstream_connection() {
         .expect("a first delta");
     assert_eq!(
         first,
-        Some(Ok("Once".to_owned())),
+        Some(Ok(LlmDelta::text("Once"))),
         "generation is under way"
     );
     drop(stream);

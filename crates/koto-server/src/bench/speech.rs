@@ -254,7 +254,10 @@ pub(super) async fn llm_direct_ms(
         let mut segmenter = Segmenter::new(SegmenterConfig::default());
         let mut at = None;
         while let Some(delta) = deltas.next().await {
-            if at.is_none() && !segmenter.push(&delta?).is_empty() {
+            if let koto_core::llm::LlmDelta::Text(text) = delta?
+                && at.is_none()
+                && !segmenter.push(&text).is_empty()
+            {
                 at = Some(ms(started.elapsed()));
             }
         }
