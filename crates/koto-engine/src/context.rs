@@ -78,6 +78,25 @@ fn one_line(name: &str) -> String {
     }
 }
 
+/// The first earlier turn the prompt of `turn` holds, for a window of `window` turns.
+///
+/// The window does not slide one turn at a time: that changes the prompt's prefix on every
+/// turn, and a local server's prompt cache (llama.cpp, LM Studio, Ollama) then re-evaluates the
+/// whole history each time. Once full it drops its older half at once, so consecutive prompts
+/// share their prefix for `window / 2` turns in a row and hold between `window / 2` and
+/// `window` earlier turns. A window under 4 turns just slides.
+pub(crate) fn window_start(turn: u64, window: usize) -> u64 {
+    let window = window as u64;
+    let half = window / 2;
+    if turn <= window {
+        0
+    } else if half < 2 {
+        turn - window
+    } else {
+        (turn - half) / half * half
+    }
+}
+
 pub(crate) fn build_messages(
     system_prompt: &str,
     memories: &[String],
@@ -88,15 +107,6 @@ pub(crate) fn build_messages(
     if !system_prompt.trim().is_empty() {
         messages.push(ChatMessage::new(Role::System, system_prompt));
     }
-    if !memories.is_empty() {
-        let mut recalled = String::from("Things you remember from earlier conversations:\n");
-        for memory in memories {
-            recalled.push_str("- ");
-            recalled.push_str(memory);
-            recalled.push('\n');
-        }
-        messages.push(ChatMessage::new(Role::System, recalled));
-    }
     for turn in history {
         messages.push(ChatMessage::new(
             Role::User,
@@ -106,7 +116,22 @@ pub(crate) fn build_messages(
             messages.push(ChatMessage::new(Role::Assistant, turn.reply_text.clone()));
         }
     }
-    messages.push(ChatMessage::new(Role::User, user_text));
+    // Recalled memories change from turn to turn, so they go last, with the new input: before
+    // the window they would break the prompt's shared prefix every turn. In the user message,
+    // not a system message after the others, which many chat templates refuse.
+    if memories.is_empty() {
+        messages.push(ChatMessage::new(Role::User, user_text));
+    } else {
+        let mut input = String::from("[Things you remember from earlier conversations:\n");
+        for memory in memories {
+            input.push_str("- ");
+            input.push_str(memory);
+            input.push('\n');
+        }
+        input.push_str("]\n\n");
+        input.push_str(user_text);
+        messages.push(ChatMessage::new(Role::User, input));
+    }
     messages
 }
 
@@ -221,13 +246,50 @@ mod tests {
     }
 
     #[test]
-    fn memories_become_one_system_message_before_the_history() {
-        let messages = build_messages("sys", &["likes cats".into()], &[], "hi");
-        assert_eq!(messages.len(), 3);
-        assert_eq!(messages[1].role, Role::System);
+    fn memories_go_with_the_new_input_after_the_history() {
+        let history = [turn(0, "hi", "hello!", false)];
+        let messages = build_messages("sys", &["likes cats".into()], &history, "hi again");
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        let last = messages.last().expect("the input");
+        assert_eq!(last.role, Role::User);
         assert!(
-            messages[1].content.contains("likes cats"),
-            "the recalled fact is in the prompt"
+            last.content.contains("likes cats") && last.content.ends_with("hi again"),
+            "the recalled fact is in the prompt, before the input: {last:?}"
         );
+        assert_eq!(
+            build_messages("sys", &[], &history, "hi again")[..3],
+            messages[..3],
+            "everything before the input is the same with or without memories"
+        );
+    }
+
+    #[test]
+    fn the_window_drops_its_older_half_at_once() {
+        let starts: Vec<u64> = (0..=45).map(|turn| window_start(turn, 20)).collect();
+        assert!(
+            starts[..=20].iter().all(|&start| start == 0),
+            "not full yet: everything"
+        );
+        assert!(
+            starts[21..30].iter().all(|&start| start == 10),
+            "{starts:?}"
+        );
+        assert!(
+            starts[30..40].iter().all(|&start| start == 20),
+            "{starts:?}"
+        );
+        for (turn, start) in starts.iter().enumerate() {
+            let held = turn as u64 - start;
+            assert!(
+                held <= 20,
+                "turn {turn}: never more than the window ({held})"
+            );
+            assert!(
+                turn <= 20 || held >= 10,
+                "turn {turn}: at least half of it ({held})"
+            );
+        }
+        assert_eq!(window_start(3, 2), 1, "a tiny window slides");
+        assert_eq!(window_start(5, 0), 5, "no window: nothing earlier");
     }
 }

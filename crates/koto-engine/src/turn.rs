@@ -405,9 +405,11 @@ async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
     let store = engine.store().clone();
     let session = job.slot.id.clone();
     let max_turns = config.context_turns;
-    let history = blocking(move || store.context(&session, max_turns))
+    let mut history = blocking(move || store.context(&session, max_turns))
         .await
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
+    let start = crate::context::window_start(job.turn.0, max_turns);
+    history.retain(|earlier| earlier.turn.0 >= start);
     let mut memories = engine.recall(config, &job.slot.id, &job.user_text).await;
     if let Some(viewer) = &job.viewer {
         let store = engine.store().clone();

@@ -116,6 +116,51 @@ async fn context_is_limited_to_the_last_n_turns() {
     );
 }
 
+/// A local server's prompt cache hits when a prompt starts with the previous one: the window
+/// keeps its prefix for half its length in a row instead of sliding every turn.
+#[tokio::test]
+async fn consecutive_prompts_share_their_prefix_for_most_turns() {
+    let rig = rig(EngineConfig {
+        system_prompt: "be nice".into(),
+        context_turns: 6,
+        ..EngineConfig::default()
+    });
+    let turns = 30;
+    for n in 0..turns {
+        rig.llm.push_tokens(GAP, &[&format!("reply {n}.")]);
+        drain(&mut start(&rig.engine, text("s1", &format!("q{n}"))).await).await;
+    }
+    let requests = rig.llm.requests();
+    let mut breaks = 0;
+    for pair in requests.windows(2) {
+        let earlier = &pair[0].messages[..pair[0].messages.len() - 1];
+        if !pair[1].messages.starts_with(earlier) {
+            breaks += 1;
+        }
+    }
+    for (n, request) in requests.iter().enumerate() {
+        let earlier_turns = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .count()
+            - 1;
+        assert!(
+            earlier_turns <= 6,
+            "turn {n}: at most the window ({earlier_turns})"
+        );
+        assert!(
+            n <= 6 || earlier_turns >= 3,
+            "turn {n}: at least half of it ({earlier_turns})"
+        );
+    }
+    // Sliding one turn at a time, every prompt after the sixth would break it: 23 of 29.
+    assert!(
+        breaks <= turns / 3,
+        "the prefix changed {breaks} times in {turns} turns"
+    );
+}
+
 #[tokio::test]
 async fn stop_mid_stream_records_only_what_was_delivered() {
     let rig = rig(EngineConfig::default());

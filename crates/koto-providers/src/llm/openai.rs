@@ -117,6 +117,8 @@ struct Endpoint {
     /// `Bearer …`, marked sensitive so `reqwest`/`http` never print it.
     authorization: Option<HeaderValue>,
     config: OpenAiConfig,
+    /// A server on this machine (llama.cpp, LM Studio, Ollama): asked to keep its prompt cache.
+    local: bool,
 }
 
 impl OpenAiLlm {
@@ -155,12 +157,13 @@ impl OpenAiLlm {
                 Some(value)
             }
         };
+        let local = is_loopback(&url);
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .user_agent(concat!("kotodama/", env!("CARGO_PKG_VERSION")));
         // A proxy from the environment cannot reach this machine's loopback server.
-        if is_loopback(&url) {
+        if local {
             builder = builder.no_proxy();
         }
         let client = builder.build().map_err(|error| {
@@ -172,11 +175,17 @@ impl OpenAiLlm {
                 url,
                 authorization,
                 config,
+                local,
             }),
         })
     }
 
     /// The URL completions are posted to (`{base_url}/chat/completions`).
+    /// Whether the server is on this machine (loopback): it gets `cache_prompt`.
+    pub fn is_local(&self) -> bool {
+        self.endpoint.local
+    }
+
     pub fn endpoint_url(&self) -> &str {
         self.endpoint.url.as_str()
     }
@@ -203,6 +212,12 @@ impl LlmProvider for OpenAiLlm {
         }
         if let Some(max_tokens) = config.max_tokens {
             body["max_tokens"] = json!(max_tokens);
+        }
+        // llama.cpp's server reuses the evaluated prompt prefix only when asked (older builds
+        // default to off); other local servers ignore the field. Cloud APIs may refuse unknown
+        // fields, so they never get it.
+        if self.endpoint.local {
+            body["cache_prompt"] = json!(true);
         }
         let generation = Generation {
             endpoint: Arc::clone(&self.endpoint),

@@ -829,6 +829,28 @@ async fn without_key_or_sampling_none_is_sent() {
         log[0].body.get("max_tokens").is_none(),
         "server default length"
     );
+    assert_eq!(
+        log[0].body["cache_prompt"], true,
+        "a loopback server is asked to keep its prompt cache (llama.cpp)"
+    );
+}
+
+#[test]
+fn only_a_local_server_is_asked_to_cache_the_prompt() {
+    // Decided once, when the client is built from the base URL.
+    for (base_url, local) in [
+        ("http://127.0.0.1:8080/v1", true),
+        ("http://localhost:11434/v1", true),
+        ("http://[::1]:1234/v1", true),
+        ("https://api.openai.com/v1", false),
+        ("https://api.groq.com/openai/v1", false),
+    ] {
+        let llm = llm(OpenAiConfig {
+            base_url: base_url.to_owned(),
+            ..OpenAiConfig::default()
+        });
+        assert_eq!(llm.is_local(), local, "{base_url}");
+    }
 }
 
 #[tokio::test]
