@@ -57,6 +57,11 @@ impl PcmNormalizer {
         self.target_rate
     }
 
+    /// Whether a resampler is running (the segment's input is at another rate).
+    pub fn resampling(&self) -> bool {
+        self.resampler.is_some()
+    }
+
     pub fn chunk_ms(&self) -> u32 {
         self.chunk_ms
     }
