@@ -83,7 +83,7 @@ pub struct SessionSummary {
 /// `LIMIT` user rows; the assistant row is a point lookup in the same b-tree (`LEFT JOIN` keeps
 /// `u` the outer loop). Cost depends on the page size, not on the table or session size.
 pub(crate) const HISTORY_SQL: &str = "
-SELECT u.turn, u.text, u.kind, u.status, u.ts, a.text, a.ts, a.interrupted, u.end_reason
+SELECT u.turn, u.text, u.kind, u.status, u.ts, a.text, COALESCE(a.ts, u.ended_ts), a.interrupted, u.end_reason
 FROM turns AS u
 LEFT JOIN turns AS a
   ON a.sessionId = u.sessionId AND a.turn = u.turn AND a.role = 'assistant'
@@ -511,7 +511,7 @@ mod tests {
                     Some("user_interrupt"),
                     Some(21)
                 ),
-                (2, TurnStatus::Failed, None, Some("llm_timeout"), None),
+                (2, TurnStatus::Failed, None, Some("llm_timeout"), Some(31)),
                 (
                     3,
                     TurnStatus::Failed,

@@ -189,12 +189,18 @@ CREATE INDEX viewer_memories_user ON viewer_memories(platform, user_id, ts);
 CREATE INDEX viewer_memories_ts ON viewer_memories(ts);
 "#;
 
+/// M6: `turns.ended_ts` on the user row, when the turn ended however it ended (a failed or
+/// interrupted turn may have no assistant row to carry the time). NULL while open and for rows
+/// written before M6 (their assistant row's `ts` still tells, when there is one).
+const M6_TURN_ENDED_TS: &str = "ALTER TABLE turns ADD COLUMN ended_ts INTEGER;";
+
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(M1_TURNS_SESSIONS_OUTBOX),
     M::up(M2_EVENT_CONSUMERS),
     M::up(M3_TURN_END_REASON),
     M::up(M4_TURN_META),
     M::up(M5_VIEWERS),
+    M::up(M6_TURN_ENDED_TS),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);

@@ -147,6 +147,7 @@ impl Store {
                 finished.turn,
                 "done",
                 finished.reason.as_deref(),
+                finished.ts_ms,
             )?;
             insert_assistant_row(
                 transaction,
@@ -177,6 +178,7 @@ impl Store {
                 failed.turn,
                 "failed",
                 Some(&failed.reason),
+                failed.ts_ms,
             )?;
             if !failed.heard_text.is_empty() {
                 // Status `failed` like its user row: nothing reads an assistant row's status,
@@ -287,18 +289,20 @@ fn close_user_row(
     turn: TurnNo,
     status: &str,
     reason: Option<&str>,
+    ended_ms: i64,
 ) -> Result<(), StoreError> {
     let reason = reason.filter(|reason| !reason.is_empty());
     let updated = conn
         .prepare_cached(
-            "UPDATE turns SET status = ?3, end_reason = ?4
+            "UPDATE turns SET status = ?3, end_reason = ?4, ended_ts = ?5
              WHERE sessionId = ?1 AND turn = ?2 AND role = 'user' AND status = 'open'",
         )?
         .execute(params![
             session.as_str(),
             turn_to_sql(turn)?,
             status,
-            reason
+            reason,
+            ended_ms
         ])?;
     if updated == 0 {
         return Err(StoreError::TurnNotOpen {

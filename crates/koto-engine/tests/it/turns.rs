@@ -307,6 +307,10 @@ async fn provider_failure_sends_error_then_done_and_leaves_no_half_turn() {
         "what reached the caller before the failure is kept: {history:?}"
     );
     assert_eq!(history[0].reason.as_deref(), Some("llm_timeout"));
+    assert!(
+        history[0].ended_ms >= Some(history[0].started_ms),
+        "a failed turn says when it ended: {history:?}"
+    );
     let types: Vec<String> = rig
         .store
         .outbox_pending(0, 10)
@@ -318,6 +322,22 @@ async fn provider_failure_sends_error_then_done_and_leaves_no_half_turn() {
         types,
         ["UserInput", "AnalyticsChatStats", "TurnFailed"],
         "analytics still learn of the failure"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_failing_before_any_text_still_says_when_it_ended() {
+    let rig = rig(EngineConfig::default());
+    rig.llm.push_reply(vec![Step::Fail(ProviderError::Timeout(
+        "first token".into(),
+    ))]);
+    drain(&mut start(&rig.engine, text("s1", "hi")).await).await;
+    let history = rig.store.history(&session("s1"), None, 5).unwrap();
+    assert_eq!(history[0].status, koto_store::TurnStatus::Failed);
+    assert_eq!(history[0].reply_text, None, "nothing was said");
+    assert!(
+        history[0].ended_ms >= Some(history[0].started_ms),
+        "endedMs from the user row (store M6): {history:?}"
     );
 }
 
