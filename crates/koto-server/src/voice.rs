@@ -30,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 const MIC_QUEUE: usize = 256;
 /// A pause lasts at most the barge-in window plus this (the relay lifts it by itself after).
 const PAUSE_MARGIN: Duration = Duration::from_secs(2);
+/// A lost or missing microphone is tried again after this, then twice as long each time…
+const REOPEN_FIRST: Duration = Duration::from_secs(2);
+/// …up to this: a USB mic plugged back in is heard again within half a minute at worst.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
 
 /// The `MIC_*`, `VAD_*`, `BARGE_IN_*` and `ECHO_CANCEL` keys (the desktop's push-to-talk
 /// hotkey is a `DesktopConfig` key: the shell registers it and calls [`VoiceIn::ptt`]).
@@ -143,6 +147,7 @@ impl VoiceIn {
             config.barge_in.window_ms,
         ));
         let feeds_aec = config.echo == EchoMode::Aec;
+        let voice_shutdown = shutdown.clone();
         tokio::spawn(follow_cohost(
             relay,
             inputs.clone(),
@@ -164,7 +169,16 @@ impl VoiceIn {
         if mode != MicMode::Off {
             voice.open_device();
         }
+        if matches!(voice.source, MicSource::Device(_)) {
+            tokio::spawn(reopen_lost_mic(Arc::downgrade(&voice), voice_shutdown));
+        }
         voice
+    }
+
+    /// Whether the mic should be listening but its device is missing or was lost.
+    fn wants_device(&self) -> bool {
+        let status = lock(&self.status);
+        needs_reopen(status.mode, status.device_state)
     }
 
     /// Where synthetic mic audio goes in (tests, the bench); the device sends here too.
@@ -224,6 +238,12 @@ impl VoiceIn {
     }
 
     fn open_device(&self) {
+        self.open_device_logged(true);
+    }
+
+    /// Opens the configured device; a failure is a warning when `loud` (a start or a switch the
+    /// streamer made), a debug line for the watchdog's quiet retries.
+    fn open_device_logged(&self, loud: bool) {
         let Some(inputs) = self.inputs.clone() else {
             return;
         };
@@ -238,6 +258,9 @@ impl VoiceIn {
         };
         match capture::open(wanted.as_deref(), inputs) {
             Ok(handle) => {
+                if !loud {
+                    tracing::info!(device = %handle.device, "microphone back: listening again");
+                }
                 let mut status = lock(&self.status);
                 status.device_state = "listening";
                 status.device = Some(handle.device.clone());
@@ -245,7 +268,11 @@ impl VoiceIn {
                 *lock(&self.capture) = Some(handle);
             }
             Err(error) => {
-                tracing::warn!(%error, "microphone unavailable; text input keeps working");
+                if loud {
+                    tracing::warn!(%error, "microphone unavailable; text input keeps working (retried by itself)");
+                } else {
+                    tracing::debug!(%error, "microphone still unavailable");
+                }
                 let mut status = lock(&self.status);
                 status.device_state = "no_device";
                 status.warning = Some(error.to_string());
@@ -310,6 +337,48 @@ pub enum VoiceError {
 fn default_session() -> SessionId {
     // Invariant: "mic" is a valid id (ASCII letters), as MIC_SESSION's default.
     SessionId::parse("mic").expect("`mic` is a valid session id")
+}
+
+/// The mic is on (push-to-talk or hands-free) but has no working device.
+fn needs_reopen(mode: MicMode, device_state: &str) -> bool {
+    mode != MicMode::Off && matches!(device_state, "no_device" | "lost")
+}
+
+/// The wait before the next try: doubled after each failed one, back to the first once the
+/// device works (or the mic is off).
+fn next_reopen_wait(wait: Duration, still_missing: bool) -> Duration {
+    if still_missing {
+        (wait * 2).min(REOPEN_MAX)
+    } else {
+        REOPEN_FIRST
+    }
+}
+
+/// Tries a lost or missing microphone again by itself, with a growing pause, so a mic unplugged
+/// and plugged back in (or one that was busy at start) is heard again without the streamer
+/// switching the mode. Ends with the app, or when the `VoiceIn` is gone.
+async fn reopen_lost_mic(voice: std::sync::Weak<VoiceIn>, shutdown: CancellationToken) {
+    let mut wait = REOPEN_FIRST;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let Some(voice) = voice.upgrade() else { return };
+        if !voice.wants_device() {
+            wait = REOPEN_FIRST;
+            continue;
+        }
+        // The old stream (a lost one) is dropped before the device is asked again.
+        *lock(&voice.capture) = None;
+        voice.open_device_logged(false);
+        if lock(&voice.status).mode == MicMode::Off {
+            // Switched off while the device was being opened: it must not stay held.
+            *lock(&voice.capture) = None;
+            lock(&voice.status).device_state = "off";
+        }
+        wait = next_reopen_wait(wait, voice.wants_device());
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -472,4 +541,34 @@ async fn apply_effects(
 async fn run_turn(mut handle: koto_engine::TurnHandle) {
     let _turn: TurnNo = handle.turn;
     while handle.events.recv().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_mic_that_is_on_and_has_no_device_is_reopened() {
+        for mode in [MicMode::Ptt, MicMode::Vad] {
+            assert!(needs_reopen(mode, "lost"), "{mode:?} lost");
+            assert!(needs_reopen(mode, "no_device"), "{mode:?} never found");
+            assert!(!needs_reopen(mode, "listening"));
+        }
+        assert!(
+            !needs_reopen(MicMode::Off, "lost"),
+            "off means off: nothing is opened"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_to_half_a_minute_and_start_over_once_it_works() {
+        let mut wait = REOPEN_FIRST;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            wait = next_reopen_wait(wait, true);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [4, 8, 16, 30, 30, 30]);
+        assert_eq!(next_reopen_wait(wait, false), REOPEN_FIRST);
+    }
 }
