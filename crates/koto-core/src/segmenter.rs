@@ -84,7 +84,7 @@ impl Default for SegmenterConfig {
     /// segment is cut; later segments 4–12 s (Chinese ≈ 4–5 chars/s, English ≈ 13 letters/s).
     fn default() -> Self {
         SegmenterConfig {
-            first_clause_min_chars: 4,
+            first_clause_min_chars: 2,
             first_clause_max_chars: 24,
             soft_break_min_chars: 20,
             max_chars: 60,

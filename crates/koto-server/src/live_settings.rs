@@ -37,6 +37,7 @@ const ENGINE_KEYS: &[&str] = &[
     "system_prompt",
     "persona_file",
     "first_clause_ms",
+    "first_clause_min_chars",
     "max_reply_seconds",
     "max_content_chars",
     "ltm_top_k",

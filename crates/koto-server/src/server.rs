@@ -334,7 +334,10 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         system_prompt: config.system_prompt.clone(),
         first_clause_wait: config.first_clause_wait,
-        segmenter: Default::default(),
+        segmenter: koto_core::segmenter::SegmenterConfig {
+            first_clause_min_chars: config.first_clause_min_chars,
+            ..Default::default()
+        },
         context_turns: config.stm_context_turns,
         max_content_chars: config.max_content_chars,
         recall_top_k: config.events.ltm_top_k,

@@ -105,11 +105,12 @@ async fn a_fact_from_an_old_session_is_recalled_into_a_new_sessions_prompt() {
             )
             .await;
             let last = fake.requests().pop().unwrap();
+            // Recalled memories go with the new input, in the last user message.
             let system: Vec<String> = last["messages"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|m| m["role"] == "system")
+                .filter(|m| m["role"] == "user")
                 .map(|m| m["content"].as_str().unwrap().to_owned())
                 .collect();
             if system.iter().any(|content| content.contains("Mochi")) {

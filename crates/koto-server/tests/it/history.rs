@@ -206,7 +206,11 @@ async fn a_failed_turn_shows_its_input_and_no_reply() {
         Value::Null,
         "no reply was invented or stored"
     );
-    assert_eq!(turn["endedMs"], Value::Null);
+    let (started, ended) = (turn["startedMs"].as_i64(), turn["endedMs"].as_i64());
+    assert!(
+        started.is_some() && ended >= started,
+        "a failed turn says when it ended (store M6): {turn}"
+    );
     assert_eq!(
         turn["reason"], frames[0].data["code"],
         "the reason is the error the caller was sent: {turn}"

@@ -520,14 +520,13 @@ async fn a_returning_viewer_is_recalled_and_can_be_forgotten() {
     for _ in 0..200 {
         let requests = fake.requests();
         if requests.len() >= 2 {
+            // Recalled memories go with the new input, in the last user message.
             system = requests[1]["messages"]
                 .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| m["role"] == "system")
-                .filter_map(|m| m["content"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
+                .and_then(|messages| messages.last())
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_owned();
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
