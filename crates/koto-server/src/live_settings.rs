@@ -73,6 +73,7 @@ const VOICE_KEYS: &[&str] = &[
     "openai_tts_format",
     "piper_python",
     "piper_model",
+    "piper_threads",
 ];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",

@@ -191,6 +191,8 @@ pub struct TtsSettings {
     pub openai: OpenAiTtsConfig,
     pub piper_python: Option<PathBuf>,
     pub piper_model: Option<PathBuf>,
+    /// ONNX Runtime threads for Piper; `None`: half the cores.
+    pub piper_threads: Option<u32>,
 }
 
 impl Default for TtsSettings {
@@ -206,6 +208,7 @@ impl Default for TtsSettings {
             openai: OpenAiTtsConfig::default(),
             piper_python: None,
             piper_model: None,
+            piper_threads: None,
         }
     }
 }
@@ -233,6 +236,7 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
                 None => (settings.piper_model.clone(), settings.voices.clone()),
             };
             config.model = model;
+            config.threads = settings.piper_threads;
             if settings.rate > 0.0 {
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);

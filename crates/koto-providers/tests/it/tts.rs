@@ -502,6 +502,33 @@ async fn piper_speaks_reuses_its_warm_process_and_recovers_from_a_stop() {
     );
 }
 
+/// `PIPER_THREADS` reaches ONNX Runtime: its intra-op pool is that many threads (the caller's
+/// and n − 1 workers), seen as the process's threads in `/proc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_synthesises_with_the_configured_number_of_threads() {
+    let mut counts = Vec::new();
+    for threads in [1, 4] {
+        let tts = PiperTts::start(PiperConfig {
+            threads: Some(threads),
+            ..PiperConfig::default()
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh, which installs Piper"));
+        let (blocks, error) = drain(tts.synthesize(request("Counting threads.", "en"))).await;
+        assert_eq!(error, None, "Piper speaks with {threads} thread(s)");
+        assert!(seconds(&blocks) > 0.3);
+        let pid = tts.process_id().expect("a warm process");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|dir| dir.count())
+            .unwrap_or(0);
+        counts.push(tasks);
+    }
+    assert!(
+        counts[1] >= counts[0] + 3,
+        "four ONNX threads are three more than one: {counts:?} OS threads"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piper_speaks_each_language_with_its_own_model_and_says_when_it_falls_back() {
     // The only Piper voice installable here is the English joe voice, so a second "language" is
