@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// scripts/asr-server.sh); unset = the mock ASR.
     #[arg(long)]
     pub voice_asr_url: Option<String>,
+    /// `ECHO_CANCEL` for the voice benchmark: `aec` (default), `gate` or `headphones`.
+    #[arg(long, default_value = "aec")]
+    pub voice_echo: String,
     /// Chat flood: messages per second through POST /chat/messages.
     #[arg(long, default_value_t = 500)]
     pub chat_rate: usize,
@@ -258,14 +261,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let voice = if args.voice_trials > 0 {
         eprintln!(
-            "voice-to-voice benchmark: {} trials, ASR {}…",
+            "voice-to-voice benchmark: {} trials, ASR {}, echo {}…",
             args.voice_trials,
-            args.voice_asr_url.as_deref().unwrap_or("mock")
+            args.voice_asr_url.as_deref().unwrap_or("mock"),
+            args.voice_echo
         );
         Some(
             voice::run(&voice::VoiceArgs {
                 trials: args.voice_trials,
                 asr_url: args.voice_asr_url.clone(),
+                echo: args.voice_echo.clone(),
                 first_token,
                 token_gap: Duration::from_millis(args.token_gap_ms),
             })

@@ -55,6 +55,8 @@ pub struct VoiceArgs {
     pub trials: usize,
     /// An OpenAI-compatible ASR (`…/v1`, e.g. scripts/asr-server.sh); `None` = the mock ASR.
     pub asr_url: Option<String>,
+    /// `ECHO_CANCEL` for the run (`aec`, `gate`, `headphones`).
+    pub echo: String,
     pub first_token: Duration,
     pub token_gap: Duration,
 }
@@ -76,7 +78,7 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
     raw.set("mic_mode", "vad");
     raw.set("mic_session", "bench-voice");
     raw.set("voice_barge_in", "true");
-    raw.set("echo_cancel", "aec");
+    raw.set("echo_cancel", args.echo.clone());
     raw.set("vad_hangover_ms", HANGOVER_MS.to_string());
     match &args.asr_url {
         Some(url) => {
