@@ -109,8 +109,12 @@ impl TurnSpeech {
         }
     }
 
-    /// The reply text is complete: flush the segmenter and close the segment stream.
+    /// The reply text is complete: flush the segmenter and close the segment stream. Once
+    /// closed (here or by `finish_text_at_cap`) there is nothing left to flush.
     pub async fn finish_text(&mut self) {
+        if self.segments.is_none() {
+            return;
+        }
         for segment in self.segmenter.finish() {
             self.send(segment).await;
         }
