@@ -1,6 +1,7 @@
 //! The desktop's side of `PUT /settings`: output device, volume and the two hotkeys (stop,
 //! push-to-talk) are checked against this computer (does the device exist, is it a shortcut,
-//! do the hotkeys differ) and applied at once to the player and the global shortcuts. The settings route decides when; this only knows how.
+//! do the hotkeys differ) and applied at once to the player and the global shortcuts. The
+//! settings route decides when; this only knows how.
 
 use std::fmt;
 
