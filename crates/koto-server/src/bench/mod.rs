@@ -14,6 +14,7 @@ use crate::config::RawConfig;
 
 mod audio_cpu;
 mod chat;
+mod piper;
 mod speech;
 mod voice;
 
@@ -43,6 +44,16 @@ pub struct BenchArgs {
     /// TTS providers the speech benchmark runs, comma-separated.
     #[arg(long, default_value = "mock,espeak")]
     pub speech_providers: String,
+    /// Turns of the Piper benchmark: the peer comparison's 41-word script with the joe voice
+    /// (0 skips it; the run is 32). Needs Piper (scripts/test.sh installs it).
+    #[arg(long, default_value_t = 0)]
+    pub piper_turns: usize,
+    /// How many of those turns are barged in with a STOP, 0–800 ms after their first audio.
+    #[arg(long, default_value_t = 20)]
+    pub piper_barge_ins: usize,
+    /// Piper runtimes the Piper benchmark compares, comma-separated (`onnx`, `python`).
+    #[arg(long, default_value = "onnx,python")]
+    pub piper_runtimes: String,
     /// Events for the outbox → Redis Streams benchmark (0 skips it; needs the `redis` feature).
     #[arg(long, default_value_t = 20_000)]
     pub outbox_events: usize,
@@ -68,6 +79,10 @@ pub struct BenchArgs {
     /// Chat flood: seconds (0 skips it; the run is 60).
     #[arg(long, default_value_t = 5)]
     pub chat_seconds: u64,
+    /// Run only the Piper benchmark (its RSS is then the server's and the voice's alone, not
+    /// what earlier scenarios left in the process).
+    #[arg(long)]
+    pub piper_only: bool,
     /// Run only the chat flood.
     #[arg(long)]
     pub chat_only: bool,
@@ -112,6 +127,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice: Option<voice::VoiceScenario>,
     pub chat: Option<chat::ChatFlood>,
+    pub piper: Vec<piper::PiperScenario>,
 }
 
 /// Outbox commit → entry readable by a Redis consumer, and the relay's rate beside
@@ -156,6 +172,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let first_token = Duration::from_millis(args.first_token_ms);
+    if args.piper_only {
+        for scenario in piper_bench(&args, first_token).await? {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&scenario)?);
+            } else {
+                piper::print(&scenario);
+            }
+        }
+        return Ok(());
+    }
     let tokens: Vec<String> = (0..args.tokens).map(|n| format!("word{n} ")).collect();
     let reply = FakeStream::new(tokens)
         .with_first_token_delay(first_token)
@@ -259,6 +285,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             speech_results.push(speech::run(provider, &speech_args).await?);
         }
     }
+    let piper_results = piper_bench(&args, first_token).await?;
     let voice = if args.voice_trials > 0 {
         eprintln!(
             "voice-to-voice benchmark: {} trials, ASR {}, echo {}…",
@@ -312,6 +339,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         chat,
         outbox,
         speech: speech_results,
+        piper: piper_results,
         first_token_delay_ms: args.first_token_ms,
         direct_upstream_ttft_ms: percentiles(direct),
         tokens_per_reply: args.tokens,
@@ -324,6 +352,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
+}
+
+async fn piper_bench(
+    args: &BenchArgs,
+    first_token: Duration,
+) -> anyhow::Result<Vec<piper::PiperScenario>> {
+    let mut results = Vec::new();
+    if args.piper_turns == 0 {
+        return Ok(results);
+    }
+    let piper_args = piper::PiperArgs {
+        turns: args.piper_turns,
+        barge_ins: args.piper_barge_ins.min(args.piper_turns),
+        first_token,
+        token_gap: Duration::from_millis(args.token_gap_ms),
+    };
+    for runtime in args
+        .piper_runtimes
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        eprintln!(
+            "piper benchmark: {runtime}, {} turns, {} barge-ins…",
+            piper_args.turns, piper_args.barge_ins
+        );
+        results.push(piper::run(runtime, &piper_args).await?);
+    }
+    Ok(results)
 }
 
 #[derive(Clone)]
@@ -484,6 +541,10 @@ pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
 
 fn print_table(report: &Report) {
     print_ttft_table(report);
+    for scenario in &report.piper {
+        println!();
+        piper::print(scenario);
+    }
     if let Some(flood) = &report.chat {
         println!();
         chat::print(flood);

@@ -151,7 +151,7 @@ struct Trial {
     chunks_after_ack: u64,
 }
 
-type Live =
+pub(super) type Live =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn run_trial(
@@ -207,7 +207,7 @@ async fn run_trial(
     })
 }
 
-async fn next_json(live: &mut Live, wait: Duration) -> Option<Value> {
+pub(super) async fn next_json(live: &mut Live, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, live.next()).await.ok()??.ok()? {
             Message::Text(text) => return serde_json::from_str(&text).ok(),
@@ -328,6 +328,11 @@ pub(super) async fn tts_first_chunk_ms(
             .await
             .context("the voice produced nothing")??;
         samples.push(ms(started.elapsed()));
+        // Listen to the end: a dropped stream is a STOP, and a voice may restart after one
+        // (the Python Piper does), which would land in the next sample.
+        while let Some(chunk) = chunks.next().await {
+            chunk?;
+        }
     }
     Ok(samples)
 }

