@@ -163,3 +163,48 @@ test('"play audio here" asks for audio frames and schedules them', async () => {
   assert.ok(event.audioBytes > 0, 'binary audio frames arrive once asked for');
   await panel.context.close();
 });
+
+test("a reasoning model's thinking is drawn dimmed above its reply and folds when the reply begins", async () => {
+  const session = `think-${Date.now()}`;
+  const panel = await observedPage(browser, 'panel');
+  await panel.page.goto(`${server.url}/?token=${server.token}`);
+  await panel.waitFor((event) => event.kind === 'state' && event.state === 'open', { what: 'open socket' });
+  await panel.page.fill('#session-new-id', session);
+  await panel.page.click('#session-new button');
+  // A remote producer on /ws/ingest sends what the engine sends with SHOW_REASONING=true.
+  await panel.page.evaluate(
+    async ({ token, sessionId }) => {
+      const producer = new WebSocket(`${location.origin.replace('http', 'ws')}/ws/ingest?token=${token}`);
+      await new Promise((resolve, reject) => {
+        producer.onopen = resolve;
+        producer.onerror = reject;
+      });
+      window.__producer = producer;
+      window.__replies = [];
+      producer.onmessage = (message) => window.__replies.push(String(message.data));
+      const send = (frame) => producer.send(JSON.stringify({ sessionId, turn: 1, ...frame }));
+      window.__send = send;
+      send({ type: 'USER_INPUT', content: 'why is the sky blue?' });
+      send({ type: 'REASONING_DELTA', content: 'They ask about light. ' });
+      send({ type: 'REASONING_DELTA', content: 'Rayleigh scattering.' });
+    },
+    { token: server.token, sessionId: session },
+  );
+  const thinking = `#transcript li[data-turn="1"] .bubble.ai details.reasoning`;
+  await panel.page.waitForSelector(`${thinking}[open]`, { timeout: WAIT_MS });
+  assert.equal(await panel.page.textContent(`${thinking} p`), 'They ask about light. Rayleigh scattering.');
+  const opacity = await panel.page.$eval(thinking, (element) => Number(getComputedStyle(element).opacity));
+  assert.ok(opacity < 1, `the thinking is dimmed (opacity ${opacity})`);
+  assert.deepEqual(await panel.page.evaluate(() => window.__replies), [], 'the relay took every frame');
+  await screenshot(panel.page, 'panel-reasoning');
+
+  await panel.page.evaluate(() => window.__send({ type: 'TEXT_DELTA', content: 'Because of scattering.', eos: true }));
+  await panel.page.waitForSelector(`${thinking}:not([open])`, { timeout: WAIT_MS });
+  assert.equal(
+    await panel.page.textContent(`#transcript li[data-turn="1"] .bubble.ai > .text`),
+    'Because of scattering.',
+    'the reply is drawn apart from the thinking',
+  );
+  await panel.page.evaluate(() => window.__producer.close());
+  await panel.context.close();
+});

@@ -74,7 +74,7 @@ export KOTODAMA_URL KOTODAMA_TEST_TOKEN KOTODAMA_DATA_DIR
 echo "==> browser tests against $KOTODAMA_URL (Chromium: $("$CHROMIUM" --version 2>/dev/null | head -n1))"
 
 failed=0
-for file in "$here"/*.test.js; do
+for file in "$here"/${KOTODAMA_UI_TESTS:-*}.test.js; do
   node --test "$file" || failed=1
 done
 if [ "$failed" -ne 0 ]; then

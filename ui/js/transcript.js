@@ -1,6 +1,6 @@
 // The streaming transcript, drawn from `/ws/live` frames: the user's input (USER_INPUT), the
 // reply as it streams (TEXT_DELTA), the segments actually released as audio (SPEECH_CHUNK
-// with `segment`), and the turn's end (END) or interruption (STOP → STOP_ACK). Above the live
+// with `segment`), a reasoning model's thinking (REASONING_DELTA, dimmed), and the turn's end (END) or interruption (STOP → STOP_ACK). Above the live
 // turns sit the stored ones (`GET /sessions/{id}/history`, merged by `addHistory`), paged back
 // with a "load earlier" button. Turns are keyed by number, so a turn that is both stored and
 // live is drawn once.
@@ -27,6 +27,8 @@ class Turn {
     this.turn = turn;
     this.user = null;
     this.text = '';
+    /** A reasoning model's thinking (REASONING_DELTA, with SHOW_REASONING): drawn dimmed. */
+    this.reasoning = '';
     /** Segment texts whose first chunk reached this client, i.e. that were heard. */
     this.heard = [];
     /**
@@ -281,6 +283,12 @@ export class Transcript {
         if (frame.eos && turn.phase === 'streaming') turn.phase = 'written';
         return this.render(sessionId, turn);
       }
+      case 'REASONING_DELTA': {
+        const turn = this.turnOf(sessionId, frame.turn);
+        if (turn.finished) return turn;
+        turn.reasoning += frame.content;
+        return this.render(sessionId, turn);
+      }
       case 'SPEECH_CHUNK': {
         if (!frame.segment) return null;
         const turn = this.turnOf(sessionId, frame.turn);
@@ -370,7 +378,7 @@ export class Transcript {
       user.append(who, turn.user);
       item.append(user);
     }
-    if (turn.text || turn.phase !== 'streaming' || turn.user === null) {
+    if (turn.text || turn.reasoning || turn.phase !== 'streaming' || turn.user === null) {
       const ai = document.createElement('div');
       ai.className = `bubble ai ${turn.phase}`;
       const who = document.createElement('span');
@@ -430,7 +438,21 @@ export class Transcript {
       } else {
         body.textContent = spoken || emptyReply(turn.phase);
       }
-      ai.append(who, body);
+      if (turn.reasoning) {
+        // Thinking is shown, never spoken or stored: it sits dimmed above the reply, open while
+        // the model thinks and folded once the reply begins.
+        const thinking = document.createElement('details');
+        thinking.className = 'reasoning';
+        thinking.open = !turn.text;
+        const summary = document.createElement('summary');
+        summary.textContent = 'thinking (not spoken)';
+        const thought = document.createElement('p');
+        thought.textContent = turn.reasoning;
+        thinking.append(summary, thought);
+        ai.append(who, thinking, body);
+      } else {
+        ai.append(who, body);
+      }
       if (turn.joinedLate && !turn.stored) {
         const late = document.createElement('p');
         late.className = 'joined-late';

@@ -100,6 +100,7 @@ fn apply(player: &Player, frame: &LiveFrame) {
         }
         RelayFrame::UserInput(_)
         | RelayFrame::TextDelta(_)
+        | RelayFrame::ReasoningDelta(_)
         | RelayFrame::MicLevel(_)
         | RelayFrame::AsrPartial(_)
         | RelayFrame::VoiceDropped(_)

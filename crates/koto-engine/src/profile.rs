@@ -56,6 +56,9 @@ pub struct EngineConfig {
     /// `MAX_REPLY_SECONDS`: speech per reply; the reply ends at the first segment boundary past
     /// it (the LLM request ends there too). `None`: no cap.
     pub max_reply_spoken: Option<Duration>,
+    /// `SHOW_REASONING`: a reasoning model's thinking goes to `/ws/live` clients as
+    /// `REASONING_DELTA` (the panel shows it dimmed); it is never spoken, stored or re-prompted.
+    pub show_reasoning: bool,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +74,7 @@ impl Default for EngineConfig {
             recall_budget: Duration::from_millis(150),
             default_lang: DefaultLang::Auto,
             max_reply_spoken: Some(Duration::from_secs(90)),
+            show_reasoning: false,
         }
     }
 }

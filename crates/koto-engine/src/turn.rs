@@ -29,7 +29,7 @@ use crate::session::{QueuePlace, SessionSlot};
 use crate::speech::heard_text;
 use crate::speech_turn::TurnSpeech;
 use crate::store_calls::{blocking, now_ms};
-use koto_protocol::ingest::{RelayFrame, TextDeltaFrame, UserInputFrame};
+use koto_protocol::ingest::{ReasoningDeltaFrame, RelayFrame, TextDeltaFrame, UserInputFrame};
 
 pub(crate) struct TurnJob {
     pub engine: Engine,
@@ -306,6 +306,14 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
                 LlmDelta::Text(delta) if !delta.is_empty() => delta,
                 LlmDelta::Reasoning(thought) => {
                     reasoning_chars += thought.chars().count();
+                    if job.profile.config.show_reasoning && !thought.is_empty() {
+                        job.publish(RelayFrame::ReasoningDelta(ReasoningDeltaFrame {
+                            session_id: job.slot.id.clone(),
+                            turn: job.turn,
+                            content: thought,
+                        }))
+                        .await;
+                    }
                     continue;
                 }
                 LlmDelta::Text(_) | LlmDelta::Capped => continue,

@@ -105,8 +105,20 @@ pub struct TextDeltaFrame {
     pub eos: bool,
 }
 
+/// A reasoning model's thinking, for the panel to show dimmed (`SHOW_REASONING`; relay →
+/// `/ws/live` clients, unpaced). Never spoken, stored or sent back in a prompt; the overlay and
+/// the original protocol do not show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasoningDeltaFrame {
+    pub session_id: SessionId,
+    pub turn: TurnNo,
+    pub content: String,
+}
+
 /// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`. Producers send `SPEECH_CHUNK`,
-/// `CONTROL` (END, STOP_ACK) and may send `USER_INPUT`/`TEXT_DELTA`; clients receive all of them.
+/// `CONTROL` (END, STOP_ACK) and may send `USER_INPUT`/`TEXT_DELTA`/`REASONING_DELTA`; clients
+/// receive all of them.
 /// `MIC_LEVEL`, `ASR_PARTIAL` and `VOICE_DROPPED` come from the app's own microphone (`voice`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -115,6 +127,7 @@ pub enum RelayFrame {
     Control(Control),
     UserInput(UserInputFrame),
     TextDelta(TextDeltaFrame),
+    ReasoningDelta(ReasoningDeltaFrame),
     MicLevel(crate::voice::MicLevelFrame),
     AsrPartial(crate::voice::AsrPartialFrame),
     VoiceDropped(crate::voice::VoiceDroppedFrame),
@@ -129,6 +142,7 @@ impl RelayFrame {
             RelayFrame::Control(control) => &control.session_id,
             RelayFrame::UserInput(input) => &input.session_id,
             RelayFrame::TextDelta(delta) => &delta.session_id,
+            RelayFrame::ReasoningDelta(delta) => &delta.session_id,
             RelayFrame::MicLevel(level) => &level.session_id,
             RelayFrame::AsrPartial(partial) => &partial.session_id,
             RelayFrame::VoiceDropped(dropped) => &dropped.session_id,

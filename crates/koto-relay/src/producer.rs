@@ -167,6 +167,7 @@ impl Producer {
             },
             other @ (RelayFrame::UserInput(_)
             | RelayFrame::TextDelta(_)
+            | RelayFrame::ReasoningDelta(_)
             | RelayFrame::ChatDecision(_)) => self.forward(other),
             // The app's own microphone publishes these (`Relay::publish`); a producer that
             // sends them must not become the session's owner by it.

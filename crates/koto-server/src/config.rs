@@ -75,7 +75,8 @@ pub const KEYS: &[KeySpec] = &[
     key("llm_temperature", "LLM_TEMPERATURE", "", "Sampling temperature (0–2); unset = the server's default."),
     key("llm_max_tokens", "LLM_MAX_TOKENS", "300", "Reply length cap in tokens (1–1000000; empty = the server's own default, often none). A reply cut by it ends at its last complete sentence (`done.stats.capped` = `tokens`)."),
     key("llm_request_timeout", "LLM_REQUEST_TIMEOUT", "30", "Seconds to wait for the first token (reply text or reasoning), and at most between two tokens (0.01–3600)."),
-    key("llm_reasoning_timeout", "LLM_REASONING_TIMEOUT", "120", "Seconds a reasoning model may think (`reasoning_content` or `<think>`) before its reply begins (0.01–3600). Reasoning is never spoken, shown or kept."),
+    key("llm_reasoning_timeout", "LLM_REASONING_TIMEOUT", "120", "Seconds a reasoning model may think (`reasoning_content` or `<think>`) before its reply begins (0.01–3600). Reasoning is never spoken, stored or sent back in a prompt."),
+    key("show_reasoning", "SHOW_REASONING", "false", "Show a reasoning model's thinking in the panel, dimmed above its reply (`true`), or hide it (`false`). Never spoken, stored, sent back in a prompt, or shown on the OBS overlay."),
     key("llm_connect_timeout", "LLM_CONNECT_TIMEOUT", "5", "Seconds to wait for the LLM server's connection (0.01–600)."),
     key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply); 0–10."),
     key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt (0–1000)."),
@@ -388,6 +389,8 @@ pub struct Config {
     pub first_clause_min_chars: usize,
     /// `MAX_REPLY_SECONDS`; `None`: no cap.
     pub max_reply_spoken: Option<Duration>,
+    /// `SHOW_REASONING`.
+    pub show_reasoning: bool,
     pub enable_sync_core: bool,
     pub sync_tts_streaming: bool,
     pub sync_tts_barge_in: bool,
@@ -612,6 +615,7 @@ impl RawConfig {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
+            show_reasoning: self.flag("show_reasoning")?,
             enable_sync_core: self.flag("enable_sync_core")?,
             sync_tts_streaming: self.flag("sync_tts_streaming")?,
             sync_tts_barge_in: self.flag("sync_tts_barge_in")?,

@@ -39,6 +39,7 @@ const ENGINE_KEYS: &[&str] = &[
     "first_clause_ms",
     "first_clause_min_chars",
     "max_reply_seconds",
+    "show_reasoning",
     "max_content_chars",
     "ltm_top_k",
     "ltm_inline_budget_ms",

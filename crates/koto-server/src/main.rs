@@ -60,7 +60,7 @@ enum Command {
     },
     /// Measure TTFT and engine overhead against a loopback fake LLM; prints p50/p95/p99.
     #[cfg(feature = "bench")]
-    Bench(koto_server::bench::BenchArgs),
+    Bench(Box<koto_server::bench::BenchArgs>),
     /// Not in this build: the benchmark needs `--features bench` (its fakes stay out of the
     /// binary streamers run).
     #[cfg(not(feature = "bench"))]
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
             config,
         } => runtime.block_on(worker(groups, data_dir, config)),
         #[cfg(feature = "bench")]
-        Command::Bench(args) => runtime.block_on(koto_server::bench::run(args)),
+        Command::Bench(args) => runtime.block_on(koto_server::bench::run(*args)),
         #[cfg(not(feature = "bench"))]
         Command::Bench { .. } => Err(anyhow::anyhow!(
             "this build has no benchmark; build it with: cargo build --release -p koto-server --features bench"

@@ -344,6 +344,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         recall_budget: config.events.ltm_inline_budget,
         default_lang: config.default_lang.clone(),
         max_reply_spoken: config.max_reply_spoken,
+        show_reasoning: config.show_reasoning,
         flags: Flags {
             sync_core: config.enable_sync_core,
             tts_streaming: config.sync_tts_streaming,

@@ -66,6 +66,64 @@ async fn reasoning_streamed_or_inline_is_never_shown_stored_or_sent_back() {
     );
 }
 
+/// `SHOW_REASONING`: on, the thinking reaches `/ws/live` clients as `REASONING_DELTA` (the panel
+/// draws it dimmed), before the reply's text; off (the default), no client sees any of it.
+/// Either way it is not spoken, not stored and not sent back.
+#[tokio::test]
+async fn reasoning_reaches_the_panel_only_when_shown_and_is_never_spoken_or_stored() {
+    for show_reasoning in [true, false] {
+        let rig = speech_rig(
+            EngineConfig {
+                show_reasoning,
+                ..EngineConfig::default()
+            },
+            ScriptedVoice::new(1, GAP),
+        );
+        let mut client = rig.relay.as_ref().expect("relay").subscribe(ClientFilter {
+            session: Some(session("s1")),
+            ..ClientFilter::default()
+        });
+        rig.llm.push_reply(vec![
+            Step::Reasoning(GAP, "They said hi. ".into()),
+            Step::Delta(GAP, "<think>inline too</think>Hello!".into()),
+        ]);
+        let events = drain(&mut start(&rig.engine, text("s1", "hi")).await).await;
+        assert_eq!(delivered(&events), "Hello!");
+        let (mut thinking, mut subtitles, mut order) = (String::new(), String::new(), Vec::new());
+        while let Some(frame) = client.recv().await {
+            match frame.frame() {
+                RelayFrame::ReasoningDelta(delta) => {
+                    thinking.push_str(&delta.content);
+                    order.push("reasoning");
+                }
+                RelayFrame::TextDelta(delta) if !delta.content.is_empty() => order.push("text"),
+                RelayFrame::SpeechChunk(chunk) => {
+                    if let Some(segment) = &chunk.segment {
+                        subtitles.push_str(&segment.text);
+                    }
+                }
+                RelayFrame::Control(control) if control.action == ControlAction::End => break,
+                _ => {}
+            }
+        }
+        if show_reasoning {
+            assert_eq!(thinking, "They said hi. inline too", "both kinds are shown");
+            assert_eq!(
+                order.first(),
+                Some(&"reasoning"),
+                "thinking comes before the reply: {order:?}"
+            );
+        } else {
+            assert_eq!(thinking, "", "hidden by default");
+        }
+        assert_eq!(subtitles.trim(), "Hello!", "only the reply is spoken");
+        let stored = rig.store.context(&session("s1"), 10).unwrap()[0]
+            .reply_text
+            .clone();
+        assert_eq!(stored, "Hello!", "only the reply is stored");
+    }
+}
+
 #[tokio::test]
 async fn a_reply_that_is_only_reasoning_fails_with_a_clear_error_and_the_session_goes_on() {
     let rig = rig(EngineConfig::default());

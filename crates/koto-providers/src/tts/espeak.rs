@@ -86,6 +86,49 @@ pub fn default_voice_for(lang: Option<&str>) -> &'static str {
     }
 }
 
+/// For a Japanese voice, the text without its kanji and how many were skipped; `None` when
+/// nothing needs skipping. espeak-ng 1.51 has no kanji readings: it says "Chinese letter" for each
+/// one, which is worse than a gap. Kana, Latin and digits are kept.
+pub fn kana_only(voice: &str, text: &str) -> Option<(String, usize)> {
+    let japanese = voice == "ja" || voice.starts_with("ja-") || voice.starts_with("ja+");
+    let is_kanji = |c: char| {
+        matches!(c, '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}'
+            | '\u{20000}'..='\u{2FA1F}' | '々' | '〆')
+    };
+    if !japanese || !text.chars().any(is_kanji) {
+        return None;
+    }
+    let mut skipped = 0;
+    let mut kana = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_kanji(c) {
+            skipped += 1;
+            // One space per run of kanji: the words around it stay apart.
+            if !kana.ends_with(' ') {
+                kana.push(' ');
+            }
+        } else {
+            kana.push(c);
+        }
+    }
+    Some((kana, skipped))
+}
+
+/// Says once per process that kanji were skipped, and what to use instead.
+fn warn_kanji_once(skipped: usize, correlation_id: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            correlationId = %correlation_id,
+            skipped,
+            "espeak-ng cannot read kanji, so they are skipped and only the kana are spoken; for \
+             Japanese choose TTS_PROVIDER=edge (TTS_VOICES=ja=ja-JP-NanamiNeural) or openai, or \
+             a Japanese Piper voice with PIPER_RUNTIME=python"
+        );
+    });
+    tracing::debug!(correlationId = %correlation_id, skipped, "kanji skipped for espeak-ng");
+}
+
 /// The espeak-ng provider. Cheap to clone; holds no process between requests.
 #[derive(Debug, Clone)]
 pub struct EspeakTts {
@@ -156,7 +199,7 @@ impl EspeakTts {
         .to_owned()
     }
 
-    fn command(&self, request: &TtsRequest) -> Command {
+    fn command(&self, request: &TtsRequest, text: &str) -> Command {
         let mut command = Command::new(&self.config.program);
         command
             .arg("-v")
@@ -170,7 +213,7 @@ impl EspeakTts {
             .arg("--stdout")
             .arg("--")
             // An argv entry cannot hold NUL; it is not speech anyway.
-            .arg(request.text.replace('\0', " "))
+            .arg(text.replace('\0', " "))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -188,8 +231,19 @@ impl TtsProvider for EspeakTts {
         if request.text.trim().is_empty() {
             return Box::pin(stream::empty());
         }
+        let voice = self.voice_for(request.lang.as_deref());
+        let text = match kana_only(&voice, &request.text) {
+            Some((kana, skipped)) => {
+                warn_kanji_once(skipped, &request.correlation_id);
+                if !kana.chars().any(char::is_alphanumeric) {
+                    return Box::pin(stream::empty());
+                }
+                kana
+            }
+            None => request.text.clone(),
+        };
         let pending = Pending {
-            command: self.command(&request),
+            command: self.command(&request, &text),
             voice: self.voice_for(request.lang.as_deref()),
             program: self.config.program.clone(),
             idle_timeout: self.config.idle_timeout,
@@ -427,6 +481,27 @@ mod tests {
             fixed.voice_for(Some("zh")),
             "en-us",
             "a configured voice wins"
+        );
+    }
+
+    #[test]
+    fn japanese_voices_skip_kanji_and_keep_kana() {
+        assert_eq!(
+            kana_only("ja", "今日は、みんな元気？"),
+            Some((" は、みんな ？".to_owned(), 4)),
+            "each run of kanji becomes one gap"
+        );
+        assert_eq!(
+            kana_only("ja", "こんにちは、OBS 2 ですよ"),
+            None,
+            "no kanji: as is"
+        );
+        assert_eq!(kana_only("cmn", "今日は"), None, "Mandarin reads hanzi");
+        assert_eq!(kana_only("en", "今日"), None);
+        assert_eq!(
+            kana_only("ja", "漢字"),
+            Some((" ".to_owned(), 2)),
+            "kanji alone leave nothing to say (the stream is then empty)"
         );
     }
 

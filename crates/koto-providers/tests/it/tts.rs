@@ -213,6 +213,29 @@ fn espeak_samples_with_voice(voice: &str, text: &str) -> Vec<i16> {
     block.samples
 }
 
+/// espeak-ng says "Chinese letter" for every kanji: Japanese text is spoken by its kana alone, so
+/// kanji cost no speech time, and kanji alone say nothing.
+#[tokio::test]
+async fn espeak_speaks_japanese_kana_and_skips_kanji() {
+    let tts = espeak();
+    let (kana_only, error) = drain(tts.synthesize(request("みんな、げんき？", "ja"))).await;
+    assert_eq!(error, None);
+    let (with_kanji, error) =
+        drain(tts.synthesize(request("今日は漢字、みんな、げんき？", "ja"))).await;
+    assert_eq!(error, None);
+    let (kanji_seconds, kana_seconds) = (seconds(&with_kanji), seconds(&kana_only));
+    // Four kanji read aloud would add ~4 × 0.8 s of "Chinese letter".
+    assert!(
+        kanji_seconds < kana_seconds + 1.2,
+        "the kanji are skipped: {kanji_seconds:.2} s with them, {kana_seconds:.2} s without"
+    );
+    let (blocks, error) = drain(tts.synthesize(request("漢字", "ja"))).await;
+    assert!(
+        error.is_none() && blocks.is_empty(),
+        "kanji alone: nothing to say"
+    );
+}
+
 #[tokio::test]
 async fn espeak_speaks_each_request_with_the_voice_of_its_language() {
     // espeak-ng is deterministic: the same voice and text give the same samples, so comparing

@@ -151,6 +151,7 @@ impl FrameContext {
             RelayFrame::Control(control) => (control.turn, None),
             RelayFrame::UserInput(input) => (Some(input.turn), None),
             RelayFrame::TextDelta(delta) => (Some(delta.turn), None),
+            RelayFrame::ReasoningDelta(delta) => (Some(delta.turn), None),
             RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {
                 (None, None)
             }
@@ -197,7 +198,7 @@ pub(crate) fn parse_ingest_frame(
         return Err(refuse(ErrorCode::InvalidRequest, "missing \"type\"".into()));
     };
     match kind {
-        "SPEECH_CHUNK" | "USER_INPUT" | "TEXT_DELTA" => {}
+        "SPEECH_CHUNK" | "USER_INPUT" | "TEXT_DELTA" | "REASONING_DELTA" => {}
         "CONTROL" => match object.get("action").and_then(Value::as_str) {
             Some("STOP" | "STOP_ACK" | "END") => {}
             Some(action) => {

@@ -14,6 +14,7 @@ use crate::config::RawConfig;
 
 mod audio_cpu;
 mod chat;
+mod local_llm;
 mod piper;
 mod speech;
 mod voice;
@@ -79,6 +80,23 @@ pub struct BenchArgs {
     /// Chat flood: seconds (0 skips it; the run is 60).
     #[arg(long, default_value_t = 5)]
     pub chat_seconds: u64,
+    /// An OpenAI-compatible local LLM server (`http://127.0.0.1:8080/v1`, llama.cpp's
+    /// llama-server): runs only the local-LLM benchmark against it (TTFT per turn as the memory
+    /// window fills, beside a one-turn sliding window).
+    #[arg(long)]
+    pub llm_url: Option<String>,
+    /// Model name sent to that server.
+    #[arg(long, default_value = "local")]
+    pub llm_model: String,
+    /// Turns of the local-LLM benchmark.
+    #[arg(long, default_value_t = 60)]
+    pub llm_turns: usize,
+    /// STM_CONTEXT_TURNS for it.
+    #[arg(long, default_value_t = 20)]
+    pub llm_window: usize,
+    /// LLM_MAX_TOKENS for it (short replies keep a small CPU model's turns short).
+    #[arg(long, default_value_t = 48)]
+    pub llm_max_tokens: u32,
     /// Run only the Piper benchmark (its RSS is then the server's and the voice's alone, not
     /// what earlier scenarios left in the process).
     #[arg(long)]
@@ -172,6 +190,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let first_token = Duration::from_millis(args.first_token_ms);
+    if let Some(base_url) = &args.llm_url {
+        let bench = local_llm::run(&local_llm::LocalLlmArgs {
+            base_url: base_url.clone(),
+            model: args.llm_model.clone(),
+            turns: args.llm_turns.max(1),
+            window: args.llm_window,
+            max_tokens: args.llm_max_tokens.max(1),
+        })
+        .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&bench)?);
+        } else {
+            local_llm::print(&bench);
+        }
+        return Ok(());
+    }
     if args.piper_only {
         for scenario in piper_bench(&args, first_token).await? {
             if args.json {

@@ -132,6 +132,8 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     }
     let cpu = cpu_seconds() - cpu_before;
     let spoken_seconds = spoken_samples / chunk_rate;
+    // A voice restarted by the last STOP (the Python child) is measured warm, not half-loaded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_self, rss_children, peak_self) = rss_mb();
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);

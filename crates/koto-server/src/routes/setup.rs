@@ -149,7 +149,13 @@ pub async fn voices(
             Some("The demo voice is a tone, not speech. Install espeak-ng or Piper for a real voice.".to_owned()),
         ),
         "espeak" => match espeak_voices("espeak-ng").await {
-            Ok(voices) => (voices, None),
+            Ok(voices) => (
+                voices,
+                Some(
+                    "espeak-ng reads Japanese kana only (kanji are skipped). For Japanese pick Edge (七海 Nanami) or OpenAI speech, or a Japanese Piper voice."
+                        .to_owned(),
+                ),
+            ),
             Err(reason) => (Vec::new(), Some(reason)),
         },
         "piper" => {

@@ -279,6 +279,10 @@ async fn voices_are_listed_per_provider() {
                 .any(|v| v["id"] == "en-us"),
             "{espeak}"
         );
+        assert!(
+            espeak["note"].as_str().unwrap().contains("kana only"),
+            "the espeak voices say Japanese with kanji needs another engine: {espeak}"
+        );
     }
     app.shutdown().await;
 }
