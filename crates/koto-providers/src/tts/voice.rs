@@ -197,6 +197,10 @@ pub struct TtsSettings {
     pub piper_runtime: PiperRuntime,
     /// The ONNX Runtime library for the in-process runtime; `None`: found.
     pub piper_onnxruntime: Option<PathBuf>,
+    /// `PIPER_QUANTIZE=int8`: the in-process runtime runs an 8-bit copy of the voice.
+    pub piper_quantize: bool,
+    /// Where those copies are kept (`<data_dir>/cache/piper`); `None`: next to the voice.
+    pub piper_cache_dir: Option<PathBuf>,
 }
 
 impl Default for TtsSettings {
@@ -215,6 +219,8 @@ impl Default for TtsSettings {
             piper_threads: None,
             piper_runtime: PiperRuntime::default(),
             piper_onnxruntime: None,
+            piper_quantize: true,
+            piper_cache_dir: None,
         }
     }
 }
@@ -245,6 +251,8 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
             config.threads = settings.piper_threads;
             config.runtime = settings.piper_runtime;
             config.onnxruntime = settings.piper_onnxruntime.clone();
+            config.quantize = settings.piper_quantize;
+            config.cache_dir = settings.piper_cache_dir.clone();
             if settings.rate > 0.0 {
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);

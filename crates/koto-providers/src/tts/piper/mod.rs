@@ -11,6 +11,7 @@
 pub mod onnx;
 mod phonemes;
 pub mod python;
+pub mod quantize;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,12 @@ pub struct PiperConfig {
     pub onnxruntime: Option<PathBuf>,
     /// The `espeak-ng` program the in-process runtime phonemizes with.
     pub espeak: PathBuf,
+    /// `PIPER_QUANTIZE=int8`: the in-process runtime runs an 8-bit copy of each voice (weights
+    /// quantized once by ONNX Runtime's own tool, kept in `cache_dir`): about 40 MB less memory,
+    /// as fast or faster, and Whisper hears the same words (see [`quantize`]).
+    pub quantize: bool,
+    /// Where the 8-bit copies live; `None`: next to the voice.
+    pub cache_dir: Option<PathBuf>,
     /// Speaker id, for multi-speaker voices.
     pub speaker: Option<u32>,
     /// Phoneme length: < 1 faster, > 1 slower. `None`: the voice's default.
@@ -102,6 +109,8 @@ impl Default for PiperConfig {
             model: None,
             onnxruntime: None,
             espeak: PathBuf::from("espeak-ng"),
+            quantize: true,
+            cache_dir: None,
             speaker: None,
             length_scale: None,
             noise_scale: None,

@@ -59,6 +59,8 @@ struct LoadedVoice {
     phonemizer: Phonemizer,
     /// The runtime library the session runs on.
     library: PathBuf,
+    /// The `.onnx` the session runs: the voice's own, or its 8-bit copy.
+    weights: PathBuf,
     /// Runs abandoned because their utterance was dropped (diagnostics and tests).
     terminated: Arc<AtomicU64>,
 }
@@ -93,6 +95,8 @@ impl std::fmt::Debug for PiperOnnx {
 impl PiperOnnx {
     /// Loads ONNX Runtime (once per process), the voice and its phonemizer, and runs one short
     /// warm-up sentence, so the first turn does not pay for the session's first run.
+    /// With `config.quantize`, the session runs the voice's 8-bit copy ([`super::quantize`]),
+    /// made after the runtime and the phonemizer are known to work.
     pub async fn start(config: &PiperConfig, file: VoiceFile) -> Result<Self, ProviderError> {
         let kind = match file.phoneme_type.as_str() {
             "espeak" => PhonemeType::Espeak {
@@ -119,6 +123,11 @@ impl PiperOnnx {
                 file.config_path
             ))
         })?;
+        let weights = if config.quantize {
+            super::quantize::int8_copy(config, &file).await?
+        } else {
+            file.model.clone()
+        };
         let threads = config.threads.unwrap_or_else(super::default_threads) as usize;
         let scales = [
             config.noise_scale.unwrap_or(file.noise_scale),
@@ -128,7 +137,7 @@ impl PiperOnnx {
         let terminated = Arc::new(AtomicU64::new(0));
         let jobs = spawn_inference_thread(
             environment,
-            file.model.clone(),
+            weights.clone(),
             threads,
             scales,
             config.speaker,
@@ -142,6 +151,7 @@ impl PiperOnnx {
                 ids,
                 phonemizer,
                 library,
+                weights,
                 terminated,
             }),
         };
@@ -156,6 +166,7 @@ impl PiperOnnx {
         tracing::info!(
             model = %voice.voice.file.model.display(),
             library = %voice.voice.library.display(),
+            weights = %voice.voice.weights.display(),
             threads,
             warm_up_ms = started.elapsed().as_millis() as u64,
             "Piper is loaded in process"
@@ -178,6 +189,11 @@ impl PiperOnnx {
     /// The ONNX Runtime library this voice runs on.
     pub fn library(&self) -> &Path {
         &self.voice.library
+    }
+
+    /// The weights the session runs (the voice's `.onnx`, or its 8-bit copy).
+    pub fn weights(&self) -> &Path {
+        &self.voice.weights
     }
 
     /// How many runs a dropped stream (a STOP) has terminated mid-inference.
@@ -502,6 +518,10 @@ async fn runtime(
             "PIPER_ONNXRUNTIME points at {path:?}, which is not a file"
         )));
     }
+    // One loader at a time: voices start concurrently (`PiperVoices`), and a second
+    // `ort::init_from` racing the first would fail and could be the result kept.
+    static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _loading = LOADING.lock().await;
     if let Some((path, loaded)) = RUNTIME.get() {
         if let Some(wanted) = &config.onnxruntime
             && wanted != path
