@@ -257,7 +257,17 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);
             }
-            Arc::new(PiperVoices::start(config, models).await?)
+            let voices = PiperVoices::start(config, models).await?;
+            if EspeakTts::detect() {
+                // Its own voices only: TTS_VOICES holds Piper model paths here.
+                let espeak = EspeakTts::new(EspeakConfig {
+                    rate_wpm: (175.0 * settings.rate).round().clamp(80.0, 450.0) as u32,
+                    ..EspeakConfig::default()
+                })?;
+                Arc::new(voices.with_other_languages(Arc::new(espeak)))
+            } else {
+                Arc::new(voices)
+            }
         }
         TtsProviderKind::Edge => {
             let mut config = EdgeTtsConfig::default();

@@ -360,6 +360,30 @@ async fn unauthorized_is_auth_and_not_retried() {
     );
 }
 
+/// llama.cpp's answer to a prompt longer than its context (its real body, checked against
+/// llama-server): a clear protocol error with the server's words, not retried (it cannot fit
+/// next time either).
+#[tokio::test]
+async fn a_context_overflow_is_a_clear_error_and_not_retried() {
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Status {
+        status: 400,
+        headers: vec![],
+        body: r#"{"error":{"code":400,"message":"request (4371 tokens) exceeds the available context size (4096 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":4371,"n_ctx":4096}}"#.into(),
+    }))
+    .await;
+    let outcome = chat(config(&fake), "hi").await;
+    assert!(
+        matches!(&outcome.error, Some(ProviderError::Protocol(message))
+            if message.contains("HTTP 400") && message.contains("exceeds the available context size")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        fake.request_count(),
+        1,
+        "an oversized prompt is not sent again"
+    );
+}
+
 #[tokio::test]
 async fn rate_limited_then_ok_is_retried() {
     let fake = FakeOpenAi::start(FakeScript::sequence(vec![

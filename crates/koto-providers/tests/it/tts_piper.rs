@@ -594,3 +594,33 @@ async fn piper_in_process_runs_an_int8_copy_made_once_and_reused() {
     }
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// A language no Piper model is for is spoken by espeak-ng (its own Mandarin voice), never by
+/// the English model; English stays with Piper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_leaves_languages_it_has_no_model_for_to_espeak() {
+    let espeak = koto_providers::tts::espeak::EspeakTts::new(Default::default()).expect("espeak");
+    let voices = PiperVoices::start(onnx_config(), Default::default())
+        .await
+        .unwrap_or_else(|error| panic!("{error}; run scripts/test.sh"))
+        .with_other_languages(Arc::new(espeak));
+    let zh = voices.choice(Some("zh-CN"));
+    assert_eq!(
+        (zh.fallback, zh.speaker),
+        (true, "espeak-ng"),
+        "Chinese: espeak-ng"
+    );
+    let en = voices.choice(Some("en"));
+    assert_eq!(
+        (en.fallback, en.speaker),
+        (false, "piper"),
+        "English: the joe voice"
+    );
+    let (blocks, error) = drain(voices.synthesize(request("大家好，今天我们一起玩。", "zh"))).await;
+    assert_eq!(error, None, "espeak-ng speaks the Chinese");
+    assert!(
+        seconds(&blocks) > 1.0,
+        "{:.2} s of Mandarin",
+        seconds(&blocks)
+    );
+}

@@ -52,7 +52,8 @@ pub struct BenchArgs {
     /// How many of those turns are barged in with a STOP, 0–800 ms after their first audio.
     #[arg(long, default_value_t = 20)]
     pub piper_barge_ins: usize,
-    /// Piper runtimes the Piper benchmark compares, comma-separated (`onnx`, `python`).
+    /// Piper runtimes the Piper benchmark compares, comma-separated: `onnx` (in process, 8-bit),
+    /// `onnx-fp32` (in process, the voice's own weights), `python` (the child process).
     #[arg(long, default_value = "onnx,python")]
     pub piper_runtimes: String,
     /// Events for the outbox → Redis Streams benchmark (0 skips it; needs the `redis` feature).

@@ -77,7 +77,13 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     raw.set("openai_base_url", fake.base_url());
     raw.set("llm_model", "bench");
     raw.set("tts_provider", "piper");
-    raw.set("piper_runtime", runtime.to_owned());
+    // `onnx-fp32`: in process with the voice's own weights (PIPER_QUANTIZE=off), for comparison.
+    let (runtime_key, quantize) = match runtime {
+        "onnx-fp32" => ("onnx", "off"),
+        other => (other, "int8"),
+    };
+    raw.set("piper_runtime", runtime_key.to_owned());
+    raw.set("piper_quantize", quantize);
     raw.set("input_rate_per_sec", "100000");
     raw.set("input_burst", "100000");
     let config = raw.build()?;

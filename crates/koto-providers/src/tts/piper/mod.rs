@@ -287,17 +287,21 @@ impl PiperEngine {
 /// configured model, and the default model (`PIPER_MODEL`, else the joe voice) for every other
 /// language.
 ///
-/// A language without a model of its own is spoken with the default model, and the first request
-/// in each such language logs a warning naming the setting to add. Piper cannot speak a language
-/// its model was not trained on (the English joe voice reads 你好 as nothing useful), so the
-/// warning is the point: it is never silent. A language the default model's config names as its
-/// own (`en` for joe) is no fallback and is not warned about.
+/// A language without a model of its own goes to the voice for other languages
+/// ([`PiperVoices::with_other_languages`]: espeak-ng, when installed), else to the default model;
+/// the first request in each such language logs a warning naming the setting to add. Piper
+/// cannot speak a language its model was not trained on (the English joe voice reads 你好 as
+/// nothing useful), so the English voice is never used for Chinese when espeak-ng is there, and
+/// is never silently used when it is not. A language the default model's config names as its own
+/// (`en` for joe) is no fallback and is not warned about.
 pub struct PiperVoices {
     default: PiperEngine,
     /// Models by language, as configured.
     models: VoiceMap,
     /// One engine per distinct model path of `models`.
     started: Vec<(PathBuf, PiperEngine)>,
+    /// Speaks the languages no model is for (espeak-ng); `None`: the default model does.
+    other_languages: Option<std::sync::Arc<dyn TtsProvider>>,
     /// Languages already warned about.
     warned: StdMutex<HashSet<String>>,
 }
@@ -307,8 +311,10 @@ pub struct PiperVoices {
 pub struct PiperChoice<'a> {
     pub model: &'a Path,
     /// True when the language has no model of its own and the default model's language differs
-    /// (or is unknown): the speech will be poor.
+    /// (or is unknown).
     pub fallback: bool,
+    /// Who speaks it: `piper`, or the other languages' voice (`espeak-ng`) for a fallback.
+    pub speaker: &'static str,
 }
 
 impl PiperVoices {
@@ -342,8 +348,16 @@ impl PiperVoices {
             default,
             models,
             started,
+            other_languages: None,
             warned: StdMutex::new(HashSet::new()),
         })
+    }
+
+    /// Languages without a model of their own are spoken by `voice` (espeak-ng) rather than by
+    /// the default model, which would read them as its own language.
+    pub fn with_other_languages(mut self, voice: std::sync::Arc<dyn TtsProvider>) -> Self {
+        self.other_languages = Some(voice);
+        self
     }
 
     /// The model that speaks `lang`, and whether that is a fallback.
@@ -355,9 +369,14 @@ impl PiperVoices {
             Some(tag) => !own && self.default.language() != Some(tag.primary()),
             None => false,
         };
+        let speaker = match &self.other_languages {
+            Some(other) if fallback => other.name(),
+            _ => "piper",
+        };
         PiperChoice {
             model: engine.model_path(),
             fallback,
+            speaker,
         }
     }
 
@@ -412,10 +431,17 @@ impl TtsProvider for PiperVoices {
             tracing::warn!(
                 correlationId = %request.correlation_id,
                 lang,
+                speaker = choice.speaker,
                 model = %choice.model.display(),
-                "no Piper voice for this language: speaking it with the default model (badly); \
-                 add one with TTS_VOICES={lang}=/path/to/voice.onnx"
+                "no Piper voice for this language: spoken by {} instead; add one with \
+                 TTS_VOICES={lang}=/path/to/voice.onnx",
+                if choice.speaker == "piper" { "the default model (badly)" } else { choice.speaker }
             );
+        }
+        if choice.fallback
+            && let Some(other) = &self.other_languages
+        {
+            return other.synthesize(request);
         }
         self.engine_for(request.lang.as_deref()).synthesize(request)
     }
