@@ -1426,6 +1426,14 @@ mod tidy {
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
         ("REASONING_DELTA", "a wire frame (SHOW_REASONING)"),
+        (
+            "OLLAMA_KEEP_ALIVE",
+            "Ollama's own setting (README: a local LLM)",
+        ),
+        (
+            "OLLAMA_NUM_PARALLEL",
+            "Ollama's own setting (README: a local LLM)",
+        ),
         ("STOP_ACK", "a wire frame"),
         ("CHAT_DECISION", "a wire frame"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),

@@ -55,6 +55,10 @@ struct LoadedVoice {
     file: VoiceFile,
     /// The inference thread's queue (it owns the session).
     jobs: std::sync::mpsc::Sender<Job>,
+    /// Held by one utterance from its phonemizing to its last run, in request order: the next
+    /// segment's espeak-ng processes must not take the CPU from the first segment's inference
+    /// (on two cores that added tens of ms to the first audio). Its audio is out by then.
+    working: Arc<tokio::sync::Mutex<()>>,
     ids: PhonemeIds,
     phonemizer: Phonemizer,
     /// The runtime library the session runs on.
@@ -148,6 +152,7 @@ impl PiperOnnx {
             voice: Arc::new(LoadedVoice {
                 file,
                 jobs,
+                working: Arc::new(tokio::sync::Mutex::new(())),
                 ids,
                 phonemizer,
                 library,
@@ -230,6 +235,7 @@ impl TtsProvider for PiperOnnx {
             voice: self.voice.clone(),
             stop: StopOnDrop(Arc::new(Stop::new())),
             text: Some(request.text),
+            working: None,
             runs: VecDeque::new(),
             blocks: VecDeque::new(),
             correlation_id: request.correlation_id,
@@ -245,6 +251,8 @@ struct Utterance {
     stop: StopOnDrop,
     /// The text, until it is phonemized.
     text: Option<String>,
+    /// The voice's working turn, from phonemizing to the last run (see `LoadedVoice::working`).
+    working: Option<tokio::sync::OwnedMutexGuard<()>>,
     runs: VecDeque<Vec<char>>,
     blocks: VecDeque<PcmBlock>,
     correlation_id: String,
@@ -257,12 +265,16 @@ impl Utterance {
                 return Some((Ok(block), self));
             }
             if let Some(text) = self.text.take() {
+                self.working = Some(self.voice.working.clone().lock_owned().await);
                 match self.voice.phonemizer.runs(&text).await {
                     Ok(runs) => self.runs = runs.into(),
                     Err(error) => return Some((Err(error), self.finished())),
                 }
             }
-            let phonemes = self.runs.pop_front()?;
+            let Some(phonemes) = self.runs.pop_front() else {
+                self.working = None;
+                return None;
+            };
             let (ids, unknown) = self.voice.ids.encode(&phonemes);
             if unknown > 0 {
                 tracing::debug!(correlationId = %self.correlation_id, unknown, "phonemes this Piper voice does not know were dropped");
@@ -291,6 +303,11 @@ impl Utterance {
                             samples: chunk.to_vec(),
                         })
                         .collect();
+                    if self.runs.is_empty() {
+                        // The last run is done: the next utterance may start while these
+                        // blocks are still being read.
+                        self.working = None;
+                    }
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(correlationId = %self.correlation_id, %error, "piper failed");
@@ -310,6 +327,7 @@ impl Utterance {
 
     /// The same utterance with nothing left to do (the stream ends after the error).
     fn finished(mut self) -> Utterance {
+        self.working = None;
         self.text = None;
         self.runs.clear();
         self.blocks.clear();
