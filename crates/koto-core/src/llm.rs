@@ -73,4 +73,10 @@ pub trait LlmProvider: Send + Sync + 'static {
     fn model(&self) -> String;
     /// Start a streamed completion. Lazy: nothing happens until the stream is polled.
     fn stream_chat(&self, request: LlmRequest) -> LlmStream;
+    /// True for a server on this machine that keeps a prompt cache (llama.cpp, LM Studio,
+    /// Ollama): the engine may then warm it with a prompt's new prefix between turns. Never for
+    /// a cloud API, where that request would be billed.
+    fn caches_prompts(&self) -> bool {
+        false
+    }
 }

@@ -97,12 +97,9 @@ pub(crate) fn window_start(turn: u64, window: usize) -> u64 {
     }
 }
 
-pub(crate) fn build_messages(
-    system_prompt: &str,
-    memories: &[String],
-    history: &[ContextTurn],
-    user_text: &str,
-) -> Vec<ChatMessage> {
+/// The part of a prompt that stays the same while the window does: the system prompt and the
+/// earlier turns. What a prompt-cache warm-up sends.
+pub(crate) fn prompt_prefix(system_prompt: &str, history: &[ContextTurn]) -> Vec<ChatMessage> {
     let mut messages = Vec::with_capacity(history.len() * 2 + 3);
     if !system_prompt.trim().is_empty() {
         messages.push(ChatMessage::new(Role::System, system_prompt));
@@ -116,6 +113,16 @@ pub(crate) fn build_messages(
             messages.push(ChatMessage::new(Role::Assistant, turn.reply_text.clone()));
         }
     }
+    messages
+}
+
+pub(crate) fn build_messages(
+    system_prompt: &str,
+    memories: &[String],
+    history: &[ContextTurn],
+    user_text: &str,
+) -> Vec<ChatMessage> {
+    let mut messages = prompt_prefix(system_prompt, history);
     // Recalled memories change from turn to turn, so they go last, with the new input: before
     // the window they would break the prompt's shared prefix every turn. In the user message,
     // not a system message after the others, which many chat templates refuse.

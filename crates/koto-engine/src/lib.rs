@@ -13,6 +13,7 @@ mod events;
 mod history;
 mod metrics;
 mod profile;
+mod prompt_cache;
 mod session;
 mod speech;
 mod speech_turn;

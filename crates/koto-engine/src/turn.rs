@@ -218,6 +218,9 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         "turn ended"
     );
     job.emit(TurnEvent::Done(stats)).await;
+    if user_row_stored {
+        crate::prompt_cache::warm_next_window(&job);
+    }
 
     // A turn cancelled while queued ends early; it still hands over in order, so the next turn
     // never starts before every earlier one has recorded its reply.

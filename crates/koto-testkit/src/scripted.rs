@@ -30,11 +30,21 @@ pub struct ScriptedLlm {
     requests: Arc<Mutex<Vec<LlmRequest>>>,
     /// Reply streams not yet dropped: an upstream connection still held open.
     open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Claims a prompt cache, as a loopback server does (`LlmProvider::caches_prompts`).
+    prompt_cache: bool,
 }
 
 impl ScriptedLlm {
     pub fn new() -> Self {
         ScriptedLlm::default()
+    }
+
+    /// A scripted server that claims a prompt cache (a loopback llama.cpp).
+    pub fn with_prompt_cache() -> Self {
+        ScriptedLlm {
+            prompt_cache: true,
+            ..ScriptedLlm::default()
+        }
     }
 
     /// Queues the reply for the next call. Calls beyond the queue get `["ok."]` at once.
@@ -70,6 +80,10 @@ impl LlmProvider for ScriptedLlm {
 
     fn model(&self) -> String {
         "script".into()
+    }
+
+    fn caches_prompts(&self) -> bool {
+        self.prompt_cache
     }
 
     fn stream_chat(&self, request: LlmRequest) -> LlmStream {

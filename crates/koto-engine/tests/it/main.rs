@@ -29,18 +29,22 @@ pub struct Rig {
 
 /// Text only: no voice, no relay.
 pub fn rig(config: EngineConfig) -> Rig {
-    build_rig(config, None)
+    build_rig(config, None, ScriptedLlm::new())
+}
+
+/// Text only, against this scripted LLM.
+pub fn rig_with_llm(config: EngineConfig, llm: ScriptedLlm) -> Rig {
+    build_rig(config, None, llm)
 }
 
 /// With a relay and a scripted voice (real pacing, real fences).
 pub fn speech_rig(config: EngineConfig, voice: ScriptedVoice) -> Rig {
-    build_rig(config, Some(voice))
+    build_rig(config, Some(voice), ScriptedLlm::new())
 }
 
-fn build_rig(config: EngineConfig, voice: Option<ScriptedVoice>) -> Rig {
+fn build_rig(config: EngineConfig, voice: Option<ScriptedVoice>, llm: ScriptedLlm) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("kotodama.sqlite3")).expect("open store");
-    let llm = ScriptedLlm::new();
     let relay = voice.as_ref().map(|_| Relay::new(RelayConfig::default()));
     let parts = EngineParts {
         llm: Arc::new(llm.clone()),

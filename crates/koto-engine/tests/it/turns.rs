@@ -7,9 +7,9 @@ use koto_core::turn::InputKind;
 use koto_core::{ProviderError, TurnNo};
 use koto_engine::{EngineConfig, EngineError, Flags, Submission, TurnEvent};
 use koto_protocol::ErrorCode;
-use koto_testkit::scripted::Step;
+use koto_testkit::scripted::{ScriptedLlm, Step};
 
-use crate::{drain, rig, session, shape, start, text};
+use crate::{drain, rig, rig_with_llm, session, shape, start, text};
 
 const GAP: Duration = Duration::from_millis(1);
 
@@ -159,6 +159,76 @@ async fn consecutive_prompts_share_their_prefix_for_most_turns() {
         breaks <= turns / 3,
         "the prefix changed {breaks} times in {turns} turns"
     );
+}
+
+/// With a server that caches prompts on this machine, the turn before the window drops its
+/// older half sends the next prompt's prefix ahead (system prompt + the turns the next window
+/// keeps), so the next turn finds it cached; the next prompt is exactly that prefix plus the new
+/// input. A cloud API (no prompt cache) is sent nothing extra.
+#[tokio::test]
+async fn the_turn_before_a_window_drop_warms_the_next_prefix_on_a_local_server() {
+    for local in [true, false] {
+        let llm = if local {
+            ScriptedLlm::with_prompt_cache()
+        } else {
+            ScriptedLlm::new()
+        };
+        let rig = rig_with_llm(
+            EngineConfig {
+                system_prompt: "be nice".into(),
+                context_turns: 6,
+                ..EngineConfig::default()
+            },
+            llm,
+        );
+        let mut warmed_after = Vec::new();
+        for n in 0..12u64 {
+            let before = rig.llm.requests().len();
+            rig.llm.push_tokens(GAP, &[&format!("reply {n}.")]);
+            drain(&mut start(&rig.engine, text("s1", &format!("q{n}"))).await).await;
+            // A warm-up is sent after the turn; wait for it before scripting the next reply.
+            let expected = before + 1 + usize::from(local && [6, 8, 11].contains(&n));
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while rig.llm.requests().len() < expected {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("turn {n}: {expected} requests by now (local: {local})"));
+            if rig.llm.requests().len() > before + 1 {
+                warmed_after.push(n);
+            }
+        }
+        let requests = rig.llm.requests();
+        if !local {
+            assert!(warmed_after.is_empty(), "nothing extra to a cloud API");
+            assert_eq!(requests.len(), 12);
+            continue;
+        }
+        assert_eq!(
+            warmed_after,
+            [6, 8, 11],
+            "only before the window drops its older half"
+        );
+        for (at, warm) in requests.iter().enumerate() {
+            let is_warm = warm
+                .messages
+                .last()
+                .is_some_and(|m| m.role == Role::Assistant);
+            if !is_warm || at + 1 >= requests.len() {
+                continue;
+            }
+            let next = &requests[at + 1].messages;
+            assert!(
+                next.starts_with(&warm.messages) && next.len() == warm.messages.len() + 1,
+                "the next prompt is the warmed prefix plus the new input"
+            );
+            assert_eq!(
+                warm.messages[0].content, "be nice",
+                "from the system prompt on"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -200,6 +200,10 @@ impl LlmProvider for OpenAiLlm {
         self.endpoint.config.model.clone()
     }
 
+    fn caches_prompts(&self) -> bool {
+        self.endpoint.local
+    }
+
     fn stream_chat(&self, request: LlmRequest) -> LlmStream {
         let config = &self.endpoint.config;
         let mut body = json!({

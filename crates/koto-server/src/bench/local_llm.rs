@@ -23,6 +23,11 @@ pub struct LocalLlmArgs {
     pub turns: usize,
     pub window: usize,
     pub max_tokens: u32,
+    /// Pause between turns (a streamer talks, chat trickles in): the time the engine has to warm
+    /// the server's cache before a window drop.
+    pub gap: Duration,
+    /// Also send the transcript with a one-turn sliding window (the comparison).
+    pub sliding: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,6 +35,7 @@ pub struct LocalLlmBench {
     pub base_url: String,
     pub window_turns: usize,
     pub max_tokens: u32,
+    pub gap_ms: u64,
     /// TTFT per turn through Kotodama (its window: blocks, the older half dropped when full).
     pub kotodama_ttft_ms: Vec<f64>,
     /// TTFT per turn for the same transcript sent with a one-turn sliding window.
@@ -78,6 +84,7 @@ pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
         eprintln!("  local LLM turn {:>3}: TTFT {:>8.1} ms", turn + 1, ttft);
         kotodama.push(ttft);
         transcript.push((question, reply));
+        tokio::time::sleep(args.gap).await;
     }
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -89,6 +96,9 @@ pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
         .build()?;
     let mut sliding = Vec::new();
     for turn in 0..transcript.len() {
+        if !args.sliding {
+            break;
+        }
         let first = turn.saturating_sub(args.window);
         let mut messages = vec![
             json!({"role": "system", "content": "You are a terse assistant for a benchmark."}),
@@ -110,6 +120,7 @@ pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
         base_url: args.base_url.clone(),
         window_turns: args.window,
         max_tokens: args.max_tokens,
+        gap_ms: args.gap.as_millis() as u64,
         kotodama: percentiles(kotodama.clone()),
         sliding: percentiles(sliding.clone()),
         kotodama_ttft_ms: kotodama,
@@ -217,9 +228,10 @@ async fn direct_ttft(
 
 pub fn print(bench: &LocalLlmBench) {
     println!(
-        "local LLM at {} — {} turns, window {} turns, max_tokens {}: TTFT ms (p50 / max per block of 10 turns)",
+        "local LLM at {} — {} turns {} ms apart, window {} turns, max_tokens {}: TTFT ms (p50 / max per block of 10 turns)",
         bench.base_url,
         bench.kotodama_ttft_ms.len(),
+        bench.gap_ms,
         bench.window_turns,
         bench.max_tokens
     );
@@ -227,14 +239,16 @@ pub fn print(bench: &LocalLlmBench) {
         "  {:<12} {:>24} {:>24}",
         "turns", "Kotodama", "sliding window"
     );
-    for (block, (ours, sliding)) in bench
-        .kotodama_ttft_ms
-        .chunks(10)
-        .zip(bench.sliding_ttft_ms.chunks(10))
-        .enumerate()
-    {
+    for (block, ours) in bench.kotodama_ttft_ms.chunks(10).enumerate() {
         let ours = percentiles(ours.to_vec());
-        let sliding = percentiles(sliding.to_vec());
+        let sliding = percentiles(
+            bench
+                .sliding_ttft_ms
+                .chunks(10)
+                .nth(block)
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default(),
+        );
         println!(
             "  {:<12} {:>12.1} / {:>9.1} {:>12.1} / {:>9.1}",
             format!("{}–{}", block * 10 + 1, block * 10 + 10),
@@ -251,5 +265,7 @@ pub fn print(bench: &LocalLlmBench) {
         );
     };
     row("Kotodama", &bench.kotodama);
-    row("sliding", &bench.sliding);
+    if !bench.sliding_ttft_ms.is_empty() {
+        row("sliding", &bench.sliding);
+    }
 }

@@ -98,6 +98,12 @@ pub struct BenchArgs {
     /// LLM_MAX_TOKENS for it (short replies keep a small CPU model's turns short).
     #[arg(long, default_value_t = 48)]
     pub llm_max_tokens: u32,
+    /// Pause between its turns, in ms (the engine warms the server's prompt cache in them).
+    #[arg(long, default_value_t = 0)]
+    pub llm_gap_ms: u64,
+    /// Leave out its sliding-window comparison.
+    #[arg(long)]
+    pub llm_no_sliding: bool,
     /// Run only the Piper benchmark (its RSS is then the server's and the voice's alone, not
     /// what earlier scenarios left in the process).
     #[arg(long)]
@@ -198,6 +204,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             turns: args.llm_turns.max(1),
             window: args.llm_window,
             max_tokens: args.llm_max_tokens.max(1),
+            gap: Duration::from_millis(args.llm_gap_ms),
+            sliding: !args.llm_no_sliding,
         })
         .await?;
         if args.json {
