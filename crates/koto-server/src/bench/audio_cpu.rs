@@ -20,8 +20,6 @@ use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript, FakeStream
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config::RawConfig;
-
 const REPLY: &str = "Welcome back, everyone! Tonight we are trying the hard mode that chat asked \
 for, and I have a feeling it will go badly. First a warm-up round, then the real thing. Stay \
 with me until the end, because the best part is always at the very end of the stream.";
@@ -47,15 +45,8 @@ pub async fn run(sessions: usize, turns_per_session: usize) -> anyhow::Result<Au
     let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(reply))).await;
     let dir = std::env::temp_dir().join(format!("kotodama-bench-audio-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", fake.base_url());
-    raw.set("llm_model", "bench");
+    let mut raw = super::bench_config(&dir, &fake.base_url());
     raw.set("tts_provider", "mock");
-    raw.set("input_rate_per_sec", "100000");
-    raw.set("input_burst", "100000");
     let server = crate::start(raw.build()?).await?;
     let token = server.token.expose().to_owned();
     let ws_base = server.base_url().replace("http://", "ws://");

@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Percentiles, percentiles};
-use crate::config::RawConfig;
 
 pub struct LocalLlmArgs {
     pub base_url: String,
@@ -47,11 +46,7 @@ pub struct LocalLlmBench {
 pub async fn run(args: &LocalLlmArgs) -> anyhow::Result<LocalLlmBench> {
     let dir = std::env::temp_dir().join(format!("kotodama-bench-llm-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", args.base_url.clone());
+    let mut raw = super::bench_config(&dir, &args.base_url);
     raw.set("llm_model", args.model.clone());
     raw.set("llm_max_tokens", args.max_tokens.to_string());
     raw.set("stm_context_turns", args.window.to_string());

@@ -232,14 +232,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(reply))).await;
 
     let dir = tempfile_dir()?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", fake.base_url());
-    raw.set("llm_model", "bench");
-    raw.set("input_rate_per_sec", "100000");
-    raw.set("input_burst", "100000");
+    let mut raw = bench_config(&dir, &fake.base_url());
     // Text TTFT only; the speech scenarios below measure audio.
     raw.set("sync_tts_streaming", "false");
     let config = raw.build()?;
@@ -424,6 +417,21 @@ async fn piper_bench(
         results.push(piper::run(runtime, &piper_args).await?);
     }
     Ok(results)
+}
+
+/// What every benchmark's server starts from: loopback on a free port, a data directory of its
+/// own, the OpenAI client against `llm_url` (a fake, or a real local server), and input limits
+/// no benchmark reaches.
+fn bench_config(dir: &std::path::Path, llm_url: &str) -> RawConfig {
+    let mut raw = RawConfig::default();
+    raw.set("bind", "127.0.0.1:0");
+    raw.set("data_dir", dir.to_string_lossy());
+    raw.set("llm_provider", "openai");
+    raw.set("openai_base_url", llm_url.to_owned());
+    raw.set("llm_model", "bench");
+    raw.set("input_rate_per_sec", "100000");
+    raw.set("input_burst", "100000");
+    raw
 }
 
 #[derive(Clone)]

@@ -23,7 +23,6 @@ use super::speech::{
     Live, first_segment_text_of, llm_direct_ms, ms, next_json, tts_first_chunk_ms,
 };
 use super::{Percentiles, percentiles};
-use crate::config::RawConfig;
 
 /// The peer comparison's reply: 41 words, six sentences, a comma in the first.
 pub const SCRIPT: &str = "Welcome back, everyone! Today we are building a castle together. \
@@ -70,12 +69,7 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
         std::process::id()
     ));
     std::fs::create_dir_all(&dir)?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", fake.base_url());
-    raw.set("llm_model", "bench");
+    let mut raw = super::bench_config(&dir, &fake.base_url());
     raw.set("tts_provider", "piper");
     // `onnx-fp32`: in process with the voice's own weights (PIPER_QUANTIZE=off), for comparison.
     let (runtime_key, quantize) = match runtime {
@@ -84,8 +78,6 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     };
     raw.set("piper_runtime", runtime_key.to_owned());
     raw.set("piper_quantize", quantize);
-    raw.set("input_rate_per_sec", "100000");
-    raw.set("input_burst", "100000");
     let config = raw.build()?;
     let tts_settings = config.tts.clone();
     let chunk_rate = f64::from(config.tts.sample_rate);

@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Percentiles, percentiles};
-use crate::config::RawConfig;
 
 /// Long enough that every STOP lands mid-reply.
 const REPLY: &str = "Hello there, my friend! Tonight we are going to play something fun together. \
@@ -66,15 +65,8 @@ pub async fn run(provider: &str, args: &SpeechArgs) -> anyhow::Result<SpeechScen
         std::process::id()
     ));
     std::fs::create_dir_all(&dir)?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", fake.base_url());
-    raw.set("llm_model", "bench");
+    let mut raw = super::bench_config(&dir, &fake.base_url());
     raw.set("tts_provider", provider.to_owned());
-    raw.set("input_rate_per_sec", "100000");
-    raw.set("input_burst", "100000");
     let config = raw.build()?;
     let tts_settings = config.tts.clone();
     let server = crate::start(config).await?;

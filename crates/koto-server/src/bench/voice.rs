@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::speech::{first_segment_text_of, llm_direct_ms, ms, tts_first_chunk_ms};
 use super::{Percentiles, percentiles};
-use crate::config::RawConfig;
 use crate::voice::MicSource;
 
 const REPLY: &str = "Good question! The boss is next, right after this corridor. It has two \
@@ -68,12 +67,7 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
     let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(reply))).await;
     let dir = std::env::temp_dir().join(format!("kotodama-bench-voice-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.to_string_lossy());
-    raw.set("llm_provider", "openai");
-    raw.set("openai_base_url", fake.base_url());
-    raw.set("llm_model", "bench");
+    let mut raw = super::bench_config(&dir, &fake.base_url());
     raw.set("tts_provider", "espeak");
     raw.set("mic_mode", "vad");
     raw.set("mic_session", "bench-voice");
