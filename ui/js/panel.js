@@ -5,6 +5,7 @@
 
 import { Api } from './api.js';
 import { ChatView } from './chat.js';
+import { HelpCard, showVoiceWarning } from './help.js';
 import { LiveSocket } from './live.js';
 import { OverlayLook } from './overlay_setup.js';
 import { MicPanel } from './mic.js';
@@ -70,6 +71,13 @@ const status = new StatusBar(api, (health) => {
   transcript.demo = health.llm?.provider === 'mock';
   mic.apply(health.mic ?? null);
   chat.adapters(health);
+  showVoiceWarning($('audio-no-voice'), health);
+});
+new HelpCard(api, {
+  open: $('logs-open'),
+  copy: $('diagnostics-copy'),
+  result: $('help-result'),
+  text: $('diagnostics-text'),
 });
 let player = null;
 /** Sends from this panel waiting for their USER_INPUT frame (to learn their turn number). */

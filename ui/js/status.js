@@ -99,7 +99,9 @@ export class StatusBar {
     } else {
       chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok', 'LLM provider and model');
     }
-    if (health.tts) {
+    if (health.tts?.warning) {
+      chip('status-tts', 'TTS: no voice (test tone)', 'warn', health.tts.warning);
+    } else if (health.tts) {
       chip('status-tts', `TTS: ${health.tts.provider} · ${Math.round(health.tts.sampleRate / 100) / 10} kHz`, 'ok');
     } else {
       chip('status-tts', 'TTS: off (text only)', 'warn', 'SYNC_TTS_STREAMING is off: replies are not spoken');

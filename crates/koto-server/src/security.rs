@@ -344,22 +344,8 @@ pub fn load_or_create_token(
     std::fs::create_dir_all(data_dir)?;
     let bytes: [u8; 24] = rand::rng().random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &token)?;
+    crate::platform::write_owner_only(&path, token.as_bytes())?;
     Ok(Secret::new(token))
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -476,6 +462,8 @@ mod tests {
             (Method::PUT, "/settings"),
             (Method::GET, "/ws/live"),
             (Method::GET, "/stats"),
+            (Method::GET, "/diagnostics"),
+            (Method::POST, "/diagnostics/open-logs"),
             (Method::GET, "/metrics"),
             (Method::POST, "/chat/stream"),
             (Method::GET, "/overlay/x"),

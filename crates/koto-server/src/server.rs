@@ -160,6 +160,15 @@ pub async fn start_with_voice(
         path: data_dir.clone(),
         source,
     })?;
+    // After the port: a second instance that cannot start leaves the first one's file alone.
+    match crate::logging::open_file(&config.log_dir) {
+        Ok(path) => tracing::info!(path = %path.display(), "logging to a file"),
+        Err(error) => tracing::warn!(
+            dir = %config.log_dir.display(),
+            %error,
+            "cannot write the log file there: logs go to the console only (set KOTODAMA_LOG_DIR)"
+        ),
+    }
     let token = load_or_create_token(config.token.as_ref(), &data_dir).map_err(|source| {
         StartError::DataDir {
             path: data_dir.clone(),

@@ -170,10 +170,24 @@ impl EspeakTts {
         &self.config
     }
 
-    /// Whether `espeak-ng` in `PATH` runs, for choosing a default provider. Blocks for the few
-    /// milliseconds `espeak-ng --version` takes: call it at start-up, not per request.
+    /// Whether espeak-ng is installed ([`EspeakTts::find_program`] finds it), for choosing a
+    /// default provider. Blocks for the few milliseconds `espeak-ng --version` takes: call it at
+    /// start-up, not per request.
     pub fn detect() -> bool {
-        Self::detect_program(Path::new(Self::PROGRAM))
+        Self::find_program(None).is_some()
+    }
+
+    /// The espeak-ng program to run: `configured` (`ESPEAK_BINARY`) if given and it runs; else
+    /// `espeak-ng` in `PATH`; else the first of the places its installers put it
+    /// ([`standard_programs`]) that runs. `None`: espeak-ng is not installed (or `configured`
+    /// does not run).
+    pub fn find_program(configured: Option<&Path>) -> Option<PathBuf> {
+        if let Some(program) = configured {
+            return Self::detect_program(program).then(|| program.to_owned());
+        }
+        std::iter::once(PathBuf::from(Self::PROGRAM))
+            .chain(standard_programs())
+            .find(|program| Self::detect_program(program))
     }
 
     /// Like [`EspeakTts::detect`] for a given binary.
@@ -434,11 +448,59 @@ async fn read_some(stderr: &mut Option<ChildStderr>, buffer: &mut [u8]) -> Optio
     }
 }
 
+/// Where espeak-ng's own installers put the program, for a machine where it is not in `PATH`
+/// (the Windows installer does not add it; Homebrew's folder is not in a GUI app's `PATH`).
+pub fn standard_programs() -> Vec<PathBuf> {
+    if cfg!(windows) {
+        let mut folders: Vec<PathBuf> = ["ProgramFiles", "ProgramW6432", "ProgramFiles(x86)"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .collect();
+        folders.push(PathBuf::from(r"C:\Program Files"));
+        folders.dedup();
+        folders
+            .into_iter()
+            .map(|folder| folder.join("eSpeak NG").join("espeak-ng.exe"))
+            .collect()
+    } else if cfg!(target_os = "macos") {
+        ["/opt/homebrew/bin", "/usr/local/bin", "/opt/local/bin"]
+            .iter()
+            .map(|folder| Path::new(folder).join(EspeakTts::PROGRAM))
+            .collect()
+    } else {
+        ["/usr/bin", "/usr/local/bin", "/snap/bin"]
+            .iter()
+            .map(|folder| Path::new(folder).join(EspeakTts::PROGRAM))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_program_is_found_in_path_or_where_installers_put_it() {
+        let missing = Path::new("/nonexistent/espeak-ng");
+        assert_eq!(
+            EspeakTts::find_program(Some(missing)),
+            None,
+            "a configured program that does not run is not replaced by another"
+        );
+        if cfg!(target_os = "linux") {
+            assert!(standard_programs().contains(&PathBuf::from("/usr/bin/espeak-ng")));
+        }
+        if Path::new("/usr/bin/espeak-ng").exists() {
+            assert!(EspeakTts::find_program(None).is_some());
+            assert_eq!(
+                EspeakTts::find_program(Some(Path::new("/usr/bin/espeak-ng"))),
+                Some(PathBuf::from("/usr/bin/espeak-ng"))
+            );
+        }
+    }
 
     #[test]
     fn voice_follows_the_language_unless_configured() {

@@ -201,6 +201,8 @@ pub struct TtsSettings {
     pub piper_quantize: bool,
     /// Where those copies are kept (`<data_dir>/cache/piper`); `None`: next to the voice.
     pub piper_cache_dir: Option<PathBuf>,
+    /// The espeak-ng program (`ESPEAK_BINARY`); `None`: found by [`EspeakTts::find_program`].
+    pub espeak_program: Option<PathBuf>,
 }
 
 impl Default for TtsSettings {
@@ -221,22 +223,39 @@ impl Default for TtsSettings {
             piper_onnxruntime: None,
             piper_quantize: true,
             piper_cache_dir: None,
+            espeak_program: None,
         }
     }
 }
 
 /// Builds the configured voice. Async because Piper loads its model (~1 s) up front.
 pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, ProviderError> {
+    let espeak_program = || EspeakTts::find_program(settings.espeak_program.as_deref());
     let provider: Arc<dyn TtsProvider> = match settings.provider {
-        TtsProviderKind::Auto if EspeakTts::detect() => Arc::new(espeak(settings)?),
-        TtsProviderKind::Auto => {
-            tracing::warn!(
-                "espeak-ng is not installed: speaking with the mock TTS (a tone); install espeak-ng for real speech"
-            );
-            Arc::new(MockTts::default())
-        }
+        TtsProviderKind::Auto => match espeak_program() {
+            Some(program) => Arc::new(espeak(settings, program)?),
+            None => {
+                tracing::warn!(
+                    "no local voice: espeak-ng was not found (PATH, its install folders, ESPEAK_BINARY), so replies are a test tone; install espeak-ng or choose a voice in Setup"
+                );
+                Arc::new(MockTts::default())
+            }
+        },
         TtsProviderKind::Mock => Arc::new(MockTts::default()),
-        TtsProviderKind::Espeak => Arc::new(espeak(settings)?),
+        TtsProviderKind::Espeak => {
+            let program = espeak_program().ok_or_else(|| {
+                ProviderError::Unavailable(match &settings.espeak_program {
+                    Some(program) => format!(
+                        "ESPEAK_BINARY {} does not run (`--version` failed)",
+                        program.display()
+                    ),
+                    None => "espeak-ng is not installed: it is not in PATH nor in its install \
+                             folders; install it or set ESPEAK_BINARY to the program"
+                        .to_owned(),
+                })
+            })?;
+            Arc::new(espeak(settings, program)?)
+        }
         TtsProviderKind::Piper => {
             let mut config = PiperConfig::default();
             if let Some(python) = &settings.piper_python {
@@ -257,10 +276,15 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
                 // Piper's length scale is the inverse of a speed factor.
                 config.length_scale = Some(1.0 / settings.rate);
             }
+            let espeak_program = espeak_program();
+            if let Some(program) = &espeak_program {
+                config.espeak = program.clone();
+            }
             let voices = PiperVoices::start(config, models).await?;
-            if EspeakTts::detect() {
+            if let Some(program) = espeak_program {
                 // Its own voices only: TTS_VOICES holds Piper model paths here.
                 let espeak = EspeakTts::new(EspeakConfig {
+                    program,
                     rate_wpm: (175.0 * settings.rate).round().clamp(80.0, 450.0) as u32,
                     ..EspeakConfig::default()
                 })?;
@@ -301,8 +325,9 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
     )))
 }
 
-fn espeak(settings: &TtsSettings) -> Result<EspeakTts, ProviderError> {
+fn espeak(settings: &TtsSettings, program: PathBuf) -> Result<EspeakTts, ProviderError> {
     let config = EspeakConfig {
+        program,
         voice: settings.voice.clone(),
         voices: settings.voices.clone(),
         // espeak-ng's default is 175 words per minute.

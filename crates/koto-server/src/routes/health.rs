@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
+/// What the status bar says when replies are the mock's tone, not a voice.
+pub const NO_LOCAL_VOICE: &str = "No voice: replies are a test tone. Install espeak-ng (Windows: the eSpeak NG installer; macOS: brew install espeak-ng) and restart, set ESPEAK_BINARY to it, or choose a voice in Setup.";
+
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let engine = &state.engine;
     let store = engine.store().clone();
@@ -26,7 +29,11 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "llm": { "provider": engine.llm().name(), "model": engine.llm().model() },
         "events": { "mode": state.events.mode().as_str(), "reason": state.events.mode_reason() },
         "asr": { "provider": state.asr.name(), "maxUploadBytes": state.asr.limits().max_bytes, "maxDurationMs": state.asr.limits().max_duration_ms },
-        "tts": engine.voice().map(|voice| json!({ "provider": voice.name(), "sampleRate": voice.sample_rate() })),
+        "tts": engine.voice().map(|voice| json!({
+            "provider": voice.name(),
+            "sampleRate": voice.sample_rate(),
+            "warning": (voice.name() == "mock").then_some(NO_LOCAL_VOICE),
+        })),
         "relay": engine.relay().map(|relay| {
             let metrics = relay.metrics();
             json!({

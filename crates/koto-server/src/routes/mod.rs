@@ -5,6 +5,7 @@ pub mod chat;
 pub mod chat_in;
 pub mod control;
 pub mod desktop;
+pub mod diagnostics;
 pub mod health;
 pub mod history;
 pub mod legacy;

@@ -537,7 +537,7 @@ impl Settings {
             )
         })?;
         let contents = format!("{SETTINGS_HEADER}{text}");
-        write_private(&self.path, contents.as_bytes()).map_err(|error| {
+        crate::platform::write_owner_only(&self.path, contents.as_bytes()).map_err(|error| {
             let folder = self.path.parent().unwrap_or(&self.path);
             SettingsRefused::file(
                 "file_unwritable",
@@ -804,32 +804,6 @@ fn read_table(path: &Path) -> Result<toml::Table, SettingsRefused> {
             ),
         )),
     }
-}
-
-/// Replaces `path` atomically with `contents`, readable by its owner only (it may hold keys).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let temporary = path.with_file_name(name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&temporary)?;
-    // A leftover temporary file from a crash may have other permissions; `mode` only applies
-    // to files it creates.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Value>, AppError> {

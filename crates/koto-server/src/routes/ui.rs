@@ -55,6 +55,7 @@ static ASSETS: &[Asset] = &[
     asset!("css/overlay.css", CSS),
     asset!("js/api.js", JS),
     asset!("js/chat.js", JS),
+    asset!("js/help.js", JS),
     asset!("js/live.js", JS),
     asset!("js/mic.js", JS),
     asset!("js/overlay.js", JS),

@@ -12,6 +12,7 @@ mod legacy;
 mod live;
 mod live_chat;
 mod panel;
+mod platform;
 mod security;
 mod settings;
 mod setup;

@@ -390,6 +390,7 @@ fn restart_only_value(key: &str) -> &'static str {
         "chat_names" => "Koto",
         "chat_batch_max" => "10",
         "chat_viewer_retention_days" => "30",
+        "log_dir" => "/tmp/kotodama-restart-test-logs",
         other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
     }
 }
