@@ -1532,6 +1532,51 @@ mod tidy {
     }
 
     #[test]
+    fn the_platform_workflow_runs_what_test_sh_runs() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let read = |path: &str| {
+            std::fs::read_to_string(format!("{root}/{path}")).expect("a file of the repository")
+        };
+        let test_sh = read("scripts/test.sh");
+        let workflow = read(".github/workflows/platforms.yml");
+        let cargo_toml = read("Cargo.toml");
+        let features = test_sh
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("FEATURES=("))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .expect("scripts/test.sh sets FEATURES=(…)");
+        let rust_version = cargo_toml
+            .lines()
+            .find_map(|line| line.strip_prefix("rust-version = "))
+            .map(|version| version.trim_matches('"'))
+            .expect("Cargo.toml pins rust-version");
+        for command in [
+            "cargo fmt --all --check".to_owned(),
+            format!("cargo clippy --workspace --all-targets {features}"),
+            "cargo clippy -p koto-events --all-targets".to_owned(),
+            format!("cargo build --workspace --all-targets {features}"),
+            format!("--workspace {features}"),
+            format!("rustup toolchain install {rust_version}"),
+        ] {
+            assert!(
+                workflow.contains(&command),
+                ".github/workflows/platforms.yml must run `{command}` as scripts/test.sh does"
+            );
+        }
+        for step in [
+            "cargo fmt --all --check",
+            "cargo clippy --workspace --all-targets \"${FEATURES[@]}\"",
+            "cargo clippy -p koto-events --all-targets",
+            "cargo build --workspace --all-targets \"${FEATURES[@]}\"",
+        ] {
+            assert!(
+                test_sh.contains(step),
+                "scripts/test.sh changed (`{step}`): change the workflow and this test with it"
+            );
+        }
+    }
+
+    #[test]
     fn readme_documents_every_key() {
         let readme = include_str!("../../../README.md");
         for spec in KEYS {
