@@ -4,6 +4,7 @@
 //! vendor. Provider *traits* live here; their implementations live in `koto-providers`.
 
 pub mod asr;
+pub mod chain_status;
 pub mod chat;
 pub mod chat_queue;
 pub mod ids;

@@ -79,4 +79,8 @@ pub trait LlmProvider: Send + Sync + 'static {
     fn caches_prompts(&self) -> bool {
         false
     }
+    /// A failover chain's providers and their breakers (`llm_chain`); `None` for one provider.
+    fn chain(&self) -> Option<Vec<crate::chain_status::ChainLinkStatus>> {
+        None
+    }
 }

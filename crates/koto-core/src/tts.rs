@@ -52,4 +52,8 @@ pub trait Voice: Send + Sync + 'static {
     fn sample_rate(&self) -> u32;
     /// Cancel by drop, like [`TtsProvider::synthesize`].
     fn speak(&self, request: TtsRequest) -> ChunkStream;
+    /// A failover chain's voices and their breakers (`tts_chain`); `None` for one voice.
+    fn chain(&self) -> Option<Vec<crate::chain_status::ChainLinkStatus>> {
+        None
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod asr;
 pub mod audio;
+pub mod failover;
 pub mod llm;
 pub mod retry_after;
 pub mod tts;
