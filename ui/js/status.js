@@ -7,6 +7,23 @@ const METRICS_EVERY_MS = 10_000;
 /** Undelivered events older than this are worth a warning. */
 const OUTBOX_STALE_S = 60;
 
+/**
+ * A failover chain (`/health` `llm.chain` / `tts.chain`) in a chip: the provider in use, a
+ * note when it is not the first or a breaker is open, every provider's state in the title.
+ * `null` for a single provider.
+ */
+export function chainSummary(chain) {
+  if (!Array.isArray(chain) || chain.length === 0) return null;
+  const current = chain.find((link) => link.current) ?? chain[0];
+  const open = chain.filter((link) => link.state !== 'closed');
+  const fallback = current !== chain[0];
+  const note = fallback ? ' (failover)' : open.length > 0 ? ` (${open.length} skipped)` : '';
+  const title = chain
+    .map((link, n) => `${n + 1}. ${link.label}: ${link.state.replace('_', '-')}${link.lastError ? ` — ${link.lastError}` : ''}`)
+    .join('\n');
+  return { current: current.label, note, tone: fallback || open.length > 0 ? 'warn' : 'ok', title };
+}
+
 function chip(id, text, tone = '', title) {
   const element = document.getElementById(id);
   if (!element) return;
@@ -94,12 +111,18 @@ export class StatusBar {
     this.serverUp();
     this.health = health;
     const llm = health.llm ?? {};
-    if (llm.provider === 'mock') {
+    const llmChain = chainSummary(llm.chain);
+    if (llmChain) {
+      chip('status-llm', `LLM: ${llmChain.current}${llmChain.note}`, llmChain.tone, llmChain.title);
+    } else if (llm.provider === 'mock') {
       chip('status-llm', 'LLM: demo (no AI set up)', 'demo', 'The built-in demo answers with sample lines. Open Setup to connect a real AI.');
     } else {
       chip('status-llm', `LLM: ${llm.provider ?? '?'}${llm.model && llm.model !== llm.provider ? ` · ${llm.model}` : ''}`, 'ok', 'LLM provider and model');
     }
-    if (health.tts?.warning) {
+    const ttsChain = chainSummary(health.tts?.chain);
+    if (ttsChain) {
+      chip('status-tts', `TTS: ${ttsChain.current}${ttsChain.note}`, ttsChain.tone, ttsChain.title);
+    } else if (health.tts?.warning) {
       chip('status-tts', 'TTS: no voice (test tone)', 'warn', health.tts.warning);
     } else if (health.tts) {
       chip('status-tts', `TTS: ${health.tts.provider} · ${Math.round(health.tts.sampleRate / 100) / 10} kHz`, 'ok');

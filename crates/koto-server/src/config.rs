@@ -79,6 +79,10 @@ pub const KEYS: &[KeySpec] = &[
     key("llm_reasoning_timeout", "LLM_REASONING_TIMEOUT", "120", "Seconds a reasoning model may think (`reasoning_content` or `<think>`) before its reply begins (0.01–3600). Reasoning is never spoken, stored or sent back in a prompt."),
     key("show_reasoning", "SHOW_REASONING", "false", "Show a reasoning model's thinking in the panel, dimmed above its reply (`true`), or hide it (`false`). Never spoken, stored, sent back in a prompt, or shown on the OBS overlay."),
     key("llm_connect_timeout", "LLM_CONNECT_TIMEOUT", "5", "Seconds to wait for the LLM server's connection (0.01–600)."),
+    key("llm_chain", "LLM_CHAIN", "", "Failover: an ordered list of LLMs, a JSON array (in kotodama.toml an array of tables `[[llm_chain]]`), each entry with `provider` (`openai`, `mock`), `base_url`, `model`, `api_key`, `temperature`, `max_tokens`, `connect_timeout`, `request_timeout` (seconds), `max_retries` (default 0), `label`; a missing key takes the single provider's setting. Set, it replaces `llm_provider`."),
+    key("tts_chain", "TTS_CHAIN", "", "Failover: an ordered list of voices, a JSON array (`[[tts_chain]]` in kotodama.toml), each entry with `provider` (`edge`, `openai`, `espeak`, `piper`, `mock`), `base_url`, `model`, `api_key`, `voice`, `first_audio_timeout` (seconds, default 3), `label`; the rest from the single voice's keys. Set, it replaces `tts_provider`."),
+    key("breaker_failures", "BREAKER_FAILURES", "3", "A chain's provider is skipped (its breaker opens) after this many failures in a row; 1–100."),
+    key("breaker_cooldown_s", "BREAKER_COOLDOWN_S", "30", "Seconds an open breaker waits before one real request probes the provider again; 0.1–3600."),
     key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply); 0–10."),
     key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt (0–1000)."),
     key("system_prompt", "SYSTEM_PROMPT", "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.", "The persona / system prompt."),
@@ -377,6 +381,12 @@ pub struct Config {
     pub llm_reasoning_timeout: Duration,
     pub llm_connect_timeout: Duration,
     pub llm_max_retries: u32,
+    /// `llm_chain` (empty: the single `llm_provider`).
+    pub llm_chain: Vec<crate::chains::LlmChainEntry>,
+    /// `tts_chain` (empty: the single `tts_provider`).
+    pub tts_chain: Vec<crate::chains::TtsChainEntry>,
+    /// `breaker_failures`, `breaker_cooldown_s`.
+    pub breaker: koto_providers::failover::breaker::BreakerPolicy,
     pub stm_context_turns: usize,
     pub system_prompt: String,
     pub mock_llm_token_ms: u64,
@@ -440,6 +450,8 @@ pub fn is_secret(key: &str) -> bool {
         || key.ends_with("_secret")
         || key.ends_with("_cookie")
         || key.ends_with("_identity_code")
+        // A chain's entries may carry API keys.
+        || key.ends_with("_chain")
 }
 
 /// Where a key's raw value came from (the last layer that set it).
@@ -510,6 +522,10 @@ impl RawConfig {
             };
             let text = match value {
                 toml::Value::String(s) => s,
+                // `[[llm_chain]]`: the chains' entries, kept as the JSON their env var holds.
+                toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+                    serde_json::to_string(&items).unwrap_or_default()
+                }
                 toml::Value::Array(items) => items
                     .iter()
                     .map(|item| {
@@ -584,6 +600,18 @@ impl RawConfig {
         }
     }
 
+    /// A failover chain key: its JSON entries, checked.
+    fn chain<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &'static str,
+        check: fn(&[T]) -> Result<(), String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let entries =
+            crate::chains::parse(&self.text(key)).map_err(|reason| self.invalid(key, &reason))?;
+        check(&entries).map_err(|reason| self.invalid(key, &reason))?;
+        Ok(entries)
+    }
+
     /// The layer that set `key` last.
     pub fn source(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
@@ -625,6 +653,12 @@ impl RawConfig {
             llm_reasoning_timeout: self.seconds("llm_reasoning_timeout", 0.01..=3600.0)?,
             llm_connect_timeout: self.seconds("llm_connect_timeout", 0.01..=600.0)?,
             llm_max_retries: self.number("llm_max_retries", 0..=10, "")?,
+            llm_chain: self.chain("llm_chain", crate::chains::check_llm)?,
+            tts_chain: self.chain("tts_chain", crate::chains::check_tts)?,
+            breaker: crate::chains::breaker_policy(
+                self.number("breaker_failures", 1..=100, " failures")?,
+                self.seconds("breaker_cooldown_s", 0.1..=3600.0)?,
+            ),
             stm_context_turns: self.number("stm_context_turns", 0..=1000, " turns")?,
             system_prompt,
             mock_llm_token_ms: self.number("mock_llm_token_ms", 0..=600_000, " ms")?,
@@ -1291,6 +1325,32 @@ mod tests {
                 other => panic!("{env}={value}: expected an error naming {key}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_chain_is_an_array_of_tables_in_toml_and_json_in_the_environment() {
+        let toml = "[[llm_chain]]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"a\"\n\n[[llm_chain]]\nprovider = \"mock\"\n";
+        let config = build(toml, &[]).expect("valid chain");
+        assert_eq!(config.llm_chain.len(), 2);
+        assert_eq!(config.llm_chain[0].model.as_deref(), Some("a"));
+        assert_eq!(config.llm_chain[1].provider, "mock");
+        let config = build(
+            "",
+            &[(
+                "TTS_CHAIN",
+                r#"[{"provider":"edge"},{"provider":"espeak"}]"#,
+            )],
+        )
+        .expect("valid chain");
+        assert_eq!(config.tts_chain.len(), 2);
+        let error = build("", &[("TTS_CHAIN", r#"[{"provider":"auto"}]"#)])
+            .expect_err("auto is no voice of a chain")
+            .to_string();
+        assert!(error.contains("tts_chain"), "{error}");
+        assert!(
+            is_secret("llm_chain") && is_secret("tts_chain"),
+            "entries hold API keys"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod chains;
 pub mod chat_sources;
 pub mod config;
 pub mod error;

@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use koto_engine::{Engine, Profile};
-use koto_providers::tts::voice::build_voice;
 use serde::Serialize;
 
 use crate::config::{Config, DesktopConfig, KEYS, RawConfig};
@@ -50,6 +49,7 @@ const ENGINE_KEYS: &[&str] = &[
 ];
 const LLM_KEYS: &[&str] = &[
     "llm_provider",
+    "llm_chain",
     "openai_base_url",
     "openai_api_key",
     "llm_model",
@@ -63,6 +63,7 @@ const LLM_KEYS: &[&str] = &[
 ];
 const VOICE_KEYS: &[&str] = &[
     "tts_provider",
+    "tts_chain",
     "tts_voice",
     "tts_voices",
     "tts_rate",
@@ -194,7 +195,7 @@ pub async fn rebuild_profile(
     let needs_voice = config.sync_tts_streaming
         && (touched(Effect::Voice).next().is_some() || speech_defaults || current.voice.is_none());
     let voice = if needs_voice {
-        match build_voice(&config.tts).await {
+        match crate::providers::build_speech(config).await {
             Ok(voice) => Some(voice),
             Err(error) => {
                 let message = format!("the voice cannot start: {error}");

@@ -26,6 +26,9 @@ pub enum ProviderSetupError {
 }
 
 pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupError> {
+    if !config.llm_chain.is_empty() {
+        return crate::chains::build_llm_chain(config);
+    }
     match config.llm_provider {
         LlmProviderKind::Mock => Ok(Arc::new(MockLlm::new(Duration::from_millis(
             config.mock_llm_token_ms,
@@ -52,6 +55,17 @@ pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupE
             })?;
             Ok(Arc::new(llm))
         }
+    }
+}
+
+/// The configured voice: `tts_chain` when set, else the single `tts_provider`.
+pub async fn build_speech(
+    config: &Config,
+) -> Result<Arc<dyn koto_core::tts::Voice>, koto_core::ProviderError> {
+    if config.tts_chain.is_empty() {
+        koto_providers::tts::voice::build_voice(&config.tts).await
+    } else {
+        crate::chains::build_voice_chain(config).await
     }
 }
 

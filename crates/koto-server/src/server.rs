@@ -12,7 +12,6 @@ use axum::serve::ListenerExt;
 use koto_core::metrics::Registry;
 use koto_engine::{Engine, EngineConfig, EngineParts, Flags};
 use koto_events::{EventsError, EventsRuntime};
-use koto_providers::tts::voice::build_voice;
 use koto_relay::{Relay, RelayConfig};
 use koto_store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -185,7 +184,7 @@ pub async fn start_with_voice(
     let llm = build_llm(&config)?;
     let asr = crate::routes::audio::Asr::new(build_asr(&config.asr)?, config.asr.limits);
     let voice = if config.sync_tts_streaming {
-        let voice = build_voice(&config.tts)
+        let voice = crate::providers::build_speech(&config)
             .await
             .map_err(|error| ProviderSetupError::Tts {
                 message: error.to_string(),

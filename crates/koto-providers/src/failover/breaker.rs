@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(breaker.admit(later), Admission::Probe, "the slot came back");
         breaker.failed(later, "c");
         assert_eq!(breaker.status(later).state, BreakerState::Open);
-        assert_eq!(breaker.admit(later + Duration::from_secs(9)), Admission::Skip);
+        assert_eq!(
+            breaker.admit(later + Duration::from_secs(9)),
+            Admission::Skip
+        );
         assert_eq!(breaker.status(later).last_error.as_deref(), Some("c"));
         assert_eq!(breaker.status(later).opened_count, 2);
     }

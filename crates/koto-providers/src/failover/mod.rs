@@ -71,7 +71,10 @@ impl<P: ?Sized + Send + Sync + 'static> Chain<P> {
     }
 
     fn current(&self) -> &Link<P> {
-        &self.links[self.current.load(Ordering::Relaxed).min(self.links.len() - 1)]
+        &self.links[self
+            .current
+            .load(Ordering::Relaxed)
+            .min(self.links.len() - 1)]
     }
 
     /// The order to try the links in now (see the module's doc).
@@ -163,75 +166,81 @@ where
         start,
         done: false,
     };
-    Box::pin(futures_util::stream::unfold(state, |mut state| async move {
-        if state.done {
-            return None;
-        }
-        loop {
-            if state.stream.is_none() {
-                let Some(index) = state.order.next() else {
-                    state.done = true;
-                    return Some((Err(all_failed(&state.errors, state.last_error.take())), state));
-                };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |mut state| async move {
+            if state.done {
+                return None;
+            }
+            loop {
+                if state.stream.is_none() {
+                    let Some(index) = state.order.next() else {
+                        state.done = true;
+                        return Some((
+                            Err(all_failed(&state.errors, state.last_error.take())),
+                            state,
+                        ));
+                    };
+                    let chain = state.attempt.chain.clone();
+                    let link = &chain.links[index];
+                    if link.breaker.admit(Instant::now()) == Admission::Skip {
+                        continue; // its probe was taken by a request planned at the same time
+                    }
+                    state.attempt.link = Some(index);
+                    state.stream = Some((state.start)(&link.provider));
+                    state.deadline = link
+                        .first_output_timeout
+                        .map(|timeout| tokio::time::Instant::now() + timeout);
+                }
+                let index = state.attempt.link?;
                 let chain = state.attempt.chain.clone();
                 let link = &chain.links[index];
-                if link.breaker.admit(Instant::now()) == Admission::Skip {
-                    continue; // its probe was taken by a request planned at the same time
-                }
-                state.attempt.link = Some(index);
-                state.stream = Some((state.start)(&link.provider));
-                state.deadline = link
-                    .first_output_timeout
-                    .map(|timeout| tokio::time::Instant::now() + timeout);
-            }
-            let index = state.attempt.link?;
-            let chain = state.attempt.chain.clone();
-            let link = &chain.links[index];
-            let stream = state.stream.as_mut()?;
-            let next = match (state.started, state.deadline) {
-                (false, Some(deadline)) => {
-                    match tokio::time::timeout_at(deadline, stream.next()).await {
-                        Ok(next) => next,
-                        Err(_) => Some(Err(ProviderError::Timeout(format!(
-                            "no first output within {:.1} s",
-                            link.first_output_timeout.unwrap_or_default().as_secs_f64()
-                        )))),
-                    }
-                }
-                _ => stream.next().await,
-            };
-            match next {
-                Some(Ok(item)) => {
-                    if !state.started {
-                        state.started = true;
-                        chain.current.store(index, Ordering::Relaxed);
-                        if index > 0 {
-                            tracing::info!(provider = %link.label, "failover: served by a later provider of the chain");
+                let stream = state.stream.as_mut()?;
+                let next = match (state.started, state.deadline) {
+                    (false, Some(deadline)) => {
+                        match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(next) => next,
+                            Err(_) => Some(Err(ProviderError::Timeout(format!(
+                                "no first output within {:.1} s",
+                                link.first_output_timeout.unwrap_or_default().as_secs_f64()
+                            )))),
                         }
                     }
-                    return Some((Ok(item), state));
-                }
-                Some(Err(error)) => {
-                    state.attempt.settle();
-                    state.stream = None;
-                    link.breaker.failed(Instant::now(), &error.to_string());
-                    tracing::warn!(provider = %link.label, %error, started = state.started, "failover: a provider failed");
-                    if state.started {
-                        // Output was heard: the request ends here, never on a second voice.
-                        state.done = true;
-                        return Some((Err(error), state));
+                    _ => stream.next().await,
+                };
+                match next {
+                    Some(Ok(item)) => {
+                        if !state.started {
+                            state.started = true;
+                            chain.current.store(index, Ordering::Relaxed);
+                            if index > 0 {
+                                tracing::info!(provider = %link.label, "failover: served by a later provider of the chain");
+                            }
+                        }
+                        return Some((Ok(item), state));
                     }
-                    state.errors.push(format!("{}: {error}", link.label));
-                    state.last_error = Some(error);
-                }
-                None => {
-                    state.attempt.settle();
-                    link.breaker.succeeded();
-                    return None;
+                    Some(Err(error)) => {
+                        state.attempt.settle();
+                        state.stream = None;
+                        link.breaker.failed(Instant::now(), &error.to_string());
+                        tracing::warn!(provider = %link.label, %error, started = state.started, "failover: a provider failed");
+                        if state.started {
+                            // Output was heard: the request ends here, never on a second voice.
+                            state.done = true;
+                            return Some((Err(error), state));
+                        }
+                        state.errors.push(format!("{}: {error}", link.label));
+                        state.last_error = Some(error);
+                    }
+                    None => {
+                        state.attempt.settle();
+                        link.breaker.succeeded();
+                        return None;
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// Every provider failed before output: the last error's kind (so the client sees a timeout as
@@ -469,7 +478,9 @@ mod tests {
     async fn a_failure_before_output_hands_the_turn_to_the_next_at_once() {
         let cloud = FakeLlm::new(
             "cloud",
-            vec![Act::FailBefore(ProviderError::Transport("connect refused".into()))],
+            vec![Act::FailBefore(ProviderError::Transport(
+                "connect refused".into(),
+            ))],
         );
         let local = FakeLlm::new("local", vec![Act::Reply("from local")]);
         let llm = chain(&[&cloud, &local], BreakerPolicy::default());
@@ -484,8 +495,16 @@ mod tests {
             assert_eq!(text, "from local", "only the next provider's text");
             assert!(error.is_none());
         }
-        assert_eq!(llm.name(), "local", "the provider that served the last turn");
-        assert_eq!(llm.statuses()[0].failures, 1, "a success resets, so one in a row");
+        assert_eq!(
+            llm.name(),
+            "local",
+            "the provider that served the last turn"
+        );
+        assert_eq!(
+            llm.statuses()[0].failures,
+            1,
+            "a success resets, so one in a row"
+        );
     }
 
     #[tokio::test]
@@ -500,11 +519,17 @@ mod tests {
         let local = FakeLlm::new("local", vec![Act::Reply("local")]);
         let llm = chain(&[&cloud, &local], BreakerPolicy::default());
         let (text, error) = run(&llm).await;
-        assert_eq!(text, "Hello, ", "what was heard, nothing from a second provider");
+        assert_eq!(
+            text, "Hello, ",
+            "what was heard, nothing from a second provider"
+        );
         assert!(matches!(error, Some(ProviderError::Transport(_))));
         assert_eq!(local.calls(), 0);
         let (text, _) = run(&llm).await;
-        assert_eq!(text, "local", "the next turn starts on the healthy provider");
+        assert_eq!(
+            text, "local",
+            "the next turn starts on the healthy provider"
+        );
         assert_eq!(state(&llm, 0), "closed", "one failure does not open it");
     }
 
@@ -539,7 +564,11 @@ mod tests {
         let calls = cloud.calls();
         *local.acts.lock().unwrap() = vec![Act::Reply("local")];
         run(&llm).await;
-        assert_eq!(cloud.calls(), calls, "an open breaker is skipped, not called");
+        assert_eq!(
+            cloud.calls(),
+            calls,
+            "an open breaker is skipped, not called"
+        );
 
         // With no cooldown the open breaker is half-open at once: the next turn probes it.
         let cloud = FakeLlm::new(
@@ -558,7 +587,11 @@ mod tests {
         );
         assert_eq!(run(&llm).await.0, "local");
         assert_eq!(state(&llm, 0), "half_open");
-        assert_eq!(run(&llm).await.0, "cloud is back", "the probe is a real turn");
+        assert_eq!(
+            run(&llm).await.0,
+            "cloud is back",
+            "the probe is a real turn"
+        );
         assert_eq!(state(&llm, 0), "closed");
         assert_eq!(llm.name(), "cloud");
     }
@@ -581,7 +614,11 @@ mod tests {
         assert_eq!(run(&llm).await.0, "local");
         let status = &llm.statuses()[0];
         assert!(
-            status.last_error.as_deref().unwrap().contains("no first output within 2.0 s"),
+            status
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("no first output within 2.0 s"),
             "{status:?}"
         );
     }

@@ -26,13 +26,14 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": state.started.elapsed().as_secs(),
-        "llm": { "provider": engine.llm().name(), "model": engine.llm().model() },
+        "llm": { "provider": engine.llm().name(), "model": engine.llm().model(), "chain": engine.llm().chain() },
         "events": { "mode": state.events.mode().as_str(), "reason": state.events.mode_reason() },
         "asr": { "provider": state.asr.name(), "maxUploadBytes": state.asr.limits().max_bytes, "maxDurationMs": state.asr.limits().max_duration_ms },
         "tts": engine.voice().map(|voice| json!({
             "provider": voice.name(),
             "sampleRate": voice.sample_rate(),
             "warning": (voice.name() == "mock").then_some(NO_LOCAL_VOICE),
+            "chain": voice.chain(),
         })),
         "relay": engine.relay().map(|relay| {
             let metrics = relay.metrics();

@@ -770,6 +770,9 @@ fn json_text(value: &Value) -> Result<Option<String>, String> {
 fn toml_text(value: &toml::Value) -> String {
     match value {
         toml::Value::String(text) => text.clone(),
+        toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+            serde_json::to_string(items).unwrap_or_default()
+        }
         toml::Value::Array(items) => items
             .iter()
             .map(|item| {

@@ -27,12 +27,60 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(relay) = state.engine.relay() {
         text.push_str(&relay_metrics(&relay.metrics()));
     }
+    let llm_chain = state.engine.llm().chain().unwrap_or_default();
+    let tts_chain = state
+        .engine
+        .voice()
+        .and_then(|voice| voice.chain())
+        .unwrap_or_default();
+    text.push_str(&breaker_metrics(&llm_chain, &tts_chain));
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(koto_core::metrics::CONTENT_TYPE),
     );
     response
+}
+
+/// A failover chain's breakers: state (0 closed, 1 half-open, 2 open) and times opened.
+fn breaker_metrics(
+    llm: &[koto_core::chain_status::ChainLinkStatus],
+    tts: &[koto_core::chain_status::ChainLinkStatus],
+) -> String {
+    use std::fmt::Write as _;
+    if llm.is_empty() && tts.is_empty() {
+        return String::new();
+    }
+    let label = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut text = String::from(
+        "# HELP koto_provider_breaker_state A chain provider's circuit breaker: 0 closed, 1 half-open, 2 open.\n# TYPE koto_provider_breaker_state gauge\n",
+    );
+    for (kind, links) in [("llm", llm), ("tts", tts)] {
+        for link in links {
+            let state = match link.state {
+                "open" => 2,
+                "half_open" => 1,
+                _ => 0,
+            };
+            let _ = writeln!(
+                text,
+                "koto_provider_breaker_state{{kind=\"{kind}\",provider=\"{}\"}} {state}",
+                label(&link.label)
+            );
+        }
+    }
+    text.push_str("# HELP koto_provider_breaker_opened_total Times a chain provider's breaker opened.\n# TYPE koto_provider_breaker_opened_total counter\n");
+    for (kind, links) in [("llm", llm), ("tts", tts)] {
+        for link in links {
+            let _ = writeln!(
+                text,
+                "koto_provider_breaker_opened_total{{kind=\"{kind}\",provider=\"{}\"}} {}",
+                label(&link.label),
+                link.opened_count
+            );
+        }
+    }
+    text
 }
 
 /// The relay keeps plain counters; they are rendered here in the exposition format.

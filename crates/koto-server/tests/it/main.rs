@@ -7,6 +7,7 @@ mod binary;
 mod chat;
 mod chat_sources;
 mod events;
+mod failover;
 mod history;
 mod legacy;
 mod live;

@@ -391,6 +391,8 @@ fn restart_only_value(key: &str) -> &'static str {
         "chat_batch_max" => "10",
         "chat_viewer_retention_days" => "30",
         "log_dir" => "/tmp/kotodama-restart-test-logs",
+        "breaker_failures" => "5",
+        "breaker_cooldown_s" => "60",
         other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
     }
 }
