@@ -103,6 +103,8 @@ struct Inner {
     root: CancellationToken,
     /// Owns every turn task, so shutdown can wait for them.
     tasks: TaskTracker,
+    /// `QUICK_ACK_MS`: the current voice's fillers, made when the voice is set.
+    quick_acks: Arc<crate::quick_ack::QuickAckCache>,
 }
 
 /// How many events may wait for a slow SSE reader before the turn waits for it.
@@ -135,8 +137,10 @@ impl Engine {
                 sessions: Mutex::new(HashMap::new()),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                quick_acks: Arc::default(),
             }),
         };
+        engine.prepare_quick_acks();
         if let Some(control) = control {
             engine
                 .inner
@@ -241,6 +245,27 @@ impl Engine {
         &self.inner.metrics
     }
 
+    /// The filler for this turn (`QUICK_ACK_MS`) and when it is due, if it is on, ready, and the
+    /// turn speaks an LLM reply (a scripted `say` has its text at once).
+    fn quick_ack_for(
+        &self,
+        job: &TurnJob,
+        voice: &Arc<dyn Voice>,
+    ) -> Option<(tokio::time::Instant, Arc<[koto_core::tts::AudioChunk]>)> {
+        let after = job.profile.config.quick_ack_after?;
+        if job.script.is_some() {
+            return None;
+        }
+        let acks = self.inner.quick_acks.get(voice)?;
+        let lang = koto_core::lang::speech_lang(
+            &job.user_text,
+            job.lang.as_deref(),
+            &job.profile.config.default_lang,
+        );
+        let filler = acks.for_lang(lang.as_ref().map(|tag| tag.as_str()))?;
+        Some((job.received_at + after, filler))
+    }
+
     /// Speech for this turn, if speaking is on and there is a voice and a relay.
     pub(crate) fn start_speech(&self, job: &TurnJob) -> Option<TurnSpeech> {
         let profile = &job.profile;
@@ -249,6 +274,7 @@ impl Engine {
         }
         let voice = profile.voice.clone()?;
         let producer = self.inner.producer.clone()?;
+        let quick_ack = self.quick_ack_for(job, &voice);
         let speaker = Speaker {
             spoken: Arc::default(),
             voice,
@@ -262,6 +288,7 @@ impl Engine {
             token: job.token.clone(),
             max_spoken: profile.config.max_reply_spoken,
             capped: CancellationToken::new(),
+            quick_ack,
         };
         Some(TurnSpeech::start(
             profile.config.segmenter.clone(),
@@ -330,6 +357,29 @@ impl Engine {
             .profile
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(profile);
+        self.prepare_quick_acks();
+    }
+
+    /// True once the current voice's quick-acknowledgment fillers are made (`QUICK_ACK_MS`);
+    /// a turn before that plays none.
+    pub fn quick_acks_ready(&self) -> bool {
+        self.profile()
+            .voice
+            .as_ref()
+            .is_some_and(|voice| self.inner.quick_acks.get(voice).is_some())
+    }
+
+    /// Makes the voice's fillers in the background when `QUICK_ACK_MS` is on.
+    fn prepare_quick_acks(&self) {
+        let profile = self.profile();
+        if profile.config.quick_ack_after.is_none() {
+            return;
+        }
+        if let Some(voice) = &profile.voice
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            self.inner.quick_acks.prepare(voice);
+        }
     }
 
     pub fn flags(&self) -> Flags {

@@ -14,6 +14,7 @@ mod history;
 mod metrics;
 mod profile;
 mod prompt_cache;
+mod quick_ack;
 mod session;
 mod speech;
 mod speech_turn;

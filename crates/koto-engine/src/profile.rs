@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// `SHOW_REASONING`: a reasoning model's thinking goes to `/ws/live` clients as
     /// `REASONING_DELTA` (the panel shows it dimmed); it is never spoken, stored or re-prompted.
     pub show_reasoning: bool,
+    /// `QUICK_ACK_MS`: a filler plays when no clause reached TTS this long after the input;
+    /// `None`: off.
+    pub quick_ack_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +78,7 @@ impl Default for EngineConfig {
             default_lang: DefaultLang::Auto,
             max_reply_spoken: Some(Duration::from_secs(90)),
             show_reasoning: false,
+            quick_ack_after: None,
         }
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct Speaker {
     pub max_spoken: Option<std::time::Duration>,
     /// Cancelled when the cap ended the reply: the turn ends its LLM request on it.
     pub capped: CancellationToken,
+    /// `QUICK_ACK_MS`: the filler, and when it plays if no segment came by then.
+    pub quick_ack: Option<(Instant, Arc<[AudioChunk]>)>,
 }
 
 /// Where each segment's audio landed in the turn's chunk sequence.
@@ -69,6 +71,8 @@ pub(crate) struct SpeechReport {
     pub crashed: Option<String>,
     /// `max_spoken` was reached: the reply ended after the segment that reached it.
     pub capped: bool,
+    /// When the quick acknowledgment's first chunk went to the relay (it played).
+    pub quick_ack_at: Option<Instant>,
 }
 
 struct Synthesis {
@@ -89,6 +93,30 @@ impl Speaker {
         let max_samples = self
             .max_spoken
             .map(|max| (max.as_secs_f64() * f64::from(self.voice.sample_rate())) as u64);
+        if let Some((at, filler)) = &self.quick_ack {
+            // The first segment, or the filler if it is late: the filler's chunks come first in
+            // the sequence and belong to no segment (never heard text).
+            let first = tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return report,
+                next = segments.recv() => Some(next),
+                () = tokio::time::sleep_until(*at) => None,
+            };
+            match first {
+                Some(Some(segment)) => queue.push_back(self.synthesise(segment)),
+                Some(None) => segments_open = false,
+                None => {
+                    for chunk in filler.iter() {
+                        if !self.deliver(seq, chunk.clone(), None).await {
+                            return report;
+                        }
+                        report.quick_ack_at.get_or_insert_with(Instant::now);
+                        seq += 1;
+                    }
+                    tracing::debug!(chunks = filler.len(), "quick acknowledgment played");
+                }
+            }
+        }
         loop {
             if queue.is_empty() {
                 if !segments_open {

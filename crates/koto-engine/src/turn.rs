@@ -69,6 +69,7 @@ struct Progress {
     tokens: u64,
     ttft_ms: Option<f64>,
     first_audio_ms: Option<f64>,
+    quick_ack_ms: Option<f64>,
     /// Why the turn did not simply complete (a STOP's reason, `tts_failed`, an error code).
     end_reason: Option<String>,
     llm_done_ms: Option<f64>,
@@ -144,6 +145,9 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         progress.last_audio_ms = report
             .last_audio_at
             .map(|at| ms_between(job.received_at, at));
+        progress.quick_ack_ms = report
+            .quick_ack_at
+            .map(|at| ms_between(job.received_at, at));
         if let Some(crash) = &report.crashed
             && !interrupted
         {
@@ -197,6 +201,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         llm_done_ms: progress.llm_done_ms,
         last_audio_ms: progress.last_audio_ms,
         capped: progress.capped.map(|cap| cap.name().to_owned()),
+        quick_ack_ms: progress.quick_ack_ms,
     };
     if !user_row_stored {
         // Nothing of this turn is in the store; there is nothing to finish.
@@ -213,6 +218,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         outcome = ending.name(),
         ttft_ms = stats.ttft_ms,
         first_audio_ms = stats.first_audio_ms,
+        quick_ack_ms = stats.quick_ack_ms,
         tokens = stats.tokens,
         reason = progress.end_reason.as_deref(),
         "turn ended"

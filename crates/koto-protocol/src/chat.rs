@@ -163,6 +163,10 @@ pub struct TurnStats {
     /// that reached it). Absent when the reply ended by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capped: Option<String>,
+    /// Request receipt → the quick acknowledgment's filler went to the relay (`QUICK_ACK_MS`),
+    /// in ms; absent when none played. Never counted as first audio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_ack_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,6 +236,7 @@ mod tests {
                 llm_done_ms: Some(40.0),
                 last_audio_ms: None,
                 capped: None,
+                quick_ack_ms: None,
             },
         };
         assert_eq!(

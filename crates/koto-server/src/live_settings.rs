@@ -38,6 +38,7 @@ const ENGINE_KEYS: &[&str] = &[
     "first_clause_ms",
     "first_clause_min_chars",
     "max_reply_seconds",
+    "quick_ack_ms",
     "show_reasoning",
     "max_content_chars",
     "ltm_top_k",

@@ -352,6 +352,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         recall_budget: config.events.ltm_inline_budget,
         default_lang: config.default_lang.clone(),
         max_reply_spoken: config.max_reply_spoken,
+        quick_ack_after: config.quick_ack_after,
         show_reasoning: config.show_reasoning,
         flags: Flags {
             sync_core: config.enable_sync_core,

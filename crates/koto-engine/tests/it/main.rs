@@ -4,6 +4,7 @@
 
 mod caps;
 mod concurrency;
+mod quick_ack;
 mod speech;
 mod turns;
 
