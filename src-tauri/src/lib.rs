@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod sessions;
 pub mod shell;
 pub mod tray;
+pub mod webview_runtime;
 pub mod window;
 
 use koto_server::recovery::StartProblem;
@@ -58,6 +59,11 @@ pub fn builder<R: Runtime>(launch: Launch) -> tauri::Builder<R> {
 
 /// Builds and runs the app until it quits; returns the process exit code.
 pub fn run(launch: Launch) -> i32 {
+    // Before anything starts: without a webview runtime (Windows' WebView2) no window can open.
+    if let Err(error) = webview_runtime::check() {
+        webview_runtime::report_missing(&error);
+        return webview_runtime::EXIT_NO_WEBVIEW;
+    }
     let app = match builder::<tauri::Wry>(launch).build(context()) {
         Ok(app) => app,
         Err(error) => {
