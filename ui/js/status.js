@@ -129,6 +129,14 @@ export class StatusBar {
     } else {
       chip('status-tts', 'TTS: off (text only)', 'warn', 'SYNC_TTS_STREAMING is off: replies are not spoken');
     }
+    const vtsChip = document.getElementById('status-vts');
+    if (vtsChip) {
+      vtsChip.hidden = !health.vts;
+      if (health.vts) {
+        const words = { connected: 'connected', waitingForUser: 'allow Kotodama in VTube Studio', refused: 'refused', disconnected: 'not connected', connecting: 'connecting', authenticating: 'connecting', failed: 'failed' };
+        chip('status-vts', `VTS: ${words[health.vts.state] ?? health.vts.state}`, health.vts.state === 'connected' ? 'ok' : 'warn', health.vts.message);
+      }
+    }
     this.events = health.events ?? this.events;
     this.renderEvents();
     const overlays = health.relay?.overlaysConnected;

@@ -102,6 +102,7 @@ pub const KEYS: &[KeySpec] = &[
     key("audio_lead_ms", "AUDIO_LEAD_MS", "200", "Audio sent ahead of the playback clock (0–10000 ms): what can still be heard after a STOP."),
     key("first_clause_ms", "FIRST_CLAUSE_MS", "250", "The first segment of a reply goes to TTS at its first clause break, or after this many ms (0–10000)."),
     key("first_clause_min_chars", "FIRST_CLAUSE_MIN_CHARS", "2", "The first segment is cut at its first pause (`,` `，` `、` …) once it holds this many CJK characters (1–24; a Latin letter counts a third): `Welcome back,` and `大家好，` go to the voice alone, `Oh,` waits for more."),
+    key("vts_url", "VTS_URL", "", "VTube Studio's plugin API (`ws://127.0.0.1:8001`): the co-host's mouth moves the avatar's `MouthOpen` with the audio, and closes at STOP. Unset = off. The first connection asks VTube Studio to allow the plugin; the token is kept in `<data_dir>/vts-token`."),
     key("quick_ack_ms", "QUICK_ACK_MS", "0", "Quick acknowledgment: when no clause of the reply reached the voice this many ms after the input, a short filler in the reply's language (嗯……, えっと…, Hmm…) plays first; made once per voice at start, never stored or shown as the reply (`done.stats.quick_ack_ms`). 0 = off; 100–10000."),
     key("max_reply_seconds", "MAX_REPLY_SECONDS", "90", "Longest spoken reply (1–3600 s; 0 = no cap): the reply ends with the segment that reaches it, and its LLM request ends there (`done.stats.capped` = `duration`)."),
     key("edge_tts_endpoint", "EDGE_TTS_ENDPOINT", "", "Edge read-aloud WebSocket URL (default: Microsoft's)."),
@@ -405,6 +406,8 @@ pub struct Config {
     pub first_clause_min_chars: usize,
     /// `MAX_REPLY_SECONDS`; `None`: no cap.
     pub max_reply_spoken: Option<Duration>,
+    /// `vts_url` ("" = off).
+    pub vts_url: String,
     /// `quick_ack_ms` (`None`: off).
     pub quick_ack_after: Option<Duration>,
     /// `SHOW_REASONING`.
@@ -676,6 +679,16 @@ impl RawConfig {
             audio_lead: self.millis("audio_lead_ms", 0..=10_000)?,
             first_clause_wait: self.millis("first_clause_ms", 0..=10_000)?,
             first_clause_min_chars: self.number("first_clause_min_chars", 1..=24, " characters")?,
+            vts_url: {
+                let url = self.text("vts_url").trim().to_owned();
+                if !url.is_empty() && !url.starts_with("ws://") && !url.starts_with("wss://") {
+                    return Err(self.invalid(
+                        "vts_url",
+                        "a WebSocket address such as ws://127.0.0.1:8001 (VTube Studio's API port)",
+                    ));
+                }
+                url
+            },
             quick_ack_after: match self.number::<u64>("quick_ack_ms", 0..=10_000, " ms")? {
                 0 => None,
                 ms if ms < 100 => {

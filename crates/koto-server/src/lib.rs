@@ -23,6 +23,7 @@ pub mod security;
 pub mod server;
 pub mod settings_words;
 pub mod voice;
+pub mod vts;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub voice: Arc<voice::VoiceIn>,
     /// Live chat: the intake, the scored queue and its driver (`/chat/*`, `/ws/chat`).
     pub live_chat: live_chat::LiveChat,
+    /// VTube Studio's mouth (`VTS_URL`); `None` when off.
+    pub vts: Option<vts::VtsLink>,
 }
 
 impl AppState {

@@ -23,6 +23,8 @@ pub enum ProviderSetupError {
     Tts { message: String },
     #[error("cannot set up speech recognition (ASR_PROVIDER): {message}")]
     Asr { message: String },
+    #[error("cannot set up VTube Studio (VTS_URL): {message}")]
+    Vts { message: String },
 }
 
 pub fn build_llm(config: &Config) -> Result<Arc<dyn LlmProvider>, ProviderSetupError> {

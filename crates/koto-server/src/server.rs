@@ -246,7 +246,15 @@ pub async fn start_with_voice(
     if adapters > 0 {
         tracing::info!(adapters, "live chat adapters started");
     }
+    let vts = crate::vts::VtsLink::start(
+        &config.vts_url,
+        &config.data_dir,
+        engine.relay(),
+        shutdown.child_token(),
+    )
+    .map_err(|message| ProviderSetupError::Vts { message })?;
     let state = AppState {
+        vts,
         engine: engine.clone(),
         security: Arc::new(
             SecurityPolicy::new(token.clone(), addr, &config.allowed_origins)

@@ -71,6 +71,7 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("first_clause_ms", Group::Advanced, "First words to the voice after (ms)"),
     ("first_clause_min_chars", Group::Advanced, "Shortest first phrase (CJK characters)"),
     ("max_reply_seconds", Group::Brain, "Longest spoken reply (s)"),
+    ("vts_url", Group::Advanced, "VTube Studio API address"),
     ("quick_ack_ms", Group::Voice, "Quick \"hmm…\" after (ms, 0 = off)"),
     ("llm_reasoning_timeout", Group::Advanced, "LLM thinking time before the reply (s)"),
     ("show_reasoning", Group::Brain, "Show the LLM's thinking in the panel (dimmed)"),

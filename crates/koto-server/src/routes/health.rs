@@ -56,6 +56,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "db": db,
         "chat": { "adapters": state.chat_sources.statuses() },
         "mic": state.voice.status(),
+        "vts": state.vts.as_ref().map(crate::vts::VtsLink::status),
     });
     let status = if healthy {
         StatusCode::OK

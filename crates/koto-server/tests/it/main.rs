@@ -21,6 +21,7 @@ mod stop_paths;
 mod ui;
 mod upstream;
 mod voice;
+mod vts;
 
 use koto_server::RunningServer;
 use koto_server::config::RawConfig;

@@ -392,6 +392,7 @@ fn restart_only_value(key: &str) -> &'static str {
         "chat_viewer_retention_days" => "30",
         "log_dir" => "/tmp/kotodama-restart-test-logs",
         "breaker_failures" => "5",
+        "vts_url" => "ws://127.0.0.1:1",
         "breaker_cooldown_s" => "60",
         other => panic!("{other} is restart-only: give it a test value in restart_only_value"),
     }
