@@ -12,6 +12,7 @@ pub mod lang;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
+pub mod output_filter;
 pub mod provider_error;
 pub mod segmenter;
 pub mod think;
