@@ -74,8 +74,15 @@ export KOTODAMA_URL KOTODAMA_TEST_TOKEN KOTODAMA_DATA_DIR
 echo "==> browser tests against $KOTODAMA_URL (Chromium: $("$CHROMIUM" --version 2>/dev/null | head -n1))"
 
 failed=0
+# A file gets 5 minutes: every wait in them is bounded (20 s), so longer is a hang (a test
+# that failed may leave the runner waiting on something it opened), never a slow machine.
 for file in "$here"/${KOTODAMA_UI_TESTS:-*}.test.js; do
-  node --test "$file" || failed=1
+  status=0
+  timeout --kill-after=10 300 node --test "$file" || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "tests/ui: $(basename "$file") did not finish within 300 s: stopped" >&2
+  fi
+  [ "$status" -eq 0 ] || failed=1
 done
 if [ "$failed" -ne 0 ]; then
   echo "tests/ui: FAILED (server log below; screenshots in artifacts/ui/)" >&2

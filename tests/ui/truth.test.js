@@ -79,7 +79,8 @@ test('the overlay chip counts only OBS overlays; the preview reflects the unsave
   const frameUrl = await panel.page.waitForFunction(
     () => {
       const src = document.getElementById('overlay-preview').getAttribute('src') ?? '';
-      return /size=64/.test(src) && /preview=1/.test(src) ? src : false;
+      // Both unsaved changes, size and colour, may reach the preview in separate updates.
+      return /size=64/.test(src) && /color=%23ffcc00/.test(src) && /preview=1/.test(src) ? src : false;
     },
     null,
     { timeout: WAIT_MS },
@@ -117,10 +118,13 @@ test('the overlay chip counts only OBS overlays; the preview reflects the unsave
   await panel.context.close();
 });
 
-test('when the server is gone, every chip greys out and says since when', async () => {
+test('when the server is gone, every chip greys out and says since when', async (t) => {
   const own = await startServer();
+  // A failed wait must not leave this server running: the runner would wait on it forever.
+  t.after(() => own.stop());
   const panel = await openPanel(own);
-  await panel.page.waitForFunction(() => document.querySelector('#status-tts.ok'), null, { timeout: WAIT_MS });
+  // Health was drawn (the mock TTS is a warning: a test tone, not a voice); events is green.
+  await panel.page.waitForFunction(() => document.querySelector('#status-tts.warn') && document.querySelector('#status-events.ok'), null, { timeout: WAIT_MS });
   await own.stop();
   await panel.page.waitForFunction(
     () => /disconnected since \d\d:\d\d:\d\d/.test(document.getElementById('status-live').textContent),

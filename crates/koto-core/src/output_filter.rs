@@ -36,6 +36,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat_queue::text::{fold_accent, read_lookalike};
+
 /// At most this many entries in one list (words and patterns together).
 pub const MAX_ENTRIES: usize = 2000;
 /// At most this many `/…/` patterns: each is its own compiled automaton run on every segment.
@@ -570,15 +572,7 @@ fn push_folded(folded: &mut String, text: impl Iterator<Item = char>) {
         .map(fold_width)
         .flat_map(char::to_lowercase)
         .map(fold_accent)
-        .map(|c| match c {
-            '0' => 'o',
-            '1' => 'i',
-            '3' => 'e',
-            '4' | '@' => 'a',
-            '5' | '$' => 's',
-            '7' => 't',
-            other => other,
-        })
+        .map(read_lookalike)
         .filter(|c| c.is_alphanumeric());
     folded.extend(letters);
 }
@@ -587,25 +581,6 @@ fn push_folded(folded: &mut String, text: impl Iterator<Item = char>) {
 fn fold_width(c: char) -> char {
     match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        other => other,
-    }
-}
-
-/// Latin letters with accents or pinyin tone marks → the bare letter (`ǎ` → `a`, `ü` → `u`).
-/// The same table as chat's `fold_accent`, plus `ê`/`ế`/`ề` (pinyin's rare `ê`).
-fn fold_accent(c: char) -> char {
-    match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ǎ' | 'ă' | 'ą' => 'a',
-        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' | 'ę' | 'ế' | 'ề' => 'e',
-        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ǐ' => 'i',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ō' | 'ǒ' | 'ø' => 'o',
-        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ǔ' | 'ǖ' | 'ǘ' | 'ǚ' | 'ǜ' => 'u',
-        'ñ' | 'ń' | 'ň' | 'ǹ' => 'n',
-        'ç' | 'č' => 'c',
-        'š' | 'ś' => 's',
-        'ž' | 'ź' | 'ż' => 'z',
-        'ý' | 'ÿ' => 'y',
-        'ḿ' => 'm',
         other => other,
     }
 }

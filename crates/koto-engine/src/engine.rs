@@ -295,6 +295,7 @@ impl Engine {
             speaker,
             job.events.clone(),
             job.token.clone(),
+            profile.config.output_filter.clone(),
         ))
     }
 

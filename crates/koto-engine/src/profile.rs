@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use koto_core::lang::DefaultLang;
 use koto_core::llm::LlmProvider;
+use koto_core::output_filter::{FilterAction, OutputFilter};
 use koto_core::segmenter::SegmenterConfig;
 use koto_core::tts::Voice;
 
@@ -62,6 +63,9 @@ pub struct EngineConfig {
     /// `QUICK_ACK_MS`: a filler plays when no clause reached TTS this long after the input;
     /// `None`: off.
     pub quick_ack_after: Option<Duration>,
+    /// `OUTPUT_FILTER_WORDS` (`None`: no filter) and what a hit does (`OUTPUT_FILTER_ACTION`),
+    /// applied to each segment before it is synthesised.
+    pub output_filter: Option<(Arc<OutputFilter>, FilterAction)>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +83,7 @@ impl Default for EngineConfig {
             max_reply_spoken: Some(Duration::from_secs(90)),
             show_reasoning: false,
             quick_ack_after: None,
+            output_filter: None,
         }
     }
 }

@@ -2,6 +2,9 @@
 //!
 //! Owned by the turn task; dropping it aborts the speaker (and with it every synthesis).
 
+use std::sync::Arc;
+
+use koto_core::output_filter::{FilterAction, FilterVerdict, OutputFilter};
 use koto_core::segmenter::{Segment, Segmenter, SegmenterConfig};
 use koto_protocol::chat::ControlEvent;
 use tokio::sync::mpsc;
@@ -35,6 +38,12 @@ pub(crate) struct TurnSpeech {
     token: CancellationToken,
     /// Cancelled by the speaker when `MAX_REPLY_SECONDS` ended the reply.
     capped: CancellationToken,
+    /// `OUTPUT_FILTER_WORDS` and its action, checked on every segment before synthesis.
+    filter: Option<(Arc<OutputFilter>, FilterAction)>,
+    /// What the filter did, one line per hit (`masked: 傻逼`), for the transcript and outbox.
+    pub filtered: Vec<String>,
+    /// Cancelled when a hit with `stop` ended the reply (the turn ends its LLM request on it).
+    filter_stopped: CancellationToken,
 }
 
 impl TurnSpeech {
@@ -43,6 +52,7 @@ impl TurnSpeech {
         speaker: Speaker,
         events: mpsc::Sender<TurnEvent>,
         token: CancellationToken,
+        filter: Option<(Arc<OutputFilter>, FilterAction)>,
     ) -> TurnSpeech {
         let (tx, rx) = mpsc::channel(SEGMENT_BUFFER);
         let spoken = speaker.spoken.clone();
@@ -60,6 +70,47 @@ impl TurnSpeech {
             events,
             token,
             capped,
+            filter,
+            filtered: Vec::new(),
+            filter_stopped: CancellationToken::new(),
+        }
+    }
+
+    /// Cancelled when the output filter stopped the reply (`OUTPUT_FILTER_ACTION=stop`).
+    pub fn filter_stopped(&self) -> CancellationToken {
+        self.filter_stopped.clone()
+    }
+
+    /// The segment as it may be spoken: masked, or `None` (skipped, or the reply stopped here).
+    fn filter(&mut self, mut segment: Segment) -> Option<Segment> {
+        let Some((filter, action)) = &self.filter else {
+            return Some(segment);
+        };
+        let verdict = filter.check(&segment.text);
+        let FilterVerdict::Hit { entries, masked } = verdict else {
+            return Some(segment);
+        };
+        let entries = entries.join(", ");
+        tracing::info!(action = action.as_str(), segment = segment.index, %entries, "output filter hit");
+        self.filtered
+            .push(format!("{}: {entries}", action.as_str()));
+        match action {
+            FilterAction::Mask => {
+                // The voice reads its own form of the text (`speak`); it is masked on its own.
+                segment.speak = match filter.check(&segment.speak) {
+                    FilterVerdict::Hit { masked, .. } => masked,
+                    FilterVerdict::Clean => segment.speak,
+                };
+                segment.text = masked;
+                Some(segment)
+            }
+            FilterAction::Skip => None,
+            FilterAction::Stop => {
+                // Nothing from here on is said: the segments already sent play to their end.
+                self.segments = None;
+                self.filter_stopped.cancel();
+                None
+            }
         }
     }
 
@@ -155,6 +206,10 @@ impl TurnSpeech {
     }
 
     async fn send(&mut self, segment: Segment) {
+        self.sent = segment.index + 1;
+        let Some(segment) = self.filter(segment) else {
+            return;
+        };
         if !self.started {
             self.started = true;
             // The caller may be gone (disconnect); the turn still speaks.
@@ -163,7 +218,6 @@ impl TurnSpeech {
                 .send(TurnEvent::Control(ControlEvent::hint_tts_start()))
                 .await;
         }
-        self.sent = segment.index + 1;
         if let Some(segments) = &self.segments {
             // A closed channel means the speaker already stopped (TTS failure): text goes on.
             tokio::select! {

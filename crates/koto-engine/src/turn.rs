@@ -77,6 +77,8 @@ struct Progress {
     speech: Option<TurnSpeech>,
     /// Which cap ended the reply, if one did.
     capped: Option<Cap>,
+    /// What the output filter did to this reply's segments (`mask: 傻逼`, …).
+    filtered: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,8 @@ enum Cap {
     Tokens,
     /// `MAX_REPLY_SECONDS` of speech.
     Duration,
+    /// The output filter's `stop`: a segment hit a listed word.
+    Filtered,
 }
 
 impl Cap {
@@ -92,6 +96,7 @@ impl Cap {
         match self {
             Cap::Tokens => "tokens",
             Cap::Duration => "duration",
+            Cap::Filtered => "filtered",
         }
     }
 }
@@ -133,6 +138,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
     let speech = match progress.speech.take() {
         Some(speech) => {
             let spoken = speech.spoken.clone();
+            progress.filtered = speech.filtered.clone();
             Some((speech.finish().await, spoken))
         }
         None => None,
@@ -154,7 +160,11 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
             ending = Ending::Failed(WireError::new(ErrorCode::TtsFailed, crash.clone()));
             flag = Some("speech_crashed".to_owned());
         }
-        if !report.completed || report.capped || matches!(ending, Ending::Failed(_)) {
+        if !report.completed
+            || report.capped
+            || progress.capped == Some(Cap::Filtered)
+            || matches!(ending, Ending::Failed(_))
+        {
             // What the listener heard, not what the LLM wrote: cut where the audio stopped.
             let released = job.engine.released_seq(&job.slot.id, job.turn);
             let segments = spoken.lock().unwrap_or_else(PoisonError::into_inner);
@@ -191,6 +201,10 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
             message,
         )))
         .await;
+    }
+    if flag.is_none() && !progress.filtered.is_empty() {
+        // The transcript and the outbox say what the filter did.
+        flag = Some(format!("filtered ({})", progress.filtered.join("; ")));
     }
     progress.end_reason = flag;
     let stats = TurnStats {
@@ -263,6 +277,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
     };
     progress.speech = engine.start_speech(job);
     let spoken_cap = progress.speech.as_ref().map(TurnSpeech::capped);
+    let filter_stop = progress.speech.as_ref().map(TurnSpeech::filter_stopped);
     // Inline `<think>…</think>` in the reply text is reasoning too: never shown, said or kept.
     let mut think = ThinkSplitter::new();
     let mut pieces = Vec::new();
@@ -280,6 +295,11 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
             _ = async { spoken_cap.as_ref()?.cancelled().await; Some(()) }, if spoken_cap.is_some() => {
                 // MAX_REPLY_SECONDS: the speaker said enough; the LLM request ends here.
                 progress.capped = Some(Cap::Duration);
+                break;
+            }
+            _ = async { filter_stop.as_ref()?.cancelled().await; Some(()) }, if filter_stop.is_some() => {
+                // OUTPUT_FILTER_ACTION=stop: what was said before the hit stands; no more.
+                progress.capped = Some(Cap::Filtered);
                 break;
             }
             _ = tokio::time::sleep_until(deadline), if waiting_for_first_clause => {
@@ -570,6 +590,7 @@ fn outbox_events(
             Ending::Failed(error) => Some(error.code.as_str().to_owned()),
             _ => None,
         },
+        filtered: (!progress.filtered.is_empty()).then(|| progress.filtered.clone()),
         ts,
     };
     events.push(event(plugin_type, stream::PLUGINS, to_json(&finished)));

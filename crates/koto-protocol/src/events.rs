@@ -78,6 +78,9 @@ pub struct TurnFinished {
     pub interrupted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// What `OUTPUT_FILTER_WORDS` did to the reply, one entry per hit (`mask: 傻逼`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<Vec<String>>,
     pub ts: i64,
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use koto_core::llm::LlmProvider;
 use koto_core::tts::Voice;
-use koto_providers::failover::breaker::BreakerPolicy;
 use koto_providers::failover::{ChainLink, FailoverLlm, FailoverVoice};
 use koto_providers::llm::mock::MockLlm;
 use koto_providers::llm::openai::{OpenAiConfig, OpenAiLlm};
@@ -251,11 +250,6 @@ fn tts_settings(base: &TtsSettings, entry: &TtsChainEntry, sample_rate: u32) -> 
         _ => {}
     }
     settings
-}
-
-/// The chain's breakers: how many failures open one, how long it stays open.
-pub fn breaker_policy(failures: u32, cooldown: Duration) -> BreakerPolicy {
-    BreakerPolicy { failures, cooldown }
 }
 
 #[cfg(test)]

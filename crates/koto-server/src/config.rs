@@ -102,6 +102,8 @@ pub const KEYS: &[KeySpec] = &[
     key("audio_lead_ms", "AUDIO_LEAD_MS", "200", "Audio sent ahead of the playback clock (0–10000 ms): what can still be heard after a STOP."),
     key("first_clause_ms", "FIRST_CLAUSE_MS", "250", "The first segment of a reply goes to TTS at its first clause break, or after this many ms (0–10000)."),
     key("first_clause_min_chars", "FIRST_CLAUSE_MIN_CHARS", "2", "The first segment is cut at its first pause (`,` `，` `、` …) once it holds this many CJK characters (1–24; a Latin letter counts a third): `Welcome back,` and `大家好，` go to the voice alone, `Oh,` waits for more."),
+    key("output_filter_words", "OUTPUT_FILTER_WORDS", "", "Words the co-host must not say, comma- or line-separated, checked on each sentence before it is spoken: a word also catches its spaced, leetspeak, pinyin (傻逼 ↔ shabi) and romaji (ばか ↔ baka) forms; `/regex/` or `/regex/i` for a pattern. An invalid pattern is refused."),
+    key("output_filter_action", "OUTPUT_FILTER_ACTION", "mask", "What a hit does: `mask` (the word is spoken and subtitled as ***… — a beep-free gap), `skip` (the sentence is left out), `stop` (the reply ends before it). The reason goes to the transcript and the outbox (`filtered`)."),
     key("vts_url", "VTS_URL", "", "VTube Studio's plugin API (`ws://127.0.0.1:8001`): the co-host's mouth moves the avatar's `MouthOpen` with the audio, and closes at STOP. Unset = off. The first connection asks VTube Studio to allow the plugin; the token is kept in `<data_dir>/vts-token`."),
     key("quick_ack_ms", "QUICK_ACK_MS", "0", "Quick acknowledgment: when no clause of the reply reached the voice this many ms after the input, a short filler in the reply's language (嗯……, えっと…, Hmm…) plays first; made once per voice at start, never stored or shown as the reply (`done.stats.quick_ack_ms`). 0 = off; 100–10000."),
     key("max_reply_seconds", "MAX_REPLY_SECONDS", "90", "Longest spoken reply (1–3600 s; 0 = no cap): the reply ends with the segment that reaches it, and its LLM request ends there (`done.stats.capped` = `duration`)."),
@@ -406,6 +408,11 @@ pub struct Config {
     pub first_clause_min_chars: usize,
     /// `MAX_REPLY_SECONDS`; `None`: no cap.
     pub max_reply_spoken: Option<Duration>,
+    /// `output_filter_words` with `output_filter_action` (`None`: no list).
+    pub output_filter: Option<(
+        std::sync::Arc<koto_core::output_filter::OutputFilter>,
+        koto_core::output_filter::FilterAction,
+    )>,
     /// `vts_url` ("" = off).
     pub vts_url: String,
     /// `quick_ack_ms` (`None`: off).
@@ -661,10 +668,10 @@ impl RawConfig {
             llm_max_retries: self.number("llm_max_retries", 0..=10, "")?,
             llm_chain: self.chain("llm_chain", crate::chains::check_llm)?,
             tts_chain: self.chain("tts_chain", crate::chains::check_tts)?,
-            breaker: crate::chains::breaker_policy(
-                self.number("breaker_failures", 1..=100, " failures")?,
-                self.seconds("breaker_cooldown_s", 0.1..=3600.0)?,
-            ),
+            breaker: koto_providers::failover::breaker::BreakerPolicy {
+                failures: self.number("breaker_failures", 1..=100, " failures")?,
+                cooldown: self.seconds("breaker_cooldown_s", 0.1..=3600.0)?,
+            },
             stm_context_turns: self.number("stm_context_turns", 0..=1000, " turns")?,
             system_prompt,
             mock_llm_token_ms: self.number("mock_llm_token_ms", 0..=600_000, " ms")?,
@@ -679,6 +686,17 @@ impl RawConfig {
             audio_lead: self.millis("audio_lead_ms", 0..=10_000)?,
             first_clause_wait: self.millis("first_clause_ms", 0..=10_000)?,
             first_clause_min_chars: self.number("first_clause_min_chars", 1..=24, " characters")?,
+            output_filter: {
+                let filter = koto_core::output_filter::OutputFilter::parse(
+                    &self.text("output_filter_words"),
+                )
+                .map_err(|error| self.invalid("output_filter_words", &error.to_string()))?;
+                let action = self
+                    .text("output_filter_action")
+                    .parse::<koto_core::output_filter::FilterAction>()
+                    .map_err(|error| self.invalid("output_filter_action", &error.to_string()))?;
+                (!filter.is_empty()).then(|| (std::sync::Arc::new(filter), action))
+            },
             vts_url: {
                 let url = self.text("vts_url").trim().to_owned();
                 if !url.is_empty() && !url.starts_with("ws://") && !url.starts_with("wss://") {

@@ -39,6 +39,8 @@ const ENGINE_KEYS: &[&str] = &[
     "first_clause_min_chars",
     "max_reply_seconds",
     "quick_ack_ms",
+    "output_filter_words",
+    "output_filter_action",
     "show_reasoning",
     "max_content_chars",
     "ltm_top_k",

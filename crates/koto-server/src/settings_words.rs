@@ -72,6 +72,8 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("first_clause_min_chars", Group::Advanced, "Shortest first phrase (CJK characters)"),
     ("max_reply_seconds", Group::Brain, "Longest spoken reply (s)"),
     ("vts_url", Group::Advanced, "VTube Studio API address"),
+    ("output_filter_words", Group::Brain, "Words never to say (comma-separated, /regex/)"),
+    ("output_filter_action", Group::Brain, "On a listed word (mask, skip, stop)"),
     ("quick_ack_ms", Group::Voice, "Quick \"hmm…\" after (ms, 0 = off)"),
     ("llm_reasoning_timeout", Group::Advanced, "LLM thinking time before the reply (s)"),
     ("show_reasoning", Group::Brain, "Show the LLM's thinking in the panel (dimmed)"),

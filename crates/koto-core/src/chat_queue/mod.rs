@@ -16,7 +16,7 @@ mod decision;
 mod properties;
 #[cfg(test)]
 mod tests;
-mod text;
+pub(crate) mod text;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

@@ -99,32 +99,39 @@ fn fold_for_words(text: &str) -> String {
     text.chars()
         .flat_map(char::to_lowercase)
         .map(fold_accent)
-        .map(|c| match c {
-            '0' => 'o',
-            '1' => 'i',
-            '3' => 'e',
-            '4' | '@' => 'a',
-            '5' | '$' => 's',
-            '7' => 't',
-            other => other,
-        })
+        .map(read_lookalike)
         .filter(|c| c.is_alphanumeric())
         .collect()
 }
 
-/// Latin letters with accents or pinyin tone marks → the bare letter (`ǎ` → `a`, `ü` → `u`).
-fn fold_accent(c: char) -> char {
+/// Digits and signs that stand in for letters (`5hab1`, `a$$`) → the letter.
+pub(crate) fn read_lookalike(c: char) -> char {
+    match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' | '@' => 'a',
+        '5' | '$' => 's',
+        '7' => 't',
+        other => other,
+    }
+}
+
+/// Latin letters with accents or pinyin tone marks → the bare letter (`ǎ` → `a`, `ü` → `u`,
+/// pinyin's rare `ê`, `ế`, `ǹ`, `ḿ` too). Shared with the output filter.
+pub(crate) fn fold_accent(c: char) -> char {
     match c {
         'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ǎ' | 'ă' | 'ą' => 'a',
-        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' | 'ę' => 'e',
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' | 'ę' | 'ế' | 'ề' => 'e',
         'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ǐ' => 'i',
         'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ō' | 'ǒ' | 'ø' => 'o',
         'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ǔ' | 'ǖ' | 'ǘ' | 'ǚ' | 'ǜ' => 'u',
-        'ñ' | 'ń' | 'ň' => 'n',
+        'ñ' | 'ń' | 'ň' | 'ǹ' => 'n',
         'ç' | 'č' => 'c',
         'š' | 'ś' => 's',
         'ž' | 'ź' | 'ż' => 'z',
         'ý' | 'ÿ' => 'y',
+        'ḿ' => 'm',
         other => other,
     }
 }

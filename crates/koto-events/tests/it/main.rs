@@ -115,6 +115,7 @@ pub fn turn_events(session: &SessionId, turn: u64, user: &str, reply: &str) -> V
         reply: reply.to_owned(),
         interrupted: false,
         error_code: None,
+        filtered: None,
         ts,
     };
     vec![

@@ -2,7 +2,7 @@
 //! defaults with secrets masked, `/health`, the last warnings and errors, where the logs are)
 //! and `POST /diagnostics/open-logs` (the log folder in the platform's file manager).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use axum::Json;
@@ -89,7 +89,7 @@ const OPENER: &str = if cfg!(windows) {
     "xdg-open"
 };
 
-fn open_folder(folder: &PathBuf) -> std::io::Result<()> {
+fn open_folder(folder: &Path) -> std::io::Result<()> {
     let mut child = Command::new(OPENER)
         .arg(folder)
         .stdin(Stdio::null())

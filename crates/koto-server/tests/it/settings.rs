@@ -632,3 +632,32 @@ async fn absurd_numbers_are_refused_naming_each_key_and_its_range() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_output_filter_with_an_invalid_pattern_is_refused_inline_and_a_valid_one_applies_at_once()
+ {
+    let app = serve(&[]).await;
+    let (status, body) = put(&app, json!({"output_filter_words": "傻逼, /x(/"})).await;
+    assert_eq!(status, 400, "{body}");
+    let reason = body["fields"]["output_filter_words"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("/x(/") && reason.contains("not a valid pattern"),
+        "the entry is named with the reason: {body}"
+    );
+    let (status, body) = put(&app, json!({"output_filter_action": "beep"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = put(
+        &app,
+        json!({"output_filter_words": "傻逼, /f+u+c+k/i", "output_filter_action": "skip"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let view = get(&app, "/settings").await;
+    assert!(
+        !keys(&view["pendingRestart"]).contains(&"output_filter_words"),
+        "applies to the next turn, no restart: {view}"
+    );
+    app.shutdown().await;
+}
