@@ -118,3 +118,24 @@ pub fn shape(events: &[TurnEvent]) -> Vec<String> {
         })
         .collect()
 }
+
+/// What `client` sees after a STOP: whether `STOP_ACK` came, and every frame after it (until
+/// the relay has been quiet for 500 ms).
+pub async fn frames_after_stop_ack(
+    client: &mut koto_relay::LiveClient,
+) -> (bool, Vec<koto_protocol::ingest::RelayFrame>) {
+    use koto_protocol::ingest::{ControlAction, RelayFrame};
+    let mut after_ack = Vec::new();
+    let mut acked = false;
+    while let Ok(Some(frame)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), client.recv()).await
+    {
+        let frame = frame.frame().clone();
+        if acked {
+            after_ack.push(frame);
+        } else if matches!(&frame, RelayFrame::Control(c) if c.action == ControlAction::StopAck) {
+            acked = true;
+        }
+    }
+    (acked, after_ack)
+}

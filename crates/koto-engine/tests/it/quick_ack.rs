@@ -157,18 +157,7 @@ async fn a_stop_during_the_filler_fences_it_and_nothing_is_heard() {
         .interrupt(&session("cut"), "user_interrupt")
         .await
         .expect("barge-in on");
-    let mut after_ack = Vec::new();
-    let mut acked = false;
-    while let Ok(Some(frame)) =
-        tokio::time::timeout(Duration::from_millis(500), client.recv()).await
-    {
-        let frame = frame.frame().clone();
-        if acked {
-            after_ack.push(frame);
-        } else if matches!(&frame, RelayFrame::Control(c) if c.action == ControlAction::StopAck) {
-            acked = true;
-        }
-    }
+    let (acked, after_ack) = crate::frames_after_stop_ack(&mut client).await;
     assert!(acked);
     assert!(
         !after_ack

@@ -145,18 +145,7 @@ async fn stop_mid_audio_leaks_no_chunk_after_stop_ack_and_stores_what_was_heard(
         .await
         .expect("barge-in on");
     assert_eq!(outcome.stopped, vec![TurnNo(0)]);
-    let mut after_ack = Vec::new();
-    let mut acked = false;
-    while let Ok(Some(frame)) =
-        tokio::time::timeout(Duration::from_millis(500), client.recv()).await
-    {
-        let frame = frame.frame().clone();
-        if acked {
-            after_ack.push(frame);
-        } else if matches!(&frame, RelayFrame::Control(c) if c.action == ControlAction::StopAck) {
-            acked = true;
-        }
-    }
+    let (acked, after_ack) = crate::frames_after_stop_ack(&mut client).await;
     assert!(acked, "clients were told STOP_ACK");
     assert!(
         !after_ack

@@ -4,26 +4,12 @@
 
 use koto_server::config::RawConfig;
 
-use serde_json::Value;
-
-use crate::{TestServer, serve};
-
-async fn get(app: &TestServer, path: &str) -> Value {
-    app.client
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(crate::TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use crate::serve;
 
 #[tokio::test]
 async fn a_test_tone_instead_of_a_voice_is_said_on_health() {
     let app = serve(&[("SYNC_TTS_STREAMING", "true"), ("TTS_PROVIDER", "mock")]).await;
-    let health = get(&app, "/health").await;
+    let health = app.health().await;
     assert_eq!(health["tts"]["provider"], "mock", "{health}");
     let warning = health["tts"]["warning"].as_str().expect("a warning");
     assert!(
@@ -45,7 +31,7 @@ async fn espeak_ng_at_a_configured_path_is_a_voice_without_a_warning() {
         ("ESPEAK_BINARY", "/usr/bin/espeak-ng"),
     ])
     .await;
-    let health = get(&app, "/health").await;
+    let health = app.health().await;
     assert_eq!(health["tts"]["provider"], "espeak-ng", "{health}");
     assert!(health["tts"]["warning"].is_null(), "{health}");
     app.shutdown().await;

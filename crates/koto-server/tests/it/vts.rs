@@ -1,4 +1,5 @@
-//! `VTS_URL`: a spoken reply moves VTube Studio's `MouthOpen` and closes it when the audio ends;
+//! `VTS_URL`: a spoken reply moves VTube Studio's `MouthOpen` and closes it when the audio ends
+//! or at a STOP;
 //! the connection state is on `/health`; a VTube Studio that is not running changes nothing
 //! for the turn. Against a loopback fake speaking the plugin API's JSON envelope.
 
@@ -138,6 +139,69 @@ async fn a_spoken_reply_moves_the_avatars_mouth_and_closes_it_at_the_end() {
             .iter()
             .all(|v| (0.0..=1.0).contains(v)),
         "bounded 0..1"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stop_closes_the_avatars_mouth_and_keeps_it_closed() {
+    let (url, values) = fake_vts().await;
+    // A long reply, so the STOP lands while the co-host speaks.
+    let llm = FakeOpenAi::start(FakeScript::always(FakeResponse::tokens([
+        "This is a long answer that goes on. ",
+        "It keeps going for quite a while. ",
+        "And then it goes on some more.",
+    ])))
+    .await;
+    let base_url = llm.base_url();
+    let app = serve(&[
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("VTS_URL", url.as_str()),
+    ])
+    .await;
+    let request = app
+        .post("/chat/stream")
+        .json(&json!({"sessionId":"vts-stop","content":"talk"}));
+    let turn = tokio::spawn(async move { read_sse(request.send().await.unwrap()).await });
+    let opened = poll(
+        || values.lock().unwrap().iter().position(|v| *v > 0.05),
+        "the mouth to open while the reply plays",
+    )
+    .await;
+    let status = app
+        .post("/control/stop")
+        .json(&json!({"sessionId": "vts-stop"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let closed = poll(
+        || {
+            let values = values.lock().unwrap();
+            values[opened..]
+                .iter()
+                .position(|v| *v == 0.0)
+                .map(|at| at + opened)
+        },
+        "the mouth to close after the STOP",
+    )
+    .await;
+    let frames = turn.await.unwrap();
+    assert!(
+        frames.iter().any(|f| f.event == "control"),
+        "the turn was stopped"
+    );
+    // Keep-alives go on while connected: none of them may open the mouth again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after: Vec<f64> = values.lock().unwrap()[closed..].to_vec();
+    assert!(after.len() > 1, "keep-alives were sent: {after:?}");
+    assert!(
+        after.iter().all(|v| *v == 0.0),
+        "closed at STOP and kept closed: {after:?}"
     );
     app.shutdown().await;
 }
