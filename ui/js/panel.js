@@ -16,6 +16,7 @@ import { Setup } from './setup.js';
 import { StatusBar } from './status.js';
 import { takeToken } from './token.js';
 import { Transcript } from './transcript.js';
+import { VetoBar } from './veto.js';
 
 /** A STOP over the socket not answered (STOP or STOP_ACK) within this goes over HTTP too. */
 const STOP_FALLBACK_MS = 400;
@@ -147,6 +148,7 @@ showSession(sessions.current);
 
 // ---- live socket -------------------------------------------------------------------------
 
+const veto = new VetoBar(api, $('dock-extra'));
 const live = new LiveSocket({
   token,
   audio: false,
@@ -186,6 +188,7 @@ const live = new LiveSocket({
       player.play(frame.sessionId, frame.turn, frame.samples, frame.sampleRate ?? 24000);
     }
     chat.apply(frame);
+    veto.apply(frame);
     const touched = transcript.apply(frame);
     if (frame.type === 'CONTROL' && frame.action === 'STOP_ACK' && touched) {
       settleInterrupted(frame.sessionId, touched.turn);

@@ -104,6 +104,7 @@ fn apply(player: &Player, frame: &LiveFrame) {
         | RelayFrame::MicLevel(_)
         | RelayFrame::AsrPartial(_)
         | RelayFrame::VoiceDropped(_)
-        | RelayFrame::ChatDecision(_) => {}
+        | RelayFrame::ChatDecision(_)
+        | RelayFrame::VetoPending(_) => {}
     }
 }

@@ -289,6 +289,7 @@ impl Engine {
             max_spoken: profile.config.max_reply_spoken,
             capped: CancellationToken::new(),
             quick_ack,
+            veto_window: profile.config.veto_window,
         };
         Some(TurnSpeech::start(
             profile.config.segmenter.clone(),

@@ -66,6 +66,9 @@ pub struct EngineConfig {
     /// `OUTPUT_FILTER_WORDS` (`None`: no filter) and what a hit does (`OUTPUT_FILTER_ACTION`),
     /// applied to each segment before it is synthesised.
     pub output_filter: Option<(Arc<OutputFilter>, FilterAction)>,
+    /// `VETO_WINDOW_MS`: the reply's first line is held this long (from when it was cut, that
+    /// is shown on the panel) before it is heard, for the streamer's veto; `None`: off.
+    pub veto_window: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             show_reasoning: false,
             quick_ack_after: None,
             output_filter: None,
+            veto_window: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use koto_core::lang::{DefaultLang, speech_lang};
 use koto_core::segmenter::Segment;
 use koto_core::tts::{AudioChunk, TtsRequest, Voice};
 use koto_core::{ProviderError, SessionId, TurnNo};
-use koto_protocol::ingest::{SegmentInfo, SpeechChunk, Viseme};
+use koto_protocol::ingest::{RelayFrame, SegmentInfo, SpeechChunk, VetoPendingFrame, Viseme};
 use koto_relay::{EndReceipt, Ingested, Producer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -49,6 +49,8 @@ pub(crate) struct Speaker {
     pub capped: CancellationToken,
     /// `QUICK_ACK_MS`: the filler, and when it plays if no segment came by then.
     pub quick_ack: Option<(Instant, Arc<[AudioChunk]>)>,
+    /// `VETO_WINDOW_MS`: how long the first line waits, shown, before it is heard.
+    pub veto_window: Option<std::time::Duration>,
 }
 
 /// Where each segment's audio landed in the turn's chunk sequence.
@@ -77,6 +79,8 @@ pub(crate) struct SpeechReport {
 
 struct Synthesis {
     segment: Segment,
+    /// When the segment reached the speaker (its text was already on the panel).
+    queued_at: Instant,
     chunks: mpsc::Receiver<Result<AudioChunk, ProviderError>>,
     /// Dropping it aborts the task, which drops the provider's stream: synthesis stops.
     task: AbortOnDropHandle<()>,
@@ -163,6 +167,14 @@ impl Speaker {
                             index: current.segment.index,
                             text: current.segment.text.clone(),
                         });
+                        if first_of_segment
+                            && report.first_audio_at.is_none()
+                            && let Some(window) = self.veto_window
+                            && !self.hold_for_veto(&current.segment, current.queued_at + window).await
+                        {
+                            // Vetoed (or stopped) before a sound of it was heard.
+                            return report;
+                        }
                         if first_of_segment {
                             self.log_spoken(|log| log.push(SpokenSegment {
                                 text: current.segment.text.clone(),
@@ -228,6 +240,26 @@ impl Speaker {
         report
     }
 
+    /// Shows the first line to the panel (`VETO_PENDING`) and waits until `until`; false when
+    /// the turn was stopped meanwhile (a veto is a STOP with reason `vetoed`).
+    async fn hold_for_veto(&self, segment: &Segment, until: Instant) -> bool {
+        let window_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+        let pending = RelayFrame::VetoPending(VetoPendingFrame {
+            session_id: self.session.clone(),
+            turn: self.turn,
+            text: segment.text.clone(),
+            window_ms,
+        });
+        if !self.slot.is_fenced(self.turn) {
+            let _ = self.producer.send(pending).await;
+        }
+        tokio::select! {
+            biased;
+            _ = self.token.cancelled() => false,
+            () = tokio::time::sleep_until(until) => !self.slot.is_fenced(self.turn),
+        }
+    }
+
     async fn send_end(&self) -> Option<EndReceipt> {
         if self.slot.is_fenced(self.turn) || self.token.is_cancelled() {
             return None;
@@ -260,6 +292,7 @@ impl Speaker {
         });
         Synthesis {
             segment,
+            queued_at: Instant::now(),
             chunks: rx,
             task: AbortOnDropHandle::new(task),
         }

@@ -116,6 +116,19 @@ pub struct ReasoningDeltaFrame {
     pub content: String,
 }
 
+/// `VETO_WINDOW_MS`: the reply's first line waits this long before it is heard, so the streamer
+/// can veto it (a STOP with reason `vetoed`). For the panel; the overlay never gets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VetoPendingFrame {
+    pub session_id: SessionId,
+    pub turn: TurnNo,
+    /// The line as it will be subtitled.
+    pub text: String,
+    /// How long from now until its audio starts.
+    pub window_ms: u64,
+}
+
 /// A frame on `/ws/ingest` or `/ws/live`, tagged by `type`. Producers send `SPEECH_CHUNK`,
 /// `CONTROL` (END, STOP_ACK) and may send `USER_INPUT`/`TEXT_DELTA`/`REASONING_DELTA`; clients
 /// receive all of them.
@@ -133,6 +146,8 @@ pub enum RelayFrame {
     VoiceDropped(crate::voice::VoiceDroppedFrame),
     /// Live chat: a message picked, dropped or retracted, with why (engine → clients).
     ChatDecision(crate::live_chat::ChatDecisionFrame),
+    /// The first line of a reply, held for the streamer's veto (engine → the panel).
+    VetoPending(VetoPendingFrame),
 }
 
 impl RelayFrame {
@@ -147,6 +162,7 @@ impl RelayFrame {
             RelayFrame::AsrPartial(partial) => &partial.session_id,
             RelayFrame::VoiceDropped(dropped) => &dropped.session_id,
             RelayFrame::ChatDecision(decision) => &decision.session_id,
+            RelayFrame::VetoPending(pending) => &pending.session_id,
         }
     }
 }

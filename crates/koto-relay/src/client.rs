@@ -70,6 +70,8 @@ impl ClientFilter {
             (RelayFrame::ChatDecision(decision), ClientRole::Overlay) => {
                 decision.decision != "dropped"
             }
+            // A line held for the streamer's veto is not for the stream's eyes.
+            (RelayFrame::VetoPending(_), ClientRole::Overlay) => false,
             _ => true,
         }
     }

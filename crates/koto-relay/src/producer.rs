@@ -168,7 +168,8 @@ impl Producer {
             other @ (RelayFrame::UserInput(_)
             | RelayFrame::TextDelta(_)
             | RelayFrame::ReasoningDelta(_)
-            | RelayFrame::ChatDecision(_)) => self.forward(other),
+            | RelayFrame::ChatDecision(_)
+            | RelayFrame::VetoPending(_)) => self.forward(other),
             // The app's own microphone publishes these (`Relay::publish`); a producer that
             // sends them must not become the session's owner by it.
             RelayFrame::MicLevel(_) | RelayFrame::AsrPartial(_) | RelayFrame::VoiceDropped(_) => {

@@ -105,6 +105,7 @@ pub const KEYS: &[KeySpec] = &[
     key("output_filter_words", "OUTPUT_FILTER_WORDS", "", "Words the co-host must not say, comma- or line-separated, checked on each sentence before it is spoken: a word also catches its spaced, leetspeak, pinyin (傻逼 ↔ shabi) and romaji (ばか ↔ baka) forms; `/regex/` or `/regex/i` for a pattern. An invalid pattern is refused."),
     key("output_filter_action", "OUTPUT_FILTER_ACTION", "mask", "What a hit does: `mask` (the word is spoken and subtitled as ***… — a beep-free gap), `skip` (the sentence is left out), `stop` (the reply ends before it). The reason goes to the transcript and the outbox (`filtered`)."),
     key("vts_url", "VTS_URL", "", "VTube Studio's plugin API (`ws://127.0.0.1:8001`): the co-host's mouth moves the avatar's `MouthOpen` with the audio, and closes at STOP. Unset = off. The first connection asks VTube Studio to allow the plugin; the token is kept in `<data_dir>/vts-token`."),
+    key("veto_window_ms", "VETO_WINDOW_MS", "0", "Veto window: the reply's first line is shown on the panel this many ms before it is heard (200–10000; 0 = off), with a countdown and a Veto button that drops it unheard (stored as `vetoed`). Later lines are not held; a STOP still cuts them."),
     key("quick_ack_ms", "QUICK_ACK_MS", "0", "Quick acknowledgment: when no clause of the reply reached the voice this many ms after the input, a short filler in the reply's language (嗯……, えっと…, Hmm…) plays first; made once per voice at start, never stored or shown as the reply (`done.stats.quick_ack_ms`). 0 = off; 100–10000."),
     key("max_reply_seconds", "MAX_REPLY_SECONDS", "90", "Longest spoken reply (1–3600 s; 0 = no cap): the reply ends with the segment that reaches it, and its LLM request ends there (`done.stats.capped` = `duration`)."),
     key("edge_tts_endpoint", "EDGE_TTS_ENDPOINT", "", "Edge read-aloud WebSocket URL (default: Microsoft's)."),
@@ -415,6 +416,8 @@ pub struct Config {
     )>,
     /// `vts_url` ("" = off).
     pub vts_url: String,
+    /// `veto_window_ms` (`None`: off).
+    pub veto_window: Option<Duration>,
     /// `quick_ack_ms` (`None`: off).
     pub quick_ack_after: Option<Duration>,
     /// `SHOW_REASONING`.
@@ -707,12 +710,22 @@ impl RawConfig {
                 }
                 url
             },
+            veto_window: match self.number::<u64>("veto_window_ms", 0..=10_000, " ms")? {
+                0 => None,
+                ms if ms < 200 => {
+                    return Err(self.invalid(
+                        "veto_window_ms",
+                        "expected 0 (off) or 200 to 10000 ms: a shorter window leaves no time to read the line",
+                    ));
+                }
+                ms => Some(Duration::from_millis(ms)),
+            },
             quick_ack_after: match self.number::<u64>("quick_ack_ms", 0..=10_000, " ms")? {
                 0 => None,
                 ms if ms < 100 => {
                     return Err(self.invalid(
                         "quick_ack_ms",
-                        "use 0 (off) or 100 ms or more: a filler sooner than that talks over a reply that is already on its way",
+                        "expected 0 (off) or 100 to 10000 ms: a filler sooner than that talks over a reply already on its way",
                     ));
                 }
                 ms => Some(Duration::from_millis(ms)),

@@ -41,6 +41,7 @@ const ENGINE_KEYS: &[&str] = &[
     "quick_ack_ms",
     "output_filter_words",
     "output_filter_action",
+    "veto_window_ms",
     "show_reasoning",
     "max_content_chars",
     "ltm_top_k",

@@ -362,6 +362,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         max_reply_spoken: config.max_reply_spoken,
         quick_ack_after: config.quick_ack_after,
         output_filter: config.output_filter.clone(),
+        veto_window: config.veto_window,
         show_reasoning: config.show_reasoning,
         flags: Flags {
             sync_core: config.enable_sync_core,

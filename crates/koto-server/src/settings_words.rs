@@ -74,6 +74,7 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("vts_url", Group::Advanced, "VTube Studio API address"),
     ("output_filter_words", Group::Brain, "Words never to say (comma-separated, /regex/)"),
     ("output_filter_action", Group::Brain, "On a listed word (mask, skip, stop)"),
+    ("veto_window_ms", Group::Brain, "Veto window before the first line (ms, 0 = off)"),
     ("quick_ack_ms", Group::Voice, "Quick \"hmm…\" after (ms, 0 = off)"),
     ("llm_reasoning_timeout", Group::Advanced, "LLM thinking time before the reply (s)"),
     ("show_reasoning", Group::Brain, "Show the LLM's thinking in the panel (dimmed)"),

@@ -8,6 +8,7 @@ mod output_filter;
 mod quick_ack;
 mod speech;
 mod turns;
+mod veto;
 
 use std::sync::Arc;
 

@@ -156,6 +156,7 @@ impl FrameContext {
                 (None, None)
             }
             RelayFrame::ChatDecision(_) => (None, None),
+            RelayFrame::VetoPending(pending) => (Some(pending.turn), None),
         };
         FrameContext {
             session_id: frame.session_id().clone(),

@@ -1,4 +1,6 @@
 //! `POST /control/stop` `{"sessionId":"…"}` → `{"ok":true}`: the push-to-interrupt button over HTTP.
+//! `"reason":"vetoed"` is the panel's Veto button (`VETO_WINDOW_MS`): the same STOP, recorded as
+//! a vetoed line.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -14,6 +16,9 @@ use crate::routes::read_json;
 #[serde(rename_all = "camelCase")]
 struct StopRequest {
     session_id: String,
+    /// `user_interrupt` (the default) or `vetoed`.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,7 +35,17 @@ pub async fn stop(
     let body: StopRequest = read_json(request.into_body(), state.max_body_bytes).await?;
     let session = SessionId::parse(&body.session_id)
         .map_err(|error| AppError::bad_request(ErrorCode::InvalidSessionId, error.to_string()))?;
-    let outcome = state.engine.interrupt(&session, "user_interrupt").await?;
+    let reason = match body.reason.as_deref() {
+        None | Some("user_interrupt") => "user_interrupt",
+        Some("vetoed") => "vetoed",
+        Some(other) => {
+            return Err(AppError::bad_request(
+                ErrorCode::InvalidRequest,
+                format!("unknown STOP reason {other:?}: use user_interrupt or vetoed"),
+            ));
+        }
+    };
+    let outcome = state.engine.interrupt(&session, reason).await?;
     Ok(Json(StopAnswer {
         ok: true,
         stopped: outcome.stopped,

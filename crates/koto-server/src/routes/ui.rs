@@ -68,6 +68,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/status.js", JS),
     asset!("js/token.js", JS),
     asset!("js/transcript.js", JS),
+    asset!("js/veto.js", JS),
 ];
 
 fn find(path: &str) -> Option<&'static Asset> {
