@@ -290,3 +290,41 @@ async fn overlays_get_chat_picks_and_retractions_but_not_the_flood_of_drops() {
         "the overlay only shows what is answered"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_line_held_for_the_veto_reaches_the_panel_and_never_an_overlay() {
+    use koto_protocol::ingest::VetoPendingFrame;
+    let relay = Relay::new(RelayConfig::default());
+    let mut overlay = relay.subscribe(ClientFilter {
+        role: ClientRole::Overlay,
+        ..ClientFilter::default()
+    });
+    let mut panel = relay.subscribe(ClientFilter {
+        role: ClientRole::Panel,
+        ..ClientFilter::default()
+    });
+    let (engine, _stops) = relay.attach_producer(true);
+    engine
+        .send(RelayFrame::VetoPending(VetoPendingFrame {
+            session_id: sid("veto"),
+            turn: koto_core::TurnNo(0),
+            text: "Something risky.".into(),
+            window_ms: 1500,
+        }))
+        .await
+        .expect("forwarded");
+    let held = |client: &mut koto_relay::LiveClient| {
+        let mut lines = Vec::new();
+        while let Ok(Some(frame)) = client.try_recv() {
+            if let RelayFrame::VetoPending(pending) = frame.frame() {
+                lines.push(pending.text.clone());
+            }
+        }
+        lines
+    };
+    assert_eq!(held(&mut panel), ["Something risky."]);
+    assert!(
+        held(&mut overlay).is_empty(),
+        "the stream never sees a held line"
+    );
+}
