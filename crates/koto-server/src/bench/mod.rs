@@ -16,6 +16,7 @@ mod audio_cpu;
 mod chat;
 mod local_llm;
 mod piper;
+mod safety;
 mod speech;
 mod voice;
 
@@ -111,6 +112,10 @@ pub struct BenchArgs {
     /// Run only the chat flood.
     #[arg(long)]
     pub chat_only: bool,
+    /// Turns per case of the "keep talking, safely" benchmark (veto window, quick
+    /// acknowledgment); 0 skips it. Runs alone (with the table of nothing else).
+    #[arg(long, default_value_t = 0)]
+    pub safety_turns: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +192,15 @@ async fn outbox_bench(_events: usize) -> anyhow::Result<OutboxBench> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.safety_turns > 0 {
+        let scenarios = safety::run(args.safety_turns).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&scenarios)?);
+        } else {
+            safety::print(&scenarios);
+        }
+        return Ok(());
+    }
     if args.chat_only {
         let flood = chat::run(args.chat_rate, args.chat_seconds.max(1)).await?;
         if args.json {
