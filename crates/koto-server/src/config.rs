@@ -1579,6 +1579,7 @@ mod tidy {
         ),
         ("STOP_ACK", "a wire frame"),
         ("CHAT_DECISION", "a wire frame"),
+        ("VETO_PENDING", "a wire frame (VETO_WINDOW_MS)"),
         ("FORGET_CONSUMERS_IDLE", "a constant"),
         ("TCP_NODELAY", "a socket option"),
         ("MAX_MESSAGE_BYTES", "a constant (routes/ws.rs)"),
