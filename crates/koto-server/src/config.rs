@@ -616,6 +616,24 @@ impl RawConfig {
         }
     }
 
+    /// A millisecond key where 0 is off and anything else is `min`..=10000 ms (`why` says what
+    /// a shorter one would do).
+    fn off_or_ms(
+        &self,
+        key: &'static str,
+        min: u64,
+        why: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match self.number::<u64>(key, 0..=10_000, " ms")? {
+            0 => Ok(None),
+            ms if ms < min => Err(self.invalid(
+                key,
+                &format!("expected 0 (off) or {min} to 10000 ms: {why}"),
+            )),
+            ms => Ok(Some(Duration::from_millis(ms))),
+        }
+    }
+
     /// A failover chain key: its JSON entries, checked.
     fn chain<T: for<'de> serde::Deserialize<'de>>(
         &self,
@@ -710,26 +728,16 @@ impl RawConfig {
                 }
                 url
             },
-            veto_window: match self.number::<u64>("veto_window_ms", 0..=10_000, " ms")? {
-                0 => None,
-                ms if ms < 200 => {
-                    return Err(self.invalid(
-                        "veto_window_ms",
-                        "expected 0 (off) or 200 to 10000 ms: a shorter window leaves no time to read the line",
-                    ));
-                }
-                ms => Some(Duration::from_millis(ms)),
-            },
-            quick_ack_after: match self.number::<u64>("quick_ack_ms", 0..=10_000, " ms")? {
-                0 => None,
-                ms if ms < 100 => {
-                    return Err(self.invalid(
-                        "quick_ack_ms",
-                        "expected 0 (off) or 100 to 10000 ms: a filler sooner than that talks over a reply already on its way",
-                    ));
-                }
-                ms => Some(Duration::from_millis(ms)),
-            },
+            veto_window: self.off_or_ms(
+                "veto_window_ms",
+                200,
+                "a shorter window leaves no time to read the line",
+            )?,
+            quick_ack_after: self.off_or_ms(
+                "quick_ack_ms",
+                100,
+                "a filler sooner than that talks over a reply already on its way",
+            )?,
             max_reply_spoken: match self.number::<u64>("max_reply_seconds", 0..=3600, " s")? {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
