@@ -156,13 +156,22 @@ test('first run: a setup that can be skipped, reopened and walked through', asyn
   assert.match(await panel.page.inputValue('#setup-persona-prompt'), /ハナ/);
   await panel.page.fill('#setup-persona-style', '元気でゲームが大好き。');
   assert.match(await panel.page.inputValue('#setup-persona-prompt'), /ゲームが大好き/, 'the prompt follows the edit');
+  // A character's own quick "hmm…": refused inline when too short, saved in its file, applied with it.
+  assert.equal(await panel.page.inputValue('#setup-persona-quick-ack'), '', 'a preset keeps the global setting');
+  await panel.page.fill('#setup-persona-quick-ack', '50');
+  await panel.page.click('#setup-persona-save');
+  await waitText(panel.page, 'setup-persona-result', /quick_ack_ms is 50: expected 0 \(off\) or 100 to 10000 ms/);
+  await panel.page.fill('#setup-persona-quick-ack', '400');
   await panel.page.click('#setup-persona-save');
   await waitText(panel.page, 'setup-persona-result', /Saved as personas\/hana\.toml/);
-  assert.match(readFileSync(join(personas, 'hana.toml'), 'utf8'), /ゲームが大好き/);
+  const hanaFile = readFileSync(join(personas, 'hana.toml'), 'utf8');
+  assert.match(hanaFile, /ゲームが大好き/);
+  assert.match(hanaFile, /^quick_ack_ms = 400$/m);
   await screenshot(panel.page, 'setup-character');
   await panel.page.click('#setup-next');
   await panel.page.waitForSelector('[data-step="obs"]:not([hidden])', { timeout: WAIT_MS });
   assert.match(await saved('system_prompt'), /ハナ/);
+  assert.equal(String(await saved('quick_ack_ms')), '400', "the character's quick acknowledgment came with it");
 
   // 5. OBS: the URL and a live preview.
   const url = await panel.page.inputValue('#setup-overlay-url');

@@ -205,7 +205,12 @@ export class Setup {
       case 'character': {
         const prompt = $('setup-persona-prompt').value.trim();
         if (!prompt) return true;
-        return this.put({ system_prompt: prompt }, $('setup-persona-result'));
+        // A character's own quick "hmm…" comes with it; an empty field keeps the global one.
+        const quickAck = this.personaQuickAck();
+        return this.put(
+          { system_prompt: prompt, quick_ack_ms: quickAck === null ? undefined : String(quickAck) },
+          $('setup-persona-result'),
+        );
       }
       default:
         return true;
@@ -388,6 +393,7 @@ export class Setup {
     $('setup-persona-lang').value = persona.lang;
     $('setup-persona-style').value = persona.style;
     $('setup-persona-prompt').value = persona.systemPrompt;
+    $('setup-persona-quick-ack').value = persona.quickAckMs ?? '';
     this.promptEdited = false;
     for (const button of $('setup-personas').children) {
       button.setAttribute('aria-pressed', String(button.dataset.persona === persona.id));
@@ -405,6 +411,12 @@ export class Setup {
       `You are ${name}, a co-host on a live stream. ${$('setup-persona-style').value.trim()}${lang} Keep replies short and natural: they are read aloud.`;
   }
 
+  /** The persona form's quick acknowledgment: a whole number of ms, or null (the global setting). */
+  personaQuickAck() {
+    const text = $('setup-persona-quick-ack').value.trim();
+    return text === '' ? null : Math.round(Number(text));
+  }
+
   async savePersona() {
     const result = $('setup-persona-result');
     const name = $('setup-persona-name').value.trim();
@@ -415,6 +427,7 @@ export class Setup {
         lang: $('setup-persona-lang').value,
         style: $('setup-persona-style').value.trim(),
         system_prompt: $('setup-persona-prompt').value.trim(),
+        ...(this.personaQuickAck() === null ? {} : { quick_ack_ms: this.personaQuickAck() }),
       });
       say(result, `Saved as ${answer.file} in the data folder.`, 'ok');
       this.observe({ kind: 'persona-saved', file: answer.file });

@@ -86,7 +86,7 @@ pub const KEYS: &[KeySpec] = &[
     key("llm_max_retries", "LLM_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx — only before the first token (never mid-reply); 0–10."),
     key("stm_context_turns", "STM_CONTEXT_TURNS", "20", "How many earlier turns of the session go into the prompt (0–1000)."),
     key("system_prompt", "SYSTEM_PROMPT", "You are Kotodama, a friendly co-host on a live stream. Answer briefly and naturally, in the language you are spoken to; your words are read aloud.", "The persona / system prompt."),
-    key("persona_file", "PERSONA_FILE", "", "A text file whose content replaces system_prompt."),
+    key("persona_file", "PERSONA_FILE", "", "A text file whose content replaces system_prompt, or a persona `.toml` (as the panel saves in personas/): its prompt replaces system_prompt and its own quick_ack_ms, when it has one, replaces quick_ack_ms."),
     key("mock_llm_token_ms", "MOCK_LLM_TOKEN_MS", "25", "Delay between the mock LLM's tokens, in ms (0–600000)."),
     key("max_content_chars", "MAX_CONTENT_CHARS", "4000", "Longest accepted input, in characters (1–1000000)."),
     key("max_body_bytes", "MAX_BODY_BYTES", "65536", "Largest accepted request body, in bytes (1024–1073741824)."),
@@ -106,7 +106,7 @@ pub const KEYS: &[KeySpec] = &[
     key("output_filter_action", "OUTPUT_FILTER_ACTION", "mask", "What a hit does: `mask` (the word is spoken and subtitled as ***… — a beep-free gap), `skip` (the sentence is left out), `stop` (the reply ends before it). The reason goes to the transcript and the outbox (`filtered`)."),
     key("vts_url", "VTS_URL", "", "VTube Studio's plugin API (`ws://127.0.0.1:8001`): the co-host's mouth moves the avatar's `MouthOpen` with the audio, and closes at STOP. Unset = off. The first connection asks VTube Studio to allow the plugin; the token is kept in `<data_dir>/vts-token`."),
     key("veto_window_ms", "VETO_WINDOW_MS", "0", "Veto window: the reply's first line is shown on the panel this many ms before it is heard (200–10000; 0 = off), with a countdown and a Veto button that drops it unheard (stored as `vetoed`). Later lines are not held; a STOP still cuts them."),
-    key("quick_ack_ms", "QUICK_ACK_MS", "0", "Quick acknowledgment: when no clause of the reply reached the voice this many ms after the input, a short filler in the reply's language (嗯……, えっと…, Hmm…) plays first; made once per voice at start, never stored or shown as the reply (`done.stats.quick_ack_ms`). 0 = off; 100–10000."),
+    key("quick_ack_ms", "QUICK_ACK_MS", "0", "Quick acknowledgment: when no clause of the reply reached the voice this many ms after the input, a short filler in the reply's language (嗯……, えっと…, Hmm…) plays first; made once per voice at start, never stored or shown as the reply (`done.stats.quick_ack_ms`). 0 = off; 100–10000. A persona file may set its own."),
     key("max_reply_seconds", "MAX_REPLY_SECONDS", "90", "Longest spoken reply (1–3600 s; 0 = no cap): the reply ends with the segment that reaches it, and its LLM request ends there (`done.stats.capped` = `duration`)."),
     key("edge_tts_endpoint", "EDGE_TTS_ENDPOINT", "", "Edge read-aloud WebSocket URL (default: Microsoft's)."),
     key("openai_tts_base_url", "OPENAI_TTS_BASE_URL", "", "Base URL for /audio/speech (default: OPENAI_BASE_URL)."),
@@ -290,6 +290,17 @@ fn invalid_sentence(key: &str, env: &str, value: &str, reason: &str, origin: &So
         format!("The setting {key} = {value:?} (from {from}) cannot be used: {reason}.")
     }
 }
+
+/// What `persona_file` holds.
+enum PersonaFile {
+    None,
+    /// A text file: the system prompt itself.
+    Prompt(String),
+    /// A persona TOML: its prompt and the settings it carries.
+    Character(crate::persona::Persona),
+}
+
+const QUICK_ACK_WHY: &str = "a filler sooner than that talks over a reply already on its way";
 
 /// An IO error in words a person acts on.
 pub fn io_reason(error: &std::io::Error) -> String {
@@ -634,6 +645,25 @@ impl RawConfig {
         }
     }
 
+    /// `persona_file`: a `.toml` persona (its prompt and its own settings) or a text file whose
+    /// content is the prompt.
+    fn persona(&self) -> Result<PersonaFile, ConfigError> {
+        let Some(path) = self.optional::<PathBuf>("persona_file")? else {
+            return Ok(PersonaFile::None);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            let reason = format!("cannot read {}: {}", path.display(), io_reason(&error));
+            self.invalid("persona_file", &reason)
+        })?;
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            let shown = path.display().to_string();
+            return crate::persona::parse_persona(&text, &shown)
+                .map(PersonaFile::Character)
+                .map_err(|reason| self.invalid("persona_file", &reason));
+        }
+        Ok(PersonaFile::Prompt(text))
+    }
+
     /// A failover chain key: its JSON entries, checked.
     fn chain<T: for<'de> serde::Deserialize<'de>>(
         &self,
@@ -652,12 +682,20 @@ impl RawConfig {
     }
 
     pub fn build(&self) -> Result<Config, ConfigError> {
-        let system_prompt = match self.optional::<PathBuf>("persona_file")? {
-            Some(path) => std::fs::read_to_string(&path).map_err(|error| {
-                let reason = format!("cannot read {}: {}", path.display(), io_reason(&error));
-                self.invalid("persona_file", &reason)
-            })?,
-            None => self.text("system_prompt"),
+        let persona = self.persona()?;
+        let system_prompt = match &persona {
+            PersonaFile::Prompt(prompt) => prompt.clone(),
+            PersonaFile::Character(persona) => persona.prompt(),
+            PersonaFile::None => self.text("system_prompt"),
+        };
+        let global_quick_ack = self.off_or_ms(
+            "quick_ack_ms",
+            crate::persona::QUICK_ACK_MIN_MS,
+            QUICK_ACK_WHY,
+        )?;
+        let quick_ack_after = match &persona {
+            PersonaFile::Character(persona) => persona.quick_ack().unwrap_or(global_quick_ack),
+            _ => global_quick_ack,
         };
         let mut config = Config {
             bind: parse_bind(&self.text("bind")).map_err(|reason| self.invalid("bind", &reason))?,
@@ -733,11 +771,7 @@ impl RawConfig {
                 200,
                 "a shorter window leaves no time to read the line",
             )?,
-            quick_ack_after: self.off_or_ms(
-                "quick_ack_ms",
-                100,
-                "a filler sooner than that talks over a reply already on its way",
-            )?,
+            quick_ack_after,
             max_reply_spoken: match self.number::<u64>("max_reply_seconds", 0..=3600, " s")? {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
@@ -1257,6 +1291,53 @@ mod tests {
                 .map(|(_, value)| value.to_string())
         });
         raw.build()
+    }
+
+    #[test]
+    fn a_persona_toml_sets_the_prompt_and_its_quick_acknowledgment() {
+        let dir = tempfile::tempdir().unwrap();
+        let chatty = dir.path().join("kira.toml");
+        std::fs::write(
+            &chatty,
+            "name = \"Kira\"\nlang = \"en\"\nquick_ack_ms = 300\n",
+        )
+        .unwrap();
+        let plain = dir.path().join("hana.toml");
+        std::fs::write(&plain, "name = \"Hana\"\n").unwrap();
+        let text = dir.path().join("prompt.txt");
+        std::fs::write(&text, "You are a plain prompt.").unwrap();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+
+        let config = build(
+            "",
+            &[("PERSONA_FILE", &path(&chatty)), ("QUICK_ACK_MS", "0")],
+        )
+        .unwrap();
+        assert!(
+            config.system_prompt.starts_with("You are Kira"),
+            "{}",
+            config.system_prompt
+        );
+        assert_eq!(config.quick_ack_after, Some(Duration::from_millis(300)));
+        // A persona without its own value keeps the global one; a text file is the prompt alone.
+        let config = build(
+            "",
+            &[("PERSONA_FILE", &path(&plain)), ("QUICK_ACK_MS", "700")],
+        )
+        .unwrap();
+        assert_eq!(config.quick_ack_after, Some(Duration::from_millis(700)));
+        let config = build(
+            "",
+            &[("PERSONA_FILE", &path(&text)), ("QUICK_ACK_MS", "700")],
+        )
+        .unwrap();
+        assert_eq!(config.system_prompt, "You are a plain prompt.");
+        assert_eq!(config.quick_ack_after, Some(Duration::from_millis(700)));
+        // A broken persona is a start error on persona_file that names the file and its line.
+        std::fs::write(&plain, "name = \"Hana\"\nquick_ack_ms = \"soon\"\n").unwrap();
+        let error = build("", &[("PERSONA_FILE", &path(&plain))]).expect_err("broken");
+        assert_eq!(error.key(), Some("persona_file"));
+        assert!(error.to_string().contains("hana.toml, line 2"), "{error}");
     }
 
     #[test]

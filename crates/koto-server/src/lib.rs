@@ -14,6 +14,7 @@ pub mod error;
 pub mod live_chat;
 pub mod live_settings;
 pub mod logging;
+pub mod persona;
 pub mod platform;
 pub mod providers;
 pub mod rate_limit;

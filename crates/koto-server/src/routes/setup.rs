@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::persona::{Persona, parse_persona};
 use crate::routes::read_json;
 
 /// How long "Test connection" waits for the server.
@@ -271,47 +272,6 @@ fn piper_models(dirs: &[PathBuf]) -> Vec<VoiceEntry> {
 
 // ---- personas ------------------------------------------------------------------------------
 
-/// One co-host character: a persona file's fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub struct Persona {
-    pub name: String,
-    /// The language it speaks (`en`, `zh`, `ja`, …; `auto` = the viewer's).
-    #[serde(default = "auto_lang")]
-    pub lang: String,
-    /// A line or two on how it talks.
-    #[serde(default)]
-    pub style: String,
-    /// What the LLM is told; empty = made from name, language and style.
-    #[serde(default)]
-    pub system_prompt: String,
-}
-
-fn auto_lang() -> String {
-    "auto".to_owned()
-}
-
-impl Persona {
-    /// The system prompt this persona gives the LLM.
-    pub fn prompt(&self) -> String {
-        if !self.system_prompt.trim().is_empty() {
-            return self.system_prompt.trim().to_owned();
-        }
-        let lang = match self.lang.as_str() {
-            "zh" => " Always answer in Chinese.",
-            "ja" => " Always answer in Japanese.",
-            "en" => " Always answer in English.",
-            "ko" => " Always answer in Korean.",
-            _ => " Answer in the language you are spoken to.",
-        };
-        format!(
-            "You are {}, a co-host on a live stream. {}{lang} Keep replies short and natural: they are read aloud.",
-            self.name.trim(),
-            self.style.trim()
-        )
-    }
-}
-
 const PRESETS: &[(&str, &str, &str, &str)] = &[
     (
         "hype",
@@ -353,7 +313,7 @@ pub async fn personas(State(state): State<AppState>) -> Json<Value> {
     let presets: Vec<Value> = PRESETS
         .iter()
         .map(|(id, name, lang, style)| {
-            let persona = Persona { name: (*name).into(), lang: (*lang).into(), style: (*style).into(), system_prompt: String::new() };
+            let persona = Persona { name: (*name).into(), lang: (*lang).into(), style: (*style).into(), system_prompt: String::new(), quick_ack_ms: None };
             json!({ "id": id, "name": name, "lang": lang, "style": style, "systemPrompt": persona.prompt(), "preset": true })
         })
         .collect();
@@ -389,26 +349,12 @@ fn read_personas(dir: &Path) -> Vec<Value> {
                 Ok(persona) => json!({
                     "id": id, "file": shown, "name": persona.name, "lang": persona.lang,
                     "style": persona.style, "systemPrompt": persona.prompt(),
+                    "quickAckMs": persona.quick_ack_ms,
                 }),
                 Err(error) => json!({ "id": id, "file": shown, "error": error }),
             }
         })
         .collect()
-}
-
-/// Parses a persona file; the error names `shown` and the line.
-pub fn parse_persona(text: &str, shown: &str) -> Result<Persona, String> {
-    toml::from_str::<Persona>(text).map_err(|error| {
-        let line = error
-            .span()
-            .and_then(|span| text.get(..span.start))
-            .map(|before| before.matches('\n').count() + 1);
-        let message = error.message().trim_end_matches('.').to_owned();
-        match line {
-            Some(line) => format!("{shown}, line {line}: {message}. Fix the file or save the persona again from the panel."),
-            None => format!("{shown}: {message}. Fix the file or save the persona again from the panel."),
-        }
-    })
 }
 
 pub async fn save_persona(
@@ -434,6 +380,9 @@ pub async fn save_persona(
             "give the persona a name",
         ));
     }
+    persona
+        .check()
+        .map_err(|reason| AppError::bad_request(ErrorCode::InvalidRequest, reason))?;
     let dir = personas_dir(&state);
     let text = toml::to_string(&persona).map_err(|error| {
         AppError::bad_request(
@@ -478,29 +427,5 @@ mod tests {
         assert_eq!(voices[1].id, "en-us");
         assert_eq!(voices[1].label, "English (America)");
         assert_eq!(voices[1].lang, "en");
-    }
-
-    #[test]
-    fn a_broken_persona_file_is_named_with_its_line() {
-        let error = parse_persona("name = \"Kira\"\nlang = en\n", "personas/kira.toml")
-            .expect_err("invalid");
-        assert!(error.starts_with("personas/kira.toml, line 2:"), "{error}");
-        let unknown = parse_persona("name = \"Kira\"\nvoice = \"x\"\n", "personas/kira.toml")
-            .expect_err("unknown key");
-        assert!(unknown.contains("line 2"), "{unknown}");
-    }
-
-    #[test]
-    fn a_persona_without_a_prompt_gets_one_from_its_fields() {
-        let persona = parse_persona(
-            "name = \"小雨\"\nlang = \"zh\"\nstyle = \"活泼\"\n",
-            "p.toml",
-        )
-        .expect("valid");
-        let prompt = persona.prompt();
-        assert!(
-            prompt.contains("小雨") && prompt.contains("Chinese") && prompt.contains("活泼"),
-            "{prompt}"
-        );
     }
 }

@@ -3,6 +3,7 @@
 //! running app cannot take is refused whole, before anything is saved.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use koto_server::config::{Config, DesktopConfig};
 use koto_server::live_settings::{Choice, DesktopSettings};
@@ -660,4 +661,77 @@ async fn an_output_filter_with_an_invalid_pattern_is_refused_inline_and_a_valid_
         "applies to the next turn, no restart: {view}"
     );
     app.shutdown().await;
+}
+
+/// A persona file (`persona_file`, a `.toml` as the panel saves them) brings its own quick
+/// acknowledgment when it is chosen, live, and another persona takes it away. The global key is
+/// off. (At start: `config::tests::a_persona_toml_sets_the_prompt_and_its_quick_acknowledgment`.)
+#[tokio::test]
+async fn a_persona_file_brings_its_own_quick_acknowledgment_when_chosen_live() {
+    use koto_testkit::fake_openai::FakeStream;
+    let personas = tempfile::tempdir().unwrap();
+    let chatty = personas.path().join("kira.toml");
+    std::fs::write(
+        &chatty,
+        "name = \"Kira\"\nlang = \"en\"\nquick_ack_ms = 200\n",
+    )
+    .unwrap();
+    let shy = personas.path().join("sora.toml");
+    std::fs::write(&shy, "name = \"Sora\"\nlang = \"en\"\nquick_ack_ms = 0\n").unwrap();
+    let too_eager = personas.path().join("rin.toml");
+    std::fs::write(&too_eager, "name = \"Rin\"\nquick_ack_ms = 20\n").unwrap();
+    // The first clause arrives late, so a character with a quick acknowledgment says "hmm…".
+    let late = FakeStream::new(["Hi there. "]).with_first_token_delay(Duration::from_millis(700));
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(late))).await;
+    let base_url = fake.base_url();
+    let app = serve(&[
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("TTS_PROVIDER", "mock"),
+        ("SYNC_TTS_STREAMING", "true"),
+        ("QUICK_ACK_MS", "0"),
+    ])
+    .await;
+    let (status, body) = put(&app, json!({"persona_file": chatty.to_str().unwrap()})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["appliedNow"], json!(["persona_file"]), "{body}");
+    let engine = app.server.as_ref().unwrap().engine.clone();
+    for _ in 0..500 {
+        if engine.quick_acks_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(engine.quick_acks_ready(), "the fillers were made at start");
+
+    let quick_ack = |frames: &[crate::Frame]| {
+        let done = frames.iter().find(|f| f.event == "done").expect("done");
+        done.data["stats"]["quick_ack_ms"].as_f64()
+    };
+    let frames = read_sse(app.chat(json!({"sessionId":"p","content":"hello"})).await).await;
+    assert!(quick_ack(&frames).is_some(), "Kira says hmm: {frames:?}");
+    let system = fake.requests().last().unwrap()["messages"][0]["content"].clone();
+    assert!(
+        system.as_str().unwrap().contains("You are Kira"),
+        "{system}"
+    );
+
+    let (status, body) = put(&app, json!({"persona_file": shy.to_str().unwrap()})).await;
+    assert_eq!(status, 200, "{body}");
+    let frames = read_sse(app.chat(json!({"sessionId":"p","content":"again"})).await).await;
+    assert_eq!(quick_ack(&frames), None, "Sora never says hmm: {frames:?}");
+    let system = fake.requests().last().unwrap()["messages"][0]["content"].clone();
+    assert!(
+        system.as_str().unwrap().contains("You are Sora"),
+        "{system}"
+    );
+
+    // A persona whose value the key itself would refuse is refused, naming the file.
+    let (status, body) = put(&app, json!({"persona_file": too_eager.to_str().unwrap()})).await;
+    assert_eq!(status, 400, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("rin.toml") && text.contains("quick_ack_ms is 20"),
+        "{text}"
+    );
 }
