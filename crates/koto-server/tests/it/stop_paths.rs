@@ -318,3 +318,229 @@ async fn sse_disconnect_fences_the_turn() {
 async fn shutdown_fences_the_turn() {
     stop_mid_speech(Path::Shutdown).await;
 }
+
+/// What holds the reply back when the STOP comes: nothing of the reply itself is heard yet.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// `QUICK_ACK_MS`: the filler plays while the LLM's first token is late.
+    QuickAck,
+    /// `VETO_WINDOW_MS`: the first line is on the panel, its audio held.
+    VetoWindow,
+}
+
+/// A STOP on `path` while the reply is held (`held`): the same fence as mid-speech — STOP_ACK,
+/// no chunk after it, no END — and the turn is stored as interrupted with nothing heard: a
+/// filler is never the reply, and a held line was never spoken.
+async fn stop_while_held(path: Path, held: Held) {
+    use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript, FakeStream};
+    let session = format!("held-{held:?}-{path:?}").to_lowercase();
+    let reply = FakeStream::new(["Never ", "heard, ", "this ", "line. ", "Nor this."]);
+    let reply = match held {
+        // Late enough that the STOP always lands inside the filler or before the first token.
+        Held::QuickAck => reply.with_first_token_delay(Duration::from_secs(4)),
+        Held::VetoWindow => reply,
+    };
+    let fake = FakeOpenAi::start(FakeScript::always(FakeResponse::Stream(reply))).await;
+    let base_url = fake.base_url();
+    let hold = match held {
+        Held::QuickAck => ("QUICK_ACK_MS", "100"),
+        Held::VetoWindow => ("VETO_WINDOW_MS", "10000"),
+    };
+    let app = serve(&[
+        ("SYNC_TTS_STREAMING", "true"),
+        ("TTS_PROVIDER", "mock"),
+        ("LLM_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        hold,
+    ])
+    .await;
+    if let Held::QuickAck = held {
+        let engine = app.server.as_ref().expect("running").engine.clone();
+        for _ in 0..500 {
+            if engine.quick_acks_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(engine.quick_acks_ready(), "the fillers are made at start");
+    }
+    let mut live = connect(&app, &session).await;
+    let response = app
+        .chat(json!({"sessionId": session, "content": "tell me a story"}))
+        .await;
+    assert_eq!(response.status(), 200, "{path:?}: the turn starts");
+    let mut sse = Some(Box::pin(response.bytes_stream()));
+    // The moment the reply is held: the filler's first chunk, or the held line on screen.
+    let mut chunks_before_stop = 0;
+    loop {
+        let frame = next_json(&mut live, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("{held:?} {path:?}: the turn shows itself"));
+        match (held, frame["type"].as_str()) {
+            (Held::QuickAck, Some("SPEECH_CHUNK")) => {
+                chunks_before_stop += 1;
+                assert!(
+                    frame["segment"]["text"].as_str().is_none_or(str::is_empty),
+                    "the filler is not a segment of the reply: {frame}"
+                );
+                break;
+            }
+            (Held::VetoWindow, Some("TEXT_DELTA")) => break,
+            (Held::VetoWindow, Some("SPEECH_CHUNK")) => {
+                panic!("{path:?}: audio inside the veto window: {frame}")
+            }
+            _ => {}
+        }
+    }
+
+    match path {
+        Path::ControlRoute => {
+            let answer: Value = app
+                .post("/control/stop")
+                .json(&json!({"sessionId": session}))
+                .send()
+                .await
+                .expect("stop sent")
+                .json()
+                .await
+                .expect("stop answer");
+            assert_eq!(answer["ok"], true, "{answer}");
+        }
+        Path::LiveSocket => {
+            let stop = json!({"type":"CONTROL","action":"STOP","sessionId":session,"reason":"user_interrupt"});
+            live.send(Message::Text(stop.to_string().into()))
+                .await
+                .expect("stop sent");
+        }
+        Path::Command => {
+            let answer = app
+                .chat(json!({"sessionId": session, "type": "COMMAND", "content": "stop"}))
+                .await;
+            assert_eq!(answer.status(), 200);
+        }
+        Path::Disconnect => sse = None,
+        Path::Shutdown => app
+            .server
+            .as_ref()
+            .expect("running")
+            .shutdown_token()
+            .cancel(),
+    }
+    let mut stop_ack = false;
+    let mut after_ack = 0;
+    let mut ends = 0;
+    let mut deadline = None::<tokio::time::Instant>;
+    loop {
+        let wait = match deadline {
+            Some(at) => at.saturating_duration_since(tokio::time::Instant::now()),
+            None => Duration::from_secs(20),
+        };
+        let Some(frame) = next_json(&mut live, wait).await else {
+            break;
+        };
+        match frame["type"].as_str() {
+            Some("SPEECH_CHUNK") if frame["turn"] == 0 => {
+                if stop_ack {
+                    after_ack += 1;
+                } else {
+                    chunks_before_stop += 1;
+                }
+            }
+            Some("CONTROL") if frame["action"] == "STOP_ACK" && !stop_ack => {
+                stop_ack = true;
+                deadline = Some(tokio::time::Instant::now() + Duration::from_millis(600));
+            }
+            Some("CONTROL") if frame["action"] == "END" && frame["turn"] == 0 => ends += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        stop_ack,
+        "{held:?} {path:?}: STOP_ACK reaches the live client"
+    );
+    assert_eq!(after_ack, 0, "{held:?} {path:?}: no chunk after STOP_ACK");
+    assert_eq!(ends, 0, "{held:?} {path:?}: no END for a stopped turn");
+    if let Held::VetoWindow = held {
+        assert_eq!(
+            chunks_before_stop, 0,
+            "{path:?}: not a sound of the held line"
+        );
+    }
+    drop(sse);
+
+    let (heard, reason) = stored_turn0(&app, &session).await;
+    let expected_reason = match path {
+        Path::Disconnect => "client_disconnected",
+        Path::Shutdown => "shutdown",
+        Path::ControlRoute | Path::LiveSocket | Path::Command => "user_interrupt",
+    };
+    assert_eq!(
+        reason, expected_reason,
+        "{held:?} {path:?}: the reason is stored"
+    );
+    assert!(
+        heard.as_deref().is_none_or(str::is_empty),
+        "{held:?} {path:?}: nothing of the reply was heard, so nothing is stored as said: {heard:?}"
+    );
+    if let Some(server) = app.server {
+        server.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Turn 0's stored reply text (none when no reply row was written) and the turn's end reason,
+/// from the database itself, once the turn has recorded its ending.
+async fn stored_turn0(app: &TestServer, session: &str) -> (Option<String>, String) {
+    let db = app.dir.path().join("kotodama.sqlite3");
+    for _ in 0..200 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open db");
+        let reason: Option<String> = conn
+            .query_row(
+                "SELECT end_reason FROM turns WHERE sessionId = ?1 AND turn = 0 AND role = 'user'",
+                [session],
+                |row| row.get(0),
+            )
+            .ok()
+            .flatten();
+        if let Some(reason) = reason {
+            let heard = conn
+                .query_row(
+                    "SELECT text FROM turns WHERE sessionId = ?1 AND turn = 0 AND role = 'assistant'",
+                    [session],
+                    |row| row.get(0),
+                )
+                .ok();
+            return (heard, reason);
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("turn 0 of {session} never recorded its ending");
+}
+
+#[tokio::test]
+async fn every_stop_path_silences_the_quick_acknowledgment() {
+    for path in [
+        Path::ControlRoute,
+        Path::LiveSocket,
+        Path::Command,
+        Path::Disconnect,
+        Path::Shutdown,
+    ] {
+        stop_while_held(path, Held::QuickAck).await;
+    }
+}
+
+#[tokio::test]
+async fn every_stop_path_drops_a_line_held_in_the_veto_window() {
+    for path in [
+        Path::ControlRoute,
+        Path::LiveSocket,
+        Path::Command,
+        Path::Disconnect,
+        Path::Shutdown,
+    ] {
+        stop_while_held(path, Held::VetoWindow).await;
+    }
+}
