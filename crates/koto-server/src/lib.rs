@@ -23,6 +23,7 @@ pub mod routes;
 pub mod security;
 pub mod server;
 pub mod settings_words;
+pub mod socket_limit;
 pub mod voice;
 pub mod vts;
 
@@ -66,19 +67,49 @@ pub struct AppState {
     pub live_chat: live_chat::LiveChat,
     /// VTube Studio's mouth (`VTS_URL`); `None` when off.
     pub vts: Option<vts::VtsLink>,
+    /// `MAX_SESSIONS`: sessions with turns in flight at once (checked with the rate).
+    pub max_sessions: usize,
+    /// `MAX_LIVE_CLIENTS` (`/ws/live`) and `MAX_SOCKETS` (every other WebSocket).
+    pub live_clients: socket_limit::SocketLimit,
+    pub sockets: socket_limit::SocketLimit,
 }
 
 impl AppState {
+    /// An input may start a turn: the session's and the app's rate (`rate_limit`), and a new
+    /// session only while fewer than `MAX_SESSIONS` have turns in flight. The session count is
+    /// read before the turn is submitted, so inputs for new sessions arriving together may pass
+    /// it together; the global bucket bounds how many.
     pub(crate) fn check_rate(&self, session: &SessionId) -> Result<(), AppError> {
-        self.limiter.check(session, Instant::now()).map_err(|wait| {
+        let too_many = |message: String, wait_secs: u64| {
             let mut error = AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
-                "too many inputs for this session; slow down",
+                message,
             );
-            error.retry_after_secs = Some(wait.as_secs().max(1));
+            error.retry_after_secs = Some(wait_secs.max(1));
             error
-        })
+        };
+        let in_flight = self.engine.turns_in_flight();
+        if in_flight.len() >= self.max_sessions && !in_flight.iter().any(|(id, _)| id == session) {
+            return Err(too_many(
+                format!(
+                    "too many sessions are answering at once (MAX_SESSIONS = {}); try again when one ends",
+                    self.max_sessions
+                ),
+                1,
+            ));
+        }
+        self.limiter
+            .check(session, Instant::now())
+            .map_err(|refused| {
+                let message = match refused.scope {
+                    rate_limit::Scope::Session => "too many inputs for this session; slow down",
+                    rate_limit::Scope::Global => {
+                        "too many inputs at once across all sessions (INPUT_GLOBAL_RATE_PER_SEC, INPUT_GLOBAL_BURST); slow down"
+                    }
+                };
+                too_many(message.to_owned(), refused.wait.as_secs())
+            })
     }
 }
 

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use koto_server::config::Config;
 use koto_server::recovery::{self, StartProblem};
 
+mod token_cli;
+
 /// What the ready line says about audio: `kotodama serve` plays nothing itself (the panel or
 /// the OBS overlay can).
 const HEADLESS_AUDIO: &str = "none (headless)";
@@ -58,6 +60,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The access token: `kotodama token rotate` replaces it with a new one.
+    Token {
+        #[command(subcommand)]
+        action: token_cli::TokenAction,
+    },
     /// Measure TTFT and engine overhead against a loopback fake LLM; prints p50/p95/p99.
     #[cfg(feature = "bench")]
     Bench(Box<koto_server::bench::BenchArgs>),
@@ -102,6 +109,7 @@ fn main() -> ExitCode {
             data_dir,
             config,
         } => runtime.block_on(worker(groups, data_dir, config)),
+        Command::Token { action } => token_cli::run(action),
         #[cfg(feature = "bench")]
         Command::Bench(args) => runtime.block_on(koto_server::bench::run(*args)),
         #[cfg(not(feature = "bench"))]

@@ -13,10 +13,18 @@
 //! The original front end (CONTRACTS §4) cannot send the token: a request to `/ws/input` or
 //! `/ws/output/{id}` whose `Origin` is in the legacy list needs none (see
 //! [`SecurityPolicy::legacy_exempt`]). Only those two paths, only with that header.
+//!
+//! The token kept in `<data_dir>/token` is re-read when the file changes (`kotodama token
+//! rotate` replaces it atomically), so a rotation takes effect on the next request without a
+//! restart; a token set by `KOTODAMA_TOKEN` is fixed for the process's life. Sockets already
+//! open stay open: a rotation refuses new requests, it does not cut old connections.
+//!
+//! Bodies: a declared `Content-Length` over the route's limit is refused with 413 here, before
+//! the handler runs or a byte of the body is read (see [`BodyLimits`]).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -31,7 +39,7 @@ use crate::error::AppError;
 
 #[derive(Debug)]
 pub struct SecurityPolicy {
-    token: Secret,
+    token: TokenSource,
     allowed_origins: Vec<String>,
     /// Host names besides the loopback ones (the bind address when bound beyond loopback).
     extra_hosts: Vec<String>,
@@ -39,6 +47,106 @@ pub struct SecurityPolicy {
     legacy_origins: Vec<String>,
     /// The whole request body must arrive within this (`BODY_READ_TIMEOUT`).
     body_timeout: Duration,
+    /// The largest body each route takes, checked against `Content-Length` up front.
+    body_limits: BodyLimits,
+}
+
+/// The largest request body a route reads: `MAX_BODY_BYTES` everywhere, the audio upload
+/// routes their own (`ASR_MAX_UPLOAD_BYTES` plus a form's overhead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub default: usize,
+    pub uploads: usize,
+}
+
+/// The routes that take an audio file as their body.
+const UPLOAD_PATHS: &[&str] = &["/chat/audio", "/chat/audio/stream"];
+
+impl BodyLimits {
+    /// What `path` may be sent: the handlers' own reads stop at the same number, so a body
+    /// without `Content-Length` (chunked) is cut there too.
+    pub fn for_path(&self, path: &str) -> usize {
+        if UPLOAD_PATHS.contains(&path) {
+            self.uploads.max(self.default)
+        } else {
+            self.default
+        }
+    }
+}
+
+/// Where the expected token comes from.
+#[derive(Debug)]
+enum TokenSource {
+    /// Set by config (`KOTODAMA_TOKEN`) or by a test: never changes.
+    Fixed(Secret),
+    /// `<data_dir>/token`: re-read when the file's stamp changes.
+    File {
+        path: PathBuf,
+        current: Mutex<(Option<FileStamp>, Secret)>,
+    },
+}
+
+/// What tells a replaced token file from the one read: a rename gives a new inode, a rewrite
+/// a new modification time or length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&metadata),
+        })
+    }
+}
+
+impl TokenSource {
+    /// The token requests are checked against now.
+    fn current(&self) -> Secret {
+        match self {
+            TokenSource::Fixed(token) => token.clone(),
+            TokenSource::File { path, current } => {
+                // Plain data inside; a poisoned lock still holds a whole token.
+                let mut current = current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let stamp = FileStamp::of(path);
+                if stamp.is_some() && stamp != current.0 {
+                    // A missing, unreadable or too short file keeps the token in use: a broken
+                    // rotation must not lock the streamer out, nor let anyone in.
+                    match read_token_file(path) {
+                        Some(token) => {
+                            if token != current.1 {
+                                tracing::info!(path = %path.display(), "the token file changed: using the new token");
+                            }
+                            *current = (stamp, token);
+                        }
+                        None => {
+                            tracing::warn!(path = %path.display(), "the token file is unreadable or too short: keeping the token in use");
+                        }
+                    }
+                }
+                current.1.clone()
+            }
+        }
+    }
+}
+
+/// The shortest token a file may hold (as `KOTODAMA_TOKEN`'s own check).
+const MIN_TOKEN_CHARS: usize = 16;
+
+fn read_token_file(path: &Path) -> Option<Secret> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let token = text.trim();
+    (token.len() >= MIN_TOKEN_CHARS).then(|| Secret::new(token))
 }
 
 /// What a preflight may ask for: the methods and headers the API uses.
@@ -90,12 +198,32 @@ impl SecurityPolicy {
             allowed_origins.push(format!("http://{}", bound));
         }
         SecurityPolicy {
-            token,
+            token: TokenSource::Fixed(token),
             allowed_origins,
             extra_hosts,
             legacy_origins: Vec::new(),
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_limits: BodyLimits {
+                default: usize::MAX,
+                uploads: usize::MAX,
+            },
         }
+    }
+
+    /// Checks requests against the token kept in `path` (read at start as the given token),
+    /// re-read whenever the file is replaced (`kotodama token rotate`).
+    pub fn with_token_file(mut self, path: &Path) -> Self {
+        let started_with = self.token.current();
+        self.token = TokenSource::File {
+            path: path.to_owned(),
+            current: Mutex::new((FileStamp::of(path), started_with)),
+        };
+        self
+    }
+
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body_limits = limits;
+        self
     }
 
     /// Origins that may use `/ws/input` and `/ws/output/{id}` without the token.
@@ -132,8 +260,9 @@ impl SecurityPolicy {
                 .any(|listed| listed.eq_ignore_ascii_case(origin))
     }
 
-    pub fn token(&self) -> &Secret {
-        &self.token
+    /// The token requests are checked against now (after any rotation).
+    pub fn token(&self) -> Secret {
+        self.token.current()
     }
 
     pub fn host_allowed(&self, host: &str) -> bool {
@@ -163,7 +292,8 @@ impl SecurityPolicy {
                 .find_map(|pair| pair.strip_prefix("token="))
                 .map(percent_decode_token)
         });
-        let expected = self.token.expose().as_bytes();
+        let token = self.token.current();
+        let expected = token.expose().as_bytes();
         from_header.is_some_and(|given| constant_time_eq(given.as_bytes(), expected))
             || from_query.is_some_and(|given| constant_time_eq(given.as_bytes(), expected))
     }
@@ -278,8 +408,35 @@ pub async fn guard(
         .into_response();
         return with_cors(refused, cors_origin);
     }
+    if let Some(refused) = declared_too_large(headers, policy.body_limits.for_path(path)) {
+        return with_cors(refused, cors_origin);
+    }
     let request = crate::routes::with_read_deadline(request, policy.body_timeout);
     with_cors(next.run(request).await, cors_origin)
+}
+
+/// 413 for a `Content-Length` over `limit`: refused before a byte of the body is read, so an
+/// oversized upload costs no memory and no wait. (A chunked body has no length; the handlers'
+/// reads stop at the same limit.)
+fn declared_too_large(headers: &HeaderMap, limit: usize) -> Option<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    if declared <= u64::try_from(limit).unwrap_or(u64::MAX) {
+        return None;
+    }
+    let refused = AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body ({declared} bytes) is larger than this route takes ({limit} bytes; MAX_BODY_BYTES, ASR_MAX_UPLOAD_BYTES for audio)"
+        ),
+    );
+    Some(refused.into_response())
 }
 
 fn forbidden_origin() -> Response {
@@ -332,19 +489,39 @@ pub fn load_or_create_token(
     if let Some(token) = configured {
         return Ok(token.clone());
     }
-    let path = data_dir.join("token");
+    let path = token_path(data_dir);
     match std::fs::read_to_string(&path) {
-        Ok(existing) if existing.trim().len() >= 16 => return Ok(Secret::new(existing.trim())),
+        Ok(existing) if existing.trim().len() >= MIN_TOKEN_CHARS => {
+            return Ok(Secret::new(existing.trim()));
+        }
         Ok(_) => {
             tracing::warn!(path = %path.display(), "token file is too short; writing a new token")
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
+    write_new_token(data_dir)
+}
+
+/// Where the generated token is kept.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("token")
+}
+
+/// Replaces the token in `<data_dir>/token` with a new random one (atomically, owner-only);
+/// a running server that uses that file takes it on its next request. Returns the file.
+pub fn rotate_token(data_dir: &Path) -> std::io::Result<PathBuf> {
+    write_new_token(data_dir)?;
+    Ok(token_path(data_dir))
+}
+
+/// 24 random bytes as hex (48 characters), written through a temporary file and a rename, so a
+/// reader sees the old token or the new one, never half of one.
+fn write_new_token(data_dir: &Path) -> std::io::Result<Secret> {
     std::fs::create_dir_all(data_dir)?;
     let bytes: [u8; 24] = rand::rng().random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::platform::write_owner_only(&path, token.as_bytes())?;
+    crate::platform::write_owner_only(&token_path(data_dir), token.as_bytes())?;
     Ok(Secret::new(token))
 }
 
@@ -476,6 +653,90 @@ mod tests {
                 "{method} {path} must need the token"
             );
         }
+    }
+
+    #[test]
+    fn a_rotated_token_file_replaces_the_token_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_token(None, dir.path()).expect("created");
+        let policy =
+            SecurityPolicy::new(first.clone(), "127.0.0.1:8000".parse().expect("addr"), &[])
+                .with_token_file(&token_path(dir.path()));
+        let bearer = |token: &Secret| {
+            let mut headers = HeaderMap::new();
+            let value = format!("Bearer {}", token.expose());
+            headers.insert(header::AUTHORIZATION, value.parse().expect("header"));
+            headers
+        };
+        assert!(
+            policy.token_ok(&bearer(&first), None),
+            "the token read at start"
+        );
+        rotate_token(dir.path()).expect("rotated");
+        let second = load_or_create_token(None, dir.path()).expect("read back");
+        assert_ne!(first, second, "a rotation makes a new token");
+        assert!(
+            !policy.token_ok(&bearer(&first), None),
+            "the old token is refused at once"
+        );
+        assert!(
+            policy.token_ok(&bearer(&second), None),
+            "the new one is accepted"
+        );
+        std::fs::write(token_path(dir.path()), "short").expect("broken file");
+        assert!(
+            policy.token_ok(&bearer(&second), None),
+            "a broken file keeps the token in use"
+        );
+        assert!(
+            !policy.token_ok(&bearer(&Secret::new("short")), None),
+            "and lets no one in"
+        );
+    }
+
+    #[test]
+    fn a_fixed_token_ignores_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = policy();
+        rotate_token(dir.path()).expect("rotated");
+        assert_eq!(
+            policy.token().expose(),
+            "0123456789abcdef",
+            "KOTODAMA_TOKEN wins"
+        );
+    }
+
+    #[test]
+    fn a_declared_length_over_the_route_limit_is_refused_before_reading() {
+        let limits = BodyLimits {
+            default: 1024,
+            uploads: 4096,
+        };
+        let with_length = |length: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, length.parse().expect("header"));
+            headers
+        };
+        for (path, length, refused) in [
+            ("/chat/stream", "1024", false),
+            ("/chat/stream", "1025", true),
+            ("/settings", "10485760", true),
+            ("/chat/audio", "4096", false),
+            ("/chat/audio", "4097", true),
+            ("/chat/audio/stream", "10485760", true),
+            ("/health", "18446744073709551615", true),
+        ] {
+            let answer = declared_too_large(&with_length(length), limits.for_path(path));
+            assert_eq!(
+                answer.as_ref().map(Response::status),
+                refused.then_some(StatusCode::PAYLOAD_TOO_LARGE),
+                "{path} with Content-Length {length}"
+            );
+        }
+        assert!(
+            declared_too_large(&HeaderMap::new(), 1).is_none(),
+            "no length: the handler's read enforces the limit"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::live_settings::{DesktopSettings, LiveTargets};
 use crate::providers::{ProviderSetupError, build_asr, build_llm};
 use crate::rate_limit::RateLimiter;
 use crate::security::{SecurityPolicy, load_or_create_token};
+use crate::socket_limit::SocketLimit;
 use crate::{AppState, app};
 
 /// How long shutdown waits for turns to record their ending.
@@ -256,15 +257,17 @@ pub async fn start_with_voice(
     let state = AppState {
         vts,
         engine: engine.clone(),
-        security: Arc::new(
-            SecurityPolicy::new(token.clone(), addr, &config.allowed_origins)
-                .with_legacy_origins(&config.legacy_origins)
-                .with_body_timeout(config.body_read_timeout),
+        security: Arc::new(security_policy(&config, &token, addr)),
+        limiter: Arc::new(
+            RateLimiter::new(config.input_rate_per_sec, config.input_burst).with_global(
+                config.input_global_rate_per_sec,
+                config.input_global_burst,
+                Instant::now(),
+            ),
         ),
-        limiter: Arc::new(RateLimiter::new(
-            config.input_rate_per_sec,
-            config.input_burst,
-        )),
+        max_sessions: config.max_sessions,
+        live_clients: SocketLimit::new(config.max_live_clients, "MAX_LIVE_CLIENTS"),
+        sockets: SocketLimit::new(config.max_sockets, "MAX_SOCKETS"),
         max_body_bytes: config.max_body_bytes,
         legacy: config.legacy.clone(),
         asr: asr.clone(),
@@ -330,6 +333,23 @@ pub async fn start_with_voice(
         shutdown,
         task,
     })
+}
+
+/// The guard's policy: origins, the token (re-read from its file after a rotation unless
+/// `KOTODAMA_TOKEN` fixes it) and each route's body limit.
+fn security_policy(config: &Config, token: &Secret, addr: SocketAddr) -> SecurityPolicy {
+    let policy = SecurityPolicy::new(token.clone(), addr, &config.allowed_origins)
+        .with_legacy_origins(&config.legacy_origins)
+        .with_body_timeout(config.body_read_timeout)
+        .with_body_limits(crate::security::BodyLimits {
+            default: config.max_body_bytes,
+            uploads: crate::routes::audio::upload_body_limit(config.asr.limits.max_bytes),
+        });
+    if config.token.is_some() {
+        policy
+    } else {
+        policy.with_token_file(&crate::security::token_path(&config.data_dir))
+    }
 }
 
 /// `text` as a URL query value: unreserved characters as they are, everything else %XX (a

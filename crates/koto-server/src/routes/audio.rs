@@ -38,6 +38,12 @@ use crate::routes::timed_out;
 /// Room for a multipart form's boundaries and text fields on top of the audio's own limit.
 const FORM_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// The largest body the upload routes read (a form around the largest audio file): the guard
+/// refuses a declared `Content-Length` past it before the handler runs.
+pub fn upload_body_limit(max_audio_bytes: usize) -> usize {
+    max_audio_bytes.saturating_add(FORM_OVERHEAD_BYTES)
+}
+
 /// Voice input's ASR and upload bounds. Cheap to clone; the desktop's microphone reaches the same
 /// provider through `RunningServer::asr`.
 #[derive(Clone)]

@@ -68,10 +68,16 @@ fn intake_error(error: IntakeError) -> AppError {
 /// `/ws/chat`: each text frame is a `{"messages":[…]}` batch, answered `{"accepted":n}` or
 /// `{"error":{code,message}}`; a bad frame does not close the socket.
 async fn chat_socket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let Some(slot) = state.sockets.try_open() else {
+        return state.sockets.refuse(upgrade);
+    };
     let chat = state.live_chat.clone();
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run_chat_socket(chat, socket))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            run_chat_socket(chat, socket).await;
+        })
 }
 
 async fn run_chat_socket(chat: LiveChat, socket: WebSocket) {

@@ -16,7 +16,8 @@ use crate::config::{KEYS, is_secret};
 use crate::error::AppError;
 
 pub async fn diagnostics(State(state): State<AppState>) -> Json<Value> {
-    let (_, Json(health)) = crate::routes::health::health(State(state.clone())).await;
+    // Behind the token: the full report, paths included.
+    let health = crate::routes::health::report(&state).await;
     let mut settings = Map::new();
     for spec in KEYS {
         let value = state.settings.running_value(spec.key).unwrap_or_default();

@@ -4,6 +4,8 @@
 //! message over [`MAX_MESSAGE_BYTES`] closes with 1009, invalid UTF-8 with 1007). Token, Origin
 //! and Host were checked by the guard before the upgrade. With `SYNC_TTS_STREAMING=false`
 //! `/ws/ingest` refuses producers: the upgrade succeeds, then the socket closes with 4403.
+//! Past `MAX_LIVE_CLIENTS` (`/ws/live`) or `MAX_SOCKETS` a socket closes with 1013
+//! (`socket_limit`).
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -31,6 +33,9 @@ pub async fn ingest(State(state): State<AppState>, upgrade: WebSocketUpgrade) ->
     let Some(relay) = state.engine.relay().cloned() else {
         return unavailable();
     };
+    let Some(slot) = state.sockets.try_open() else {
+        return state.sockets.refuse(upgrade);
+    };
     if !state.engine.flags().tts_streaming {
         // A WebSocket client sees a close code, not an HTTP status: upgrade, then refuse.
         return upgrade.on_upgrade(|mut socket| async move {
@@ -44,6 +49,7 @@ pub async fn ingest(State(state): State<AppState>, upgrade: WebSocketUpgrade) ->
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let (sink, stream) = adapt(socket);
             run_ingest_socket(relay, sink, stream).await;
         })
@@ -82,9 +88,13 @@ pub async fn live(
             _ => ClientRole::Other,
         },
     };
+    let Some(slot) = state.live_clients.try_open() else {
+        return Ok(state.live_clients.refuse(upgrade));
+    };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let (sink, stream) = adapt(socket);
             run_live_socket(relay, sink, stream, filter).await;
         }))

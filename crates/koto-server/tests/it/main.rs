@@ -10,6 +10,7 @@ mod events;
 mod failover;
 mod history;
 mod legacy;
+mod limits;
 mod live;
 mod live_chat;
 mod panel;

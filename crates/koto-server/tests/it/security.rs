@@ -253,3 +253,129 @@ async fn a_body_trickled_past_the_read_timeout_gets_408() {
     assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn health_without_the_token_names_no_path() {
+    let app = serve(&[]).await;
+    let data_dir = app.dir.path().to_string_lossy().into_owned();
+    let public = app.health().await;
+    let text = public.to_string();
+    assert!(!text.contains(&data_dir), "no data dir in {text}");
+    if let Some(home) = std::env::var_os("HOME").filter(|home| home.len() > 1) {
+        assert!(
+            !text.contains(home.to_string_lossy().as_ref()),
+            "no home folder in {text}"
+        );
+    }
+    assert!(
+        public["db"].get("path").is_none(),
+        "no database path: {}",
+        public["db"]
+    );
+    assert_eq!(
+        public["db"]["ok"], true,
+        "the database's health is still shown"
+    );
+    assert_eq!(public["status"], "ok");
+    let with_token: serde_json::Value = app
+        .client
+        .get(format!("{}/health", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        with_token["db"]["path"]
+            .as_str()
+            .is_some_and(|path| path.starts_with(&data_dir)),
+        "the token's holder sees where the database is: {}",
+        with_token["db"]
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_rotate_replaces_the_token_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = koto_server::config::RawConfig::default();
+    raw.set("bind", "127.0.0.1:0");
+    raw.set("data_dir", dir.path().to_string_lossy());
+    let server = koto_server::start(raw.build().unwrap()).await.unwrap();
+    let old = server.token.expose().to_owned();
+    let client = reqwest::Client::new();
+    let sessions = format!("{}/sessions", server.base_url());
+    let status_with = |token: String| {
+        let request = client.get(&sessions).bearer_auth(token).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_with(old.clone()).await, 200, "the first token works");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kotodama"))
+        .args(["token", "rotate", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("KOTODAMA_TOKEN")
+        .env_remove("KOTODAMA_DATA_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token_file = dir.path().join("token");
+    assert!(
+        stdout.contains(&token_file.display().to_string()),
+        "it says where the token is: {stdout}"
+    );
+    let new = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_ne!(new, old, "a new token");
+    assert!(new.len() >= 32, "as long as a generated one");
+    assert!(!stdout.contains(&new), "the token itself is not printed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "still readable by its owner only");
+    }
+    assert_eq!(
+        status_with(old).await,
+        401,
+        "the old token is refused without a restart"
+    );
+    assert_eq!(
+        status_with(new.clone()).await,
+        200,
+        "the new one is accepted at once"
+    );
+    server.shutdown().await.unwrap();
+
+    // After a restart the server reads the rotated token.
+    let mut raw = koto_server::config::RawConfig::default();
+    raw.set("bind", "127.0.0.1:0");
+    raw.set("data_dir", dir.path().to_string_lossy());
+    let restarted = koto_server::start(raw.build().unwrap()).await.unwrap();
+    assert_eq!(restarted.token.expose(), new, "kept across a restart");
+    restarted.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_set_by_config_ignores_a_rotated_file() {
+    let app = serve(&[]).await;
+    koto_server::security::rotate_token(app.dir.path()).unwrap();
+    let answer = app
+        .client
+        .get(format!("{}/sessions", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "KOTODAMA_TOKEN stays the token");
+    app.shutdown().await;
+}

@@ -313,6 +313,11 @@ fn restart_only_value(key: &str) -> &'static str {
         "max_body_bytes" => "131072",
         "input_rate_per_sec" => "7",
         "input_burst" => "9",
+        "input_global_rate_per_sec" => "30",
+        "input_global_burst" => "90",
+        "max_sessions" => "50",
+        "max_live_clients" => "20",
+        "max_sockets" => "40",
         "tts_sample_rate" => "16000",
         "audio_lead_ms" => "300",
         // Refused at once on loopback: the restarted app falls back to embedded events.

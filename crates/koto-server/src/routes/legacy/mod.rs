@@ -169,19 +169,33 @@ pub async fn input(
     Extension(tasks): Extension<LegacyTasks>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // `MAX_SOCKETS`: a tokenless origin may open these two, so they count like every other.
+    let Some(slot) = state.sockets.try_open() else {
+        return state.sockets.refuse(upgrade);
+    };
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| input::run(socket, state, tasks))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            input::run(socket, state, tasks).await;
+        })
 }
 
 pub async fn output(
+    State(state): State<AppState>,
     Extension(tasks): Extension<LegacyTasks>,
     Path(task_id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(slot) = state.sockets.try_open() else {
+        return state.sockets.refuse(upgrade);
+    };
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| output::run(socket, tasks, task_id))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            output::run(socket, tasks, task_id).await;
+        })
 }
 
 fn json_message(frame: &impl Serialize) -> Message {
