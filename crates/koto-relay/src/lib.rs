@@ -41,4 +41,6 @@ pub use metrics::{LatencySummary, RelayMetrics};
 pub use producer::{EndReceipt, IngestError, Ingested, Producer};
 pub use relay::Relay;
 pub use socket::{ErrorFrame, ReadError, WsFrame, close_code, run_ingest_socket, run_live_socket};
+#[doc(hidden)]
+pub use socket::{fuzz_parse_client_stop, fuzz_parse_ingest_frame};
 pub use stop::{PendingStop, StopResolution};

@@ -111,7 +111,10 @@ pub async fn run_live_socket<Tx, Rx, E>(
 
 /// `{"type":"CONTROL","action":"STOP","sessionId":"…","reason":"…"}` → (session, reason).
 /// `sessionId` may be left out by a client subscribed to one session.
-fn parse_client_stop(text: &str, filter: &ClientFilter) -> Result<(SessionId, String), ErrorFrame> {
+pub(super) fn parse_client_stop(
+    text: &str,
+    filter: &ClientFilter,
+) -> Result<(SessionId, String), ErrorFrame> {
     let value: Value = serde_json::from_str(text)
         .map_err(|error| ErrorFrame::new(ErrorCode::InvalidJson, format!("not JSON: {error}")))?;
     let is_stop = value.get("type").and_then(Value::as_str) == Some("CONTROL")

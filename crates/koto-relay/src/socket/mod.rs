@@ -27,6 +27,25 @@ pub use live_clients::run_live_socket;
 
 pub use crate::ws_frame::WsFrame;
 
+/// Fuzzing and corpus-replay entry (`fuzz/`): the `/ws/ingest` text-frame parser, private
+/// otherwise. Not an API.
+#[doc(hidden)]
+pub fn fuzz_parse_ingest_frame(
+    text: &str,
+    max_bytes: usize,
+) -> Result<koto_protocol::ingest::RelayFrame, Box<ErrorFrame>> {
+    ingest::parse_ingest_frame(text, max_bytes)
+}
+
+/// Fuzzing and corpus-replay entry (`fuzz/`): the parser of a `/ws/live` client's STOP.
+#[doc(hidden)]
+pub fn fuzz_parse_client_stop(
+    text: &str,
+    filter: &crate::ClientFilter,
+) -> Result<(SessionId, String), ErrorFrame> {
+    live_clients::parse_client_stop(text, filter)
+}
+
 /// Close codes the drivers use.
 pub mod close_code {
     /// The relay shuts down, or the peer went silent past `peer_timeout`.

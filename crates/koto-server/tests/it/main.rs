@@ -8,6 +8,7 @@ mod chat;
 mod chat_sources;
 mod events;
 mod failover;
+mod fuzz_corpus;
 mod history;
 mod legacy;
 mod limits;

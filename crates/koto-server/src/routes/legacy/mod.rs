@@ -198,6 +198,50 @@ pub async fn output(
         })
 }
 
+/// One client frame of an upload, for [`fuzz_upload`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum FuzzFrame<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+/// What [`fuzz_upload`] assembled: the text, or the audio's length in bytes.
+#[doc(hidden)]
+#[derive(Debug, PartialEq)]
+pub enum FuzzUploaded {
+    Text(String),
+    Audio(usize),
+}
+
+/// Fuzzing and corpus-replay entry (`fuzz/`): `/ws/input`'s upload assembly fed `frames` as the
+/// socket feeds it (a bound exceeded ends it, `upload_complete` finishes it), with no IO, no
+/// timers and no engine. `None`: the frames ended before either.
+#[doc(hidden)]
+pub fn fuzz_upload(
+    frames: &[FuzzFrame<'_>],
+    limits: &LegacyLimits,
+) -> Option<Result<FuzzUploaded, WireError>> {
+    let mut upload = upload::Upload::new(limits);
+    for frame in frames {
+        let step = match frame {
+            FuzzFrame::Text(text) => upload.on_text(text),
+            FuzzFrame::Binary(bytes) => upload.on_binary(bytes),
+        };
+        match step {
+            upload::Step::Silent | upload::Step::Reply(_) => {}
+            upload::Step::Abort(error) => return Some(Err(error)),
+            upload::Step::Complete => {
+                return Some(upload.finish().map(|uploaded| match uploaded {
+                    upload::Uploaded::Text(text) => FuzzUploaded::Text(text.content),
+                    upload::Uploaded::Audio(audio) => FuzzUploaded::Audio(audio.bytes.len()),
+                }));
+            }
+        }
+    }
+    None
+}
+
 fn json_message(frame: &impl Serialize) -> Message {
     // Our own plain structs always serialise; never panic on a socket if one ever did not.
     let text = serde_json::to_string(frame).unwrap_or_else(|error| {

@@ -1,0 +1,8 @@
+//! libFuzzer target `config`: see `checks/config.rs` for what it checks.
+#![no_main]
+
+#[allow(dead_code)] // each target uses one module of the shared checks
+#[path = "../checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::config::run(data));
