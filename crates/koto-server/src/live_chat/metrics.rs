@@ -18,16 +18,21 @@ pub struct ChatMetrics {
     pub pick_wait: Histogram,
 }
 
+/// Counted, never exported (no registry, or the name could not be registered).
+fn detached_wait_histogram() -> Histogram {
+    Histogram::new(WAIT_BUCKETS.iter().copied())
+}
+
 impl ChatMetrics {
     pub fn new(registry: Option<&Registry>) -> ChatMetrics {
         let warn = |error| tracing::warn!(%error, "chat metric not registered");
         let Some(registry) = registry else {
             return ChatMetrics {
-                messages: Counter::detached(),
-                moderation: Counter::detached(),
+                messages: Counter::default(),
+                moderation: Counter::default(),
                 decisions: None,
-                waiting: Gauge::detached(),
-                pick_wait: Histogram::detached(WAIT_BUCKETS),
+                waiting: Gauge::default(),
+                pick_wait: detached_wait_histogram(),
             };
         };
         ChatMetrics {
@@ -37,14 +42,14 @@ impl ChatMetrics {
                     "Chat messages received (local API and adapters), moderation events apart.",
                 )
                 .inspect_err(|e| warn(e.clone()))
-                .unwrap_or_else(|_| Counter::detached()),
+                .unwrap_or_else(|_| Counter::default()),
             moderation: registry
                 .counter(
                     "koto_chat_moderation_total",
                     "Moderation events received (delete, ban).",
                 )
                 .inspect_err(|e| warn(e.clone()))
-                .unwrap_or_else(|_| Counter::detached()),
+                .unwrap_or_else(|_| Counter::default()),
             decisions: registry
                 .counter_vec(
                     "koto_chat_decisions_total",
@@ -59,7 +64,7 @@ impl ChatMetrics {
                     "Chat messages waiting in the queue.",
                 )
                 .inspect_err(|e| warn(e.clone()))
-                .unwrap_or_else(|_| Gauge::detached()),
+                .unwrap_or_else(|_| Gauge::default()),
             pick_wait: registry
                 .histogram(
                     "koto_chat_pick_wait_seconds",
@@ -67,7 +72,7 @@ impl ChatMetrics {
                     WAIT_BUCKETS,
                 )
                 .inspect_err(|e| warn(e.clone()))
-                .unwrap_or_else(|_| Histogram::detached(WAIT_BUCKETS)),
+                .unwrap_or_else(|_| detached_wait_histogram()),
         }
     }
 

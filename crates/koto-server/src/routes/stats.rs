@@ -5,6 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use koto_core::chain_status::ChainLinkStatus;
+use koto_core::metrics::{self, Registry};
 use koto_protocol::ErrorCode;
 
 use crate::AppState;
@@ -24,8 +26,22 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, AppError> 
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.events.metrics_text().await;
+    text.push_str(&sampled_metrics(&state).encode());
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// The values other owners keep by themselves (the relay's counters under its lock, the chains'
+/// breakers), read now into a registry of this scrape. The text format has no end marker, so it
+/// follows the shared registry's text as one exposition.
+fn sampled_metrics(state: &AppState) -> Registry {
+    let registry = Registry::new();
     if let Some(relay) = state.engine.relay() {
-        text.push_str(&relay_metrics(&relay.metrics()));
+        relay_metrics(&registry, &relay.metrics());
     }
     let llm_chain = state.engine.llm().chain().unwrap_or_default();
     let tts_chain = state
@@ -33,58 +49,44 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .voice()
         .and_then(|voice| voice.chain())
         .unwrap_or_default();
-    text.push_str(&breaker_metrics(&llm_chain, &tts_chain));
-    let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(koto_core::metrics::CONTENT_TYPE),
-    );
-    response
+    breaker_metrics(&registry, &llm_chain, &tts_chain);
+    registry
 }
 
 /// A failover chain's breakers: state (0 closed, 1 half-open, 2 open) and times opened.
-fn breaker_metrics(
-    llm: &[koto_core::chain_status::ChainLinkStatus],
-    tts: &[koto_core::chain_status::ChainLinkStatus],
-) -> String {
-    use std::fmt::Write as _;
+fn breaker_metrics(registry: &Registry, llm: &[ChainLinkStatus], tts: &[ChainLinkStatus]) {
     if llm.is_empty() && tts.is_empty() {
-        return String::new();
+        return;
     }
-    let label = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut text = String::from(
-        "# HELP koto_provider_breaker_state A chain provider's circuit breaker: 0 closed, 1 half-open, 2 open.\n# TYPE koto_provider_breaker_state gauge\n",
+    let states = registry.gauge_vec(
+        "koto_provider_breaker_state",
+        "A chain provider's circuit breaker: 0 closed, 1 half-open, 2 open.",
+        &["kind", "provider"],
     );
+    let opened = registry.counter_vec(
+        "koto_provider_breaker_opened_total",
+        "Times a chain provider's breaker opened.",
+        &["kind", "provider"],
+    );
+    let (Ok(states), Ok(opened)) = (states, opened) else {
+        // Constant, valid names in a fresh registry: registration cannot fail.
+        return;
+    };
     for (kind, links) in [("llm", llm), ("tts", tts)] {
         for link in links {
             let state = match link.state {
-                "open" => 2,
-                "half_open" => 1,
-                _ => 0,
+                "open" => 2.0,
+                "half_open" => 1.0,
+                _ => 0.0,
             };
-            let _ = writeln!(
-                text,
-                "koto_provider_breaker_state{{kind=\"{kind}\",provider=\"{}\"}} {state}",
-                label(&link.label)
-            );
+            states.with(&[kind, &link.label]).set(state);
+            opened.with(&[kind, &link.label]).inc_by(link.opened_count);
         }
     }
-    text.push_str("# HELP koto_provider_breaker_opened_total Times a chain provider's breaker opened.\n# TYPE koto_provider_breaker_opened_total counter\n");
-    for (kind, links) in [("llm", llm), ("tts", tts)] {
-        for link in links {
-            let _ = writeln!(
-                text,
-                "koto_provider_breaker_opened_total{{kind=\"{kind}\",provider=\"{}\"}} {}",
-                label(&link.label),
-                link.opened_count
-            );
-        }
-    }
-    text
 }
 
-/// The relay keeps plain counters; they are rendered here in the exposition format.
-fn relay_metrics(metrics: &koto_relay::RelayMetrics) -> String {
+/// The relay's counters (monotonic in the relay; a fresh counter here is set to the count).
+fn relay_metrics(registry: &Registry, metrics: &koto_relay::RelayMetrics) {
     let counters: [(&str, &str, u64); 8] = [
         (
             "koto_relay_chunks_in_total",
@@ -123,15 +125,12 @@ fn relay_metrics(metrics: &koto_relay::RelayMetrics) -> String {
             metrics.stop_timeouts,
         ),
     ];
-    let mut text = String::new();
     for (name, help, value) in counters {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        ));
+        if let Ok(counter) = registry.counter(name, help) {
+            counter.inc_by(value);
+        }
     }
-    text.push_str(&format!(
-        "# HELP koto_relay_clients_connected Live clients connected.\n# TYPE koto_relay_clients_connected gauge\nkoto_relay_clients_connected {}\n",
-        metrics.clients_connected
-    ));
-    text
+    if let Ok(clients) = registry.gauge("koto_relay_clients_connected", "Live clients connected.") {
+        clients.set(metrics.clients_connected as f64);
+    }
 }
