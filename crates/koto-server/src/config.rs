@@ -56,7 +56,7 @@ pub const KEYS: &[KeySpec] = &[
     key("token", "KOTODAMA_TOKEN", "", "Access token for every route but /health and /ready. Unset: generated once and kept in <data_dir>/token (mode 0600)."),
     key("allowed_origins", "KOTODAMA_ALLOWED_ORIGINS", "", "Extra browser origins allowed to call the app, comma-separated (its own http://127.0.0.1:<port>, http://localhost:<port> and the Tauri webview are always allowed)."),
     key("legacy_origins", "KOTODAMA_LEGACY_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000", "Browser origins that may open the original front end's /ws/input and /ws/output/{id} without the token, comma-separated (the original Vue dev server by default); empty = none."),
-    key("body_read_timeout", "BODY_READ_TIMEOUT", "10", "Seconds a request's whole body may take to arrive (then 408 request_timeout)."),
+    key("body_read_timeout", "BODY_READ_TIMEOUT", "10", "Seconds a request's whole body may take to arrive (then 408 request_timeout); a new connection's first headers get the same (then it is closed)."),
     key("legacy_max_tasks", "LEGACY_MAX_TASKS", "32", "Original front end: tasks kept at once (uploading, running, or ended and kept for replay)."),
     key("legacy_retain", "LEGACY_RETAIN", "120", "Original front end: seconds an ended task's output stays available to /ws/output."),
     key("legacy_log_bytes", "LEGACY_LOG_BYTES", "4194304", "Original front end: output bytes kept per task for replay (oldest audio dropped first)."),

@@ -11,6 +11,7 @@ pub mod chains;
 pub mod chat_sources;
 pub mod config;
 pub mod error;
+pub mod header_deadline;
 pub mod live_chat;
 pub mod live_settings;
 pub mod logging;

@@ -560,6 +560,36 @@ mod tests {
     }
 
     #[test]
+    fn a_non_loopback_bind_adds_only_its_own_address() {
+        let policy = SecurityPolicy::new(
+            Secret::new("0123456789abcdef"),
+            "192.168.1.20:8000".parse().expect("addr"),
+            &[],
+        );
+        assert!(
+            policy.host_allowed("192.168.1.20:8000"),
+            "the bound address"
+        );
+        assert!(
+            policy.host_allowed("localhost:8000"),
+            "loopback names still"
+        );
+        assert!(policy.origin_allowed("http://192.168.1.20:8000"));
+        for bad in ["192.168.1.21:8000", "evil.example", "0.0.0.0"] {
+            assert!(!policy.host_allowed(bad), "{bad} is not the bound address");
+        }
+        let unspecified = SecurityPolicy::new(
+            Secret::new("0123456789abcdef"),
+            "0.0.0.0:8000".parse().expect("addr"),
+            &[],
+        );
+        assert!(
+            !unspecified.host_allowed("0.0.0.0:8000") && !unspecified.host_allowed("10.0.0.5"),
+            "binding everywhere adds no name: only loopback Hosts pass"
+        );
+    }
+
+    #[test]
     fn only_own_origins_pass() {
         let policy = policy();
         assert!(policy.origin_allowed("http://127.0.0.1:8000"));

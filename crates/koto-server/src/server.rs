@@ -290,6 +290,7 @@ pub async fn start_with_voice(
     let serve_engine = engine.clone();
     let serve_events = events.clone();
     let serve_chat = chat_sources.clone();
+    let header_timeout = config.body_read_timeout;
     let task = tokio::spawn(async move {
         // Without TCP_NODELAY the first SSE event after the headers waits for the client's
         // delayed ACK (~40 ms): Nagle's algorithm, measured by `kotodama bench` with D = 0.
@@ -298,6 +299,8 @@ pub async fn start_with_voice(
                 tracing::warn!(%error, "cannot set TCP_NODELAY");
             }
         });
+        // Slow-loris on the headers: hyper has no timer here, so the listener keeps the time.
+        let listener = crate::header_deadline::HeadersWithin::new(listener, header_timeout);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 serve_shutdown.cancelled().await;

@@ -454,3 +454,45 @@ async fn an_oversized_json_body_without_a_length_header_is_still_413() {
     expect_error(answer, 413, "payload_too_large").await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn trickled_headers_are_cut_off_at_the_read_timeout() {
+    let app = serve(&[("BODY_READ_TIMEOUT", "0.3")]).await;
+    let addr = addr(&app);
+    let (mut reader, mut writer) = TcpStream::connect(&addr).await.unwrap().into_split();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Slow: {}\r\n",
+        "a".repeat(200)
+    );
+    // One byte per 50 ms: the headers would take over 12 s, far past the 0.3 s deadline.
+    let trickle = tokio::spawn(async move {
+        for byte in head.into_bytes() {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server closed the connection within 10 s"
+    );
+    assert!(
+        !trickle.is_finished(),
+        "closed while the headers were still trickling"
+    );
+    trickle.abort();
+    let health = app.health().await;
+    assert_eq!(health["status"], "ok", "and serves everyone else as before");
+    app.shutdown().await;
+}

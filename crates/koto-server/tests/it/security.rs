@@ -379,3 +379,45 @@ async fn a_token_set_by_config_ignores_a_rotated_file() {
     assert_eq!(answer.status(), 200, "KOTODAMA_TOKEN stays the token");
     app.shutdown().await;
 }
+
+#[test]
+fn the_default_bind_is_loopback() {
+    let config = koto_server::config::RawConfig::default()
+        .build()
+        .expect("the defaults build");
+    assert_eq!(
+        config.bind,
+        "127.0.0.1:8000".parse().unwrap(),
+        "nothing beyond this machine by default"
+    );
+}
+
+#[test]
+fn the_desktop_pages_csp_allows_no_inline_code_or_connections() {
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../src-tauri/tauri.conf.json");
+    let conf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let security = &conf["app"]["security"];
+    let csp = security["csp"].as_str().expect("a CSP is set");
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for wanted in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "connect-src 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ] {
+        assert!(directives.contains(&wanted), "{wanted} in {csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains('*'),
+        "no inline code, no eval, no wildcard: {csp}"
+    );
+    assert_eq!(security["freezePrototype"], true);
+    assert!(
+        conf["app"]["windows"].as_array().is_some_and(Vec::is_empty),
+        "no window from config: the panel window and its capability are built in code"
+    );
+}
