@@ -81,6 +81,16 @@ if ensure_asr; then
 else
   step "real ASR not installed (faster-whisper); its tests will print a skip line"
 fi
+# Two minutes of a live session compressed in time (`kotodama soak`): random inputs, barge-ins
+# on every stop path, settings changes, clients joining and leaving, Redis restarted halfway.
+# It exits non-zero on a fatal error, a chunk after STOP_ACK, an unacknowledged STOP or an
+# undelivered event. KOTODAMA_SKIP_SOAK=1 skips it.
+if [ "${KOTODAMA_SKIP_SOAK:-0}" = 1 ]; then
+  step "soak skipped (KOTODAMA_SKIP_SOAK=1)"
+else
+  step "soak: 2 minutes at speed 10, Redis restarted halfway (kotodama soak)"
+  "$BIN_DIR/kotodama" soak --minutes 2 --speed 10 --redis
+fi
 # Rust tests last, so the run ends with the test runner's own summary line.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1317,24 +1317,24 @@ mod tests {
 
     #[test]
     fn a_persona_toml_sets_the_prompt_and_its_quick_acknowledgment() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
         let chatty = dir.path().join("kira.toml");
         std::fs::write(
             &chatty,
             "name = \"Kira\"\nlang = \"en\"\nquick_ack_ms = 300\n",
         )
-        .unwrap();
+        .expect("test setup");
         let plain = dir.path().join("hana.toml");
-        std::fs::write(&plain, "name = \"Hana\"\n").unwrap();
+        std::fs::write(&plain, "name = \"Hana\"\n").expect("test setup");
         let text = dir.path().join("prompt.txt");
-        std::fs::write(&text, "You are a plain prompt.").unwrap();
+        std::fs::write(&text, "You are a plain prompt.").expect("test setup");
         let path = |p: &Path| p.to_string_lossy().into_owned();
 
         let config = build(
             "",
             &[("PERSONA_FILE", &path(&chatty)), ("QUICK_ACK_MS", "0")],
         )
-        .unwrap();
+        .expect("test setup");
         assert!(
             config.system_prompt.starts_with("You are Kira"),
             "{}",
@@ -1346,17 +1346,17 @@ mod tests {
             "",
             &[("PERSONA_FILE", &path(&plain)), ("QUICK_ACK_MS", "700")],
         )
-        .unwrap();
+        .expect("test setup");
         assert_eq!(config.quick_ack_after, Some(Duration::from_millis(700)));
         let config = build(
             "",
             &[("PERSONA_FILE", &path(&text)), ("QUICK_ACK_MS", "700")],
         )
-        .unwrap();
+        .expect("test setup");
         assert_eq!(config.system_prompt, "You are a plain prompt.");
         assert_eq!(config.quick_ack_after, Some(Duration::from_millis(700)));
         // A broken persona is a start error on persona_file that names the file and its line.
-        std::fs::write(&plain, "name = \"Hana\"\nquick_ack_ms = \"soon\"\n").unwrap();
+        std::fs::write(&plain, "name = \"Hana\"\nquick_ack_ms = \"soon\"\n").expect("test setup");
         let error = build("", &[("PERSONA_FILE", &path(&plain))]).expect_err("broken");
         assert_eq!(error.key(), Some("persona_file"));
         assert!(error.to_string().contains("hana.toml, line 2"), "{error}");
@@ -1652,6 +1652,7 @@ mod tidy {
     /// Names in the docs that look like env vars but are no configuration key, and why.
     const NOT_SETTINGS: &[(&str, &str)] = &[
         ("RUST_LOG", "read by the log filter (logging.rs)"),
+        ("KOTODAMA_SKIP_SOAK", "read by scripts/test.sh, which skips its soak step"),
         (
             "XDG_DATA_HOME",
             "the platform's data folder, read by `dirs` (platform.rs)",

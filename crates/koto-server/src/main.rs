@@ -68,6 +68,10 @@ enum Command {
     /// Measure TTFT and engine overhead against a loopback fake LLM; prints p50/p95/p99.
     #[cfg(feature = "bench")]
     Bench(Box<koto_server::bench::BenchArgs>),
+    /// A live session compressed in time: random inputs, barge-ins on every stop path,
+    /// settings changes, clients joining and leaving; reports faults, RSS, fds and delivery.
+    #[cfg(feature = "bench")]
+    Soak(Box<koto_server::bench::soak::SoakArgs>),
     /// Not in this build: the benchmark needs `--features bench` (its fakes stay out of the
     /// binary streamers run).
     #[cfg(not(feature = "bench"))]
@@ -112,6 +116,8 @@ fn main() -> ExitCode {
         Command::Token { action } => token_cli::run(action),
         #[cfg(feature = "bench")]
         Command::Bench(args) => runtime.block_on(koto_server::bench::run(*args)),
+        #[cfg(feature = "bench")]
+        Command::Soak(args) => runtime.block_on(koto_server::bench::soak::run(*args)),
         #[cfg(not(feature = "bench"))]
         Command::Bench { .. } => Err(anyhow::anyhow!(
             "this build has no benchmark; build it with: cargo build --release -p koto-server --features bench"

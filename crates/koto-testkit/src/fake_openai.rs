@@ -31,6 +31,9 @@ const REQUEST_MAX: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct FakeScript {
     responses: Vec<FakeResponse>,
+    /// `cycle`: request `i` gets `responses[i % len]`, and requests are counted, not logged
+    /// (a soak sends tens of thousands: a log would be the fake's own memory growth).
+    cycling: bool,
 }
 
 impl FakeScript {
@@ -38,6 +41,21 @@ impl FakeScript {
     pub fn always(response: FakeResponse) -> FakeScript {
         FakeScript {
             responses: vec![response],
+            cycling: false,
+        }
+    }
+
+    /// Request `i` gets `responses[i % len]`, forever, and no request is kept in the log
+    /// (`requests()` stays empty; `request_count()` counts). For long runs. Panics on an empty
+    /// list.
+    pub fn cycle(responses: Vec<FakeResponse>) -> FakeScript {
+        assert!(
+            !responses.is_empty(),
+            "a FakeScript needs at least one response"
+        );
+        FakeScript {
+            responses,
+            cycling: true,
         }
     }
 
@@ -47,10 +65,16 @@ impl FakeScript {
             !responses.is_empty(),
             "a FakeScript needs at least one response"
         );
-        FakeScript { responses }
+        FakeScript {
+            responses,
+            cycling: false,
+        }
     }
 
     fn response_for(&self, index: usize) -> Option<&FakeResponse> {
+        if self.cycling {
+            return self.responses.get(index % self.responses.len());
+        }
         self.responses.get(index).or_else(|| self.responses.last())
     }
 }
@@ -524,7 +548,9 @@ fn route(shared: &Shared, request: FakeRequest) -> (FakeResponse, ChunkContext) 
     if let Some(model) = request.body.get("model").and_then(Value::as_str) {
         context.model = model.to_owned();
     }
-    let index = {
+    let index = if shared.script.cycling {
+        *shared.n_requests.borrow()
+    } else {
         let mut requests = shared
             .requests
             .lock()

@@ -17,6 +17,7 @@ mod chat;
 mod local_llm;
 mod piper;
 mod safety;
+pub mod soak;
 mod speech;
 mod voice;
 
