@@ -15,13 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
+use crate::job::TurnJob;
 use crate::metrics::EngineMetrics;
 use crate::profile::{EngineConfig, Flags, Profile};
 use crate::session::SessionSlot;
 use crate::speech::Speaker;
 use crate::speech_turn::TurnSpeech;
 use crate::store_calls::{blocking, kind_name, now_ms};
-use crate::turn::{TurnJob, run_turn};
+use crate::turn::run_turn;
 use crate::{EngineError, TurnHandle};
 use koto_core::memory::MemoryRecall;
 use koto_core::metrics::Registry;

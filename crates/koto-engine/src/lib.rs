@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod events;
 mod history;
+mod job;
 mod metrics;
 mod profile;
 mod prompt_cache;

@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use koto_core::llm::LlmRequest;
 
 use crate::context::{prompt_prefix, window_start};
+use crate::job::TurnJob;
 use crate::store_calls::blocking;
-use crate::turn::TurnJob;
 
 /// A warm-up evaluates the whole window once; a slow machine and a big model take a while.
 const WARM_TIMEOUT: Duration = Duration::from_secs(120);
