@@ -84,12 +84,17 @@ fi
 # Two minutes of a live session compressed in time (`kotodama soak`): random inputs, barge-ins
 # on every stop path, settings changes, clients joining and leaving, Redis restarted halfway.
 # It exits non-zero on a fatal error, a chunk after STOP_ACK, an unacknowledged STOP or an
-# undelivered event. KOTODAMA_SKIP_SOAK=1 skips it.
+# undelivered event. KOTODAMA_SKIP_SOAK=1 skips it and the crash step below.
 if [ "${KOTODAMA_SKIP_SOAK:-0}" = 1 ]; then
   step "soak skipped (KOTODAMA_SKIP_SOAK=1)"
 else
   step "soak: 2 minutes at speed 10, Redis restarted halfway (kotodama soak)"
   "$BIN_DIR/kotodama" soak --minutes 2 --speed 10 --redis
+  # Crash durability: the real `kotodama serve` SIGKILLed six times at random points (mid-LLM,
+  # mid-speech, mid-outbox, idle) and restarted; exits non-zero on a lost turn or event, a row
+  # left open or a failed integrity_check. The closing notes' figure is `--kills 200`.
+  step "crash durability: 6 SIGKILLs of kotodama serve (kotodama crash)"
+  "$BIN_DIR/kotodama" crash --kills 6 --redis
 fi
 # Rust tests last, so the run ends with the test runner's own summary line.
 step "tests"

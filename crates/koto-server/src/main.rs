@@ -72,6 +72,10 @@ enum Command {
     /// settings changes, clients joining and leaving; reports faults, RSS, fds and delivery.
     #[cfg(feature = "bench")]
     Soak(Box<koto_server::bench::soak::SoakArgs>),
+    /// Crash durability: SIGKILL `kotodama serve` at random points, restart, and count what
+    /// was lost (committed turns, events), rows left open and the database's integrity.
+    #[cfg(feature = "bench")]
+    Crash(Box<koto_server::bench::crash::CrashArgs>),
     /// Not in this build: the benchmark needs `--features bench` (its fakes stay out of the
     /// binary streamers run).
     #[cfg(not(feature = "bench"))]
@@ -118,6 +122,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => runtime.block_on(koto_server::bench::run(*args)),
         #[cfg(feature = "bench")]
         Command::Soak(args) => runtime.block_on(koto_server::bench::soak::run(*args)),
+        #[cfg(feature = "bench")]
+        Command::Crash(args) => runtime.block_on(koto_server::bench::crash::run(*args)),
         #[cfg(not(feature = "bench"))]
         Command::Bench { .. } => Err(anyhow::anyhow!(
             "this build has no benchmark; build it with: cargo build --release -p koto-server --features bench"

@@ -14,6 +14,7 @@ use crate::config::RawConfig;
 
 mod audio_cpu;
 mod chat;
+pub mod crash;
 mod local_llm;
 mod piper;
 mod safety;
@@ -446,6 +447,12 @@ fn bench_config(dir: &std::path::Path, llm_url: &str) -> RawConfig {
     raw.set("llm_model", "bench");
     raw.set("input_rate_per_sec", "100000");
     raw.set("input_burst", "100000");
+    // The app-wide limits too (SECURITY.md): a benchmark's back-to-back turns pass 20/s.
+    raw.set("input_global_rate_per_sec", "100000");
+    raw.set("input_global_burst", "100000");
+    raw.set("max_sessions", "100000");
+    raw.set("max_live_clients", "100000");
+    raw.set("max_sockets", "100000");
     raw
 }
 

@@ -741,7 +741,10 @@ fn install_panic_counter(tally: Arc<Tally>) {
 /// it), or with `--redis` put into Redis by the relay. `consumed` says whether anything in this
 /// run reads the stream: an embedded stream no group or plugin reads (`events.plugins` with no
 /// plugin) is kept for retention, not delivered, and is not counted as expected.
-fn delivery(db: &Path, redis: bool) -> anyhow::Result<(BTreeMap<String, StreamDelivery>, u64)> {
+pub(super) fn delivery(
+    db: &Path,
+    redis: bool,
+) -> anyhow::Result<(BTreeMap<String, StreamDelivery>, u64)> {
     let conn = open(db)?;
     let handled = if redis {
         "o.delivered = 1"
@@ -796,7 +799,7 @@ fn count_turns(db: &Path) -> anyhow::Result<u64> {
     )
 }
 
-fn open(db: &Path) -> anyhow::Result<rusqlite::Connection> {
+pub(super) fn open(db: &Path) -> anyhow::Result<rusqlite::Connection> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {}", db.display()))?;
@@ -852,14 +855,14 @@ fn wav_tone(length: Duration) -> Vec<u8> {
 }
 
 /// A real `redis-server` on a free loopback port, without persistence, that can be restarted.
-struct RedisChild {
+pub(super) struct RedisChild {
     port: u16,
     dir: PathBuf,
     child: std::process::Child,
 }
 
 impl RedisChild {
-    fn start(dir: &Path) -> anyhow::Result<RedisChild> {
+    pub(super) fn start(dir: &Path) -> anyhow::Result<RedisChild> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -889,7 +892,7 @@ impl RedisChild {
         anyhow::bail!("redis-server did not listen on 127.0.0.1:{port}")
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
