@@ -25,6 +25,16 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Why a turn was not saved, in words a streamer can act on where they can (a full disk, a
+    /// database another program holds locked).
+    pub(crate) fn not_saved(&self) -> String {
+        match self {
+            EngineError::Storage(StoreError::DiskFull) => "The turn was not saved: the disk holding Kotodama's database is full. Free some space on it (or start with another --data-dir); everything stored before is kept.".to_owned(),
+            EngineError::Storage(StoreError::Busy) => "The turn was not saved: Kotodama's database is locked by another program (a backup or a database viewer?). Close it; everything stored before is kept.".to_owned(),
+            other => format!("the turn was not saved: {other}"),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::InvalidInput { code, .. } => *code,

@@ -84,16 +84,13 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
     let mut user_row_stored = true;
     if let Some(user_row) = job.user_row.as_mut() {
         let stored = match user_row.await {
-            Ok(result) => result.map_err(|error| error.to_string()),
-            Err(join_error) => Err(join_error.to_string()),
+            Ok(result) => result.map_err(|error| error.not_saved()),
+            Err(join_error) => Err(format!("the turn was not saved: {join_error}")),
         };
-        if let Err(error) = stored {
-            tracing::error!(%error, "the user row was not stored");
+        if let Err(message) = stored {
+            tracing::error!(error = %message, "the user row was not stored");
             user_row_stored = false;
-            ending = Ending::Failed(WireError::new(
-                ErrorCode::StorageError,
-                format!("the turn was not saved: {error}"),
-            ));
+            ending = Ending::Failed(WireError::new(ErrorCode::StorageError, message));
         }
     }
     // One fence for every way a turn is stopped — a STOP from any entry point (the relay fenced
@@ -193,7 +190,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         tracing::error!(%error, "could not record the turn");
         job.emit(TurnEvent::Error(WireError::new(
             ErrorCode::StorageError,
-            format!("the turn was not saved: {error}"),
+            error.not_saved(),
         )))
         .await;
     }

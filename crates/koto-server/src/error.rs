@@ -38,9 +38,22 @@ impl From<EngineError> for AppError {
             EngineError::SyncCoreDisabled | EngineError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            EngineError::Storage(koto_store::StoreError::DiskFull) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            EngineError::Storage(koto_store::StoreError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &error {
+            // The two a streamer can fix, in words they can act on; nothing stored is lost.
+            EngineError::Storage(koto_store::StoreError::DiskFull) => {
+                tracing::error!("the disk holding the database is full");
+                "The disk holding Kotodama's database is full, so this input was not taken. Free some space on it (or start with another --data-dir); everything stored before is kept.".to_owned()
+            }
+            EngineError::Storage(koto_store::StoreError::Busy) => {
+                tracing::warn!("the database stayed locked");
+                "Kotodama's database is locked by another program (a backup or a database viewer?), so this input was not taken. Close it and send again; everything stored is kept.".to_owned()
+            }
             EngineError::Storage(inner) => {
                 tracing::error!(error = %inner, "storage error");
                 "the database refused the request; see the server log".to_owned()

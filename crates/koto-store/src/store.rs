@@ -133,6 +133,22 @@ impl Store {
         })
     }
 
+    /// Caps the database file at its current size (or lifts the cap): the next write that needs
+    /// a new page fails with `SQLITE_FULL`, exactly as on a full disk. For fault tests; nothing in
+    /// the app calls it.
+    #[doc(hidden)]
+    pub fn fill_disk_for_tests(&self, full: bool) -> Result<(), StoreError> {
+        let writer = self.lock_writer();
+        let pages: i64 = if full {
+            writer.query_row("PRAGMA page_count", [], |row| row.get(0))?
+        } else {
+            // SQLite's own default maximum.
+            4_294_967_294
+        };
+        writer.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer and commits it; any error
     /// rolls the whole transaction back (the `Transaction` is dropped uncommitted).
     pub(crate) fn write<T>(

@@ -1,6 +1,6 @@
 //! `POST /chat/stream`, `/control/stop`, `/health`, `/ready` against the mock LLM.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{expect_error, read_sse, serve};
 
@@ -372,4 +372,134 @@ async fn a_second_start_on_a_busy_port_leaves_the_running_turns_alone() {
     );
     assert_eq!(done.data["stats"]["interrupted"], false);
     app.shutdown().await;
+}
+
+/// A full disk (SQLite's `SQLITE_FULL` on the real file, through a page cap): an input that
+/// cannot be stored is refused with 507 and a sentence saying what to do, the app keeps
+/// running, everything stored before is intact, and the next input works once there is room.
+#[tokio::test]
+async fn a_full_disk_refuses_the_input_in_words_and_loses_nothing() {
+    let app = serve(&[
+        ("INPUT_RATE_PER_SEC", "100000"),
+        ("INPUT_BURST", "100000"),
+        ("INPUT_GLOBAL_RATE_PER_SEC", "100000"),
+        ("INPUT_GLOBAL_BURST", "100000"),
+    ])
+    .await;
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"disk","content":"before"}))
+            .await,
+    )
+    .await;
+    assert_eq!(frames.last().map(|f| f.event.as_str()), Some("done"));
+    let store = app.server.as_ref().unwrap().engine.store().clone();
+    store.fill_disk_for_tests(true).unwrap();
+    let long = "y".repeat(3_900);
+    // The user row is written beside the LLM's first token, the reply at the end: whichever
+    // write does not fit, the turn says so in words (507 before the stream, or its SSE error).
+    let mut refusal = None;
+    for _ in 0..200 {
+        let response = app.chat(json!({"sessionId":"disk","content": long})).await;
+        if response.status() != 200 {
+            assert_eq!(response.status(), 507);
+            let body = response.json::<Value>().await.unwrap();
+            refusal = Some(body["error"]["message"].as_str().unwrap().to_owned());
+            break;
+        }
+        let frames = read_sse(response).await;
+        if let Some(error) = frames.iter().find(|f| f.event == "error") {
+            assert_eq!(error.data["code"], "storage_error", "{frames:?}");
+            refusal = Some(error.data["message"].as_str().unwrap().to_owned());
+            break;
+        }
+    }
+    let message = refusal.expect("the capped database fills up");
+    assert!(
+        message.contains("disk") && message.contains("Free some space"),
+        "{message}"
+    );
+    assert_eq!(app.health().await["status"], "ok", "the app keeps running");
+
+    store.fill_disk_for_tests(false).unwrap();
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"disk","content":"after"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        frames.last().map(|f| f.event.as_str()),
+        Some("done"),
+        "{frames:?}"
+    );
+    let history = app
+        .client
+        .get(format!("{}/sessions/disk/history", app.base))
+        .bearer_auth(crate::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let text = history.to_string();
+    assert!(
+        text.contains("\"before\"") && text.contains("\"after\""),
+        "{text}"
+    );
+}
+
+/// Another program holding the database's write lock past the busy timeout (a backup, a
+/// database viewer): the turn says so in words, the app keeps running, and once the lock is
+/// gone the next input is stored, with everything before it intact.
+#[tokio::test]
+async fn a_database_locked_by_another_program_is_said_in_words_and_loses_nothing() {
+    let app = serve(&[]).await;
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"locked","content":"before"}))
+            .await,
+    )
+    .await;
+    assert_eq!(frames.last().map(|f| f.event.as_str()), Some("done"));
+    let db = app.dir.path().join("kotodama.sqlite3");
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let response = app
+        .chat(json!({"sessionId":"locked","content":"while locked"}))
+        .await;
+    let message = if response.status() == 200 {
+        let frames = read_sse(response).await;
+        let error = frames
+            .iter()
+            .find(|f| f.event == "error")
+            .unwrap_or_else(|| panic!("the locked write is an error: {frames:?}"));
+        assert_eq!(error.data["code"], "storage_error");
+        error.data["message"].as_str().unwrap().to_owned()
+    } else {
+        assert_eq!(response.status(), 503);
+        let body = response.json::<Value>().await.unwrap();
+        body["error"]["message"].as_str().unwrap().to_owned()
+    };
+    assert!(message.contains("locked by another program"), "{message}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(app.health().await["status"], "ok", "the app keeps running");
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"locked","content":"after"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        frames.last().map(|f| f.event.as_str()),
+        Some("done"),
+        "{frames:?}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: Vec<String> = conn
+        .prepare("SELECT text FROM turns WHERE sessionId = 'locked' AND role = 'user' AND status = 'done' ORDER BY turn")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, ["before", "after"]);
 }

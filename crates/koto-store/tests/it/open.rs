@@ -3,7 +3,7 @@
 use koto_core::TurnNo;
 use koto_store::{LATEST_SCHEMA_VERSION, Store, StoreError};
 
-use crate::{Fixture, complete_turn, new_turn, session};
+use crate::{Fixture, complete_turn, event, finished, new_turn, session};
 
 #[test]
 fn wal_is_on() {
@@ -144,4 +144,83 @@ fn dropping_the_store_checkpoints_and_removes_the_wal() {
     }
     let wal = dir.path().join("kotodama.sqlite3-wal");
     assert!(!wal.exists(), "a clean close leaves no -wal file behind");
+}
+
+/// A full disk (SQLite's `SQLITE_FULL`, through a page cap on the real file): the write that does
+/// not fit is `DiskFull` and leaves nothing half-stored (every reply row has its outbox event),
+/// every turn committed before it is intact, the file passes `integrity_check`, and writing works
+/// again once there is room.
+#[test]
+fn a_full_disk_is_disk_full_and_loses_nothing_already_stored() {
+    let fixture = Fixture::fresh();
+    let live = session("full-disk");
+    complete_turn(
+        &fixture.store,
+        &live,
+        0,
+        "before",
+        "stored before the disk filled",
+    );
+    fixture.store.fill_disk_for_tests(true).unwrap();
+    let big = "x".repeat(16 * 1024);
+    let mut refused = None;
+    for turn in 1..400 {
+        let begun = fixture.store.begin_turn(&new_turn(&live, turn, "q"));
+        let finished_turn = begun.and_then(|_| {
+            let events = vec![event(&live, turn, "TurnCompleted", "events.plugins")];
+            fixture
+                .store
+                .finish_turn(&finished(&live, turn, &big, events))
+        });
+        if let Err(error) = finished_turn {
+            refused = Some(error);
+            break;
+        }
+    }
+    let error = refused.expect("a capped file fills up");
+    assert!(
+        matches!(error, StoreError::DiskFull),
+        "a full disk is DiskFull: {error:?}"
+    );
+    let context = fixture.store.context(&live, 1000).unwrap();
+    assert_eq!(context[0].reply_text, "stored before the disk filled");
+    fixture.store.fill_disk_for_tests(false).unwrap();
+    let next = fixture.store.session_state(&live).unwrap().next_turn;
+    complete_turn(
+        &fixture.store,
+        &live,
+        next.0,
+        "after",
+        "stored after room was made",
+    );
+    let path = fixture.path();
+    drop(fixture.store);
+
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let replies: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM turns WHERE role = 'assistant'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let events: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox_events WHERE type = 'TurnCompleted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        replies, events,
+        "no reply without its event, no event without its reply"
+    );
+    assert!(
+        replies >= 2,
+        "the turns before and after the full disk are stored"
+    );
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }
