@@ -487,3 +487,43 @@ async fn mock_delays_run_on_tokio_time() {
         "one first delay plus one delay per later block, on the paused clock"
     );
 }
+
+/// The espeak-ng process crashing mid-utterance (killed by a signal after part of its audio):
+/// the audio it made is delivered, then an error that says it died, never a silent end that
+/// would pass a cut sentence off as whole.
+#[tokio::test]
+async fn an_espeak_process_killed_mid_utterance_is_an_error_after_its_audio() {
+    assert!(EspeakTts::detect(), "espeak-ng is needed for this test");
+    let dir = std::env::temp_dir().join(format!("koto-espeak-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let crashing = dir.join("espeak-ng");
+    std::fs::write(
+        &crashing,
+        "#!/bin/sh\nespeak-ng \"$@\" | head -c 24000\nkill -9 $$\n",
+    )
+    .expect("script written");
+    let mut permissions = std::fs::metadata(&crashing).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&crashing, permissions).expect("script executable");
+    let tts = EspeakTts::new(EspeakConfig {
+        program: crashing,
+        ..EspeakConfig::default()
+    })
+    .expect("valid config");
+    let long = "This sentence is long enough that espeak makes far more audio than the crash lets through, so the cut is in the middle of it.";
+    let (blocks, error) = drain(tts.synthesize(request(long, "en"))).await;
+    assert!(
+        !blocks.is_empty(),
+        "the audio made before the crash is delivered"
+    );
+    match error {
+        Some(ProviderError::Protocol(message) | ProviderError::Unavailable(message)) => {
+            assert!(
+                message.contains("died") && message.contains("SIGKILL"),
+                "the error says the process died: {message}"
+            )
+        }
+        other => panic!("a crashed espeak-ng is an error, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
