@@ -14,8 +14,11 @@ pub mod ws;
 
 mod split;
 
+/// A target's body: any bytes in, a panic when an invariant breaks.
+pub type Check = fn(&[u8]);
+
 /// Every target by its `fuzz/corpus/<name>` folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("audio", audio::run),
     ("chat", chat::run),
     ("config", config::run),

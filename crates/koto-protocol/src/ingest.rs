@@ -11,7 +11,21 @@ pub const DEFAULT_SAMPLE_RATE: u32 = 24_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Viseme {
+    #[serde(deserialize_with = "finite_f32")]
     pub mouth_open: f32,
+}
+
+/// A JSON number past `f32`'s range (`1e39`) would read as infinity, which JSON cannot carry on
+/// to clients (it is written as `null`): refused instead (found by `fuzz/`'s `ws` target).
+fn finite_f32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let value = f32::deserialize(deserializer)?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(
+            "mouthOpen must be a number within f32's range",
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +212,27 @@ mod tests {
             chunk.decode_pcm(),
             Ok(vec![1, -2, 300]),
             "pcm is s16le base64"
+        );
+    }
+
+    #[test]
+    fn a_mouth_open_past_f32s_range_is_refused_not_read_as_infinity() {
+        let frame = |mouth: &str| {
+            serde_json::from_str::<RelayFrame>(&format!(
+                r#"{{"type":"SPEECH_CHUNK","sessionId":"a","turn":1,"seq":0,"pcm":"","viseme":{{"mouthOpen":{mouth}}}}}"#
+            ))
+        };
+        assert!(
+            frame("1e39").is_err(),
+            "infinity would go out to clients as mouthOpen: null"
+        );
+        assert!(frame("-1e39").is_err(), "as would minus infinity");
+        let RelayFrame::SpeechChunk(chunk) = frame("0.25").expect("an ordinary value") else {
+            panic!("kept its type")
+        };
+        assert_eq!(
+            chunk.viseme.mouth_open, 0.25,
+            "finite values read as they are"
         );
     }
 
