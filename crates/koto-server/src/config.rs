@@ -1652,7 +1652,10 @@ mod tidy {
     /// Names in the docs that look like env vars but are no configuration key, and why.
     const NOT_SETTINGS: &[(&str, &str)] = &[
         ("RUST_LOG", "read by the log filter (logging.rs)"),
-        ("KOTODAMA_SKIP_SOAK", "read by scripts/test.sh, which skips its soak step"),
+        (
+            "KOTODAMA_SKIP_SOAK",
+            "read by scripts/test.sh, which skips its soak step",
+        ),
         (
             "XDG_DATA_HOME",
             "the platform's data folder, read by `dirs` (platform.rs)",

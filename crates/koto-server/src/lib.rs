@@ -12,6 +12,7 @@ pub mod chat_sources;
 pub mod config;
 pub mod error;
 pub mod header_deadline;
+pub mod live_asr;
 pub mod live_chat;
 pub mod live_settings;
 pub mod logging;

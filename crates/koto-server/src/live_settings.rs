@@ -27,6 +27,9 @@ pub enum Effect {
     Voice,
     /// Applied by the desktop shell at once; `kotodama serve` has no use for it.
     Desktop,
+    /// Rebuilds the speech recognizer and swaps it in (`crate::live_asr`): the next upload
+    /// and the microphone's next utterance hear with it.
+    Asr,
     /// Built once at start.
     Restart,
 }
@@ -85,6 +88,16 @@ const VOICE_KEYS: &[&str] = &[
     "piper_quantize",
     "espeak_binary",
 ];
+const ASR_KEYS: &[&str] = &[
+    "asr_provider",
+    "asr_base_url",
+    "asr_api_key",
+    "asr_model",
+    "asr_language",
+    "asr_timeout",
+    "asr_max_retries",
+    "asr_mock_text",
+];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",
     "output_volume",
@@ -99,6 +112,7 @@ impl Effect {
             (LLM_KEYS, Effect::Llm),
             (VOICE_KEYS, Effect::Voice),
             (DESKTOP_KEYS, Effect::Desktop),
+            (ASR_KEYS, Effect::Asr),
         ];
         effects
             .into_iter()
@@ -116,6 +130,7 @@ impl Effect {
     pub fn is_live(self, desktop: bool) -> bool {
         match self {
             Effect::Desktop => desktop,
+            Effect::Asr => true,
             other => other.is_profile(),
         }
     }
@@ -151,6 +166,8 @@ pub trait DesktopSettings: Send + Sync + fmt::Debug {
 pub struct LiveTargets {
     pub engine: Engine,
     pub desktop: Option<Arc<dyn DesktopSettings>>,
+    /// What uploads and the microphone hear with.
+    pub asr: Arc<crate::live_asr::LiveAsr>,
 }
 
 /// The raw configuration the running app takes on when `next` (what the next start would build)
@@ -227,7 +244,7 @@ mod tests {
 
     #[test]
     fn every_key_has_a_deliberate_effect() {
-        for keys in [ENGINE_KEYS, LLM_KEYS, VOICE_KEYS, DESKTOP_KEYS] {
+        for keys in [ENGINE_KEYS, LLM_KEYS, VOICE_KEYS, DESKTOP_KEYS, ASR_KEYS] {
             for key in keys {
                 assert!(
                     KEYS.iter().any(|spec| spec.key == *key),

@@ -124,14 +124,20 @@ mod tests {
 
     #[test]
     fn a_persona_carries_its_own_quick_acknowledgment_or_none() {
-        let chatty = parse_persona("name = \"Kira\"\nquick_ack_ms = 300\n", "k.toml").expect("test setup");
+        let chatty =
+            parse_persona("name = \"Kira\"\nquick_ack_ms = 300\n", "k.toml").expect("test setup");
         assert_eq!(chatty.quick_ack(), Some(Some(Duration::from_millis(300))));
-        let shy = parse_persona("name = \"Sora\"\nquick_ack_ms = 0\n", "s.toml").expect("test setup");
+        let shy =
+            parse_persona("name = \"Sora\"\nquick_ack_ms = 0\n", "s.toml").expect("test setup");
         assert_eq!(shy.quick_ack(), Some(None));
         let plain = parse_persona("name = \"Hana\"\n", "h.toml").expect("test setup");
         assert_eq!(plain.quick_ack(), None);
         // Absent stays absent when saved again, so the global setting keeps applying.
-        assert!(!toml::to_string(&plain).expect("test setup").contains("quick_ack_ms"));
+        assert!(
+            !toml::to_string(&plain)
+                .expect("test setup")
+                .contains("quick_ack_ms")
+        );
         let error = parse_persona("name = \"Kira\"\nquick_ack_ms = 50\n", "personas/k.toml")
             .expect_err("too short");
         assert!(

@@ -228,7 +228,9 @@ pub async fn start_with_voice(
     let engine = Engine::new(engine_config(&config), parts);
     let chat_sources = crate::chat_sources::ChatSources::new(config.chat_sources.clone());
     let shutdown = CancellationToken::new();
-    let mic_asr = mic_asr.or_else(|| asr.provider().cloned());
+    // The mic hears with the app's switch, so a saved ASR setting reaches it too (a test's own
+    // fake ASR stays fixed).
+    let mic_asr = mic_asr.unwrap_or_else(|| asr.live());
     let voice = crate::voice::VoiceIn::start(
         &config.voice,
         mic,
@@ -281,6 +283,7 @@ pub async fn start_with_voice(
                 .with_live(LiveTargets {
                     engine: engine.clone(),
                     desktop,
+                    asr: asr.live(),
                 }),
         ),
         voice: Arc::clone(&voice),

@@ -72,7 +72,8 @@ pub struct VoiceIn {
     stats: Option<Arc<Mutex<VoiceStats>>>,
     capture: Mutex<Option<CaptureHandle>>,
     source: MicSource,
-    asr: Option<&'static str>,
+    /// What it hears with (the app's `LiveAsr`, or a test's fake); `None` when never started.
+    asr: Option<Arc<dyn AsrProvider>>,
     echo: EchoMode,
     barge_in: bool,
 }
@@ -112,13 +113,12 @@ impl VoiceIn {
         settings: &VoiceSettings,
         source: MicSource,
         engine: Engine,
-        asr: Option<Arc<dyn AsrProvider>>,
+        asr: Arc<dyn AsrProvider>,
         shutdown: CancellationToken,
     ) -> Arc<VoiceIn> {
         let Some(relay) = engine.relay().cloned() else {
             return VoiceIn::off();
         };
-        let asr_name = asr.as_ref().map(|asr| asr.name());
         let config = settings.pipeline.clone();
         if config.echo == EchoMode::Gate && config.barge_in.enabled {
             tracing::warn!(
@@ -127,7 +127,7 @@ impl VoiceIn {
         }
         // The pipeline runs whatever the mode (off ignores mic audio), so the panel can switch.
         let mode = config.mode;
-        let (pipeline, effects) = VoicePipeline::new(config.clone(), asr);
+        let (pipeline, effects) = VoicePipeline::new(config.clone(), Some(Arc::clone(&asr)));
         let stats = pipeline.stats_handle();
         let (inputs, receiver) = mpsc::channel(MIC_QUEUE);
         let session = Arc::new(Mutex::new(settings.session.clone()));
@@ -162,7 +162,7 @@ impl VoiceIn {
             stats: Some(stats),
             capture: Mutex::new(None),
             source,
-            asr: asr_name,
+            asr: Some(asr),
             echo: config.echo,
             barge_in: config.barge_in.enabled,
         });
@@ -288,7 +288,13 @@ impl VoiceIn {
             .as_ref()
             .map(|stats| *lock(stats))
             .unwrap_or_default();
-        let state = match (status.mode, status.device_state, self.asr) {
+        // Read now: a saved ASR setting may have switched it on or off since the start.
+        let asr = self
+            .asr
+            .as_ref()
+            .map(|asr| asr.name())
+            .filter(|name| *name != "off");
+        let state = match (status.mode, status.device_state, asr) {
             (MicMode::Off, _, _) => "off",
             (_, "no_device" | "lost", _) => status.device_state,
             (_, _, None) => "asr_off",
@@ -306,7 +312,7 @@ impl VoiceIn {
             "device": status.device,
             "warning": warning,
             "session": self.session().to_string(),
-            "asr": self.asr,
+            "asr": asr,
             "echoCancel": self.echo.as_str(),
             "bargeIn": self.barge_in,
             "utterances": stats.utterances,

@@ -548,7 +548,7 @@ impl VoicePipeline {
     ) {
         let id = self.utterance_id;
         let speech_ms = utterance.speech_ms();
-        let Some(asr) = self.asr.clone() else {
+        let Some(asr) = self.hearing() else {
             if !probe {
                 let _ = self.asr_tx.send(AsrDone::Final {
                     speech_ms,
@@ -639,11 +639,17 @@ impl VoicePipeline {
         recent && is_echo(text, self.spoken.iter().map(String::as_str))
     }
 
+    /// The ASR to hear with now: `None` when there is none, or it is a switch that is off (its
+    /// name says `off`; the app's ASR can be turned off while it runs).
+    fn hearing(&self) -> Option<Arc<dyn AsrProvider>> {
+        self.asr.clone().filter(|asr| asr.name() != "off")
+    }
+
     fn final_transcript(&mut self, speech_ms: u64, result: Result<Transcript, String>) {
         let transcript = match result {
             Ok(transcript) => transcript,
             Err(message) => {
-                let reason = if self.asr.is_none() {
+                let reason = if self.hearing().is_none() {
                     DropReason::AsrOff
                 } else {
                     DropReason::AsrFailed

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::live_asr::LiveAsr;
 use crate::routes::chat::{sse_frames, to_sse, turn_events};
 use crate::routes::timed_out;
 
@@ -48,7 +49,8 @@ pub fn upload_body_limit(max_audio_bytes: usize) -> usize {
 /// provider through `RunningServer::asr`.
 #[derive(Clone)]
 pub struct Asr {
-    provider: Option<Arc<dyn AsrProvider>>,
+    /// Swapped when an ASR setting is saved (`crate::live_asr`).
+    provider: Arc<LiveAsr>,
     limits: DecodeLimits,
 }
 
@@ -63,12 +65,20 @@ impl std::fmt::Debug for Asr {
 
 impl Asr {
     pub fn new(provider: Option<Arc<dyn AsrProvider>>, limits: DecodeLimits) -> Self {
-        Self { provider, limits }
+        Self {
+            provider: LiveAsr::new(provider),
+            limits,
+        }
     }
 
     /// `None` when `ASR_PROVIDER=off`.
-    pub fn provider(&self) -> Option<&Arc<dyn AsrProvider>> {
-        self.provider.as_ref()
+    pub fn provider(&self) -> Option<Arc<dyn AsrProvider>> {
+        self.provider.current()
+    }
+
+    /// The switch itself: what the microphone hears with, following every saved change.
+    pub fn live(&self) -> Arc<LiveAsr> {
+        Arc::clone(&self.provider)
     }
 
     pub fn limits(&self) -> DecodeLimits {
@@ -77,9 +87,7 @@ impl Asr {
 
     /// `off`, `mock`, `openai`.
     pub fn name(&self) -> &'static str {
-        self.provider
-            .as_ref()
-            .map_or("off", |provider| provider.name())
+        AsrProvider::name(&*self.provider)
     }
 }
 
@@ -143,7 +151,7 @@ pub async fn hear(
     language: Option<String>,
     correlation_id: String,
 ) -> Result<Transcript, VoiceError> {
-    let provider = asr.provider.clone().ok_or(VoiceError::Off)?;
+    let provider = asr.provider().ok_or(VoiceError::Off)?;
     let limits = asr.limits;
     let decoded = tokio::task::spawn_blocking(move || decode_upload(&audio, &limits))
         .await
@@ -257,7 +265,7 @@ pub async fn chat_audio(
 
 async fn hear_and_submit(state: &AppState, request: Request) -> Result<HeardTurn, AppError> {
     let received_at = Instant::now();
-    if state.asr.provider.is_none() {
+    if state.asr.provider.is_off() {
         return Err(VoiceError::Off.into());
     }
     let upload = read_upload(request, state.asr.limits.max_bytes).await?;

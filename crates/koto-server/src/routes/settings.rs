@@ -368,6 +368,31 @@ impl Settings {
         } else {
             None
         };
+        // A new recognizer is built before anything is saved: one that cannot start refuses
+        // the change, and the running one stays.
+        let asr_changed: Vec<&'static str> = changed
+            .iter()
+            .copied()
+            .filter(|key| Effect::of(key) == Effect::Asr)
+            .collect();
+        let asr = if asr_changed.is_empty() || !fields.is_empty() {
+            None
+        } else {
+            match crate::providers::build_asr(&live_config.asr) {
+                Ok(asr) => Some(asr),
+                Err(error) => {
+                    let reason = error.to_string();
+                    for key in &asr_changed {
+                        let message = format!("{key} cannot be used now: {reason}.");
+                        fields.insert(
+                            (*key).to_owned(),
+                            Refusal::new("cannot_apply", reason.clone(), message),
+                        );
+                    }
+                    None
+                }
+            }
+        };
         if !fields.is_empty() {
             return Err(SettingsRefused::Fields(fields));
         }
@@ -386,6 +411,10 @@ impl Settings {
                     .copied()
                     .filter(|key| Effect::of(key).is_profile()),
             );
+        }
+        if let Some(asr) = asr {
+            live.asr.replace(asr);
+            applied.extend(asr_changed);
         }
         match &live.desktop {
             Some(desktop) => {

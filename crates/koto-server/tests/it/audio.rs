@@ -5,7 +5,7 @@
 
 use koto_providers::audio::decode::{DecodeLimits, decode_upload};
 use koto_testkit::fake_openai_transcription::{FakeOpenAiTranscription, TranscriptionResponse};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{TestServer, expect_error, parse_sse, serve};
 
@@ -504,5 +504,58 @@ async fn the_real_asr_hears_a_browser_recording_through_chat_audio() {
         (text, Some("ASR_FINAL")),
         "the transcript is the stored input"
     );
+    app.shutdown().await;
+}
+
+/// The ASR keys apply while the app runs: switching the recognizer on, to another provider and
+/// off again reaches the next upload at once (no restart), and one that cannot start is refused
+/// before anything is saved, the running one kept. (The microphone's side:
+/// `voice::saving_an_asr_setting_turns_the_microphone_on_without_a_restart`.)
+#[tokio::test]
+async fn saving_an_asr_setting_reaches_the_next_upload_without_a_restart() {
+    let app = serve(&[]).await;
+    let put = |body: serde_json::Value| {
+        app.client
+            .put(format!("{}/settings", app.base))
+            .bearer_auth(crate::TOKEN)
+            .json(&body)
+            .send()
+    };
+    let upload = || {
+        app.post("/chat/audio")
+            .multipart(form("live-asr", WAV, "a.wav"))
+            .send()
+    };
+    expect_error(upload().await.unwrap(), 503, "not_available").await;
+
+    let answer = put(json!({"asr_provider": "mock", "asr_mock_text": "now I can hear you"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    let applied = answer["appliedNow"].to_string();
+    assert!(
+        applied.contains("asr_provider") && applied.contains("asr_mock_text"),
+        "{answer}"
+    );
+    assert_eq!(app.health().await["asr"]["provider"], "mock");
+    let heard: serde_json::Value = upload().await.unwrap().json().await.unwrap();
+    assert_eq!(heard["transcript"]["text"], "now I can hear you", "{heard}");
+
+    // One that cannot start: refused naming the key, and the mock still hears.
+    let refused = put(json!({"asr_provider": "openai", "asr_base_url": "ftp://127.0.0.1/v1"}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused = refused.text().await.unwrap();
+    assert!(
+        refused.contains("asr_provider") && refused.contains("ftp://"),
+        "{refused}"
+    );
+    assert_eq!(app.health().await["asr"]["provider"], "mock");
+
+    let answer = put(json!({"asr_provider": "off"})).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    expect_error(upload().await.unwrap(), 503, "not_available").await;
     app.shutdown().await;
 }

@@ -254,6 +254,48 @@ async fn with_the_mic_on_but_no_asr_the_state_is_asr_off() {
     app.shutdown().await;
 }
 
+/// The microphone hears with the app's recognizer switch: started with ASR off, a saved
+/// `asr_provider` turns it on without a restart, and the next utterance is a turn.
+#[tokio::test]
+async fn saving_an_asr_setting_turns_the_microphone_on_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut raw = RawConfig::default();
+    raw.set("bind", "127.0.0.1:0");
+    raw.set("data_dir", dir.path().to_string_lossy().into_owned());
+    raw.set("token", TOKEN);
+    raw.set("mic_mode", "ptt");
+    let config = raw.build().expect("valid");
+    let server = koto_server::start_with_voice(config, None, None, MicSource::Frames)
+        .await
+        .expect("starts");
+    let app = TestServer {
+        base: server.base_url(),
+        server: Some(server),
+        client: reqwest::Client::new(),
+        dir,
+    };
+    assert_eq!(health_mic(&app).await["state"], "asr_off");
+    let answer = app
+        .client
+        .put(format!("{}/settings", app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"asr_provider": "mock", "asr_mock_text": "switched on live"}))
+        .send()
+        .await
+        .expect("settings answer");
+    assert_eq!(answer.status(), 200);
+    let mic = health_mic(&app).await;
+    assert_eq!(mic["state"], "listening", "{mic}");
+    assert_eq!(mic["asr"], "mock", "{mic}");
+    let mut live = connect(&app, "live-asr").await;
+    ptt(&app, true, "live-asr").await;
+    talk(&app, 800).await;
+    ptt(&app, false, "live-asr").await;
+    let (input, _) = until(&mut live, "USER_INPUT", |f| f["type"] == "USER_INPUT").await;
+    assert_eq!(input["content"], "switched on live");
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn push_to_talk_from_the_panel_is_an_asr_final_turn_with_mic_meta() {
     let app = serve_voice(&[], "what game is next").await;
