@@ -304,3 +304,17 @@ fn random_damage_never_panics() {
         }
     }
 }
+
+/// Found by `fuzz/`'s `audio` target: a damaged MediaRecorder WebM whose Opus packet makes
+/// opus-decoder 0.1.1 shift a `u8` past its width (`celt/vq.rs`, `extract_collapse_mask`), a
+/// panic wherever overflow checks are on. The upload is refused as malformed, and the panic
+/// stays inside the decoder's guard instead of taking the request task down.
+#[test]
+fn an_opus_packet_that_panics_the_decoder_is_a_malformed_upload() {
+    let file = include_bytes!("../fixtures/fuzz-opus-shift-overflow.webm");
+    let result = decode_upload(file, &limits());
+    assert!(
+        matches!(result, Err(AudioDecodeError::Malformed { .. })),
+        "a decoder panic is a malformed file, not a crash: {result:?}"
+    );
+}
