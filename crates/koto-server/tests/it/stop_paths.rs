@@ -131,49 +131,10 @@ async fn stop_mid_speech(path: Path) {
         seen.take(&frame);
     }
 
-    match path {
-        Path::ControlRoute => {
-            let answer: Value = app
-                .post("/control/stop")
-                .json(&json!({"sessionId": session}))
-                .send()
-                .await
-                .expect("stop sent")
-                .json()
-                .await
-                .expect("stop answer");
-            assert_eq!(answer["ok"], true, "{answer}");
-            assert_eq!(answer["stopped"], json!([0]), "the turn is named: {answer}");
-        }
-        Path::LiveSocket => {
-            let stop = json!({"type":"CONTROL","action":"STOP","sessionId":session,"reason":"user_interrupt"});
-            live.send(Message::Text(stop.to_string().into()))
-                .await
-                .expect("stop sent");
-        }
-        Path::Command => {
-            let answer = app
-                .chat(json!({"sessionId": session, "type": "COMMAND", "content": "stop"}))
-                .await;
-            assert_eq!(answer.status(), 200);
-            let frames = parse_sse(&answer.text().await.expect("command answer"));
-            assert!(
-                frames
-                    .iter()
-                    .any(|f| f.event == "control" && f.data["action"] == "STOPPED"),
-                "the command says it stopped: {frames:?}"
-            );
-        }
-        Path::Disconnect => sse = None,
-        Path::Shutdown => {}
+    if let Path::Disconnect = path {
+        sse = None;
     }
-    if let Path::Shutdown = path {
-        app.server
-            .as_ref()
-            .expect("running")
-            .shutdown_token()
-            .cancel();
-    }
+    send_stop(&app, &mut live, &session, path).await;
     // Until STOP_ACK, and 600 ms past it: nothing of the turn may follow.
     let mut after_ack_wait = None::<tokio::time::Instant>;
     loop {
@@ -261,6 +222,52 @@ async fn stop_mid_speech(path: Path) {
     }
     if let Some(server) = app.server {
         server.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Stops `session`'s running turn 0 through `path`'s real entry point (for `Disconnect` the
+/// caller drops its SSE response).
+async fn send_stop(app: &TestServer, live: &mut Socket, session: &str, path: Path) {
+    match path {
+        Path::ControlRoute => {
+            let answer: Value = app
+                .post("/control/stop")
+                .json(&json!({"sessionId": session}))
+                .send()
+                .await
+                .expect("stop sent")
+                .json()
+                .await
+                .expect("stop answer");
+            assert_eq!(answer["ok"], true, "{answer}");
+            assert_eq!(answer["stopped"], json!([0]), "the turn is named: {answer}");
+        }
+        Path::LiveSocket => {
+            let stop = json!({"type":"CONTROL","action":"STOP","sessionId":session,"reason":"user_interrupt"});
+            live.send(Message::Text(stop.to_string().into()))
+                .await
+                .expect("stop sent");
+        }
+        Path::Command => {
+            let answer = app
+                .chat(json!({"sessionId": session, "type": "COMMAND", "content": "stop"}))
+                .await;
+            assert_eq!(answer.status(), 200);
+            let frames = parse_sse(&answer.text().await.expect("command answer"));
+            assert!(
+                frames
+                    .iter()
+                    .any(|f| f.event == "control" && f.data["action"] == "STOPPED"),
+                "the command says it stopped: {frames:?}"
+            );
+        }
+        Path::Disconnect => {}
+        Path::Shutdown => app
+            .server
+            .as_ref()
+            .expect("running")
+            .shutdown_token()
+            .cancel(),
     }
 }
 
@@ -393,39 +400,10 @@ async fn stop_while_held(path: Path, held: Held) {
         }
     }
 
-    match path {
-        Path::ControlRoute => {
-            let answer: Value = app
-                .post("/control/stop")
-                .json(&json!({"sessionId": session}))
-                .send()
-                .await
-                .expect("stop sent")
-                .json()
-                .await
-                .expect("stop answer");
-            assert_eq!(answer["ok"], true, "{answer}");
-        }
-        Path::LiveSocket => {
-            let stop = json!({"type":"CONTROL","action":"STOP","sessionId":session,"reason":"user_interrupt"});
-            live.send(Message::Text(stop.to_string().into()))
-                .await
-                .expect("stop sent");
-        }
-        Path::Command => {
-            let answer = app
-                .chat(json!({"sessionId": session, "type": "COMMAND", "content": "stop"}))
-                .await;
-            assert_eq!(answer.status(), 200);
-        }
-        Path::Disconnect => sse = None,
-        Path::Shutdown => app
-            .server
-            .as_ref()
-            .expect("running")
-            .shutdown_token()
-            .cancel(),
+    if let Path::Disconnect = path {
+        sse = None;
     }
+    send_stop(&app, &mut live, &session, path).await;
     let mut stop_ack = false;
     let mut after_ack = 0;
     let mut ends = 0;

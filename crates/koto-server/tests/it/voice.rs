@@ -217,9 +217,8 @@ async fn the_mic_on_without_an_asr_or_a_device_says_so_and_text_keeps_working() 
     off.shutdown().await;
 }
 
-#[tokio::test]
-async fn with_the_mic_on_but_no_asr_the_state_is_asr_off() {
-    // A synthetic mic (no device needed) and no ASR provider.
+/// A synthetic mic (no device needed) in push-to-talk, and no ASR provider configured.
+async fn serve_push_to_talk_without_asr() -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = RawConfig::default();
     raw.set("bind", "127.0.0.1:0");
@@ -230,12 +229,17 @@ async fn with_the_mic_on_but_no_asr_the_state_is_asr_off() {
     let server = koto_server::start_with_voice(config, None, None, MicSource::Frames)
         .await
         .expect("starts");
-    let app = TestServer {
+    TestServer {
         base: server.base_url(),
         server: Some(server),
         client: reqwest::Client::new(),
         dir,
-    };
+    }
+}
+
+#[tokio::test]
+async fn with_the_mic_on_but_no_asr_the_state_is_asr_off() {
+    let app = serve_push_to_talk_without_asr().await;
     let mic = health_mic(&app).await;
     assert_eq!(mic["state"], "asr_off");
     assert_eq!(
@@ -258,22 +262,7 @@ async fn with_the_mic_on_but_no_asr_the_state_is_asr_off() {
 /// `asr_provider` turns it on without a restart, and the next utterance is a turn.
 #[tokio::test]
 async fn saving_an_asr_setting_turns_the_microphone_on_without_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut raw = RawConfig::default();
-    raw.set("bind", "127.0.0.1:0");
-    raw.set("data_dir", dir.path().to_string_lossy().into_owned());
-    raw.set("token", TOKEN);
-    raw.set("mic_mode", "ptt");
-    let config = raw.build().expect("valid");
-    let server = koto_server::start_with_voice(config, None, None, MicSource::Frames)
-        .await
-        .expect("starts");
-    let app = TestServer {
-        base: server.base_url(),
-        server: Some(server),
-        client: reqwest::Client::new(),
-        dir,
-    };
+    let app = serve_push_to_talk_without_asr().await;
     assert_eq!(health_mic(&app).await["state"], "asr_off");
     let answer = app
         .client
