@@ -99,7 +99,8 @@ URL=$(sed -nE 's|^kotodama ready: (http://127\.0\.0\.1:[0-9]+)/.*|\1|p' "$WORK/a
 PORT=${URL##*:}
 TOKEN=$(tr -d '\r\n' <"$DATA/token")
 ok "ready at $URL"
-curl -sf "$URL/health" >"$WORK/health.json" || fail "/health"
+# With the token: without it /health names no path (SECURITY.md).
+curl -sf -H "Authorization: Bearer $TOKEN" "$URL/health" >"$WORK/health.json" || fail "/health"
 python3 - "$WORK/health.json" <<'EOF' || fail "/health says the app is not healthy"
 import json, sys
 health = json.load(open(sys.argv[1], encoding="utf-8"))
