@@ -120,14 +120,27 @@ ok "/overlay is served"
 ok "log file: <data_dir>\\logs\\kotodama.log"
 
 # 2. Bad starts: clear errors, exit 2, never a crash; the first instance keeps running.
-set +e
-timeout 120 wine "$EXE" serve --bind "127.0.0.1:$PORT" >"$WORK/busy.out" 2>"$WORK/busy.err"
-busy_status=$?
+# A start that Wine itself fails (exit 1, not one byte from kotodama: seen once in CI on a loaded
+# machine, never reproduced) is retried once with Wine's error channel on, and says so; kotodama's
+# own failures print "kotodama: …" and are never retried.
+bad_start() {
+  local name=$1; shift
+  set +e
+  timeout 120 wine "$EXE" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  local status=$?
+  if [ "$status" -ne 2 ] && ! grep -qs 'kotodama' "$WORK/$name.out" "$WORK/$name.err"; then
+    echo "wine smoke: note: $name: Wine exited $status before kotodama printed anything; one retry" >&2
+    WINEDEBUG=err+all timeout 120 wine "$EXE" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    status=$?
+  fi
+  set -e
+  return "$status"
+}
+busy_status=0
+bad_start busy serve --bind "127.0.0.1:$PORT" || busy_status=$?
 touch "$WORK/a-file"
-timeout 120 wine "$EXE" serve --bind 127.0.0.1:0 --data-dir "$(windows_path "$WORK/a-file/data")" \
-  >"$WORK/nodir.out" 2>"$WORK/nodir.err"
-nodir_status=$?
-set -e
+nodir_status=0
+bad_start nodir serve --bind 127.0.0.1:0 --data-dir "$(windows_path "$WORK/a-file/data")" || nodir_status=$?
 [ "$busy_status" -eq 2 ] || fail "a busy port exited with $busy_status, not 2"
 grep -q "Port $PORT on 127.0.0.1 is already in use" "$WORK/busy.err" || fail "a busy port is not named"
 ok "a busy port: exit 2, \"$(grep -o "Port $PORT on 127.0.0.1 is already in use[^,]*" "$WORK/busy.err" | head -1)\""
