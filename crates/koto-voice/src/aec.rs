@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use koto_core::asr::ASR_SAMPLE_RATE;
 use koto_providers::audio::resample::StreamResampler;
-use sonora::config::EchoCanceller as Aec3;
+use sonora::config::{EchoCanceller as Aec3, TransparentModeType};
 use sonora::{AudioProcessing, Config, StreamConfig};
 
 /// Samples in one 10 ms frame at 16 kHz, the unit AEC3 works in.
@@ -44,7 +44,14 @@ impl EchoCanceller {
         let stream = StreamConfig::new(ASR_SAMPLE_RATE, 1);
         let apm = AudioProcessing::builder()
             .config(Config {
-                echo_canceller: Some(Aec3::default()),
+                // HMM transparent mode: AEC3's default (Legacy) keeps suppressing a near end that has
+                // no echo (a headset, a quiet room) for seconds of double talk; measured on
+                // espeak speech over a playing co-host with no echo path, the VAD's onset came
+                // 560–1550 ms late with Legacy and 0–240 ms with HMM, echo removal unchanged.
+                echo_canceller: Some(Aec3 {
+                    transparent_mode: TransparentModeType::Hmm,
+                    ..Aec3::default()
+                }),
                 ..Default::default()
             })
             .capture_config(stream)
@@ -80,6 +87,17 @@ impl EchoCanceller {
 
     /// Mic samples in, echo-cancelled samples out (whole 10 ms frames; a tail waits).
     pub fn process(&mut self, near: &[i16], out: &mut Vec<i16>) {
+        self.process_with_reference(near, out, &mut Vec::new());
+    }
+
+    /// As [`process`](Self::process), and the reference rendered with each output frame goes
+    /// to `rendered` (one 10 ms frame per frame out, in step: the double-talk detector's far end).
+    pub fn process_with_reference(
+        &mut self,
+        near: &[i16],
+        out: &mut Vec<i16>,
+        rendered: &mut Vec<i16>,
+    ) {
         let mut render = [0i16; AEC_FRAME];
         let mut scratch = [0i16; AEC_FRAME];
         let mut cleaned = [0i16; AEC_FRAME];
@@ -92,9 +110,10 @@ impl EchoCanceller {
             for slot in render.iter_mut() {
                 *slot = self.far.pop_front().unwrap_or(0);
             }
-            let rendered = self.apm.process_render_i16(&render, &mut scratch);
+            rendered.extend_from_slice(&render);
+            let render_done = self.apm.process_render_i16(&render, &mut scratch);
             let captured =
-                rendered.and_then(|()| self.apm.process_capture_i16(&self.near, &mut cleaned));
+                render_done.and_then(|()| self.apm.process_capture_i16(&self.near, &mut cleaned));
             match captured {
                 Ok(()) => out.extend_from_slice(&cleaned),
                 Err(error) => {

@@ -59,6 +59,8 @@ enum Phase {
     Paused {
         onset_ms: u64,
         deadline_ms: u64,
+        /// A pause on energy alone: resumed unless the VAD hears voice by then.
+        voice_by_ms: Option<u64>,
     },
     /// STOP sent; the utterance's final transcript is the next turn.
     Stopped,
@@ -116,12 +118,44 @@ impl BargeIn {
         now_ms: u64,
         cohost_speaking: bool,
     ) -> Option<PlaybackAction> {
+        self.voice_heard();
+        self.pause(onset_ms, now_ms, cohost_speaking, None)
+    }
+
+    /// An onset on energy alone (the raw mic louder than any echo could be), dated `onset_ms`:
+    /// a pause that resumes at `voice_by_ms` unless the VAD hears voice first
+    /// ([`voice_heard`](Self::voice_heard)).
+    pub fn energy_onset(
+        &mut self,
+        onset_ms: u64,
+        now_ms: u64,
+        cohost_speaking: bool,
+        voice_by_ms: u64,
+    ) -> Option<PlaybackAction> {
+        self.pause(onset_ms, now_ms, cohost_speaking, Some(voice_by_ms))
+    }
+
+    /// The VAD heard voice (an onset or the start of speech): an energy pause stands.
+    pub fn voice_heard(&mut self) {
+        if let Phase::Paused { voice_by_ms, .. } = &mut self.phase {
+            *voice_by_ms = None;
+        }
+    }
+
+    fn pause(
+        &mut self,
+        onset_ms: u64,
+        now_ms: u64,
+        cohost_speaking: bool,
+        voice_by_ms: Option<u64>,
+    ) -> Option<PlaybackAction> {
         if !self.config.enabled || !cohost_speaking || self.phase != Phase::Listening {
             return None;
         }
         self.phase = Phase::Paused {
             onset_ms,
             deadline_ms: onset_ms + self.config.window_ms,
+            voice_by_ms,
         };
         self.stats.pauses += 1;
         self.stats.last_onset_to_pause_ms = Some(now_ms.saturating_sub(onset_ms));
@@ -160,6 +194,10 @@ impl BargeIn {
             Phase::Paused { deadline_ms, .. } if now_ms >= deadline_ms => {
                 self.resume(ResumeCause::Window)
             }
+            Phase::Paused {
+                voice_by_ms: Some(voice_by_ms),
+                ..
+            } if now_ms >= voice_by_ms => self.resume(ResumeCause::TooShort),
             _ => None,
         }
     }
@@ -281,6 +319,35 @@ mod tests {
         let mut barge_in = enabled();
         assert_eq!(barge_in.onset(0, 32, false), None, "nothing to pause");
         assert_eq!(barge_in.heard(5, 2_000), None);
+    }
+
+    #[test]
+    fn an_energy_pause_resumes_unless_the_vad_hears_voice_in_time() {
+        let mut clap = enabled();
+        assert_eq!(
+            clap.energy_onset(1_000, 1_020, true, 1_500),
+            Some(PlaybackAction::Pause)
+        );
+        assert_eq!(clap.tick(1_499), None);
+        assert_eq!(
+            clap.tick(1_500),
+            Some(PlaybackAction::Resume {
+                cause: ResumeCause::TooShort
+            }),
+            "a clap: no voice followed"
+        );
+        assert_eq!(clap.stats().false_alarms, 1);
+
+        let mut voice = enabled();
+        voice.energy_onset(1_000, 1_020, true, 1_500);
+        assert_eq!(
+            voice.onset(1_010, 1_140, true),
+            None,
+            "already paused: the VAD's onset only confirms it"
+        );
+        assert_eq!(voice.tick(1_500), None, "voice heard: the pause stands");
+        assert_eq!(voice.heard(3, 700), Some(PlaybackAction::Stop));
+        assert_eq!(voice.stats().last_onset_to_pause_ms, Some(20));
     }
 
     #[test]

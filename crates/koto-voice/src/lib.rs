@@ -1,6 +1,6 @@
 //! Voice in: the microphone (`capture`), voice activity (`vad`), utterances (`utterance`),
 //! echo handling (`echo`, and `aec` with the `aec` feature), the pause-then-confirm voice
-//! barge-in (`barge_in`) and the pipeline that joins them (`pipeline`).
+//! barge-in (`barge_in`, its fast energy onset `onset`) and the pipeline that joins them (`pipeline`).
 //!
 //! It deliberately knows no engine, relay, HTTP framework or Tauri: the pipeline turns mic
 //! audio and what the co-host is playing into an ordered stream of effects (pause, resume,
@@ -19,6 +19,7 @@ pub mod aec;
 pub mod barge_in;
 pub mod capture;
 pub mod echo;
+pub mod onset;
 pub mod pipeline;
 pub mod utterance;
 pub mod vad;

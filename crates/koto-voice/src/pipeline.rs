@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "aec")]
-use crate::aec::EchoCanceller;
+use crate::aec::{AEC_FRAME, EchoCanceller};
 use crate::barge_in::{BargeIn, BargeInConfig, BargeInStats, PlaybackAction, ResumeCause};
 use crate::echo::{EchoMode, is_echo, word_count};
+use crate::onset::{ONSET_FRAME, OnsetDetector};
 use crate::utterance::{Assembler, Utterance, UtteranceConfig};
 use crate::vad::{Vad, VadConfig, VadEvent};
 
@@ -220,6 +221,11 @@ pub struct VoicePipeline {
     barge_in: BargeIn,
     #[cfg(feature = "aec")]
     aec: Option<EchoCanceller>,
+    /// The PAUSE's fast onset on the raw mic, and the raw and reference samples not yet a
+    /// whole 10 ms frame for it.
+    onset: OnsetDetector,
+    onset_near: Vec<i16>,
+    onset_far: VecDeque<i16>,
     /// Audio ms of the mic clock.
     now_ms: u64,
     /// The co-host is speaking, or was until `cohost_until_ms` (its tail).
@@ -253,6 +259,10 @@ impl fmt::Debug for VoicePipeline {
 
 /// Sentences remembered for the echo check.
 const SPOKEN_KEPT: usize = 4;
+/// An energy onset's pause stands only if the VAD hears voice within this (audio ms): earshot
+/// scores espeak speech voiced ~130 ms in, and the AEC's output may lag the raw mic a little
+/// more in double talk; a clap or a knock resumes after it.
+const ENERGY_ONSET_VOICE_MS: u64 = 500;
 
 impl VoicePipeline {
     /// The pipeline and the receiver of its effects.
@@ -268,6 +278,9 @@ impl VoicePipeline {
             barge_in: BargeIn::new(config.barge_in),
             #[cfg(feature = "aec")]
             aec: (config.echo == EchoMode::Aec).then(EchoCanceller::new),
+            onset: OnsetDetector::new(),
+            onset_near: Vec::with_capacity(ONSET_FRAME * 2),
+            onset_far: VecDeque::with_capacity(ONSET_FRAME * 2),
             config,
             asr,
             now_ms: 0,
@@ -417,7 +430,9 @@ impl VoicePipeline {
         #[cfg(feature = "aec")]
         let cancelled = match &mut self.aec {
             Some(aec) => {
-                aec.process(samples, &mut cleaned);
+                let mut rendered = Vec::with_capacity(samples.len() + AEC_FRAME);
+                aec.process_with_reference(samples, &mut cleaned, &mut rendered);
+                self.onset_far.extend(rendered);
                 true
             }
             None => false,
@@ -435,6 +450,7 @@ impl VoicePipeline {
         self.now_ms += cleaned.len() as u64 * 1000 / u64::from(ASR_SAMPLE_RATE);
         match self.config.mode {
             MicMode::Vad => {
+                self.energy_onsets(samples, gated);
                 let mut events = Vec::new();
                 self.vad.push(&cleaned, &mut events);
                 if let Some(cut) = self.assembler.push(&cleaned) {
@@ -452,8 +468,42 @@ impl VoicePipeline {
             MicMode::Off => {}
         }
         if let Some(action) = self.barge_in.tick(self.now_ms) {
-            self.drop_input(DropReason::FalseAlarm, None);
+            let reason = match action {
+                PlaybackAction::Resume {
+                    cause: ResumeCause::TooShort,
+                } => DropReason::TooShort,
+                _ => DropReason::FalseAlarm,
+            };
+            self.drop_input(reason, None);
             self.playback(action);
+        }
+    }
+
+    /// The raw mic (before the AEC's suppressor, which attenuates the streamer during double
+    /// talk) through the fast onset: a PAUSE on energy that no echo explains, confirmed or
+    /// resumed by the VAD. Not while the VAD already hears speech: an utterance begun before
+    /// the co-host spoke is not an interruption (as before this detector).
+    fn energy_onsets(&mut self, raw: &[i16], gated: bool) {
+        self.onset_near.extend_from_slice(raw);
+        while self.onset_near.len() >= ONSET_FRAME {
+            let near: Vec<i16> = self.onset_near.drain(..ONSET_FRAME).collect();
+            let n_far = self.onset_far.len().min(ONSET_FRAME);
+            let far: Vec<i16> = self.onset_far.drain(..n_far).collect();
+            let Some(onset) = self.onset.push(&near, &far) else {
+                continue;
+            };
+            if gated || self.vad.logic().is_speaking() {
+                continue;
+            }
+            let speaking = self.cohost_active();
+            let voice_by = onset.at_ms + ENERGY_ONSET_VOICE_MS;
+            if let Some(action) =
+                self.barge_in
+                    .energy_onset(onset.at_ms, self.now_ms, speaking, voice_by)
+            {
+                tracing::debug!(at_ms = onset.at_ms, "energy onset over the co-host");
+                self.playback(action);
+            }
         }
     }
 
@@ -475,6 +525,7 @@ impl VoicePipeline {
                     }
                 }
                 VadEvent::SpeechStart { at_ms } => {
+                    self.barge_in.voice_heard();
                     self.assembler.start(at_ms);
                     self.utterance_id += 1;
                     self.probe_sent = false;
