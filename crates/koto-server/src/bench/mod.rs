@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// `onnx-fp32` (in process, the voice's own weights), `python` (the child process).
     #[arg(long, default_value = "onnx,python")]
     pub piper_runtimes: String,
+    /// `piper_threads` for the Piper benchmark's voice (0: the product's default).
+    #[arg(long, default_value_t = 0)]
+    pub piper_threads: u32,
     /// Events for the outbox → Redis Streams benchmark (0 skips it; needs the `redis` feature).
     #[arg(long, default_value_t = 20_000)]
     pub outbox_events: usize,
@@ -419,6 +422,7 @@ async fn piper_bench(
         barge_ins: args.piper_barge_ins.min(args.piper_turns),
         first_token,
         token_gap: Duration::from_millis(args.token_gap_ms),
+        threads: args.piper_threads,
     };
     for runtime in args
         .piper_runtimes

@@ -56,6 +56,8 @@ pub struct PiperArgs {
     pub barge_ins: usize,
     pub first_token: Duration,
     pub token_gap: Duration,
+    /// `piper_threads` (0: the product's default).
+    pub threads: u32,
 }
 
 pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenario> {
@@ -78,6 +80,7 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     };
     raw.set("piper_runtime", runtime_key.to_owned());
     raw.set("piper_quantize", quantize);
+    raw.set("piper_threads", args.threads.to_string());
     let config = raw.build()?;
     let tts_settings = config.tts.clone();
     let chunk_rate = f64::from(config.tts.sample_rate);
