@@ -22,6 +22,7 @@ pub mod providers;
 pub mod rate_limit;
 pub mod recovery;
 pub mod routes;
+pub mod scraped_metrics;
 pub mod security;
 pub mod server;
 pub mod settings_words;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub started: Instant,
     pub events: Arc<EventsHandle>,
+    /// The relay's and the chains' metrics, mirrored into the one registry at each scrape.
+    pub scraped_metrics: Arc<scraped_metrics::ScrapedMetrics>,
     /// The settings file and the raw configuration the app started with (`/settings`).
     pub settings: Arc<routes::settings::Settings>,
     /// Bounds of the original front end's protocol (`legacy_*` keys).

@@ -42,6 +42,8 @@ pub enum StartError {
     Provider(#[from] ProviderSetupError),
     #[error("cannot start event delivery: {0}")]
     Events(#[from] EventsError),
+    #[error("cannot register the metrics: {0}")]
+    Metrics(#[from] koto_core::metrics::MetricsError),
     #[error(
         "{addr} is already in use: is another Kotodama running? Choose another with --bind or KOTODAMA_BIND"
     )]
@@ -206,6 +208,7 @@ pub async fn start_with_voice(
     });
 
     let registry = Registry::new();
+    let scraped_metrics = Arc::new(crate::scraped_metrics::ScrapedMetrics::register(&registry)?);
     let events_shutdown = CancellationToken::new();
     let events = EventsRuntime::new(store.clone(), config.events.clone())
         .with_registry(registry.clone())
@@ -276,6 +279,7 @@ pub async fn start_with_voice(
         chat_sources: chat_sources.clone(),
         started: Instant::now(),
         events: events.clone(),
+        scraped_metrics,
         live_chat,
         settings: Arc::new(
             crate::routes::settings::Settings::new(&config.data_dir, config.raw.clone())
