@@ -75,6 +75,10 @@ pub(crate) struct SpeechReport {
     pub capped: bool,
     /// When the quick acknowledgment's first chunk went to the relay (it played).
     pub quick_ack_at: Option<Instant>,
+    /// The first heard segment: when it reached the speaker (its TTS call), and how long the
+    /// TTS took to its first chunk — the provider's share of first audio, turn by turn.
+    pub first_segment_at: Option<Instant>,
+    pub first_synth: Option<std::time::Duration>,
 }
 
 struct Synthesis {
@@ -167,6 +171,11 @@ impl Speaker {
                             index: current.segment.index,
                             text: current.segment.text.clone(),
                         });
+                        if first_of_segment && report.first_audio_at.is_none() {
+                            // Read before any veto hold: the hold is not the TTS's time.
+                            report.first_segment_at = Some(current.queued_at);
+                            report.first_synth = Some(current.queued_at.elapsed());
+                        }
                         if first_of_segment
                             && report.first_audio_at.is_none()
                             && let Some(window) = self.veto_window

@@ -40,6 +40,8 @@ struct Progress {
     ttft_ms: Option<f64>,
     first_audio_ms: Option<f64>,
     quick_ack_ms: Option<f64>,
+    first_segment_ms: Option<f64>,
+    tts_first_chunk_ms: Option<f64>,
     /// Why the turn did not simply complete (a STOP's reason, `tts_failed`, an error code).
     end_reason: Option<String>,
     llm_done_ms: Option<f64>,
@@ -121,6 +123,10 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         progress.quick_ack_ms = report
             .quick_ack_at
             .map(|at| ms_between(job.received_at, at));
+        progress.first_segment_ms = report
+            .first_segment_at
+            .map(|at| ms_between(job.received_at, at));
+        progress.tts_first_chunk_ms = report.first_synth.map(ms_of);
         if let Some(crash) = &report.crashed
             && !interrupted
         {
@@ -183,6 +189,8 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         last_audio_ms: progress.last_audio_ms,
         capped: progress.capped.map(|cap| cap.name().to_owned()),
         quick_ack_ms: progress.quick_ack_ms,
+        first_segment_ms: progress.first_segment_ms,
+        tts_first_chunk_ms: progress.tts_first_chunk_ms,
     };
     if !user_row_stored {
         // Nothing of this turn is in the store; there is nothing to finish.
@@ -599,6 +607,10 @@ fn ms_since(start: Instant) -> f64 {
 }
 
 fn ms_between(start: Instant, end: Instant) -> f64 {
-    let micros = end.saturating_duration_since(start).as_micros() as f64;
-    (micros / 100.0).round() / 10.0
+    ms_of(end.saturating_duration_since(start))
+}
+
+/// Milliseconds to 0.1 ms, as every stat is written.
+fn ms_of(duration: std::time::Duration) -> f64 {
+    (duration.as_micros() as f64 / 100.0).round() / 10.0
 }

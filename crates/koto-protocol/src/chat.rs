@@ -167,6 +167,13 @@ pub struct TurnStats {
     /// in ms; absent when none played. Never counted as first audio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quick_ack_ms: Option<f64>,
+    /// Request receipt → the first heard segment's text was cut and handed to the TTS, in ms.
+    /// With `tts_first_chunk_ms`, it splits `first_audio_ms` into the LLM's share and the TTS's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_segment_ms: Option<f64>,
+    /// That segment's synthesis: the TTS call → its first chunk of audio, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tts_first_chunk_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +244,8 @@ mod tests {
                 last_audio_ms: None,
                 capped: None,
                 quick_ack_ms: None,
+                first_segment_ms: None,
+                tts_first_chunk_ms: None,
             },
         };
         assert_eq!(

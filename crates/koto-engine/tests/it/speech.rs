@@ -88,7 +88,16 @@ async fn a_spoken_turn_sends_segments_in_order_with_contiguous_seq_then_end() {
     let TurnEvent::Done(stats) = events.last().expect("done") else {
         panic!("done is last")
     };
-    assert!(stats.first_audio_ms.is_some(), "first audio is measured");
+    let first_audio = stats.first_audio_ms.expect("first audio is measured");
+    let segment = stats
+        .first_segment_ms
+        .expect("the first segment's cut is measured");
+    let synth = stats.tts_first_chunk_ms.expect("its synthesis is measured");
+    // Cut, then synthesised, then handed over: the parts fit inside first audio (0.1 ms each).
+    assert!(
+        segment + synth <= first_audio + 0.2,
+        "{segment} + {synth} ≤ {first_audio}"
+    );
 
     let frames = frames_until_turn_end(&mut client, TurnNo(0)).await;
     let seqs = chunk_seqs(&frames);

@@ -665,6 +665,16 @@ fn print_table(report: &Report) {
             fmt(&v.overhead_ms)
         );
         println!(
+            "  end → USER_INPUT     {:>24} ms  (overhead beyond hangover + ASR p50: {})",
+            fmt(&v.end_to_turn_ms),
+            fmt(&v.end_to_turn_overhead_ms)
+        );
+        println!(
+            "  USER_INPUT → audio   {:>24} ms  (overhead beyond LLM + TTS p50s: {})",
+            fmt(&v.turn_to_audio_ms),
+            fmt(&v.turn_to_audio_overhead_ms)
+        );
+        println!(
             "  barge-in onset → PAUSE {:>22} ms  ({} trials over a speaking co-host)",
             fmt(&v.onset_to_pause_ms),
             v.barge_in_trials

@@ -38,8 +38,16 @@ pub struct PiperScenario {
     pub tts_first_chunk_ms: Percentiles,
     pub first_audio_ms: Percentiles,
     pub first_audio_overhead_ms: Percentiles,
+    /// The TTS's first chunk of each turn's first segment, as the engine timed it in the turn
+    /// (`done.stats.tts_first_chunk_ms`): Piper's own spread, turn by turn.
+    pub tts_first_chunk_in_turn_ms: Percentiles,
+    /// First audio − (the LLM's first segment, p50 direct + that turn's own TTS first chunk):
+    /// what Kotodama adds, without the TTS's turn-to-turn spread that a p50 baseline keeps in.
+    pub first_audio_overhead_per_turn_ms: Percentiles,
     /// First audio of the turns asked right after a STOP_ACK.
     pub first_audio_after_stop_ms: Percentiles,
+    /// The per-turn overhead of those turns: what a STOP leaves the next turn to pay.
+    pub overhead_after_stop_per_turn_ms: Percentiles,
     /// CPU seconds (this process and its children) per second of speech sent, over the whole run.
     pub cpu_per_spoken_second: f64,
     pub spoken_seconds: f64,
@@ -107,6 +115,10 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     let cpu_before = cpu_seconds();
     let mut first_audio = Vec::new();
     let mut after_stop = Vec::new();
+    let mut tts_in_turn = Vec::new();
+    let mut overhead_per_turn = Vec::new();
+    let mut overhead_after_stop = Vec::new();
+    let llm_p50 = percentiles(llm_first_segment.clone()).p50;
     let mut spoken_samples = 0f64;
     let mut previous_was_stopped = false;
     let barge_every = args.turns.max(1) as f64 / args.barge_ins.max(1) as f64;
@@ -122,10 +134,19 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
             .json(&json!({"sessionId": session, "content": format!("turn {turn}")}));
         let sse = tokio::spawn(async move { request.send().await?.bytes().await });
         let outcome = speak_turn(&mut live, session, started, barge).await?;
-        sse.await??;
+        let body = sse.await??;
+        let tts_ms = std::str::from_utf8(&body)
+            .ok()
+            .and_then(super::safety::done_stats)
+            .and_then(|stats| stats["tts_first_chunk_ms"].as_f64())
+            .with_context(|| format!("turn {turn}: done.stats has no tts_first_chunk_ms"))?;
+        let overhead = ms(outcome.first_audio) - llm_p50 - tts_ms;
+        tts_in_turn.push(tts_ms);
+        overhead_per_turn.push(overhead);
         first_audio.push(ms(outcome.first_audio));
         if previous_was_stopped {
             after_stop.push(ms(outcome.first_audio));
+            overhead_after_stop.push(overhead);
         }
         spoken_samples += outcome.samples as f64;
         previous_was_stopped = barge;
@@ -147,6 +168,9 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
         first_audio_overhead_ms: percentiles(first_audio.iter().map(|at| at - baseline).collect()),
         first_audio_ms: percentiles(first_audio),
         first_audio_after_stop_ms: percentiles(after_stop),
+        tts_first_chunk_in_turn_ms: percentiles(tts_in_turn),
+        first_audio_overhead_per_turn_ms: percentiles(overhead_per_turn),
+        overhead_after_stop_per_turn_ms: percentiles(overhead_after_stop),
         cpu_per_spoken_second: if spoken_seconds > 0.0 {
             cpu / spoken_seconds
         } else {
@@ -314,8 +338,20 @@ pub fn print(scenario: &PiperScenario) {
     row("first audio at /ws/live", &scenario.first_audio_ms);
     row("first-audio overhead", &scenario.first_audio_overhead_ms);
     row(
+        "TTS first chunk in each turn (engine)",
+        &scenario.tts_first_chunk_in_turn_ms,
+    );
+    row(
+        "overhead beyond that turn's own TTS",
+        &scenario.first_audio_overhead_per_turn_ms,
+    );
+    row(
         "first audio right after a STOP",
         &scenario.first_audio_after_stop_ms,
+    );
+    row(
+        "overhead (per turn) right after a STOP",
+        &scenario.overhead_after_stop_per_turn_ms,
     );
     println!(
         "  CPU per spoken second {:.3} s ({:.0} s spoken); RSS process + children {:.1} MB \

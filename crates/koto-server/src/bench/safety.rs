@@ -111,7 +111,7 @@ async fn scenario(
 }
 
 /// The `stats` of the SSE body's `done` event.
-fn done_stats(body: &str) -> Option<Value> {
+pub(super) fn done_stats(body: &str) -> Option<Value> {
     let mut lines = body.lines();
     while let Some(line) = lines.next() {
         if line == "event: done" {

@@ -45,6 +45,13 @@ pub struct VoiceScenario {
     pub voice_to_voice_ms: Percentiles,
     /// `voice_to_voice_ms` − (hangover + the three p50s above).
     pub overhead_ms: Percentiles,
+    /// Its two halves at the client: end of speech → the turn's `USER_INPUT` (the VAD's
+    /// hangover, the ASR, the submit) and `USER_INPUT` → first audio (the LLM, the TTS, the
+    /// relay); each minus its own baseline says which half the overhead is in.
+    pub end_to_turn_ms: Percentiles,
+    pub end_to_turn_overhead_ms: Percentiles,
+    pub turn_to_audio_ms: Percentiles,
+    pub turn_to_audio_overhead_ms: Percentiles,
     /// Voice onset while the co-host speaks → `PAUSE` at the client (barge-in trials only).
     pub onset_to_pause_ms: Percentiles,
     pub barge_in_trials: usize,
@@ -118,10 +125,10 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
     let (llm_first_segment, _) = llm_direct_ms(&fake.base_url(), 20).await?;
     let tts_first_chunk =
         tts_first_chunk_ms(&tts_settings, &first_segment_text_of(REPLY), 20).await?;
-    let baseline = HANGOVER_MS as f64
-        + percentiles(asr_direct.clone()).p50
-        + percentiles(llm_first_segment.clone()).p50
-        + percentiles(tts_first_chunk.clone()).p50;
+    let hearing_baseline = HANGOVER_MS as f64 + percentiles(asr_direct.clone()).p50;
+    let answer_baseline =
+        percentiles(llm_first_segment.clone()).p50 + percentiles(tts_first_chunk.clone()).p50;
+    let baseline = hearing_baseline + answer_baseline;
 
     let server = crate::start_with_voice(config, None, None, MicSource::Frames).await?;
     let mic = server.voice.mic_sender().context("the mic pipeline runs")?;
@@ -135,6 +142,8 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         .context("connecting /ws/live")?;
 
     let mut voice_to_voice = Vec::new();
+    let mut end_to_turn = Vec::new();
+    let mut turn_to_audio = Vec::new();
     let mut onset_to_pause = Vec::new();
     let mut last_turn: Option<u64> = None;
     for trial in 0..args.trials {
@@ -168,6 +177,7 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         };
         let mut paused_at = None;
         let mut new_turn = None;
+        let mut turn_seen_at = None;
         let first_audio = loop {
             let frame = next_json(&mut live, Duration::from_secs(30))
                 .await
@@ -180,6 +190,7 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
                     let turn = frame["turn"].as_u64();
                     if turn != last_turn {
                         new_turn = turn;
+                        turn_seen_at = Some(Instant::now());
                     }
                 }
                 (Some("SPEECH_CHUNK"), _)
@@ -193,6 +204,9 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         let (onset_fed, end_fed) = feeding.await?;
         let end_fed = end_fed.context("the clip was fed")?;
         voice_to_voice.push(ms(first_audio.saturating_duration_since(end_fed)));
+        let turn_seen = turn_seen_at.context("the answer came without its USER_INPUT")?;
+        end_to_turn.push(ms(turn_seen.saturating_duration_since(end_fed)));
+        turn_to_audio.push(ms(first_audio.saturating_duration_since(turn_seen)));
         if let (Some(paused), Some(onset), Some(_)) = (paused_at, onset_fed, last_turn) {
             onset_to_pause.push(ms(paused.saturating_duration_since(onset)));
         }
@@ -210,6 +224,14 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         llm_first_segment_ms: percentiles(llm_first_segment),
         tts_first_chunk_ms: percentiles(tts_first_chunk),
         overhead_ms: percentiles(voice_to_voice.iter().map(|v| v - baseline).collect()),
+        end_to_turn_overhead_ms: percentiles(
+            end_to_turn.iter().map(|v| v - hearing_baseline).collect(),
+        ),
+        end_to_turn_ms: percentiles(end_to_turn),
+        turn_to_audio_overhead_ms: percentiles(
+            turn_to_audio.iter().map(|v| v - answer_baseline).collect(),
+        ),
+        turn_to_audio_ms: percentiles(turn_to_audio),
         voice_to_voice_ms: percentiles(voice_to_voice),
         onset_to_pause_ms: percentiles(onset_to_pause),
         barge_in_trials,
