@@ -208,6 +208,15 @@ impl VadLogic {
     }
 }
 
+/// A frame quieter than this (RMS, s16; about −60 dBFS, under a quiet room's mic noise) holds
+/// no voice, whatever the model scores it.
+const SILENT_FRAME_RMS: f64 = 32.0;
+
+fn is_silent(frame: &[i16]) -> bool {
+    let energy: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    energy < SILENT_FRAME_RMS * SILENT_FRAME_RMS * frame.len() as f64
+}
+
 /// Frames after a (re)start whose scores decide nothing: earshot normalises its features with
 /// running statistics, and until they settle a plain noise floor scores ~0.6 (measured on
 /// white noise at −20 dBFS: 0.59–0.62 for the first 12 frames, then below 0.35).
@@ -248,10 +257,19 @@ impl Vad {
             self.pending.push(sample);
             if self.pending.len() == FRAME_SAMPLES {
                 let score = self.detector.predict_i16(&self.pending);
+                let silent = is_silent(&self.pending);
                 self.pending.clear();
                 self.last_score = score.max(0.0);
                 let decided = if self.warmup > 0 {
                     self.warmup -= 1;
+                    0.0
+                } else if silent && self.logic.is_speaking() {
+                    // earshot scores from context: the frame after the last word often still
+                    // scores as voice. A frame with no sound is not, so the hangover that ends
+                    // speech starts at the sound's end (2–3 frames sooner on espeak speech).
+                    // Only while speaking: in a rising run the canceller can duck the streamer
+                    // to near silence for a frame or two of double talk, and unvoicing those
+                    // would cancel a real onset.
                     0.0
                 } else {
                     self.last_score
