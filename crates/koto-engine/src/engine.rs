@@ -1,7 +1,6 @@
 //! [`Engine`]: the one API the HTTP routes, Tauri commands and the benchmark drive.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use koto_core::llm::LlmProvider;
@@ -11,16 +10,13 @@ use koto_protocol::ErrorCode;
 use koto_store::{NewTurn, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use crate::job::TurnJob;
 use crate::metrics::EngineMetrics;
 use crate::profile::{EngineConfig, Flags, Profile};
-use crate::session::SessionSlot;
-use crate::speech::Speaker;
-use crate::speech_turn::TurnSpeech;
+use crate::services::TurnServices;
 use crate::store_calls::{blocking, kind_name, now_ms};
 use crate::turn::run_turn;
 use crate::{EngineError, TurnHandle};
@@ -29,7 +25,7 @@ use koto_core::metrics::Registry;
 use koto_core::tts::Voice;
 use koto_protocol::events::{UserInput, event_type, stream};
 use koto_protocol::ingest::{Control, ControlAction, RelayFrame};
-use koto_relay::{Producer, Relay};
+use koto_relay::Relay;
 use koto_store::NewOutboxEvent;
 
 /// One input, already shape-checked by the caller (CONTRACTS §1).
@@ -93,19 +89,10 @@ pub struct Engine {
 struct Inner {
     /// Read at each submit; replaced whole by `reconfigure` (never held across an `.await`).
     profile: RwLock<Arc<Profile>>,
-    store: Store,
-    relay: Option<Relay>,
-    /// This engine as the relay's default producer.
-    producer: Option<Arc<Producer>>,
-    recall: Option<Arc<dyn MemoryRecall>>,
-    metrics: EngineMetrics,
-    sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
-    /// Parent of every session and turn token; cancelled on shutdown.
-    root: CancellationToken,
+    /// What every turn's job carries: store, relay, sessions, shutdown token and the rest.
+    services: Arc<TurnServices>,
     /// Owns every turn task, so shutdown can wait for them.
     tasks: TaskTracker,
-    /// `QUICK_ACK_MS`: the current voice's fillers, made when the voice is set.
-    quick_acks: Arc<crate::quick_ack::QuickAckCache>,
 }
 
 /// How many events may wait for a slow SSE reader before the turn waits for it.
@@ -130,15 +117,14 @@ impl Engine {
                     llm: parts.llm,
                     voice: parts.voice,
                 })),
-                store: parts.store,
-                relay: parts.relay,
-                producer,
-                recall: parts.recall,
-                metrics: EngineMetrics::new(parts.metrics.as_ref()),
-                sessions: Mutex::new(HashMap::new()),
-                root: CancellationToken::new(),
+                services: Arc::new(TurnServices::new(
+                    parts.store,
+                    parts.relay,
+                    producer,
+                    parts.recall,
+                    EngineMetrics::new(parts.metrics.as_ref()),
+                )),
                 tasks: TaskTracker::new(),
-                quick_acks: Arc::default(),
             }),
         };
         engine.prepare_quick_acks();
@@ -156,7 +142,7 @@ impl Engine {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = self.inner.root.cancelled() => return,
+                _ = self.inner.services.root.cancelled() => return,
                 next = control.recv() => next,
             };
             let Some(stop) = next else { return };
@@ -165,6 +151,8 @@ impl Engine {
             }
             let reason = stop.reason.as_deref().unwrap_or("user_interrupt");
             let stopped = self
+                .inner
+                .services
                 .lock_sessions()
                 .get(&stop.session_id)
                 .cloned()
@@ -177,7 +165,7 @@ impl Engine {
                 turn,
                 reason: None,
             });
-            if let Some(producer) = &self.inner.producer {
+            if let Some(producer) = &self.inner.services.producer {
                 let _ = producer.send(ack).await;
             }
         }
@@ -187,118 +175,18 @@ impl Engine {
     /// `/ws/live` clients, through the engine's own producer so the session's STOPs still come
     /// to the engine. Dropped without a relay.
     pub async fn publish(&self, frame: RelayFrame) {
-        if let Some(producer) = &self.inner.producer {
+        if let Some(producer) = &self.inner.services.producer {
             let _ = producer.send(frame).await;
         }
     }
 
-    pub(crate) fn producer(&self) -> Option<&Producer> {
-        self.inner.producer.as_deref()
-    }
-
     pub fn relay(&self) -> Option<&Relay> {
-        self.inner.relay.as_ref()
+        self.inner.services.relay.as_ref()
     }
 
     /// The voice the next turn speaks with.
     pub fn voice(&self) -> Option<Arc<dyn Voice>> {
         self.profile().voice.clone()
-    }
-
-    pub(crate) fn released_seq(&self, session: &SessionId, turn: TurnNo) -> Option<u64> {
-        self.inner
-            .relay
-            .as_ref()
-            .and_then(|relay| relay.released_seq(session, turn))
-    }
-
-    /// Long-term memories for the prompt (`ENABLE_LTM_INLINE`); none without a memory store.
-    pub(crate) async fn recall(
-        &self,
-        config: &EngineConfig,
-        session: &SessionId,
-        text: &str,
-    ) -> Vec<String> {
-        if !config.flags.ltm_inline {
-            return Vec::new();
-        }
-        let Some(recall) = &self.inner.recall else {
-            return Vec::new();
-        };
-        // The implementation keeps its own budget (LTM_INLINE_BUDGET_MS); this bound only guards
-        // against one that does not.
-        let budget = config.recall_budget;
-        match tokio::time::timeout(budget, recall.recall(session, text, config.recall_top_k)).await
-        {
-            Ok(Ok(memories)) => memories,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "answering without long-term memories");
-                Vec::new()
-            }
-            Err(_) => {
-                tracing::warn!(?budget, "memory recall over budget; answering without it");
-                Vec::new()
-            }
-        }
-    }
-
-    pub(crate) fn metrics(&self) -> &EngineMetrics {
-        &self.inner.metrics
-    }
-
-    /// The filler for this turn (`QUICK_ACK_MS`) and when it is due, if it is on, ready, and the
-    /// turn speaks an LLM reply (a scripted `say` has its text at once).
-    fn quick_ack_for(
-        &self,
-        job: &TurnJob,
-        voice: &Arc<dyn Voice>,
-    ) -> Option<(tokio::time::Instant, Arc<[koto_core::tts::AudioChunk]>)> {
-        let after = job.profile.config.quick_ack_after?;
-        if job.script.is_some() {
-            return None;
-        }
-        let acks = self.inner.quick_acks.get(voice)?;
-        let lang = koto_core::lang::speech_lang(
-            &job.user_text,
-            job.lang.as_deref(),
-            &job.profile.config.default_lang,
-        );
-        let filler = acks.for_lang(lang.as_ref().map(|tag| tag.as_str()))?;
-        Some((job.received_at + after, filler))
-    }
-
-    /// Speech for this turn, if speaking is on and there is a voice and a relay.
-    pub(crate) fn start_speech(&self, job: &TurnJob) -> Option<TurnSpeech> {
-        let profile = &job.profile;
-        if !profile.config.flags.tts_streaming {
-            return None;
-        }
-        let voice = profile.voice.clone()?;
-        let producer = self.inner.producer.clone()?;
-        let quick_ack = self.quick_ack_for(job, &voice);
-        let speaker = Speaker {
-            spoken: Arc::default(),
-            voice,
-            producer,
-            slot: job.slot.clone(),
-            session: job.slot.id.clone(),
-            turn: job.turn,
-            lang: job.lang.clone(),
-            default_lang: profile.config.default_lang.clone(),
-            correlation_id: job.correlation_id.to_string(),
-            token: job.token.clone(),
-            max_spoken: profile.config.max_reply_spoken,
-            capped: CancellationToken::new(),
-            quick_ack,
-            veto_window: profile.config.veto_window,
-        };
-        Some(TurnSpeech::start(
-            profile.config.segmenter.clone(),
-            speaker,
-            job.events.clone(),
-            job.token.clone(),
-            profile.config.output_filter.clone(),
-        ))
     }
 
     /// Barge-in: the one STOP behind the button, the hotkey, the tray, `POST /control/stop`,
@@ -314,13 +202,13 @@ impl Engine {
         if !self.flags().barge_in {
             return Err(EngineError::BargeInDisabled);
         }
-        let slot = self.lock_sessions().get(session).cloned();
+        let slot = self.inner.services.lock_sessions().get(session).cloned();
         let in_flight = slot.map(|slot| slot.in_flight()).unwrap_or_default();
-        match &self.inner.relay {
+        match &self.inner.services.relay {
             Some(relay) => {
                 let asked = tokio::time::Instant::now();
                 let outcome = relay.stop(session, reason).await;
-                if let Some(histogram) = &self.inner.metrics.stop {
+                if let Some(histogram) = &self.inner.services.metrics.stop {
                     histogram.observe(asked.elapsed().as_secs_f64());
                 }
                 tracing::debug!(sessionId = %session, ?outcome, "stop answered");
@@ -329,15 +217,6 @@ impl Engine {
             None => Ok(StopOutcome {
                 stopped: self.cancel_session(session, reason),
             }),
-        }
-    }
-
-    /// The producer's side of the fence for a turn the engine stopped by itself (its caller
-    /// went away, shutdown): the relay drops what it holds of the turn and tells every client
-    /// STOP_ACK, exactly as for a STOP. A no-op when a STOP already covers it.
-    pub(crate) fn fence_turn(&self, session: &SessionId, turn: TurnNo, reason: &str) {
-        if let Some(relay) = &self.inner.relay {
-            relay.fence_turn(session, turn, reason);
         }
     }
 
@@ -369,7 +248,7 @@ impl Engine {
         self.profile()
             .voice
             .as_ref()
-            .is_some_and(|voice| self.inner.quick_acks.get(voice).is_some())
+            .is_some_and(|voice| self.inner.services.quick_acks.get(voice).is_some())
     }
 
     /// Makes the voice's fillers in the background when `QUICK_ACK_MS` is on.
@@ -381,7 +260,7 @@ impl Engine {
         if let Some(voice) = &profile.voice
             && tokio::runtime::Handle::try_current().is_ok()
         {
-            self.inner.quick_acks.prepare(voice);
+            self.inner.services.quick_acks.prepare(voice);
         }
     }
 
@@ -395,13 +274,15 @@ impl Engine {
     }
 
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.services.store
     }
 
     /// Turns accepted and not yet finished, per session (for live chat's "not while the
     /// streamer talks").
     pub fn turns_in_flight(&self) -> Vec<(SessionId, Vec<TurnNo>)> {
-        self.lock_sessions()
+        self.inner
+            .services
+            .lock_sessions()
             .iter()
             .map(|(id, slot)| (id.clone(), slot.in_flight()))
             .filter(|(_, turns)| !turns.is_empty())
@@ -409,7 +290,7 @@ impl Engine {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.root.is_cancelled()
+        self.inner.services.is_shutting_down()
     }
 
     /// Validates and starts one input. A turn is stored (user row) before this returns, so a
@@ -481,7 +362,7 @@ impl Engine {
                         "forget needs the viewer: forget <platform> <user id>",
                     ));
                 };
-                let store = self.inner.store.clone();
+                let store = self.inner.services.store.clone();
                 let (platform, user_id) = (platform.to_ascii_lowercase(), user_id.to_owned());
                 blocking(move || store.forget_viewer(&platform, &user_id))
                     .await
@@ -498,7 +379,7 @@ impl Engine {
     /// Without a relay: cancels the session's running turn and the turns queued behind it.
     /// Harmless when nothing runs. Returns the turns it cancelled.
     fn cancel_session(&self, session: &SessionId, reason: &str) -> Vec<TurnNo> {
-        let slot = self.lock_sessions().get(session).cloned();
+        let slot = self.inner.services.lock_sessions().get(session).cloned();
         let stopped = slot.map(|slot| slot.cancel_all(reason)).unwrap_or_default();
         tracing::info!(sessionId = %session, ?stopped, "stop");
         stopped
@@ -506,7 +387,7 @@ impl Engine {
 
     /// `COMMAND reset`: the session's short-term memory window starts empty from the next turn.
     pub async fn reset(&self, session: &SessionId) -> Result<(), EngineError> {
-        let store = self.inner.store.clone();
+        let store = self.inner.services.store.clone();
         let session = session.clone();
         blocking(move || store.reset_session(&session)).await
     }
@@ -514,7 +395,7 @@ impl Engine {
     /// Cancel every turn, refuse new ones, and wait (up to `grace`) for the turns to record how
     /// they ended.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.root.cancel();
+        self.inner.services.root.cancel();
         self.inner.tasks.close();
         if tokio::time::timeout(grace, self.inner.tasks.wait())
             .await
@@ -534,8 +415,8 @@ impl Engine {
         user_text: String,
         script: Option<String>,
     ) -> Result<TurnHandle, EngineError> {
-        let slot = self.slot(&request.session);
-        let store = self.inner.store.clone();
+        let slot = self.inner.services.slot(&request.session);
+        let store = self.inner.services.store.clone();
         let session = request.session.clone();
         slot.ensure_loaded(|| async move {
             let state = blocking(move || store.session_state(&session)).await?;
@@ -543,7 +424,7 @@ impl Engine {
         })
         .await?;
 
-        let turn_token = self.inner.root.child_token();
+        let turn_token = self.inner.services.root.child_token();
         let place = slot.reserve(request.turn, turn_token.clone())?;
         let turn = place.turn;
         let begin = NewTurn {
@@ -559,7 +440,7 @@ impl Engine {
             .flags
             .async_ext
             .then(|| user_input_event(&begin, request.lang.clone()));
-        let store = self.inner.store.clone();
+        let store = self.inner.services.store.clone();
         let begun = blocking(move || match user_input {
             Some(event) => store.begin_turn_with_events(&begin, &[event]).map(|_| ()),
             None => store.begin_turn(&begin),
@@ -573,7 +454,7 @@ impl Engine {
             user_row = Some(AbortOnDropHandle::new(tokio::spawn(begun)));
         } else if let Err(error) = begun.await {
             slot.release(turn);
-            self.forget_if_idle(slot);
+            self.inner.services.forget_if_idle(slot);
             return Err(match error {
                 EngineError::Storage(koto_store::StoreError::TurnExists { .. }) => {
                     EngineError::TurnExists { turn }
@@ -585,7 +466,7 @@ impl Engine {
         let correlation_id = CorrelationId::new(&request.session, turn);
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let job = TurnJob {
-            engine: self.clone(),
+            services: self.inner.services.clone(),
             profile,
             slot,
             turn,
@@ -609,36 +490,6 @@ impl Engine {
             events: events_rx,
             _cancel_on_drop: turn_token.drop_guard(),
         })
-    }
-
-    fn slot(&self, session: &SessionId) -> Arc<SessionSlot> {
-        self.lock_sessions()
-            .entry(session.clone())
-            .or_insert_with(|| Arc::new(SessionSlot::new(session.clone())))
-            .clone()
-    }
-
-    /// Drops an idle slot so the map does not grow with every session ever seen. Only when no
-    /// one else holds it: a request that got the slot keeps it alive, so no turn number is
-    /// ever decided on a slot the map has forgotten.
-    pub(crate) fn forget_if_idle(&self, slot: Arc<SessionSlot>) {
-        let mut sessions = self.lock_sessions();
-        let id = slot.id.clone();
-        drop(slot);
-        if let Some(entry) = sessions.get(&id)
-            && Arc::strong_count(entry) == 1
-            && entry.is_idle()
-        {
-            sessions.remove(&id);
-        }
-    }
-
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<SessionSlot>>> {
-        // Entries are plain Arcs; a panic elsewhere cannot leave the map half-updated.
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

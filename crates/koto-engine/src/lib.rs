@@ -16,6 +16,7 @@ mod metrics;
 mod profile;
 mod prompt_cache;
 mod quick_ack;
+mod services;
 mod session;
 mod speech;
 mod speech_turn;

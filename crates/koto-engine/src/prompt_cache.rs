@@ -31,7 +31,7 @@ pub(crate) fn warm_next_window(job: &TurnJob) {
     {
         return;
     }
-    let store = job.engine.store().clone();
+    let store = job.services.store.clone();
     let session = job.slot.id.clone();
     let llm = job.profile.llm.clone();
     let system_prompt = config.system_prompt.clone();

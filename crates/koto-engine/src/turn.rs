@@ -102,7 +102,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
     let reason = interrupted.then(|| job.interrupt_reason());
     let reason = reason.as_deref();
     if let (Some(reason), Some(_)) = (reason, &progress.speech) {
-        job.engine.fence_turn(&job.slot.id, job.turn, reason);
+        job.services.fence_turn(&job.slot.id, job.turn, reason);
     }
     let speech = match progress.speech.take() {
         Some(speech) => {
@@ -139,7 +139,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
             || matches!(ending, Ending::Failed(_))
         {
             // What the listener heard, not what the LLM wrote: cut where the audio stopped.
-            let released = job.engine.released_seq(&job.slot.id, job.turn);
+            let released = job.services.released_seq(&job.slot.id, job.turn);
             let segments = spoken.lock().unwrap_or_else(PoisonError::into_inner);
             progress.delivered = heard_text(&segments, released);
         }
@@ -202,7 +202,7 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         )))
         .await;
     }
-    job.engine.metrics().observe_turn(ending.name(), &stats);
+    job.services.metrics.observe_turn(ending.name(), &stats);
     tracing::info!(
         outcome = ending.name(),
         ttft_ms = stats.ttft_ms,
@@ -223,8 +223,8 @@ pub(crate) async fn run_turn(mut job: TurnJob) {
         previous.cancelled().await;
     }
     job.slot.release(job.turn);
-    let TurnJob { engine, slot, .. } = job;
-    engine.forget_if_idle(slot);
+    let TurnJob { services, slot, .. } = job;
+    services.forget_if_idle(slot);
 }
 
 async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
@@ -237,7 +237,6 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
         }
     }
 
-    let engine = &job.engine;
     let mut deltas = match &job.script {
         Some(text) => Box::pin(futures_util::stream::iter([Ok(LlmDelta::text(
             text.clone(),
@@ -250,7 +249,7 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
             job.profile.llm.stream_chat(request)
         }
     };
-    progress.speech = engine.start_speech(job);
+    progress.speech = job.start_speech();
     let spoken_cap = progress.speech.as_ref().map(TurnSpeech::capped);
     let filter_stop = progress.speech.as_ref().map(TurnSpeech::filter_stopped);
     // Inline `<think>…</think>` in the reply text is reasoning too: never shown, said or kept.
@@ -412,9 +411,9 @@ async fn drive(job: &TurnJob, progress: &mut Progress) -> Ending {
 }
 
 async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
-    let engine = &job.engine;
+    let services = &job.services;
     let config = &job.profile.config;
-    let store = engine.store().clone();
+    let store = services.store.clone();
     let session = job.slot.id.clone();
     let max_turns = config.context_turns;
     let mut history = blocking(move || store.context(&session, max_turns))
@@ -422,9 +421,9 @@ async fn prompt(job: &TurnJob) -> Result<LlmRequest, WireError> {
         .map_err(|error| WireError::new(ErrorCode::StorageError, error.to_string()))?;
     let start = crate::context::window_start(job.turn.0, max_turns);
     history.retain(|earlier| earlier.turn.0 >= start);
-    let mut memories = engine.recall(config, &job.slot.id, &job.user_text).await;
+    let mut memories = services.recall(config, &job.slot.id, &job.user_text).await;
     if let Some(viewer) = &job.viewer {
-        let store = engine.store().clone();
+        let store = services.store.clone();
         let (platform, id) = (viewer.platform.clone(), viewer.id.clone());
         // Per-viewer memory is a point lookup by (platform, user id); a failure only costs it.
         match blocking(move || store.viewer_recall(&platform, &id, VIEWER_RECALL)).await {
@@ -457,7 +456,7 @@ async fn record(
     } else {
         Vec::new()
     };
-    let store = job.engine.store().clone();
+    let store = job.services.store.clone();
     let session = job.slot.id.clone();
     let turn = job.turn;
     match ending {

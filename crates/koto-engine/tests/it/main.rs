@@ -4,6 +4,7 @@
 
 mod caps;
 mod concurrency;
+mod module_graph;
 mod output_filter;
 mod quick_ack;
 mod speech;
