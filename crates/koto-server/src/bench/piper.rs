@@ -4,8 +4,10 @@
 //!
 //! Per runtime (`onnx` in process, `python` child) it prints first audio at a `/ws/live` client,
 //! its overhead beyond the LLM-to-first-segment and TTS-first-chunk baselines (each measured on
-//! its own, as in [`super::speech`]), first audio of the turn right after a STOP, CPU per spoken
-//! second, and the RSS of the whole process plus its children (the Python voice) at the end.
+//! its own, as in [`super::speech`], after the turns so that the RSS is the product's), the
+//! overhead per turn beyond that turn's own TTS time (`done.stats.tts_first_chunk_ms`), first
+//! audio of the turn right after a STOP, CPU per spoken second, and the RSS of the whole process
+//! plus its children (the Python voice) after the last turn.
 //! The bench's own clients and the fake LLM run in the same process, so the RSS and CPU figures
 //! include them (a few MB, a few ms).
 
@@ -94,12 +96,6 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     let chunk_rate = f64::from(config.tts.sample_rate);
     let server = crate::start(config).await?;
 
-    let (llm_first_segment, _) = llm_direct_ms(&fake.base_url(), 20).await?;
-    let tts_first_chunk =
-        tts_first_chunk_ms(&tts_settings, &first_segment_text_of(SCRIPT), 20).await?;
-    let baseline =
-        percentiles(llm_first_segment.clone()).p50 + percentiles(tts_first_chunk.clone()).p50;
-
     let token = server.token.expose().to_owned();
     let session = "bench-piper";
     let ws_url = format!(
@@ -116,9 +112,6 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     let mut first_audio = Vec::new();
     let mut after_stop = Vec::new();
     let mut tts_in_turn = Vec::new();
-    let mut overhead_per_turn = Vec::new();
-    let mut overhead_after_stop = Vec::new();
-    let llm_p50 = percentiles(llm_first_segment.clone()).p50;
     let mut spoken_samples = 0f64;
     let mut previous_was_stopped = false;
     let barge_every = args.turns.max(1) as f64 / args.barge_ins.max(1) as f64;
@@ -140,13 +133,10 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
             .and_then(super::safety::done_stats)
             .and_then(|stats| stats["tts_first_chunk_ms"].as_f64())
             .with_context(|| format!("turn {turn}: done.stats has no tts_first_chunk_ms"))?;
-        let overhead = ms(outcome.first_audio) - llm_p50 - tts_ms;
-        tts_in_turn.push(tts_ms);
-        overhead_per_turn.push(overhead);
+        tts_in_turn.push((tts_ms, previous_was_stopped));
         first_audio.push(ms(outcome.first_audio));
         if previous_was_stopped {
             after_stop.push(ms(outcome.first_audio));
-            overhead_after_stop.push(overhead);
         }
         spoken_samples += outcome.samples as f64;
         previous_was_stopped = barge;
@@ -157,6 +147,22 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     // A voice restarted by the last STOP (the Python child) is measured warm, not half-loaded.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_self, rss_children, peak_self) = rss_mb();
+    // The baselines come after the RSS reading: the direct TTS is a second voice in this
+    // process, and what it leaves in the allocator is not the product's.
+    let (llm_first_segment, _) = llm_direct_ms(&fake.base_url(), 20).await?;
+    let tts_first_chunk =
+        tts_first_chunk_ms(&tts_settings, &first_segment_text_of(SCRIPT), 20).await?;
+    let llm_p50 = percentiles(llm_first_segment.clone()).p50;
+    let baseline = llm_p50 + percentiles(tts_first_chunk.clone()).p50;
+    let per_turn = |after_stop_only: bool| -> Vec<f64> {
+        first_audio
+            .iter()
+            .zip(&tts_in_turn)
+            .filter(|(_, (_, after_stop))| !after_stop_only || *after_stop)
+            .map(|(at, (tts_ms, _))| at - llm_p50 - tts_ms)
+            .collect()
+    };
+    let (overhead_per_turn, overhead_after_stop) = (per_turn(false), per_turn(true));
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(PiperScenario {
@@ -168,7 +174,7 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
         first_audio_overhead_ms: percentiles(first_audio.iter().map(|at| at - baseline).collect()),
         first_audio_ms: percentiles(first_audio),
         first_audio_after_stop_ms: percentiles(after_stop),
-        tts_first_chunk_in_turn_ms: percentiles(tts_in_turn),
+        tts_first_chunk_in_turn_ms: percentiles(tts_in_turn.iter().map(|(ms, _)| *ms).collect()),
         first_audio_overhead_per_turn_ms: percentiles(overhead_per_turn),
         overhead_after_stop_per_turn_ms: percentiles(overhead_after_stop),
         cpu_per_spoken_second: if spoken_seconds > 0.0 {
@@ -309,10 +315,12 @@ fn rss_mb() -> (f64, f64, f64) {
             })
             .map_or(0.0, |kb| kb / 1024.0)
     };
+    // `+ 0.0`: an empty f64 sum is −0.0, printed as "-0.0 MB".
     let children: f64 = children()
         .iter()
         .map(|pid| status(&pid.to_string(), "VmRSS:"))
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     (status("self", "VmRSS:"), children, status("self", "VmHWM:"))
 }
 
