@@ -1683,6 +1683,7 @@ mod tidy {
         ("VOICE_DROPPED", "a wire frame (the microphone's, voice.rs)"),
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
+        ("USER_INPUT", "a wire frame"),
         ("REASONING_DELTA", "a wire frame (SHOW_REASONING)"),
         (
             "OLLAMA_KEEP_ALIVE",
