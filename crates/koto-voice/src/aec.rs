@@ -12,6 +12,9 @@ use sonora::{AudioProcessing, Config, StreamConfig};
 
 /// Samples in one 10 ms frame at 16 kHz, the unit AEC3 works in.
 pub const AEC_FRAME: usize = ASR_SAMPLE_RATE as usize / 100;
+/// How far AEC3's output runs behind its input (its 4 ms blocks over 10 ms frames), in samples:
+/// measured by `tests/it/aec.rs`.
+pub const AEC_LATENCY: usize = 128;
 /// Reference audio held for the mic to catch up with (a burst released ahead of playback).
 const MAX_FAR_QUEUE: usize = ASR_SAMPLE_RATE as usize * 2;
 
@@ -23,6 +26,8 @@ pub struct EchoCanceller {
     /// The reference's rate and its resampler to 16 kHz (rebuilt when the rate changes).
     far_resampler: Option<StreamResampler>,
     near: Vec<i16>,
+    /// The raw mic delayed by [`AEC_LATENCY`]: in step with what comes out.
+    near_delayed: VecDeque<i16>,
 }
 
 impl std::fmt::Debug for EchoCanceller {
@@ -62,6 +67,7 @@ impl EchoCanceller {
             far: VecDeque::new(),
             far_resampler: None,
             near: Vec::with_capacity(AEC_FRAME),
+            near_delayed: std::iter::repeat_n(0, AEC_LATENCY).collect(),
         }
     }
 
@@ -87,16 +93,18 @@ impl EchoCanceller {
 
     /// Mic samples in, echo-cancelled samples out (whole 10 ms frames; a tail waits).
     pub fn process(&mut self, near: &[i16], out: &mut Vec<i16>) {
-        self.process_with_reference(near, out, &mut Vec::new());
+        self.process_with_reference(near, out, &mut Vec::new(), &mut Vec::new());
     }
 
-    /// As [`process`](Self::process), and the reference rendered with each output frame goes
-    /// to `rendered` (one 10 ms frame per frame out, in step: the double-talk detector's far end).
+    /// As [`process`](Self::process), and for each frame out: the reference rendered with it
+    /// goes to `rendered` (the double-talk detector's far end), and the mic's own samples that
+    /// are in it (delayed by [`AEC_LATENCY`]) to `raw_out` (where the VAD judges silence).
     pub fn process_with_reference(
         &mut self,
         near: &[i16],
         out: &mut Vec<i16>,
         rendered: &mut Vec<i16>,
+        raw_out: &mut Vec<i16>,
     ) {
         let mut render = [0i16; AEC_FRAME];
         let mut scratch = [0i16; AEC_FRAME];
@@ -111,6 +119,8 @@ impl EchoCanceller {
                 *slot = self.far.pop_front().unwrap_or(0);
             }
             rendered.extend_from_slice(&render);
+            self.near_delayed.extend(self.near.iter().copied());
+            raw_out.extend(self.near_delayed.drain(..AEC_FRAME));
             let render_done = self.apm.process_render_i16(&render, &mut scratch);
             let captured =
                 render_done.and_then(|()| self.apm.process_capture_i16(&self.near, &mut cleaned));

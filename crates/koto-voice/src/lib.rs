@@ -1,4 +1,5 @@
-//! Voice in: the microphone (`capture`), voice activity (`vad`), utterances (`utterance`),
+//! Voice in: the microphone (`capture`), voice activity (`vad`, silence at the raw mic `quiet`),
+//! utterances (`utterance`),
 //! echo handling (`echo`, and `aec` with the `aec` feature), the pause-then-confirm voice
 //! barge-in (`barge_in`, its fast energy onset `onset`) and the pipeline that joins them (`pipeline`).
 //!
@@ -21,6 +22,7 @@ pub mod capture;
 pub mod echo;
 pub mod onset;
 pub mod pipeline;
+pub mod quiet;
 pub mod utterance;
 pub mod vad;
 

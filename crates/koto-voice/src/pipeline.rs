@@ -427,11 +427,14 @@ impl VoicePipeline {
         }
         self.meter(samples);
         let mut cleaned = Vec::with_capacity(samples.len());
+        // The mic's own samples in step with `cleaned` (the canceller delays its output).
+        let mut raw = Vec::new();
         #[cfg(feature = "aec")]
         let cancelled = match &mut self.aec {
             Some(aec) => {
                 let mut rendered = Vec::with_capacity(samples.len() + AEC_FRAME);
-                aec.process_with_reference(samples, &mut cleaned, &mut rendered);
+                raw.reserve(samples.len() + AEC_FRAME);
+                aec.process_with_reference(samples, &mut cleaned, &mut rendered, &mut raw);
                 self.onset_far.extend(rendered);
                 true
             }
@@ -441,18 +444,20 @@ impl VoicePipeline {
         let cancelled = false;
         if !cancelled {
             cleaned.extend_from_slice(samples);
+            raw.extend_from_slice(samples);
         }
         // Without a canceller, what the mic hears while the co-host speaks is the co-host.
         let gated = self.config.echo == EchoMode::Gate && self.cohost_active();
         if gated {
             cleaned.iter_mut().for_each(|sample| *sample = 0);
+            raw.iter_mut().for_each(|sample| *sample = 0);
         }
         self.now_ms += cleaned.len() as u64 * 1000 / u64::from(ASR_SAMPLE_RATE);
         match self.config.mode {
             MicMode::Vad => {
                 self.energy_onsets(samples, gated);
                 let mut events = Vec::new();
-                self.vad.push(&cleaned, &mut events);
+                self.vad.push_cleaned(&cleaned, &raw, &mut events);
                 if let Some(cut) = self.assembler.push(&cleaned) {
                     self.transcribe_final(cut, tasks, token);
                 }

@@ -1,15 +1,22 @@
-//! Voice activity detection: 16 kHz frames → onset, start, end of speech, on a frame clock.
+//! Voice activity detection: 16 kHz frames → onset, start, end of speech, on the audio clock.
 //!
 //! Scores come from `earshot` (a pure-Rust VAD whose weights are compiled in: nothing is
-//! downloaded). The decisions are [`VadLogic`], plain arithmetic over scores and frame numbers,
-//! so they are tested without audio. Time is the number of samples seen, never the wall clock.
+//! downloaded). The decisions are [`VadLogic`], plain arithmetic over scores and times, so they
+//! are tested without audio. Time is the number of samples seen, never the wall clock.
+//!
+//! Speech is scored in 16 ms frames, but it ends on the sample clock: the hangover counts from
+//! where the last sound stopped (to the ms, [`MicQuiet`]), and once it has passed the end is
+//! decided within the mic block that completes it, not at the next frame edge.
 
 use std::fmt;
+
+use crate::quiet::MicQuiet;
 
 /// Samples per frame earshot scores (16 ms at 16 kHz).
 pub const FRAME_SAMPLES: usize = 256;
 /// Length of one frame on the audio clock.
 pub const FRAME_MS: u64 = 16;
+const SAMPLES_PER_MS: u64 = FRAME_SAMPLES as u64 / FRAME_MS;
 
 /// What the VAD decides with (`VAD_*` keys).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,7 +53,8 @@ pub enum VadEvent {
     SpeechStart { at_ms: u64 },
     /// The onset at `at_ms` ended before `min_speech_ms` (`end_ms`): not speech.
     OnsetCancelled { at_ms: u64, end_ms: u64 },
-    /// Speech from `start_ms` to the end of its last voiced frame, `end_ms`.
+    /// Speech from `start_ms` to where its last sound stopped, `end_ms` (the end of its last
+    /// voiced frame when that is not known).
     SpeechEnd { start_ms: u64, end_ms: u64 },
 }
 
@@ -58,10 +66,12 @@ enum Phase {
         first: u64,
         onset: bool,
         last_voiced: u64,
+        sound_end_ms: u64,
     },
+    /// The hangover counts from `sound_end_ms`, within the last voiced frame.
     Speaking {
         first: u64,
-        last_voiced: u64,
+        sound_end_ms: u64,
     },
 }
 
@@ -95,12 +105,21 @@ impl VadLogic {
         matches!(self.phase, Phase::Speaking { .. })
     }
 
-    /// One frame's score; at most one event (the clock moves one frame per call).
+    /// One frame's score; at most one event (the clock moves one frame per call). A voiced
+    /// frame's sound is taken to last to its end.
     pub fn step(&mut self, score: f32) -> Option<VadEvent> {
+        self.step_frame(score, None)
+    }
+
+    /// One frame's score, and where the sound in it ends if that is known (audio ms, inside
+    /// the frame).
+    pub fn step_frame(&mut self, score: f32, sound_end_ms: Option<u64>) -> Option<VadEvent> {
         let frame = self.next_frame;
         self.next_frame += 1;
         let voiced = score >= self.config.threshold;
-        let frames_ms = |from: u64, to_inclusive: u64| (to_inclusive + 1 - from) * FRAME_MS;
+        let frame_end = (frame + 1) * FRAME_MS;
+        let sound_end =
+            sound_end_ms.map_or(frame_end, |end| end.clamp(frame * FRAME_MS, frame_end));
         // A short dip inside a rising run (a plosive, a breath) must not cancel it: the run
         // survives gaps shorter than one onset.
         let gap_tolerance = self.config.onset_ms.max(FRAME_MS);
@@ -111,6 +130,7 @@ impl VadLogic {
                         first: frame,
                         onset: false,
                         last_voiced: frame,
+                        sound_end_ms: sound_end,
                     };
                     return self.rise(frame);
                 }
@@ -120,12 +140,14 @@ impl VadLogic {
                 first,
                 onset,
                 last_voiced,
+                ..
             } => {
                 if voiced {
                     self.phase = Phase::Rising {
                         first,
                         onset,
                         last_voiced: frame,
+                        sound_end_ms: sound_end,
                     };
                     return self.rise(frame);
                 }
@@ -138,24 +160,37 @@ impl VadLogic {
                     end_ms: (last_voiced + 1) * FRAME_MS,
                 })
             }
-            Phase::Speaking { first, last_voiced } => {
+            Phase::Speaking { first, .. } => {
                 if voiced {
                     self.phase = Phase::Speaking {
                         first,
-                        last_voiced: frame,
+                        sound_end_ms: sound_end,
                     };
                     return None;
                 }
-                if frames_ms(last_voiced + 1, frame) < self.config.hangover_ms {
-                    return None;
-                }
-                self.phase = Phase::Silent;
-                Some(VadEvent::SpeechEnd {
-                    start_ms: first * FRAME_MS,
-                    end_ms: (last_voiced + 1) * FRAME_MS,
-                })
+                self.quiet_until(frame_end)
             }
         }
+    }
+
+    /// Nothing but quiet was heard up to `now_ms` (on or after the last frame edge): the end
+    /// of speech, if the hangover has passed since its last sound.
+    pub fn quiet_until(&mut self, now_ms: u64) -> Option<VadEvent> {
+        let Phase::Speaking {
+            first,
+            sound_end_ms,
+        } = self.phase
+        else {
+            return None;
+        };
+        if now_ms.saturating_sub(sound_end_ms) < self.config.hangover_ms {
+            return None;
+        }
+        self.phase = Phase::Silent;
+        Some(VadEvent::SpeechEnd {
+            start_ms: first * FRAME_MS,
+            end_ms: sound_end_ms,
+        })
     }
 
     /// The stream ended (device gone, PTT released): close what is open.
@@ -167,27 +202,37 @@ impl VadLogic {
                 first,
                 onset,
                 last_voiced,
+                ..
             } => onset.then_some(VadEvent::OnsetCancelled {
                 at_ms: first * FRAME_MS,
                 end_ms: (last_voiced + 1) * FRAME_MS,
             }),
-            Phase::Speaking { first, last_voiced } => Some(VadEvent::SpeechEnd {
+            Phase::Speaking {
+                first,
+                sound_end_ms,
+            } => Some(VadEvent::SpeechEnd {
                 start_ms: first * FRAME_MS,
-                end_ms: (last_voiced + 1) * FRAME_MS,
+                end_ms: sound_end_ms,
             }),
         }
     }
 
     /// A voiced `frame` in a rising run: report the onset, then the start of speech.
     fn rise(&mut self, frame: u64) -> Option<VadEvent> {
-        let Phase::Rising { first, onset, .. } = self.phase else {
+        let Phase::Rising {
+            first,
+            onset,
+            sound_end_ms,
+            ..
+        } = self.phase
+        else {
             return None;
         };
         let voiced_ms = (frame + 1 - first) * FRAME_MS;
         if voiced_ms >= self.config.min_speech_ms {
             self.phase = Phase::Speaking {
                 first,
-                last_voiced: frame,
+                sound_end_ms,
             };
             // An onset not yet reported is implied by the start (min_speech ≤ onset).
             return Some(VadEvent::SpeechStart {
@@ -199,6 +244,7 @@ impl VadLogic {
                 first,
                 onset: true,
                 last_voiced: frame,
+                sound_end_ms,
             };
             return Some(VadEvent::Onset {
                 at_ms: first * FRAME_MS,
@@ -206,15 +252,6 @@ impl VadLogic {
         }
         None
     }
-}
-
-/// A frame quieter than this (RMS, s16; about −60 dBFS, under a quiet room's mic noise) holds
-/// no voice, whatever the model scores it.
-const SILENT_FRAME_RMS: f64 = 32.0;
-
-fn is_silent(frame: &[i16]) -> bool {
-    let energy: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    energy < SILENT_FRAME_RMS * SILENT_FRAME_RMS * frame.len() as f64
 }
 
 /// Frames after a (re)start whose scores decide nothing: earshot normalises its features with
@@ -227,6 +264,8 @@ pub struct Vad {
     detector: Box<earshot::Detector>,
     logic: VadLogic,
     pending: Vec<i16>,
+    /// The raw mic on the same clock: where sound is and where it stops.
+    quiet: MicQuiet,
     last_score: f32,
     warmup: u32,
 }
@@ -246,37 +285,71 @@ impl Vad {
             detector: earshot::Detector::default_boxed(),
             logic: VadLogic::new(config),
             pending: Vec::with_capacity(FRAME_SAMPLES),
+            quiet: MicQuiet::new(),
             last_score: 0.0,
             warmup: WARMUP_FRAMES,
         }
     }
 
-    /// Score and decide whole frames of 16 kHz `samples` (a tail waits for the next call).
+    /// Score and decide 16 kHz mic `samples` (no echo canceller before the VAD).
     pub fn push(&mut self, samples: &[i16], events: &mut Vec<VadEvent>) {
-        for &sample in samples {
+        self.push_cleaned(samples, samples, events);
+    }
+
+    /// Score `cleaned` (what the echo canceller returned) and judge silence on `raw`, the mic
+    /// before it, sample for sample in step with `cleaned`. Whole frames are decided; the end of
+    /// speech may be decided inside the tail that waits for the next call.
+    pub fn push_cleaned(&mut self, cleaned: &[i16], raw: &[i16], events: &mut Vec<VadEvent>) {
+        if raw.len() == cleaned.len() {
+            self.quiet.push_raw(raw);
+        } else {
+            debug_assert!(false, "raw and cleaned out of step");
+            self.quiet.push_raw(cleaned);
+        }
+        for &sample in cleaned {
             self.pending.push(sample);
             if self.pending.len() == FRAME_SAMPLES {
-                let score = self.detector.predict_i16(&self.pending);
-                let silent = is_silent(&self.pending);
-                self.pending.clear();
-                self.last_score = score.max(0.0);
-                let decided = if self.warmup > 0 {
-                    self.warmup -= 1;
-                    0.0
-                } else if silent && self.logic.is_speaking() {
-                    // earshot scores from context: the frame after the last word often still
-                    // scores as voice. A frame with no sound is not, so the hangover that ends
-                    // speech starts at the sound's end (2–3 frames sooner on espeak speech).
-                    // Only while speaking: in a rising run the canceller can duck the streamer
-                    // to near silence for a frame or two of double talk, and unvoicing those
-                    // would cancel a real onset.
-                    0.0
-                } else {
-                    self.last_score
-                };
-                events.extend(self.logic.step(decided));
+                self.decide_frame(events);
             }
         }
+        // Past the hangover with nothing since but quiet: the end is now, not at the frame edge.
+        let from = self.logic.next_frame * FRAME_SAMPLES as u64;
+        let now = from + self.pending.len() as u64;
+        if !self.pending.is_empty() && self.logic.is_speaking() && self.quiet.is_quiet(from, now) {
+            events.extend(self.logic.quiet_until(now / SAMPLES_PER_MS));
+        }
+    }
+
+    fn decide_frame(&mut self, events: &mut Vec<VadEvent>) {
+        let from = self.logic.next_frame * FRAME_SAMPLES as u64;
+        let to = from + FRAME_SAMPLES as u64;
+        let score = self.detector.predict_i16(&self.pending);
+        self.pending.clear();
+        self.last_score = score.max(0.0);
+        let voiced = self.last_score >= self.logic.config.threshold;
+        if !voiced {
+            self.quiet.observe_unvoiced(from, to);
+        }
+        let decided = if self.warmup > 0 {
+            self.warmup -= 1;
+            0.0
+        } else if self.logic.is_speaking() && self.quiet.is_quiet(from, to) {
+            // earshot scores from context: the frame after the last word often still scores
+            // as voice. A frame with no sound at the mic is not, so the hangover that ends
+            // speech starts at the sound's end (2–3 frames sooner on espeak speech), and the
+            // canceller's residue after a voice (quiet at the raw mic) does not carry it on.
+            // Only while speaking: in a rising run the canceller can duck the streamer to near
+            // silence for a frame or two of double talk, and unvoicing those would cancel a
+            // real onset.
+            0.0
+        } else {
+            self.last_score
+        };
+        let sound_end = self
+            .quiet
+            .sound_end(from, to)
+            .map(|end| end.div_ceil(SAMPLES_PER_MS));
+        events.extend(self.logic.step_frame(decided, sound_end));
     }
 
     /// The last frame's voice score (0..1), for the level meter.
@@ -302,6 +375,7 @@ impl Vad {
         let now = self.logic.next_frame;
         self.logic = VadLogic::new(self.logic.config);
         self.logic.next_frame = now;
+        self.quiet.restart_at(now * FRAME_SAMPLES as u64);
     }
 }
 
@@ -352,6 +426,33 @@ mod tests {
             ],
             "onset after 32 ms, start after 200 ms, end after the 480 ms hangover"
         );
+    }
+
+    #[test]
+    fn the_hangover_counts_from_where_the_sound_stopped_inside_its_frame() {
+        let mut logic = VadLogic::new(VadConfig::default());
+        for _ in 0..20 {
+            let at = logic.now_ms();
+            // Every frame's sound lasts to its end but the last one's, which stops 5 ms in.
+            logic.step_frame(0.9, Some(at + 16));
+        }
+        let last = logic.now_ms();
+        assert_eq!(logic.step_frame(0.9, Some(last + 5)), None);
+        let sound_end = last + 5;
+        while logic.now_ms() + 16 <= sound_end + 480 {
+            assert_eq!(logic.step_frame(0.1, None), None, "inside the hangover");
+        }
+        // The frame edge is past the end by less than a frame: a block inside it decides.
+        assert_eq!(logic.quiet_until(sound_end + 479), None);
+        assert_eq!(
+            logic.quiet_until(sound_end + 480),
+            Some(VadEvent::SpeechEnd {
+                start_ms: 0,
+                end_ms: sound_end
+            }),
+            "480 ms after the sound stopped, on the sample clock"
+        );
+        assert_eq!(logic.step_frame(0.1, None), None, "ended once");
     }
 
     #[test]

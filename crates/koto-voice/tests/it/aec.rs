@@ -73,3 +73,52 @@ fn the_near_end_talker_survives_double_talk() {
         "the user's voice keeps most of its level: {kept:.1} vs {original:.1}"
     );
 }
+
+#[test]
+fn the_cancellers_latency_is_the_one_the_vad_is_told() {
+    use koto_voice::aec::AEC_LATENCY;
+    let clip = speech("Hello everyone, welcome back to the stream.", "en");
+    let mut mic = silence(1_000);
+    mic.extend_from_slice(&clip);
+    mic.extend(silence(500));
+    let mut aec = EchoCanceller::new();
+    let (mut cleaned, mut raw) = (Vec::new(), Vec::new());
+    for block in mic.chunks(ms_to_samples(10)) {
+        aec.process_with_reference(block, &mut cleaned, &mut Vec::new(), &mut raw);
+    }
+    assert_eq!(
+        raw.len(),
+        cleaned.len(),
+        "one raw sample per cleaned sample"
+    );
+    let window = ms_to_samples(1_200)..ms_to_samples(2_800);
+    let correlation = |lag: usize| {
+        let a = &mic[window.clone()];
+        let b = &cleaned[window.start + lag..window.end + lag];
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        let norm = |v: &[i16]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    let best = (0..400)
+        .max_by(|&a, &b| correlation(a).total_cmp(&correlation(b)))
+        .expect("lags to try");
+    eprintln!(
+        "aec latency: {best} samples (correlation {:.3})",
+        correlation(best)
+    );
+    assert!(
+        best.abs_diff(AEC_LATENCY) <= 8,
+        "the canceller runs {best} samples behind, not {AEC_LATENCY}"
+    );
+    // The raw samples handed back are in step with the cleaned ones.
+    let delayed = &raw[window.clone()];
+    let matches = delayed
+        .iter()
+        .zip(&mic[window.start - AEC_LATENCY..])
+        .all(|(a, b)| a == b);
+    assert!(matches, "raw_out is the mic delayed by AEC_LATENCY");
+}

@@ -83,6 +83,145 @@ fn speech_between_silences_is_one_segment_at_the_right_place() {
     );
 }
 
+/// The audio-clock ms of the last sample louder than 1 % of full scale.
+fn last_sound_ms(clip: &[i16]) -> u64 {
+    let last = clip
+        .iter()
+        .rposition(|s| s.unsigned_abs() > 328)
+        .unwrap_or(0);
+    samples_to_ms(last + 1)
+}
+
+/// The `(end_ms, decided_at_ms)` of the first speech end, fed in 10 ms blocks; `raw` is the mic
+/// before a canceller, in step with `audio` (or `audio` itself).
+fn end_and_decision(audio: &[i16], raw: Option<&[i16]>) -> Option<(u64, u64)> {
+    let mut vad = Vad::new(VadConfig::default());
+    let block = ms_to_samples(10);
+    let mut fed = 0;
+    for (i, cleaned) in audio.chunks(block).enumerate() {
+        let mut events = Vec::new();
+        match raw {
+            Some(raw) => vad.push_cleaned(
+                cleaned,
+                &raw[i * block..i * block + cleaned.len()],
+                &mut events,
+            ),
+            None => vad.push(cleaned, &mut events),
+        }
+        fed += cleaned.len();
+        let end = events.iter().find_map(|e| match e {
+            VadEvent::SpeechEnd { end_ms, .. } => Some(*end_ms),
+            _ => None,
+        });
+        if let Some(end) = end {
+            return Some((end, samples_to_ms(fed)));
+        }
+    }
+    None
+}
+
+#[test]
+fn the_end_is_decided_in_the_mic_block_where_the_hangover_passes() {
+    let hangover = VadConfig::default().hangover_ms;
+    for (text, voice) in [
+        ("Can we try the hard mode tonight?", "en"),
+        ("Hello everyone, welcome back to the stream.", "en"),
+        ("今日はとてもいい天気ですね。", "ja"),
+    ] {
+        let clip = speech(text, voice);
+        let mut audio = silence(700);
+        audio.extend_from_slice(&clip);
+        audio.extend(silence(1_500));
+        let truth = 700 + last_sound_ms(&clip);
+        let (end, decided) = end_and_decision(&audio, None).expect("an end");
+        eprintln!(
+            "{voice} `{text}`: end {:+} ms, decided {} ms after it",
+            end as i64 - truth as i64,
+            decided - end
+        );
+        assert!(
+            end.abs_diff(truth) <= 10,
+            "{text}: end {end} vs the last sound at {truth}"
+        );
+        // Not at the next 16 ms frame edge: within the 10 ms block that completes the hangover.
+        assert!(
+            (hangover..hangover + 10).contains(&(decided - end)),
+            "{text}: decided {} ms after the end",
+            decided - end
+        );
+    }
+}
+
+#[test]
+fn over_a_quiet_rooms_hiss_the_end_is_still_where_the_voice_stopped() {
+    // White noise at about −55 dBFS RMS: above digital silence, so only the room's measured
+    // floor tells the voice's end from the hiss.
+    let clip = speech("Could you tell me what happens in the next level?", "en");
+    let mut voice = silence(1_500);
+    voice.extend_from_slice(&clip);
+    voice.extend(silence(1_500));
+    let hiss = white_noise(samples_to_ms(voice.len()), 0.003, 11);
+    let truth = 1_500 + last_sound_ms(&clip);
+    let (end, _) = end_and_decision(&mix(&voice, &hiss), None).expect("an end");
+    eprintln!("end over hiss: {:+} ms", end as i64 - truth as i64);
+    assert!(
+        end.abs_diff(truth) <= 16,
+        "end {end} vs the last sound at {truth}"
+    );
+}
+
+#[test]
+fn speaking_softly_over_a_loud_fan_is_never_taken_for_silence() {
+    // White noise at about −40 dBFS RMS and a voice about 12 dB over it: the room's floor is
+    // never believed louder than −40 dBFS, so soft speech is not cut where it dips.
+    let clip: Vec<i16> = speech("Could you tell me what happens in the next level?", "en")
+        .iter()
+        .map(|&s| s / 2)
+        .collect();
+    let mut voice = silence(1_500);
+    voice.extend_from_slice(&clip);
+    voice.extend(silence(1_500));
+    let fan = white_noise(samples_to_ms(voice.len()), 0.017, 12);
+    let found = segments(&detect(&mix(&voice, &fan)));
+    let truth = 1_500 + last_sound_ms(&clip);
+    eprintln!("soft voice over a fan: {found:?}, last sound at {truth}");
+    assert_eq!(found.len(), 1, "one sentence, one segment: {found:?}");
+    let end = found[0].1;
+    assert!(
+        end + 32 >= truth && end <= truth + 60,
+        "the segment ends with the voice: {end} vs {truth}"
+    );
+}
+
+#[cfg(feature = "aec")]
+#[test]
+fn through_the_canceller_the_end_is_where_the_mic_went_quiet() {
+    use koto_voice::aec::{AEC_LATENCY, EchoCanceller};
+    for text in [
+        "Can we try the hard mode tonight?",
+        "Hello everyone, welcome back to the stream.",
+    ] {
+        let clip = speech(text, "en");
+        let mut mic = silence(1_000);
+        mic.extend_from_slice(&clip);
+        mic.extend(silence(1_500));
+        let mut aec = EchoCanceller::new();
+        let (mut cleaned, mut raw) = (Vec::new(), Vec::new());
+        for block in mic.chunks(ms_to_samples(10)) {
+            aec.process_with_reference(block, &mut cleaned, &mut Vec::new(), &mut raw);
+        }
+        // The cleaned clock runs AEC_LATENCY behind the mic.
+        let truth = 1_000 + last_sound_ms(&clip) + samples_to_ms(AEC_LATENCY);
+        let (end, _) = end_and_decision(&cleaned, Some(&raw)).expect("an end");
+        eprintln!(
+            "end through the canceller `{text}`: {:+} ms",
+            end as i64 - truth as i64
+        );
+        // Judged on the cleaned signal alone, the canceller's residue carried it +22…+58 ms.
+        assert!(end.abs_diff(truth) <= 10, "{text}: end {end} vs {truth}");
+    }
+}
+
 #[test]
 fn two_sentences_apart_are_two_segments() {
     let mut audio = silence(500);
