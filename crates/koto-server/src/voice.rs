@@ -13,7 +13,8 @@ use std::time::Duration;
 use koto_core::asr::AsrProvider;
 use koto_core::turn::{InputKind, InputMeta};
 use koto_core::{SessionId, TurnNo};
-use koto_engine::{Engine, Submission, TurnRequest};
+use koto_engine::{Engine, Submission, TurnEvent, TurnRequest};
+use koto_protocol::chat::TurnStats;
 use koto_protocol::ingest::{ControlAction, RelayFrame};
 use koto_protocol::voice::{AsrPartialFrame, MicLevelFrame, VoiceDroppedFrame};
 use koto_relay::{ClientFilter, Relay};
@@ -54,13 +55,15 @@ pub enum MicSource {
     Frames,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct MicStatus {
     mode: MicMode,
     /// `off`, `listening`, `no_device`, `lost`.
     device_state: &'static str,
     device: Option<String>,
     warning: Option<String>,
+    /// The last voice turn that ended, and its `done.stats` (no SSE client saw them).
+    last_turn: Option<(TurnNo, TurnStats)>,
 }
 
 /// The microphone as the routes and `/health` see it. One per app.
@@ -97,6 +100,7 @@ impl VoiceIn {
                 device_state: "off",
                 device: None,
                 warning: None,
+                last_turn: None,
             })),
             stats: None,
             capture: Mutex::new(None),
@@ -136,6 +140,7 @@ impl VoiceIn {
             device_state: "off",
             device: None,
             warning: None,
+            last_turn: None,
         }));
         tokio::spawn(pipeline.run(receiver, shutdown.clone()));
         tokio::spawn(apply_effects(
@@ -323,6 +328,10 @@ impl VoiceIn {
             "voiceStops": stats.barge_in.stops,
             "falseAlarms": stats.barge_in.false_alarms,
             "lastOnsetToPauseMs": stats.barge_in.last_onset_to_pause_ms,
+            "lastTurn": status.last_turn.as_ref().map(|(turn, stats)| json!({
+                "turn": turn,
+                "stats": stats,
+            })),
         })
     }
 
@@ -498,7 +507,7 @@ async fn apply_effects(
                 };
                 match engine.submit(request).await {
                     Ok(Submission::Turn(handle)) => {
-                        tokio::spawn(run_turn(handle));
+                        tokio::spawn(run_turn(handle, Arc::clone(&status)));
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -544,9 +553,13 @@ async fn apply_effects(
 
 /// Keep a voice turn's handle until it is done (dropping it would cancel the turn); its text
 /// and audio reach the panel through the relay like any turn's.
-async fn run_turn(mut handle: koto_engine::TurnHandle) {
-    let _turn: TurnNo = handle.turn;
-    while handle.events.recv().await.is_some() {}
+/// Drives a voice turn to its end (dropping the handle would cancel it) and keeps its stats.
+async fn run_turn(mut handle: koto_engine::TurnHandle, status: Arc<Mutex<MicStatus>>) {
+    while let Some(event) = handle.events.recv().await {
+        if let TurnEvent::Done(stats) = event {
+            lock(&status).last_turn = Some((handle.turn, stats));
+        }
+    }
 }
 
 #[cfg(test)]

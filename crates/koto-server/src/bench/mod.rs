@@ -665,6 +665,11 @@ fn print_table(report: &Report) {
             fmt(&v.overhead_ms)
         );
         println!(
+            "  overhead per turn    {:>24} ms  (− hangover, ASR and LLM p50s and that turn's own TTS first chunk; {} trials)",
+            fmt(&v.overhead_per_turn_ms),
+            v.per_turn_trials
+        );
+        println!(
             "  end → USER_INPUT     {:>24} ms  (overhead beyond hangover + ASR p50: {})",
             fmt(&v.end_to_turn_ms),
             fmt(&v.end_to_turn_overhead_ms)
@@ -673,6 +678,10 @@ fn print_table(report: &Report) {
             "  USER_INPUT → audio   {:>24} ms  (overhead beyond LLM + TTS p50s: {})",
             fmt(&v.turn_to_audio_ms),
             fmt(&v.turn_to_audio_overhead_ms)
+        );
+        println!(
+            "  USER_INPUT → audio, per turn {:>16} ms  (overhead beyond LLM p50 + that turn's TTS)",
+            fmt(&v.turn_to_audio_per_turn_overhead_ms)
         );
         println!(
             "  barge-in onset → PAUSE {:>22} ms  ({} trials over a speaking co-host)",

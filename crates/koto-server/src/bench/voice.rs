@@ -45,6 +45,10 @@ pub struct VoiceScenario {
     pub voice_to_voice_ms: Percentiles,
     /// `voice_to_voice_ms` − (hangover + the three p50s above).
     pub overhead_ms: Percentiles,
+    /// `voice_to_voice_ms` − (hangover + ASR p50 + LLM p50 + that turn's own TTS first chunk),
+    /// over the trials whose turn ended before the run did.
+    pub overhead_per_turn_ms: Percentiles,
+    pub per_turn_trials: usize,
     /// Its two halves at the client: end of speech → the turn's `USER_INPUT` (the VAD's
     /// hangover, the ASR, the submit) and `USER_INPUT` → first audio (the LLM, the TTS, the
     /// relay); each minus its own baseline says which half the overhead is in.
@@ -52,6 +56,10 @@ pub struct VoiceScenario {
     pub end_to_turn_overhead_ms: Percentiles,
     pub turn_to_audio_ms: Percentiles,
     pub turn_to_audio_overhead_ms: Percentiles,
+    /// `turn_to_audio_ms` minus the LLM's p50 and that turn's own TTS first chunk
+    /// (`done.stats.tts_first_chunk_ms`, read from `GET /voice`): espeak's spread, turn by
+    /// turn, is not Kotodama's.
+    pub turn_to_audio_per_turn_overhead_ms: Percentiles,
     /// Voice onset while the co-host speaks → `PAUSE` at the client (barge-in trials only).
     pub onset_to_pause_ms: Percentiles,
     pub barge_in_trials: usize,
@@ -146,6 +154,11 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
     let mut turn_to_audio = Vec::new();
     let mut onset_to_pause = Vec::new();
     let mut last_turn: Option<u64> = None;
+    // (turn, USER_INPUT → audio, voice to voice) per trial.
+    let mut answered: Vec<(Option<u64>, f64, f64)> = Vec::new();
+    let mut tts_in_turn = std::collections::HashMap::new();
+    let http = reqwest::Client::new();
+    let voice_url = format!("{}/voice", server.base_url());
     for trial in 0..args.trials {
         // 300 ms of room tone first, then the question, then silence until the answer speaks.
         let mut audio = vec![0i16; 4_800];
@@ -207,12 +220,35 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         let turn_seen = turn_seen_at.context("the answer came without its USER_INPUT")?;
         end_to_turn.push(ms(turn_seen.saturating_duration_since(end_fed)));
         turn_to_audio.push(ms(first_audio.saturating_duration_since(turn_seen)));
+        answered.push((
+            new_turn,
+            ms(first_audio.saturating_duration_since(turn_seen)),
+            ms(first_audio.saturating_duration_since(end_fed)),
+        ));
+        // The turn before was stopped by this one: its done.stats (which no SSE client saw)
+        // are in the mic's status now.
+        if let Some((turn, tts_ms)) = last_voice_turn_tts(&http, &voice_url, &token).await?
+            && Some(turn) == last_turn
+        {
+            tts_in_turn.insert(turn, tts_ms);
+        }
         if let (Some(paused), Some(onset), Some(_)) = (paused_at, onset_fed, last_turn) {
             onset_to_pause.push(ms(paused.saturating_duration_since(onset)));
         }
         last_turn = new_turn;
     }
     let barge_in_trials = onset_to_pause.len();
+    let llm_p50 = percentiles(llm_first_segment.clone()).p50;
+    // The last trial's turn is still speaking: its stats are not out, so it has no figure.
+    let own_tts = |turn: &Option<u64>| tts_in_turn.get(&(*turn)?).copied();
+    let per_turn: Vec<f64> = answered
+        .iter()
+        .filter_map(|(turn, at, _)| Some(at - llm_p50 - own_tts(turn)?))
+        .collect();
+    let per_turn_total: Vec<f64> = answered
+        .iter()
+        .filter_map(|(turn, _, v2v)| Some(v2v - hearing_baseline - llm_p50 - own_tts(turn)?))
+        .collect();
     drop(live);
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -232,10 +268,34 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
             turn_to_audio.iter().map(|v| v - answer_baseline).collect(),
         ),
         turn_to_audio_ms: percentiles(turn_to_audio),
+        turn_to_audio_per_turn_overhead_ms: percentiles(per_turn),
+        per_turn_trials: per_turn_total.len(),
+        overhead_per_turn_ms: percentiles(per_turn_total),
         voice_to_voice_ms: percentiles(voice_to_voice),
         onset_to_pause_ms: percentiles(onset_to_pause),
         barge_in_trials,
     })
+}
+
+/// The mic's last ended turn and its first clause's synthesis time, from `GET /voice`.
+async fn last_voice_turn_tts(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<Option<(u64, f64)>> {
+    let status: Value = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("GET /voice")?
+        .json()
+        .await
+        .context("GET /voice is JSON")?;
+    let last = &status["lastTurn"];
+    Ok(last["turn"]
+        .as_u64()
+        .zip(last["stats"]["tts_first_chunk_ms"].as_f64()))
 }
 
 async fn next_json(

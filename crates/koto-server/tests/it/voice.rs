@@ -326,6 +326,22 @@ async fn push_to_talk_from_the_panel_is_an_asr_final_turn_with_mic_meta() {
         meta["durationMs"].as_u64().expect("duration") >= 900,
         "{meta}"
     );
+    // No SSE client saw the voice turn's done.stats: the mic's status keeps them.
+    let turn = input["turn"].as_u64().expect("a turn number");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let mic = health_mic(&app).await;
+        if mic["lastTurn"]["turn"].as_u64() == Some(turn) {
+            break mic["lastTurn"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the turn ended: {mic}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(last["stats"]["ttft_ms"].as_f64().is_some(), "{last}");
+    assert!(last["stats"]["first_audio_ms"].as_f64().is_some(), "{last}");
     app.shutdown().await;
 }
 
