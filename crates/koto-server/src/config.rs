@@ -183,6 +183,8 @@ pub const KEYS: &[KeySpec] = &[
     key("barge_in_confirm_words", "BARGE_IN_CONFIRM_WORDS", "2", "Voice barge-in: words (1–20) that confirm a STOP at once."),
     key("barge_in_confirm_ms", "BARGE_IN_CONFIRM_MS", "600", "Voice barge-in: or any word once this much speech was heard (100–10000 ms)."),
     key("barge_in_window_ms", "BARGE_IN_WINDOW_MS", "3000", "Voice barge-in: unconfirmed this long after the onset (500–30000 ms), the co-host resumes where it paused."),
+    key("onset_echo_margin_db", "ONSET_ECHO_MARGIN_DB", "6", "Voice barge-in's fast pause: how much louder (0–30 dB) the mic must be than the echo the co-host's audio could cause. Higher: fewer false pauses in a loud room, a later pause."),
+    key("onset_min_dbfs", "ONSET_MIN_DBFS", "-50", "Voice barge-in's fast pause: the quietest mic level (−80 to −10 dBFS) that can pause the co-host. Raise it if a quiet room noise pauses it."),
     // Live chat: the scored queue and the answers (crate::live_chat).
     key("chat_session", "CHAT_SESSION", "live-chat", "Session that live chat answers go to (a session id); STOP works on it as on any session."),
     key("chat_answer", "CHAT_ANSWER", "true", "Answer live chat: the queue's picks become turns. false: messages are still queued, scored and shown, never answered."),
@@ -877,7 +879,9 @@ impl RawConfig {
     }
 
     fn voice_settings(&self) -> Result<crate::voice::VoiceSettings, ConfigError> {
-        use koto_voice::{BargeInConfig, EchoMode, MicMode, UtteranceConfig, VadConfig};
+        use koto_voice::{
+            BargeInConfig, EchoMode, MicMode, OnsetConfig, UtteranceConfig, VadConfig,
+        };
         let mode: MicMode = self
             .text("mic_mode")
             .parse()
@@ -906,6 +910,10 @@ impl RawConfig {
                 confirm_words: self.number("barge_in_confirm_words", 1..=20, " words")?,
                 confirm_speech_ms: self.number("barge_in_confirm_ms", 100..=10_000, " ms")?,
                 window_ms: self.number("barge_in_window_ms", 500..=30_000, " ms")?,
+            },
+            onset: OnsetConfig {
+                echo_margin_db: self.number("onset_echo_margin_db", 0.0..=30.0, " dB")?,
+                min_dbfs: self.number("onset_min_dbfs", -80.0..=-10.0, " dBFS")?,
             },
             echo,
             ..koto_voice::VoiceConfig::default()
