@@ -38,12 +38,16 @@ impl AsrProvider for SaysAsr {
     }
 }
 
+/// Push-to-talk unless `overrides` say otherwise.
 async fn serve_voice(overrides: &[(&str, &str)], says: &'static str) -> TestServer {
-    serve_voice_saved(overrides, "", says).await
+    let mut env = vec![("MIC_MODE", "ptt")];
+    env.extend_from_slice(overrides);
+    serve_voice_saved(&env, "", says).await
 }
 
-/// As [`serve_voice`], with `saved` (TOML) already in the settings file, as the panel would have
-/// saved it: a value there can be changed by a save (an env var would override it).
+/// As [`serve_voice`] (but `MIC_MODE` is its default, `off`, unless set), with `saved` (TOML)
+/// already in the settings file as the panel would have saved it: a value there can be changed
+/// by a save (an env var would override it).
 async fn serve_voice_saved(
     overrides: &[(&str, &str)],
     saved: &str,
@@ -62,7 +66,6 @@ async fn serve_voice_saved(
         ("MOCK_LLM_TOKEN_MS".into(), "1".into()),
         ("SYNC_TTS_STREAMING".into(), "true".into()),
         ("TTS_PROVIDER".into(), "mock".into()),
-        ("MIC_MODE".into(), "ptt".into()),
     ];
     env.extend(
         overrides
@@ -613,7 +616,7 @@ async fn wait_paused(app: &TestServer, session: &str, paused: bool, what: &str) 
 #[tokio::test]
 async fn saving_voice_barge_in_turns_the_pause_on_and_off_mid_pause_resumes_the_co_host() {
     let app = serve_voice_saved(
-        &[("ECHO_CANCEL", "headphones")],
+        &[("MIC_MODE", "ptt"), ("ECHO_CANCEL", "headphones")],
         "voice_barge_in = false\n",
         "hold on",
     )
@@ -764,5 +767,32 @@ async fn a_saved_mic_device_reopens_the_capture_and_a_missing_one_is_the_start_w
             "{key} is applied live: the panel must not ask for a restart"
         );
     }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_saved_mic_mode_switches_the_running_microphone_as_the_panel_does() {
+    let app = serve_voice_saved(&[], "mic_mode = \"off\"\n", "switched by a save").await;
+    assert_eq!(health_mic(&app).await["state"], "off");
+    let answer = save(&app, json!({"mic_mode": "ptt"})).await;
+    assert_applied_live(&answer, &["mic_mode"]);
+    let mic = health_mic(&app).await;
+    assert_eq!(
+        (mic["mode"].as_str(), mic["state"].as_str()),
+        (Some("ptt"), Some("listening")),
+        "{mic}"
+    );
+    let mut live = connect(&app, "saved-mode").await;
+    ptt(&app, true, "saved-mode").await;
+    talk(&app, 800).await;
+    ptt(&app, false, "saved-mode").await;
+    let (input, _) = until(&mut live, "USER_INPUT", |f| f["type"] == "USER_INPUT").await;
+    assert_eq!(
+        input["content"], "switched by a save",
+        "push-to-talk works now"
+    );
+    let answer = save(&app, json!({"mic_mode": "off"})).await;
+    assert_applied_live(&answer, &["mic_mode"]);
+    assert_eq!(health_mic(&app).await["state"], "off");
     app.shutdown().await;
 }

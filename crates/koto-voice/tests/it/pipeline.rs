@@ -758,3 +758,36 @@ async fn switching_the_echo_mode_to_the_gate_mutes_the_mic_over_the_co_host() {
     settle(&mut rig).await;
     assert_eq!(submits(&rig), 2, "back to headphones: heard again");
 }
+
+#[tokio::test]
+async fn a_raised_onset_minimum_keeps_a_clap_from_pausing_the_co_host() {
+    let asr = FakeAsr::says("unused", 5_000);
+    let config = barge_in_config(EchoMode::Headphones);
+    let mut rig = Rig::new(config.clone(), Some(asr));
+    cohost_speaking(&mut rig).await;
+    // A clap: 40 ms of noise (about −19 dBFS) that the VAD does not score as voice.
+    let clap = padded(&white_noise(40, 0.2, 9), 600, 1_000);
+    let pauses = |rig: &Rig| {
+        rig.actions()
+            .iter()
+            .filter(|action| **action == PlaybackAction::Pause)
+            .count()
+    };
+    rig.hear(&clap, None).await;
+    assert_eq!(
+        pauses(&rig),
+        1,
+        "over −50 dBFS the clap is an energy onset: {:?}",
+        rig.decisions()
+    );
+    let mut strict = config;
+    strict.onset.min_dbfs = -10.0;
+    rig.send(VoiceInput::Reconfigure(Box::new(strict))).await;
+    rig.hear(&clap, None).await;
+    assert_eq!(
+        pauses(&rig),
+        1,
+        "under a −10 dBFS minimum the same clap pauses nothing: {:?}",
+        rig.decisions()
+    );
+}
