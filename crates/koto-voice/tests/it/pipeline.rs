@@ -791,3 +791,45 @@ async fn a_raised_onset_minimum_keeps_a_clap_from_pausing_the_co_host() {
         rig.decisions()
     );
 }
+
+#[cfg(feature = "aec")]
+#[tokio::test]
+async fn switching_to_the_canceller_takes_the_co_hosts_echo_out_of_the_mic() {
+    let asr = FakeAsr::says("what the mic heard", 0);
+    let headphones = VoiceConfig {
+        echo: EchoMode::Headphones,
+        ..VoiceConfig::default()
+    };
+    let mut rig = Rig::new(headphones.clone(), Some(asr.clone()));
+    let mut played = Vec::new();
+    for sentence in [
+        COHOST_SENTENCE,
+        "I heard there is a secret room behind the waterfall, so let us find it together.",
+        "Remember to keep your health above half before the boss fight begins.",
+    ] {
+        played.extend(speech(sentence, "en"));
+        played.extend(silence(600));
+    }
+    // The room gives the played audio back to the mic, 60 ms late, 6 dB down.
+    let mic = echo_path(&played, 60, 0.5);
+    rig.hear(&mic, Some(&played)).await;
+    settle(&mut rig).await;
+    let heard_without = asr.durations().len();
+    rig.send(VoiceInput::Reconfigure(Box::new(VoiceConfig {
+        echo: EchoMode::Aec,
+        ..headphones
+    })))
+    .await;
+    rig.hear(&mic, Some(&played)).await;
+    settle(&mut rig).await;
+    let heard_with = asr.durations().len() - heard_without;
+    eprintln!("echo as utterances: {heard_without} with headphones, {heard_with} with the AEC");
+    assert!(
+        heard_without >= 2,
+        "with headphones nothing cancels the room's echo: {heard_without} utterances"
+    );
+    assert!(
+        heard_with < heard_without,
+        "the canceller made by the switch removes the echo: {heard_with} vs {heard_without}"
+    );
+}
