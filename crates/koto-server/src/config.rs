@@ -133,8 +133,8 @@ pub const KEYS: &[KeySpec] = &[
     key("asr_timeout", "ASR_TIMEOUT", "30", "Seconds one transcription attempt may take, upload included (0.1–600)."),
     key("asr_max_retries", "ASR_MAX_RETRIES", "2", "Retries on timeouts, 429 and 5xx (0–10): a transcript is all-or-nothing, so nothing has been shown yet."),
     key("asr_mock_text", "ASR_MOCK_TEXT", "", "What the mock ASR hears in any audio that is not silent; unset = `mock transcript of <n> ms of audio`."),
-    key("asr_max_upload_bytes", "ASR_MAX_UPLOAD_BYTES", "10485760", "Largest audio file accepted by /chat/audio* and the original front end, in bytes (1024–1073741824); larger → 413."),
-    key("asr_max_seconds", "ASR_MAX_SECONDS", "60", "Longest audio accepted, in seconds (0.1–3600); longer → 413."),
+    key("asr_max_upload_bytes", "ASR_MAX_UPLOAD_BYTES", "10485760", "Largest audio file accepted by /chat/audio* and the original front end, in bytes (1024–1073741824); larger → 413. A change applies to the next upload."),
+    key("asr_max_seconds", "ASR_MAX_SECONDS", "60", "Longest audio accepted, in seconds (0.1–3600); longer → 413. A change applies to the next upload."),
     key("redis_url", "REDIS_URL", "", "Redis for the event streams (e.g. `redis://127.0.0.1:6379/0`). Unset or unreachable at start: events go to the embedded consumers straight from the outbox."),
     key("outbox_batch", "OUTBOX_BATCH", "512", "Outbox rows per pipelined XADD batch (1–100000)."),
     key("outbox_retention_hours", "OUTBOX_RETENTION_HOURS", "72", "Delivered and handled outbox rows older than this many hours are pruned (0.01–87600)."),
@@ -171,7 +171,7 @@ pub const KEYS: &[KeySpec] = &[
     key("bilibili_api_url", "BILIBILI_API_URL", "", "Base URL replacing Bilibili's HTTP hosts (the Open Platform's, or both web API hosts); an `http://` base makes the danmaku socket `ws://`. Unset = Bilibili's."),
     key("bilibili_cookie", "BILIBILI_COOKIE", "", "Cookies of a logged-in browser for the web route (`buvid3=…; SESSDATA=…`), against masked names and -352. Never logged."),
     key("mic_mode", "MIC_MODE", "off", "Microphone: `off`, `ptt` (push-to-talk: the panel's button or PTT_HOTKEY) or `vad` (hands-free). Switchable in the panel. Needs an ASR provider; without one the panel says so."),
-    key("mic_device", "MIC_DEVICE", "", "Microphone input device (a name or id from the settings page); unset = the system default. None found → a warning, and the app keeps working with text."),
+    key("mic_device", "MIC_DEVICE", "", "Microphone input device (a name or id from the settings page); unset = the system default. None found → a warning, and the app keeps working with text. A change reopens the microphone at once."),
     key("mic_session", "MIC_SESSION", "mic", "Session voice turns go to until the panel names one (it sends its current session with push-to-talk and mode changes)."),
     key("ptt_hotkey", "PTT_HOTKEY", "Ctrl+Shift+M", "Desktop app: global push-to-talk shortcut, held while talking (with `mic_mode = ptt`; in another mode a press is logged and ignored); `off` disables it. Applies at once."),
     key("voice_barge_in", "VOICE_BARGE_IN", "false", "Speaking over the co-host pauses it, and STOPs it once the ASR confirms real words (else it resumes). Off by default; needs ECHO_CANCEL=aec or headphones."),
@@ -183,6 +183,8 @@ pub const KEYS: &[KeySpec] = &[
     key("barge_in_confirm_words", "BARGE_IN_CONFIRM_WORDS", "2", "Voice barge-in: words (1–20) that confirm a STOP at once."),
     key("barge_in_confirm_ms", "BARGE_IN_CONFIRM_MS", "600", "Voice barge-in: or any word once this much speech was heard (100–10000 ms)."),
     key("barge_in_window_ms", "BARGE_IN_WINDOW_MS", "3000", "Voice barge-in: unconfirmed this long after the onset (500–30000 ms), the co-host resumes where it paused."),
+    key("onset_echo_margin_db", "ONSET_ECHO_MARGIN_DB", "6", "Voice barge-in's fast pause: how much louder (0–30 dB) the mic must be than the echo the co-host's audio could cause. Higher: fewer false pauses in a loud room, a later pause."),
+    key("onset_min_dbfs", "ONSET_MIN_DBFS", "-50", "Voice barge-in's fast pause: the quietest mic level (−80 to −10 dBFS) that can pause the co-host. Raise it if a quiet room noise pauses it."),
     // Live chat: the scored queue and the answers (crate::live_chat).
     key("chat_session", "CHAT_SESSION", "live-chat", "Session that live chat answers go to (a session id); STOP works on it as on any session."),
     key("chat_answer", "CHAT_ANSWER", "true", "Answer live chat: the queue's picks become turns. false: messages are still queued, scored and shown, never answered."),
@@ -877,7 +879,9 @@ impl RawConfig {
     }
 
     fn voice_settings(&self) -> Result<crate::voice::VoiceSettings, ConfigError> {
-        use koto_voice::{BargeInConfig, EchoMode, MicMode, UtteranceConfig, VadConfig};
+        use koto_voice::{
+            BargeInConfig, EchoMode, MicMode, OnsetConfig, UtteranceConfig, VadConfig,
+        };
         let mode: MicMode = self
             .text("mic_mode")
             .parse()
@@ -906,6 +910,10 @@ impl RawConfig {
                 confirm_words: self.number("barge_in_confirm_words", 1..=20, " words")?,
                 confirm_speech_ms: self.number("barge_in_confirm_ms", 100..=10_000, " ms")?,
                 window_ms: self.number("barge_in_window_ms", 500..=30_000, " ms")?,
+            },
+            onset: OnsetConfig {
+                echo_margin_db: self.number("onset_echo_margin_db", 0.0..=30.0, " dB")?,
+                min_dbfs: self.number("onset_min_dbfs", -80.0..=-10.0, " dBFS")?,
             },
             echo,
             ..koto_voice::VoiceConfig::default()

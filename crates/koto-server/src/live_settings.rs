@@ -1,10 +1,11 @@
 //! Saved settings that take effect in the running app: which keys apply at once, the engine
 //! profile rebuilt from them, and [`DesktopSettings`], the hook through which the desktop shell
-//! applies its own keys (output device, volume, stop hotkey).
+//! applies its own keys (output device, volume, stop hotkey). The recognizer, the upload limits
+//! and the microphone's keys reach their owners through [`LiveTargets`].
 //!
 //! It decides nothing about whether a value is valid (`config` does) and writes no file
-//! (`routes::settings` does). Everything else — the listener, limits, the relay, event
-//! delivery — is built once at start and needs a restart.
+//! (`routes::settings` does). Everything else — the listener, the other limits, the relay,
+//! event delivery — is built once at start and needs a restart.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub enum Effect {
     /// Rebuilds the speech recognizer and swaps it in (`crate::live_asr`): the next upload
     /// and the microphone's next utterance hear with it.
     Asr,
+    /// The upload bounds (`crate::live_asr::LiveAsr::set_limits`), read by each new upload.
+    Uploads,
+    /// The microphone's pipeline, mode and device (`crate::voice::VoiceIn::reconfigure`),
+    /// applied between two mic blocks.
+    Mic,
     /// Built once at start.
     Restart,
 }
@@ -98,6 +104,22 @@ const ASR_KEYS: &[&str] = &[
     "asr_max_retries",
     "asr_mock_text",
 ];
+const UPLOAD_KEYS: &[&str] = &["asr_max_upload_bytes", "asr_max_seconds"];
+const MIC_KEYS: &[&str] = &[
+    "mic_mode",
+    "mic_device",
+    "echo_cancel",
+    "voice_barge_in",
+    "vad_threshold",
+    "vad_min_speech_ms",
+    "vad_hangover_ms",
+    "mic_max_utterance_ms",
+    "barge_in_confirm_words",
+    "barge_in_confirm_ms",
+    "barge_in_window_ms",
+    "onset_echo_margin_db",
+    "onset_min_dbfs",
+];
 const DESKTOP_KEYS: &[&str] = &[
     "output_device",
     "output_volume",
@@ -113,6 +135,8 @@ impl Effect {
             (VOICE_KEYS, Effect::Voice),
             (DESKTOP_KEYS, Effect::Desktop),
             (ASR_KEYS, Effect::Asr),
+            (UPLOAD_KEYS, Effect::Uploads),
+            (MIC_KEYS, Effect::Mic),
         ];
         effects
             .into_iter()
@@ -130,7 +154,7 @@ impl Effect {
     pub fn is_live(self, desktop: bool) -> bool {
         match self {
             Effect::Desktop => desktop,
-            Effect::Asr => true,
+            Effect::Asr | Effect::Uploads | Effect::Mic => true,
             other => other.is_profile(),
         }
     }
@@ -166,8 +190,10 @@ pub trait DesktopSettings: Send + Sync + fmt::Debug {
 pub struct LiveTargets {
     pub engine: Engine,
     pub desktop: Option<Arc<dyn DesktopSettings>>,
-    /// What uploads and the microphone hear with.
+    /// What uploads and the microphone hear with, and the uploads' bounds.
     pub asr: Arc<crate::live_asr::LiveAsr>,
+    /// The microphone.
+    pub voice: Arc<crate::voice::VoiceIn>,
 }
 
 /// The raw configuration the running app takes on when `next` (what the next start would build)
@@ -244,7 +270,15 @@ mod tests {
 
     #[test]
     fn every_key_has_a_deliberate_effect() {
-        for keys in [ENGINE_KEYS, LLM_KEYS, VOICE_KEYS, DESKTOP_KEYS, ASR_KEYS] {
+        for keys in [
+            ENGINE_KEYS,
+            LLM_KEYS,
+            VOICE_KEYS,
+            DESKTOP_KEYS,
+            ASR_KEYS,
+            UPLOAD_KEYS,
+            MIC_KEYS,
+        ] {
             for key in keys {
                 assert!(
                     KEYS.iter().any(|spec| spec.key == *key),
@@ -258,11 +292,47 @@ mod tests {
             "tts_sample_rate",
             "audio_lead_ms",
             "token",
+            "legacy_max_upload_bytes",
         ] {
             assert_eq!(
                 Effect::of(key),
                 Effect::Restart,
                 "{key} is built into the listener, relay or events at start"
+            );
+        }
+        assert_eq!(
+            Effect::of("mic_session"),
+            Effect::Restart,
+            "the mic's session: the panel names its own; a saved one waits for the next start"
+        );
+        for key in ["asr_max_upload_bytes", "asr_max_seconds"] {
+            assert_eq!(Effect::of(key), Effect::Uploads, "{key}: read per upload");
+        }
+        // Every microphone key (a new one too) is applied to the running pipeline.
+        let mic_keys = KEYS.iter().filter(|spec| {
+            [
+                "mic_",
+                "vad_",
+                "barge_in_",
+                "onset_",
+                "echo_cancel",
+                "voice_barge_in",
+            ]
+            .iter()
+            .any(|prefix| spec.key.starts_with(prefix))
+        });
+        for spec in mic_keys.filter(|spec| spec.key != "mic_session") {
+            assert_eq!(
+                Effect::of(spec.key),
+                Effect::Mic,
+                "{} is a microphone key: list it in MIC_KEYS (or say here why it waits)",
+                spec.key
+            );
+        }
+        for effect in [Effect::Mic, Effect::Uploads, Effect::Asr] {
+            assert!(
+                effect.is_live(false) && !effect.is_profile(),
+                "{effect:?} applies in serve too, beside the engine's profile"
             );
         }
         assert!(

@@ -36,6 +36,7 @@ use rand::Rng;
 
 use crate::config::Secret;
 use crate::error::AppError;
+use crate::live_asr::LiveAsr;
 
 #[derive(Debug)]
 pub struct SecurityPolicy {
@@ -49,6 +50,9 @@ pub struct SecurityPolicy {
     body_timeout: Duration,
     /// The largest body each route takes, checked against `Content-Length` up front.
     body_limits: BodyLimits,
+    /// When set, the upload routes' limit follows the running app's saved
+    /// `ASR_MAX_UPLOAD_BYTES` instead of `body_limits.uploads`.
+    live_uploads: Option<Arc<LiveAsr>>,
 }
 
 /// The largest request body a route reads: `MAX_BODY_BYTES` everywhere, the audio upload
@@ -207,6 +211,7 @@ impl SecurityPolicy {
                 default: usize::MAX,
                 uploads: usize::MAX,
             },
+            live_uploads: None,
         }
     }
 
@@ -224,6 +229,22 @@ impl SecurityPolicy {
     pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
         self.body_limits = limits;
         self
+    }
+
+    /// Upload routes are limited by `asr`'s bounds as they are at each request, so a saved
+    /// `ASR_MAX_UPLOAD_BYTES` (higher or lower) is the guard's limit at once, as the handler's.
+    pub fn with_live_uploads(mut self, asr: Arc<LiveAsr>) -> Self {
+        self.live_uploads = Some(asr);
+        self
+    }
+
+    /// The largest body `path` takes now.
+    fn body_limit(&self, path: &str) -> usize {
+        let mut limits = self.body_limits;
+        if let Some(asr) = &self.live_uploads {
+            limits.uploads = crate::routes::audio::upload_body_limit(asr.limits().max_bytes);
+        }
+        limits.for_path(path)
     }
 
     /// Origins that may use `/ws/input` and `/ws/output/{id}` without the token.
@@ -408,7 +429,7 @@ pub async fn guard(
         .into_response();
         return with_cors(refused, cors_origin);
     }
-    if let Some(refused) = declared_too_large(headers, policy.body_limits.for_path(path)) {
+    if let Some(refused) = declared_too_large(headers, policy.body_limit(path)) {
         return with_cors(refused, cors_origin);
     }
     let request = crate::routes::with_read_deadline(request, policy.body_timeout);

@@ -262,7 +262,7 @@ pub async fn start_with_voice(
     let state = AppState {
         vts,
         engine: engine.clone(),
-        security: Arc::new(security_policy(&config, &token, addr)),
+        security: Arc::new(security_policy(&config, &token, addr).with_live_uploads(asr.live())),
         limiter: Arc::new(
             RateLimiter::new(config.input_rate_per_sec, config.input_burst).with_global(
                 config.input_global_rate_per_sec,
@@ -288,6 +288,7 @@ pub async fn start_with_voice(
                     engine: engine.clone(),
                     desktop,
                     asr: asr.live(),
+                    voice: Arc::clone(&voice),
                 }),
         ),
         voice: Arc::clone(&voice),

@@ -48,6 +48,8 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("ptt_hotkey", Group::Stream, "Push-to-talk hotkey"),
     ("voice_barge_in", Group::Stream, "Talking over the co-host pauses it"),
     ("sync_tts_barge_in", Group::Stream, "Allow STOP to interrupt"),
+    ("onset_echo_margin_db", Group::Advanced, "Barge-in: louder than the co-host's echo by (dB)"),
+    ("onset_min_dbfs", Group::Advanced, "Barge-in: quietest sound that pauses (dBFS)"),
     ("enable_sync_core", Group::Advanced, "Answer messages (the dialog path)"),
     ("enable_async_ext", Group::Advanced, "Record events for memory and analytics"),
     ("event_workers_in_process", Group::Advanced, "Run the memory and analytics workers inside the app"),

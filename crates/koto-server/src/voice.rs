@@ -4,6 +4,10 @@
 //! `Engine::interrupt` for STOP, `Engine::submit` (`ASR_FINAL`, `meta.source=mic`) for a turn,
 //! `Relay::publish` for the panel's level meter, partial transcripts and dropped inputs.
 //!
+//! Saved voice settings reach the running pipeline through [`VoiceIn::reconfigure`]: the
+//! pipeline takes them between two mic blocks, the mode goes through the panel's own switch and
+//! a new device reopens the capture.
+//!
 //! It decides nothing about speech (that is `koto-voice`) and builds no ASR: the provider is
 //! handed in (`None` = no ASR provider, reported as such instead of silence).
 
@@ -74,11 +78,14 @@ pub struct VoiceIn {
     status: Arc<Mutex<MicStatus>>,
     stats: Option<Arc<Mutex<VoiceStats>>>,
     capture: Mutex<Option<CaptureHandle>>,
-    source: MicSource,
+    /// Changed by a saved `MIC_DEVICE` (a device source only).
+    source: Mutex<MicSource>,
     /// What it hears with (the app's `LiveAsr`, or a test's fake); `None` when never started.
     asr: Option<Arc<dyn AsrProvider>>,
-    echo: EchoMode,
-    barge_in: bool,
+    /// The saved settings the pipeline was last given (its mode is the saved `MIC_MODE`, not
+    /// the panel's switch, which is `MicStatus::mode`). Read by the co-host follower (whether
+    /// the canceller wants the played audio) and the effects' driver (how long a pause lasts).
+    config: Arc<Mutex<VoiceConfig>>,
 }
 
 impl std::fmt::Debug for VoiceIn {
@@ -104,10 +111,12 @@ impl VoiceIn {
             })),
             stats: None,
             capture: Mutex::new(None),
-            source: MicSource::Frames,
+            source: Mutex::new(MicSource::Frames),
             asr: None,
-            echo: EchoMode::Aec,
-            barge_in: false,
+            config: Arc::new(Mutex::new(VoiceConfig {
+                mode: MicMode::Off,
+                ..VoiceConfig::default()
+            })),
         })
     }
 
@@ -124,11 +133,7 @@ impl VoiceIn {
             return VoiceIn::off();
         };
         let config = settings.pipeline.clone();
-        if config.echo == EchoMode::Gate && config.barge_in.enabled {
-            tracing::warn!(
-                "VOICE_BARGE_IN needs ECHO_CANCEL=aec or headphones: the gate mutes the mic while the co-host speaks"
-            );
-        }
+        warn_if_barge_in_is_gated(&config);
         // The pipeline runs whatever the mode (off ignores mic audio), so the panel can switch.
         let mode = config.mode;
         let (pipeline, effects) = VoicePipeline::new(config.clone(), Some(Arc::clone(&asr)));
@@ -142,6 +147,7 @@ impl VoiceIn {
             warning: None,
             last_turn: None,
         }));
+        let shared_config = Arc::new(Mutex::new(config));
         tokio::spawn(pipeline.run(receiver, shutdown.clone()));
         tokio::spawn(apply_effects(
             effects,
@@ -149,15 +155,14 @@ impl VoiceIn {
             relay.clone(),
             Arc::clone(&session),
             Arc::clone(&status),
-            config.barge_in.window_ms,
+            Arc::clone(&shared_config),
         ));
-        let feeds_aec = config.echo == EchoMode::Aec;
         let voice_shutdown = shutdown.clone();
         tokio::spawn(follow_cohost(
             relay,
             inputs.clone(),
             Arc::clone(&status),
-            feeds_aec,
+            Arc::clone(&shared_config),
             shutdown,
         ));
         let voice = Arc::new(VoiceIn {
@@ -166,15 +171,14 @@ impl VoiceIn {
             status,
             stats: Some(stats),
             capture: Mutex::new(None),
-            source,
+            source: Mutex::new(source),
             asr: Some(asr),
-            echo: config.echo,
-            barge_in: config.barge_in.enabled,
+            config: shared_config,
         });
         if mode != MicMode::Off {
             voice.open_device();
         }
-        if matches!(voice.source, MicSource::Device(_)) {
+        if matches!(*lock(&voice.source), MicSource::Device(_)) {
             tokio::spawn(reopen_lost_mic(Arc::downgrade(&voice), voice_shutdown));
         }
         voice
@@ -234,7 +238,8 @@ impl VoiceIn {
         } else {
             // Not yet open, or lost / never found: try the device again (it may be back).
             let usable = matches!(lock(&self.status).device_state, "listening");
-            if !usable || lock(&self.capture).is_none() && self.source != MicSource::Frames {
+            let frames = *lock(&self.source) == MicSource::Frames;
+            if !usable || lock(&self.capture).is_none() && !frames {
                 *lock(&self.capture) = None;
                 self.open_device();
             }
@@ -252,14 +257,15 @@ impl VoiceIn {
         let Some(inputs) = self.inputs.clone() else {
             return;
         };
-        let wanted = match &self.source {
+        let source = lock(&self.source).clone();
+        let wanted = match source {
             MicSource::Frames => {
                 let mut status = lock(&self.status);
                 status.device_state = "listening";
                 status.device = Some("synthetic".into());
                 return;
             }
-            MicSource::Device(wanted) => wanted.clone(),
+            MicSource::Device(wanted) => wanted,
         };
         match capture::open(wanted.as_deref(), inputs) {
             Ok(handle) => {
@@ -285,9 +291,63 @@ impl VoiceIn {
         }
     }
 
+    /// Saved voice settings, applied while running: the pipeline takes them before its next
+    /// mic block (`VoiceInput::Reconfigure`), a new saved `MIC_MODE` goes through
+    /// [`set_mode`](Self::set_mode) as the panel's switch does, and a new `MIC_DEVICE` closes the
+    /// capture and opens the new device. `Ok(Some(warning))`: applied, but that device cannot be
+    /// opened now (the warning of a start without it; text keeps working, and it is tried again
+    /// by itself).
+    pub async fn reconfigure(
+        &self,
+        settings: &VoiceSettings,
+    ) -> Result<Option<String>, VoiceError> {
+        let inputs = self.inputs.as_ref().ok_or(VoiceError::NotRunning)?;
+        let config = settings.pipeline.clone();
+        warn_if_barge_in_is_gated(&config);
+        inputs
+            .send(VoiceInput::Reconfigure(Box::new(config.clone())))
+            .await
+            .map_err(|_| VoiceError::NotRunning)?;
+        let saved_mode = std::mem::replace(&mut *lock(&self.config), config).mode;
+        if saved_mode != settings.pipeline.mode {
+            self.set_mode(settings.pipeline.mode, None).await?;
+        }
+        if !self.set_device(settings.device.clone()) {
+            return Ok(None);
+        }
+        if lock(&self.status).mode == MicMode::Off {
+            // Opened at the next switch away from off, as at start.
+            return Ok(None);
+        }
+        *lock(&self.capture) = None;
+        self.open_device();
+        let status = lock(&self.status);
+        Ok(status
+            .warning
+            .clone()
+            .filter(|_| status.device_state != "listening"))
+    }
+
+    /// Points a device source at `device`; whether that changed anything (a synthetic source
+    /// has no device).
+    fn set_device(&self, device: Option<String>) -> bool {
+        let mut source = lock(&self.source);
+        match &*source {
+            MicSource::Device(current) if *current != device => {
+                *source = MicSource::Device(device);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The mic's part of `/health` and `GET /voice`.
     pub fn status(&self) -> Value {
         let status = lock(&self.status).clone();
+        let (echo, barge_in) = {
+            let config = lock(&self.config);
+            (config.echo, config.barge_in.enabled)
+        };
         let stats = self
             .stats
             .as_ref()
@@ -318,8 +378,8 @@ impl VoiceIn {
             "warning": warning,
             "session": self.session().to_string(),
             "asr": asr,
-            "echoCancel": self.echo.as_str(),
-            "bargeIn": self.barge_in,
+            "echoCancel": echo.as_str(),
+            "bargeIn": barge_in,
             "utterances": stats.utterances,
             "submitted": stats.submitted,
             "droppedEcho": stats.dropped_echo,
@@ -347,6 +407,16 @@ pub enum VoiceError {
     NotRunning,
     #[error("push-to-talk needs MIC_MODE=ptt (switch the mode first)")]
     NotPtt,
+}
+
+/// The gate mutes the mic while the co-host speaks, so barge-in cannot hear anything: said at
+/// start and at each save that sets both.
+fn warn_if_barge_in_is_gated(config: &VoiceConfig) {
+    if config.echo == EchoMode::Gate && config.barge_in.enabled {
+        tracing::warn!(
+            "VOICE_BARGE_IN needs ECHO_CANCEL=aec or headphones: the gate mutes the mic while the co-host speaks"
+        );
+    }
 }
 
 fn default_session() -> SessionId {
@@ -410,7 +480,7 @@ async fn follow_cohost(
     relay: Relay,
     inputs: mpsc::Sender<VoiceInput>,
     status: Arc<Mutex<MicStatus>>,
-    feeds_aec: bool,
+    config: Arc<Mutex<VoiceConfig>>,
     shutdown: CancellationToken,
 ) {
     let mut speaking: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
@@ -430,6 +500,8 @@ async fn follow_cohost(
                     if let Some(segment) = &chunk.segment {
                         sends.push(VoiceInput::CohostSentence(segment.text.clone()));
                     }
+                    // Read per chunk: a saved ECHO_CANCEL starts or stops the feed.
+                    let feeds_aec = lock(&config).echo == EchoMode::Aec;
                     let listening = feeds_aec && lock(&status).mode != MicMode::Off;
                     if let Some(samples) = frame.samples().filter(|_| listening) {
                         sends.push(VoiceInput::Played {
@@ -468,14 +540,16 @@ async fn apply_effects(
     relay: Relay,
     session: Arc<Mutex<SessionId>>,
     status: Arc<Mutex<MicStatus>>,
-    window_ms: u64,
+    config: Arc<Mutex<VoiceConfig>>,
 ) {
-    let max_pause = Duration::from_millis(window_ms) + PAUSE_MARGIN;
     while let Some(effect) = effects.recv().await {
         let session_id = lock(&session).clone();
         match effect {
             VoiceEffect::Playback { action, at_ms } => match action {
                 PlaybackAction::Pause => {
+                    // The window as saved now (BARGE_IN_WINDOW_MS applies live).
+                    let window_ms = lock(&config).barge_in.window_ms;
+                    let max_pause = Duration::from_millis(window_ms) + PAUSE_MARGIN;
                     tracing::info!(sessionId = %session_id, at_ms, "voice onset: pausing the co-host");
                     relay.pause(&session_id, max_pause);
                 }

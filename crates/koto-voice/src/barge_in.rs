@@ -51,6 +51,8 @@ pub enum ResumeCause {
     Window,
     /// The transcript was the co-host's own voice.
     Echo,
+    /// A saved setting turned barge-in off, or ended the utterance that paused it.
+    Reconfigured,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +188,17 @@ impl BargeIn {
             return None;
         }
         self.resume(cause)
+    }
+
+    /// New rules (a saved setting). A pause in progress keeps its deadline; if barge-in is
+    /// turned off during one, playback resumes at once: the co-host is never left paused by a
+    /// rule that no longer exists. A STOP already sent stands.
+    pub fn set_config(&mut self, config: BargeInConfig) -> Option<PlaybackAction> {
+        self.config = config;
+        if config.enabled {
+            return None;
+        }
+        self.resume(ResumeCause::Reconfigured)
     }
 
     /// The audio clock moved to `now_ms`.
@@ -357,5 +370,32 @@ mod tests {
         barge_in.cohost_ended();
         assert_eq!(barge_in.onset_cancelled(), None);
         assert_eq!(barge_in.stats().false_alarms, 0);
+    }
+
+    #[test]
+    fn turning_barge_in_off_while_paused_resumes_and_on_again_pauses() {
+        let mut barge_in = BargeIn::new(BargeInConfig::default());
+        assert_eq!(barge_in.onset(0, 32, true), None, "off: no pause");
+        assert_eq!(
+            barge_in.set_config(BargeInConfig {
+                enabled: true,
+                ..BargeInConfig::default()
+            }),
+            None,
+            "nothing to resume"
+        );
+        assert_eq!(
+            barge_in.onset(1_000, 1_032, true),
+            Some(PlaybackAction::Pause)
+        );
+        assert_eq!(
+            barge_in.set_config(BargeInConfig::default()),
+            Some(PlaybackAction::Resume {
+                cause: ResumeCause::Reconfigured
+            }),
+            "turned off mid-pause: the co-host resumes, never stays paused"
+        );
+        assert!(!barge_in.is_paused());
+        assert_eq!(barge_in.onset(2_000, 2_032, true), None, "off again");
     }
 }

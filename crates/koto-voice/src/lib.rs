@@ -28,6 +28,7 @@ pub mod vad;
 
 pub use barge_in::{BargeInConfig, BargeInStats, PlaybackAction, ResumeCause};
 pub use echo::EchoMode;
+pub use onset::OnsetConfig;
 pub use pipeline::{
     DropReason, HeardUtterance, MicMode, VoiceConfig, VoiceEffect, VoiceInput, VoicePipeline,
     VoiceStats,

@@ -19,13 +19,12 @@ const ONSET_FRAMES: u32 = 2;
 /// Quiet frames in a row before another onset can fire (one onset per utterance, no flapping
 /// on a steady noise).
 const REARM_FRAMES: u32 = 30;
-/// The near end must be this much louder than the echo the loudest recent far frame could cause
-/// (power ratio: 6 dB; the bound is already the loudest frame of the window, not the echo
-/// now)…
-const ECHO_MARGIN: f32 = 4.0;
-/// …and this much above the mic's own noise floor (power ratio: 15 dB)…
+/// A frame is loud when it is `OnsetConfig::echo_margin_db` over the echo the loudest recent far
+/// frame could cause, and this much above the mic's own noise floor (power ratio: 15 dB), and
+/// above `OnsetConfig::min_dbfs` at all.
 const FLOOR_MARGIN: f32 = 31.6;
-/// …and above −50 dBFS at all (power of a full-scale-normalised signal).
+/// The noise floor's starting point and the lowest power that is ever taught as audible far
+/// end (−50 dBFS: the default minimum level, fixed so tuning the level leaves learning alone).
 const MIN_POWER: f32 = 1e-5;
 /// Until it has heard the played audio come back (or not) for this many frames, the echo is
 /// assumed as loud as what is played (0 dB): no onset on energy into an unknown room.
@@ -47,6 +46,39 @@ const ERL_MIN: f32 = 1e-6;
 /// seconds, a voice is not) and falls at once.
 const FLOOR_RISE: f32 = 1.01;
 
+/// What a streamer tunes (`ONSET_ECHO_MARGIN_DB`, `ONSET_MIN_DBFS`); the rest of the detector
+/// adapts by itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OnsetConfig {
+    /// The near end must be this much louder than the echo the loudest recent far frame could
+    /// cause (dB; the bound is already the loudest frame of the window, not the echo now).
+    /// Higher: fewer false pauses from a loud room, a later pause in double talk.
+    pub echo_margin_db: f32,
+    /// A frame quieter than this (dBFS) is never an onset, whatever the room.
+    pub min_dbfs: f32,
+}
+
+impl Default for OnsetConfig {
+    fn default() -> Self {
+        OnsetConfig {
+            echo_margin_db: 6.0,
+            min_dbfs: -50.0,
+        }
+    }
+}
+
+impl OnsetConfig {
+    /// The echo margin as a power ratio.
+    fn echo_margin(self) -> f32 {
+        10f32.powf(self.echo_margin_db / 10.0)
+    }
+
+    /// The minimum level as the power of a full-scale-normalised signal.
+    fn min_power(self) -> f32 {
+        10f32.powf(self.min_dbfs / 10.0)
+    }
+}
+
 /// An onset on energy: `at_ms` is the first loud frame on the mic's audio clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnergyOnset {
@@ -55,6 +87,9 @@ pub struct EnergyOnset {
 
 #[derive(Debug, Clone)]
 pub struct OnsetDetector {
+    /// The thresholds as power ratios (from [`OnsetConfig`]).
+    echo_margin: f32,
+    min_power: f32,
     /// Power of the far frames last rendered, newest last (a ring of `FAR_WINDOW`).
     far: [f32; FAR_WINDOW],
     far_next: usize,
@@ -73,13 +108,15 @@ pub struct OnsetDetector {
 
 impl Default for OnsetDetector {
     fn default() -> Self {
-        Self::new()
+        Self::new(OnsetConfig::default())
     }
 }
 
 impl OnsetDetector {
-    pub fn new() -> Self {
+    pub fn new(config: OnsetConfig) -> Self {
         OnsetDetector {
+            echo_margin: config.echo_margin(),
+            min_power: config.min_power(),
             far: [0.0; FAR_WINDOW],
             far_next: 0,
             ratios: Box::new([0.0; ERL_WINDOW]),
@@ -92,6 +129,13 @@ impl OnsetDetector {
             armed: true,
             frame: 0,
         }
+    }
+
+    /// New thresholds (a saved setting): what was learnt of the room and the noise floor, the
+    /// clock and the arming stay, so the next frame is judged by the new margins at once.
+    pub fn set_config(&mut self, config: OnsetConfig) {
+        self.echo_margin = config.echo_margin();
+        self.min_power = config.min_power();
     }
 
     /// The echo estimate in dB (near power over the loudest recent far power), for logs/tests.
@@ -109,9 +153,9 @@ impl OnsetDetector {
         let far_max = self.far.iter().copied().fold(0.0, f32::max);
         let near_power = power(near);
         let echo_bound = self.erl * far_max;
-        let loud = near_power > MIN_POWER
+        let loud = near_power > self.min_power
             && near_power > self.floor * FLOOR_MARGIN
-            && near_power > echo_bound * ECHO_MARGIN;
+            && near_power > echo_bound * self.echo_margin;
         if loud {
             self.quiet_run = 0;
             self.loud_run += 1;
@@ -196,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_voice_over_silence_is_an_onset_after_two_frames_dated_to_the_first() {
-        let mut detector = OnsetDetector::new();
+        let mut detector = OnsetDetector::default();
         let mut near = vec![0i16; 50 * ONSET_FRAME];
         near.extend(tone(0.3, 20 * ONSET_FRAME));
         assert_eq!(
@@ -208,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_echo_of_what_plays_is_no_onset_once_learnt_but_a_louder_voice_is() {
-        let mut detector = OnsetDetector::new();
+        let mut detector = OnsetDetector::default();
         let far = tone(0.5, 300 * ONSET_FRAME);
         // The room gives the played audio back 20 dB down, 40 ms late.
         let mut near = vec![0i16; 4 * ONSET_FRAME];
@@ -230,7 +274,7 @@ mod tests {
 
     #[test]
     fn before_the_room_is_known_the_played_audio_blocks_energy_onsets() {
-        let mut detector = OnsetDetector::new();
+        let mut detector = OnsetDetector::default();
         let far = tone(0.5, 10 * ONSET_FRAME);
         let near = tone(0.5, 10 * ONSET_FRAME);
         assert!(
@@ -241,13 +285,37 @@ mod tests {
 
     #[test]
     fn a_steady_noise_fires_once_then_never_again() {
-        let mut detector = OnsetDetector::new();
+        let mut detector = OnsetDetector::default();
         let mut near = vec![0i16; 40 * ONSET_FRAME];
         near.extend(tone(0.2, 500 * ONSET_FRAME));
         assert_eq!(
             run(&mut detector, &near, &[]).len(),
             1,
             "a fan turning on is one onset at most"
+        );
+    }
+
+    #[test]
+    fn a_new_minimum_level_applies_to_the_next_frame_and_keeps_what_was_learnt() {
+        let mut detector = OnsetDetector::default();
+        let quiet_voice = tone(0.008, 20 * ONSET_FRAME); // about −45 dBFS
+        let mut near = vec![0i16; 50 * ONSET_FRAME];
+        detector.set_config(OnsetConfig {
+            min_dbfs: -40.0,
+            ..OnsetConfig::default()
+        });
+        near.extend(&quiet_voice);
+        assert!(
+            run(&mut detector, &near, &[]).is_empty(),
+            "under a −40 dBFS minimum a −45 dBFS voice is no onset"
+        );
+        detector.set_config(OnsetConfig::default());
+        let mut again = vec![0i16; 40 * ONSET_FRAME];
+        again.extend(&quiet_voice);
+        assert_eq!(
+            run(&mut detector, &again, &[]).len(),
+            1,
+            "back at −50 dBFS the same voice is an onset: the floor learnt in silence stayed"
         );
     }
 }

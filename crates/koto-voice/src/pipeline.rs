@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aec::{AEC_FRAME, EchoCanceller};
 use crate::barge_in::{BargeIn, BargeInConfig, BargeInStats, PlaybackAction, ResumeCause};
 use crate::echo::{EchoMode, is_echo, word_count};
-use crate::onset::{ONSET_FRAME, OnsetDetector};
+use crate::onset::{ONSET_FRAME, OnsetConfig, OnsetDetector};
 use crate::utterance::{Assembler, Utterance, UtteranceConfig};
 use crate::vad::{Vad, VadConfig, VadEvent};
 
@@ -68,6 +68,8 @@ pub struct VoiceConfig {
     pub vad: VadConfig,
     pub utterance: UtteranceConfig,
     pub barge_in: BargeInConfig,
+    /// The PAUSE's fast energy onset.
+    pub onset: OnsetConfig,
     pub echo: EchoMode,
     /// ISO 639-1 hint for the ASR.
     pub language: Option<String>,
@@ -87,6 +89,7 @@ impl Default for VoiceConfig {
             vad: VadConfig::default(),
             utterance: UtteranceConfig::default(),
             barge_in: BargeInConfig::default(),
+            onset: OnsetConfig::default(),
             echo: EchoMode::Aec,
             language: None,
             echo_tail_ms: 300,
@@ -117,6 +120,9 @@ pub enum VoiceInput {
     /// Push-to-talk pressed (`true`) or released.
     Ptt(bool),
     Mode(MicMode),
+    /// Saved settings, applied before the next mic block (the mode is left to [`Mode`]
+    /// (VoiceInput::Mode), the path that also opens and closes the device).
+    Reconfigure(Box<VoiceConfig>),
 }
 
 /// Why a voice input did not become a turn (the panel shows it).
@@ -278,7 +284,7 @@ impl VoicePipeline {
             barge_in: BargeIn::new(config.barge_in),
             #[cfg(feature = "aec")]
             aec: (config.echo == EchoMode::Aec).then(EchoCanceller::new),
-            onset: OnsetDetector::new(),
+            onset: OnsetDetector::new(config.onset),
             onset_near: Vec::with_capacity(ONSET_FRAME * 2),
             onset_far: VecDeque::with_capacity(ONSET_FRAME * 2),
             config,
@@ -409,7 +415,56 @@ impl VoicePipeline {
                     self.playback(action);
                 }
             }
+            VoiceInput::Reconfigure(config) => self.reconfigure(*config),
         }
+    }
+
+    /// New voice settings between two mic blocks. The audio clock, the co-host's state, the
+    /// counters and, where its mode stays, the echo canceller's model of the room carry over.
+    /// An open utterance is abandoned when its VAD or its echo handling changes: the new VAD
+    /// cannot end speech the old one began, and its audio would be half cleaned one way, half
+    /// the other; what was being said is not sent (a setting changed mid-sentence).
+    fn reconfigure(&mut self, mut config: VoiceConfig) {
+        config.mode = self.config.mode;
+        let old = std::mem::replace(&mut self.config, config);
+        let vad_changed = old.vad != self.config.vad;
+        let echo_changed = old.echo != self.config.echo;
+        if vad_changed || echo_changed {
+            self.abandon_utterance();
+        }
+        if vad_changed {
+            self.vad.set_config(self.config.vad);
+        }
+        if echo_changed {
+            self.set_echo(self.config.echo);
+        }
+        self.assembler
+            .set_config(self.config.utterance, self.config.vad.min_speech_ms);
+        self.onset.set_config(self.config.onset);
+        if let Some(action) = self.barge_in.set_config(self.config.barge_in) {
+            self.playback(action);
+        }
+    }
+
+    /// Drops the utterance being recorded (and a push-to-talk hold): ASR answers still due for
+    /// it are stale, and a pause it caused is lifted.
+    fn abandon_utterance(&mut self) {
+        self.assembler.abandon();
+        self.ptt_down_at = None;
+        self.utterance_id += 1;
+        self.probe_sent = false;
+        self.utterance_done(ResumeCause::Reconfigured);
+    }
+
+    /// Creates or drops the acoustic canceller for `echo`; the far-end frames queued for the
+    /// onset detector belonged to the old one.
+    fn set_echo(&mut self, echo: EchoMode) {
+        #[cfg(feature = "aec")]
+        {
+            self.aec = (echo == EchoMode::Aec).then(EchoCanceller::new);
+        }
+        let _ = echo;
+        self.onset_far.clear();
     }
 
     fn cohost_active(&self) -> bool {

@@ -69,9 +69,20 @@ impl Assembler {
             config,
             history: VecDeque::new(),
             history_start: 0,
-            keep_samples: ((config.pre_roll_ms + lookback_ms + 100) * SAMPLES_PER_MS) as usize,
+            keep_samples: Self::keep_samples(config, lookback_ms),
             open: None,
         }
+    }
+
+    /// New bounds (a saved setting), applied to the next push: the recent audio (the next
+    /// utterance's pre-roll) and an open utterance are kept.
+    pub fn set_config(&mut self, config: UtteranceConfig, lookback_ms: u64) {
+        self.config = config;
+        self.keep_samples = Self::keep_samples(config, lookback_ms);
+    }
+
+    fn keep_samples(config: UtteranceConfig, lookback_ms: u64) -> usize {
+        ((config.pre_roll_ms + lookback_ms + 100) * SAMPLES_PER_MS) as usize
     }
 
     pub fn now_ms(&self) -> u64 {

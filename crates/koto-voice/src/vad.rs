@@ -377,6 +377,15 @@ impl Vad {
         self.logic.next_frame = now;
         self.quiet.restart_at(now * FRAME_SAMPLES as u64);
     }
+
+    /// New thresholds (a saved `VAD_*` key): the decisions start over on the same clock, as in
+    /// [`reset`](Self::reset), but the detector keeps its context (the audio did not change).
+    /// Speech in progress is forgotten; the pipeline abandons its utterance.
+    pub fn set_config(&mut self, config: VadConfig) {
+        let now = self.logic.next_frame;
+        self.logic = VadLogic::new(config);
+        self.logic.next_frame = now;
+    }
 }
 
 #[cfg(test)]

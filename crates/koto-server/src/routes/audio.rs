@@ -49,16 +49,15 @@ pub fn upload_body_limit(max_audio_bytes: usize) -> usize {
 /// provider through `RunningServer::asr`.
 #[derive(Clone)]
 pub struct Asr {
-    /// Swapped when an ASR setting is saved (`crate::live_asr`).
+    /// Swapped, and its bounds changed, when an ASR setting is saved (`crate::live_asr`).
     provider: Arc<LiveAsr>,
-    limits: DecodeLimits,
 }
 
 impl std::fmt::Debug for Asr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Asr")
             .field("provider", &self.name())
-            .field("limits", &self.limits)
+            .field("limits", &self.limits())
             .finish()
     }
 }
@@ -66,8 +65,7 @@ impl std::fmt::Debug for Asr {
 impl Asr {
     pub fn new(provider: Option<Arc<dyn AsrProvider>>, limits: DecodeLimits) -> Self {
         Self {
-            provider: LiveAsr::new(provider),
-            limits,
+            provider: LiveAsr::new(provider, limits),
         }
     }
 
@@ -81,8 +79,9 @@ impl Asr {
         Arc::clone(&self.provider)
     }
 
+    /// The bounds now (a saved `ASR_MAX_*` changes them): read once per upload, at its start.
     pub fn limits(&self) -> DecodeLimits {
-        self.limits
+        self.provider.limits()
     }
 
     /// `off`, `mock`, `openai`.
@@ -144,15 +143,16 @@ impl From<VoiceError> for AppError {
     }
 }
 
-/// Decodes an uploaded file and transcribes it: the shared path of every file-based voice input.
+/// Decodes an uploaded file within `limits` (the bounds read when the upload began) and
+/// transcribes it: the shared path of every file-based voice input.
 pub async fn hear(
     asr: &Asr,
+    limits: DecodeLimits,
     audio: Bytes,
     language: Option<String>,
     correlation_id: String,
 ) -> Result<Transcript, VoiceError> {
     let provider = asr.provider().ok_or(VoiceError::Off)?;
-    let limits = asr.limits;
     let decoded = tokio::task::spawn_blocking(move || decode_upload(&audio, &limits))
         .await
         .map_err(|_join_error| {
@@ -268,7 +268,9 @@ async fn hear_and_submit(state: &AppState, request: Request) -> Result<HeardTurn
     if state.asr.provider.is_off() {
         return Err(VoiceError::Off.into());
     }
-    let upload = read_upload(request, state.asr.limits.max_bytes).await?;
+    // Once per request: a bound saved meanwhile applies to the next upload.
+    let limits = state.asr.limits();
+    let upload = read_upload(request, limits.max_bytes).await?;
     let session_id = upload.session_id.ok_or_else(|| {
         AppError::bad_request(
             ErrorCode::InvalidSessionId,
@@ -289,6 +291,7 @@ async fn hear_and_submit(state: &AppState, request: Request) -> Result<HeardTurn
     let correlation_id = format!("{session}#audio");
     let transcript = hear(
         &state.asr,
+        limits,
         upload.audio,
         upload.lang.clone(),
         correlation_id,

@@ -7,8 +7,10 @@
 //! listen on. Every failing key is reported at once, as `{code, key, message}` sentences the
 //! panel shows as they are. Then it applies what it can to the running app (`crate::live`):
 //! persona, memory window, LLM and voice keys swap the engine's profile for the next turns (a
-//! provider that cannot start refuses the change before anything is saved), and the desktop
-//! shell applies output device, volume and stop hotkey. Every other key says "restart to apply"
+//! provider that cannot start refuses the change before anything is saved), the recognizer is
+//! rebuilt, the upload limits apply to the next upload, the microphone's keys reach its running
+//! pipeline (`VoiceIn::reconfigure`), and the desktop shell applies output device, volume and
+//! stop hotkey. Every other key says "restart to apply"
 //! and keeps its running value until then, also in a profile rebuilt for a later live change.
 
 use std::collections::BTreeMap;
@@ -416,6 +418,15 @@ impl Settings {
             live.asr.replace(asr);
             applied.extend(asr_changed);
         }
+        let uploads_changed = changed_with(&changed, Effect::Uploads);
+        if !uploads_changed.is_empty() {
+            live.asr.set_limits(live_config.asr.limits);
+            applied.extend(uploads_changed);
+        }
+        let mic_changed = changed_with(&changed, Effect::Mic);
+        if !mic_changed.is_empty() {
+            apply_mic(&live, &live_config, &mic_changed, &mut applied, &mut notes).await;
+        }
         match &live.desktop {
             Some(desktop) => {
                 for key in desktop_changed {
@@ -777,6 +788,41 @@ impl Settings {
 }
 
 /// A JSON value as the raw text of a key; `None` for `null` (remove from the file).
+/// The keys among `changed` that take effect as `effect`.
+fn changed_with(changed: &[&'static str], effect: Effect) -> Vec<&'static str> {
+    changed
+        .iter()
+        .copied()
+        .filter(|key| Effect::of(key) == effect)
+        .collect()
+}
+
+/// The microphone's keys to its running pipeline. A device that cannot be opened is not a
+/// refusal (as at start: a warning, the app keeps working with text, the device is tried again
+/// by itself), so it is said in `notes`.
+async fn apply_mic(
+    live: &LiveTargets,
+    config: &crate::config::Config,
+    mic_changed: &[&'static str],
+    applied: &mut Vec<&'static str>,
+    notes: &mut BTreeMap<String, String>,
+) {
+    match live.voice.reconfigure(&config.voice).await {
+        Ok(warning) => {
+            applied.extend(mic_changed);
+            if let Some(warning) = warning {
+                notes.insert("mic_device".to_owned(), warning);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "saved voice settings not applied");
+            for key in mic_changed {
+                notes.insert((*key).to_owned(), error.to_string());
+            }
+        }
+    }
+}
+
 fn json_text(value: &Value) -> Result<Option<String>, String> {
     match value {
         Value::Null => Ok(None),

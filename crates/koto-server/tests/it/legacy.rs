@@ -1069,3 +1069,111 @@ async fn recordings_that_cannot_be_heard_get_the_documented_error_and_store_noth
     );
     app.shutdown().await;
 }
+
+/// Sends `pieces` as audio chunks numbered from `first_id`, checking each answer.
+async fn send_audio_chunks(input: &mut Socket, pieces: &[&[u8]], first_id: usize) {
+    for (n, piece) in pieces.iter().enumerate() {
+        send_json(
+            input,
+            json!({"type":"audio","chunk_id":first_id + n,"action":"data_chunk"}),
+        )
+        .await;
+        input
+            .send(Message::Binary(piece.to_vec().into()))
+            .await
+            .unwrap();
+        assert_eq!(next_text(input).await, "File chunk received");
+    }
+}
+
+async fn save_settings(app: &TestServer, body: Value) -> Value {
+    let response = app
+        .client
+        .put(format!("{}/settings", app.base))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "saved");
+    response.json().await.unwrap()
+}
+
+/// `ASR_MAX_UPLOAD_BYTES` saved while the app runs is the bound of the next upload, on
+/// `/chat/audio` (the guard's early 413 too, raised or lowered) and on the original front end's
+/// `/ws/input`; an original-front-end upload already under way keeps the bound it began with.
+#[tokio::test]
+async fn a_saved_upload_limit_bounds_the_next_chat_audio_and_legacy_upload_without_a_restart() {
+    let app = crate::serve_saved(
+        &[("ASR_PROVIDER", "mock"), ("ASR_MOCK_TEXT", "hello there")],
+        "asr_max_upload_bytes = 1024\n",
+    )
+    .await;
+    let wav_upload = || {
+        app.post("/chat/audio?sessionId=live-limit")
+            .body(crate::audio::WAV.to_vec())
+            .send()
+    };
+    let refused = wav_upload().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        413,
+        "81 KB over a 1 KB bound (the guard's, at start)"
+    );
+
+    let answer = save_settings(&app, json!({"asr_max_upload_bytes": 10_485_760})).await;
+    assert_eq!(answer["restartRequired"], json!([]), "{answer}");
+    assert_eq!(
+        answer["appliedNow"],
+        json!(["asr_max_upload_bytes"]),
+        "{answer}"
+    );
+    assert_eq!(
+        wav_upload().await.unwrap().status(),
+        200,
+        "raised without a restart: the guard's early 413 follows the saved bound"
+    );
+
+    // An original-front-end upload begins under the 10 MB bound…
+    let (mut early, _) = open_input(&app).await;
+    let webm = crate::audio::WEBM;
+    let pieces: Vec<&[u8]> = webm.chunks(4096).collect();
+    let (first_half, second_half) = pieces.split_at(pieces.len() / 2);
+    send_audio_chunks(&mut early, first_half, 0).await;
+
+    // …then the bound is lowered.
+    let answer = save_settings(&app, json!({"asr_max_upload_bytes": 1024})).await;
+    assert_eq!(answer["restartRequired"], json!([]), "{answer}");
+    assert_eq!(
+        answer["appliedNow"],
+        json!(["asr_max_upload_bytes"]),
+        "{answer}"
+    );
+    assert_eq!(app.health().await["asr"]["maxUploadBytes"], 1024);
+    crate::expect_error(wav_upload().await.unwrap(), 413, "payload_too_large").await;
+    let form = crate::audio::multipart(&[("sessionId", "live-limit")], Some(("a.webm", webm)));
+    let over = app
+        .post("/chat/audio")
+        .header("content-type", form.content_type)
+        .body(form.body)
+        .send()
+        .await
+        .unwrap();
+    crate::expect_error(over, 413, "payload_too_large").await;
+    let (mut next, _) = open_input(&app).await;
+    let processed = upload_audio(&mut next, webm, 4096).await;
+    assert_eq!(
+        (processed["status"].as_str(), processed["code"].as_str()),
+        (Some("error"), Some("payload_too_large")),
+        "the next recording gets the new bound: {processed}"
+    );
+
+    send_audio_chunks(&mut early, second_half, first_half.len()).await;
+    send_json(&mut early, json!({"action":"upload_complete"})).await;
+    let processed = next_json(&mut early).await;
+    assert_eq!(
+        processed["status"], "queued",
+        "begun under 10 MB, it keeps that bound: {processed}"
+    );
+    app.shutdown().await;
+}

@@ -48,8 +48,28 @@ pub async fn serve_with(
     overrides: &[(&str, &str)],
     desktop: Option<std::sync::Arc<dyn koto_server::live_settings::DesktopSettings>>,
 ) -> TestServer {
+    serve_saved_with(overrides, "", desktop).await
+}
+
+/// As [`serve`], with `saved` (TOML) already in the settings file as the panel saves it: a
+/// value there can be changed by a save (an env var would override it).
+pub async fn serve_saved(overrides: &[(&str, &str)], saved: &str) -> TestServer {
+    serve_saved_with(overrides, saved, None).await
+}
+
+async fn serve_saved_with(
+    overrides: &[(&str, &str)],
+    saved: &str,
+    desktop: Option<std::sync::Arc<dyn koto_server::live_settings::DesktopSettings>>,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = RawConfig::default();
+    if !saved.is_empty() {
+        let settings_file = dir.path().join("kotodama.toml");
+        std::fs::write(&settings_file, saved).expect("settings file written");
+        raw.merge_toml_file(&settings_file)
+            .expect("valid settings file");
+    }
     let data_dir = dir.path().to_string_lossy().into_owned();
     let mut env: Vec<(String, String)> = vec![
         ("KOTODAMA_BIND".into(), "127.0.0.1:0".into()),

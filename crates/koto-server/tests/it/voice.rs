@@ -38,8 +38,24 @@ impl AsrProvider for SaysAsr {
     }
 }
 
+/// Push-to-talk unless `overrides` say otherwise.
 async fn serve_voice(overrides: &[(&str, &str)], says: &'static str) -> TestServer {
+    let mut env = vec![("MIC_MODE", "ptt")];
+    env.extend_from_slice(overrides);
+    serve_voice_saved(&env, "", says).await
+}
+
+/// As [`serve_voice`] (but `MIC_MODE` is its default, `off`, unless set), with `saved` (TOML)
+/// already in the settings file as the panel would have saved it: a value there can be changed
+/// by a save (an env var would override it).
+async fn serve_voice_saved(
+    overrides: &[(&str, &str)],
+    saved: &str,
+    says: &'static str,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
+    let settings_file = dir.path().join("kotodama.toml");
+    std::fs::write(&settings_file, saved).expect("settings file written");
     let mut env: Vec<(String, String)> = vec![
         ("KOTODAMA_BIND".into(), "127.0.0.1:0".into()),
         (
@@ -50,7 +66,6 @@ async fn serve_voice(overrides: &[(&str, &str)], says: &'static str) -> TestServ
         ("MOCK_LLM_TOKEN_MS".into(), "1".into()),
         ("SYNC_TTS_STREAMING".into(), "true".into()),
         ("TTS_PROVIDER".into(), "mock".into()),
-        ("MIC_MODE".into(), "ptt".into()),
     ];
     env.extend(
         overrides
@@ -58,6 +73,8 @@ async fn serve_voice(overrides: &[(&str, &str)], says: &'static str) -> TestServ
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let mut raw = RawConfig::default();
+    raw.merge_toml_file(&settings_file)
+        .expect("valid settings file");
     raw.merge_env(|name| {
         env.iter()
             .rev()
@@ -503,5 +520,295 @@ async fn hands_free_speech_becomes_a_turn_and_silence_does_not() {
         "one sentence between silences is one utterance: {mic}"
     );
     assert_eq!(mic["submitted"], 1);
+    app.shutdown().await;
+}
+
+/// `PUT /settings` as the panel sends it; the status and the answer.
+async fn save(app: &TestServer, body: Value) -> Value {
+    let response = app
+        .client
+        .put(format!("{}/settings", app.base))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("settings answer");
+    assert_eq!(response.status(), 200, "saved");
+    response.json().await.expect("JSON")
+}
+
+/// The answer says every key of `keys` applied now and none waits for a restart.
+fn assert_applied_live(answer: &Value, keys: &[&str]) {
+    assert_eq!(answer["restartRequired"], json!([]), "{answer}");
+    for key in keys {
+        assert!(
+            answer["appliedNow"]
+                .as_array()
+                .is_some_and(|applied| applied.iter().any(|k| k == key)),
+            "{key} applied to the running microphone: {answer}"
+        );
+    }
+    assert_eq!(answer["message"], "saved and applied", "{answer}");
+}
+
+/// Sends `audio` as mic blocks, then enough silence that every block before it has been
+/// handled (the queue holds 256 blocks; the pipeline takes one only after the last).
+async fn hear_all(app: &TestServer, audio: &[i16]) {
+    let sender = mic(app);
+    let padding = vec![0i16; 300 * 160];
+    for block in audio.chunks(160).chain(padding.chunks(160)) {
+        sender
+            .send(VoiceInput::Mic(block.to_vec()))
+            .await
+            .expect("pipeline takes audio");
+    }
+}
+
+/// Two sentences 700 ms apart, then 5.5 s of silence (longer than any hangover).
+fn two_sentences() -> Vec<i16> {
+    let mut audio = vec![0i16; 8_000];
+    audio.extend(espeak("Where is the key?"));
+    audio.extend(vec![0i16; 11_200]);
+    audio.extend(espeak("Behind the door."));
+    audio.extend(vec![0i16; 88_000]);
+    audio
+}
+
+#[tokio::test]
+async fn saved_vad_settings_change_what_the_running_microphone_decides() {
+    let app = serve_voice_saved(
+        &[("MIC_MODE", "vad"), ("ECHO_CANCEL", "headphones")],
+        "vad_hangover_ms = 5000\n",
+        "where is the key",
+    )
+    .await;
+    hear_all(&app, &two_sentences()).await;
+    assert_eq!(
+        health_mic(&app).await["utterances"],
+        1,
+        "a 5 s hangover joins the two sentences"
+    );
+    let answer = save(&app, json!({"vad_hangover_ms": 300})).await;
+    assert_applied_live(&answer, &["vad_hangover_ms"]);
+    hear_all(&app, &two_sentences()).await;
+    assert_eq!(
+        health_mic(&app).await["utterances"],
+        3,
+        "no restart: the 700 ms gap now ends the first sentence (1 + 2)"
+    );
+    let answer = save(&app, json!({"vad_threshold": 0.99})).await;
+    assert_applied_live(&answer, &["vad_threshold"]);
+    hear_all(&app, &two_sentences()).await;
+    assert_eq!(
+        health_mic(&app).await["utterances"],
+        3,
+        "no espeak frame scores 0.99: the same speech is no utterance now"
+    );
+    app.shutdown().await;
+}
+
+/// A co-host reply long enough (mock TTS, ~65 ms a character) to outlast the test's steps.
+async fn cohost_speaks_long(app: &TestServer, live: &mut Socket, session: &str) {
+    let text = "This is a long announcement about tonight's stream, the games we will play, \
+                the people who will join us later, the giveaway at the end, and a few words \
+                about the schedule for the rest of the week, so settle in and enjoy it.";
+    let _reply = app
+        .post("/tts/speak")
+        .json(&json!({"sessionId": session, "text": text}))
+        .send()
+        .await
+        .expect("sent");
+    until(live, "the co-host's audio", |f| f["type"] == "SPEECH_CHUNK").await;
+}
+
+async fn wait_paused(app: &TestServer, session: &str, paused: bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while is_paused(app, session) != paused {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn saving_voice_barge_in_turns_the_pause_on_and_off_mid_pause_resumes_the_co_host() {
+    let app = serve_voice_saved(
+        &[("MIC_MODE", "ptt"), ("ECHO_CANCEL", "headphones")],
+        "voice_barge_in = false\n",
+        "hold on",
+    )
+    .await;
+    let mut live = connect(&app, "live-vb").await;
+    cohost_speaks_long(&app, &mut live, "live-vb").await;
+    // Off: the press over the co-host is no onset. A short hold is dropped, which tells us the
+    // pipeline has handled the press.
+    ptt(&app, true, "live-vb").await;
+    talk(&app, 100).await;
+    ptt(&app, false, "live-vb").await;
+    until(&mut live, "VOICE_DROPPED", |f| f["type"] == "VOICE_DROPPED").await;
+    assert!(!is_paused(&app, "live-vb"), "barge-in off: never paused");
+    assert_eq!(health_mic(&app).await["pauses"], 0);
+
+    let answer = save(&app, json!({"voice_barge_in": true})).await;
+    assert_applied_live(&answer, &["voice_barge_in"]);
+    assert_eq!(health_mic(&app).await["bargeIn"], true);
+    ptt(&app, true, "live-vb").await;
+    wait_paused(
+        &app,
+        "live-vb",
+        true,
+        "barge-in on without a restart: the press pauses",
+    )
+    .await;
+
+    let answer = save(&app, json!({"voice_barge_in": false})).await;
+    assert_applied_live(&answer, &["voice_barge_in"]);
+    wait_paused(
+        &app,
+        "live-vb",
+        false,
+        "turned off while paused: the co-host resumes, never left paused",
+    )
+    .await;
+    assert_eq!(health_mic(&app).await["bargeIn"], false);
+    ptt(&app, false, "live-vb").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn saving_echo_cancel_gate_mutes_the_running_microphone_over_the_co_host() {
+    let app = serve_voice_saved(
+        &[("MIC_MODE", "vad")],
+        "echo_cancel = \"headphones\"\n",
+        "can you hear me",
+    )
+    .await;
+    let mut live = connect(&app, "live-echo").await;
+    cohost_speaks_long(&app, &mut live, "live-echo").await;
+    let mut sentence = vec![0i16; 8_000];
+    sentence.extend(espeak("Can you hear me?"));
+    sentence.extend(vec![0i16; 16_000]);
+    hear_all(&app, &sentence).await;
+    assert_eq!(
+        health_mic(&app).await["utterances"],
+        1,
+        "headphones: heard over the co-host"
+    );
+    let answer = save(&app, json!({"echo_cancel": "gate"})).await;
+    assert_applied_live(&answer, &["echo_cancel"]);
+    assert_eq!(health_mic(&app).await["echoCancel"], "gate");
+    hear_all(&app, &sentence).await;
+    assert!(
+        !reply_ended(&mut live).await,
+        "the co-host still speaks, so the gate is what muted the mic"
+    );
+    assert_eq!(
+        health_mic(&app).await["utterances"],
+        1,
+        "the gate mutes the mic while the co-host speaks, without a restart"
+    );
+    app.shutdown().await;
+}
+
+/// Whether the reply on `live` has ended so far (its frames read until none comes for 50 ms).
+async fn reply_ended(live: &mut Socket) -> bool {
+    let mut ended = false;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(50), live.next()).await
+    {
+        if let Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).expect("JSON frame");
+            ended |= frame["type"] == "CONTROL" && frame["action"] == "END";
+        }
+    }
+    ended
+}
+
+#[tokio::test]
+async fn a_saved_mic_device_reopens_the_capture_and_a_missing_one_is_the_start_warning() {
+    let app = serve(&[("MIC_MODE", "vad"), ("ASR_PROVIDER", "mock")]).await;
+    let answer = save(&app, json!({"mic_device": "no such microphone"})).await;
+    assert_eq!(answer["restartRequired"], json!([]), "{answer}");
+    assert!(
+        answer["appliedNow"]
+            .as_array()
+            .is_some_and(|applied| applied.iter().any(|k| k == "mic_device")),
+        "{answer}"
+    );
+    let note = answer["notes"]["mic_device"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("no such microphone") || note.contains("no microphone found"),
+        "the warning a start without it gives: {answer}"
+    );
+    let mic = health_mic(&app).await;
+    assert_eq!(mic["state"], "no_device", "{mic}");
+    assert_eq!(
+        mic["warning"], note,
+        "the panel shows the same words: {mic}"
+    );
+    let frames = read_sse(
+        app.chat(json!({"sessionId":"text-still","content":"still here?"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        frames.last().map(|f| f.event.as_str()),
+        Some("done"),
+        "text keeps working"
+    );
+    let view: Value = app
+        .client
+        .get(format!("{}/settings", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("settings")
+        .json()
+        .await
+        .expect("JSON");
+    for key in [
+        "mic_mode",
+        "mic_device",
+        "echo_cancel",
+        "voice_barge_in",
+        "vad_threshold",
+        "vad_hangover_ms",
+        "onset_echo_margin_db",
+        "onset_min_dbfs",
+        "asr_max_upload_bytes",
+        "asr_max_seconds",
+    ] {
+        assert_eq!(
+            crate::settings_entry(&view, key)["restartRequired"],
+            false,
+            "{key} is applied live: the panel must not ask for a restart"
+        );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_saved_mic_mode_switches_the_running_microphone_as_the_panel_does() {
+    let app = serve_voice_saved(&[], "mic_mode = \"off\"\n", "switched by a save").await;
+    assert_eq!(health_mic(&app).await["state"], "off");
+    let answer = save(&app, json!({"mic_mode": "ptt"})).await;
+    assert_applied_live(&answer, &["mic_mode"]);
+    let mic = health_mic(&app).await;
+    assert_eq!(
+        (mic["mode"].as_str(), mic["state"].as_str()),
+        (Some("ptt"), Some("listening")),
+        "{mic}"
+    );
+    let mut live = connect(&app, "saved-mode").await;
+    ptt(&app, true, "saved-mode").await;
+    talk(&app, 800).await;
+    ptt(&app, false, "saved-mode").await;
+    let (input, _) = until(&mut live, "USER_INPUT", |f| f["type"] == "USER_INPUT").await;
+    assert_eq!(
+        input["content"], "switched by a save",
+        "push-to-talk works now"
+    );
+    let answer = save(&app, json!({"mic_mode": "off"})).await;
+    assert_applied_live(&answer, &["mic_mode"]);
+    assert_eq!(health_mic(&app).await["state"], "off");
     app.shutdown().await;
 }

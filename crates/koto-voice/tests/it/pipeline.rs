@@ -614,3 +614,222 @@ async fn music_over_the_co_host_never_stops_it() {
     );
     assert!(rig.submitted().is_empty(), "music is no turn");
 }
+
+/// Two sentences 700 ms apart, then silence long enough for any hangover to end them.
+fn two_sentences() -> Vec<i16> {
+    let mut audio = padded(&speech("Where is the key?", "en"), 500, 700);
+    audio.extend(padded(&speech("Behind the door.", "en"), 0, 5_500));
+    audio
+}
+
+fn submits(rig: &Rig) -> usize {
+    rig.submitted().len()
+}
+
+/// Settle ASR answers for what was heard (the fake answers at once; a little audio lets the
+/// pipeline's task take them in).
+async fn settle(rig: &mut Rig) {
+    rig.hear(&silence(50), None).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    rig.drain();
+}
+
+#[tokio::test]
+async fn a_new_hangover_and_threshold_decide_the_next_speech_on_the_same_clock() {
+    let asr = FakeAsr::says("where is the key", 0);
+    let config = VoiceConfig {
+        vad: koto_voice::VadConfig {
+            hangover_ms: 5_000,
+            ..koto_voice::VadConfig::default()
+        },
+        ..VoiceConfig::default()
+    };
+    let mut rig = Rig::new(config.clone(), Some(asr.clone()));
+    rig.hear(&two_sentences(), None).await;
+    settle(&mut rig).await;
+    assert_eq!(
+        submits(&rig),
+        1,
+        "a 5 s hangover joins both sentences: {:?}",
+        rig.decisions()
+    );
+    let mut shorter = config.clone();
+    shorter.vad.hangover_ms = 300;
+    rig.send(VoiceInput::Reconfigure(Box::new(shorter.clone())))
+        .await;
+    rig.hear(&two_sentences(), None).await;
+    settle(&mut rig).await;
+    assert_eq!(
+        submits(&rig),
+        3,
+        "a 300 ms hangover ends the first sentence in the 700 ms gap: {:?}",
+        rig.decisions()
+    );
+    let mut deaf = shorter;
+    deaf.vad.threshold = 0.99;
+    rig.send(VoiceInput::Reconfigure(Box::new(deaf))).await;
+    rig.hear(&two_sentences(), None).await;
+    settle(&mut rig).await;
+    assert_eq!(
+        submits(&rig),
+        3,
+        "no frame of espeak speech scores 0.99: nothing is speech now: {:?}",
+        rig.decisions()
+    );
+    let durations = asr.durations();
+    assert!(
+        durations[1] < 3_000 && durations[2] < 3_000,
+        "two short utterances, not one long one: {durations:?}"
+    );
+}
+
+#[tokio::test]
+async fn barge_in_switched_on_pauses_the_co_host_and_switched_off_mid_pause_resumes_it() {
+    let asr = FakeAsr::says("hold on", 5_000);
+    let mut off = barge_in_config(EchoMode::Headphones);
+    off.mode = MicMode::Ptt;
+    off.barge_in.enabled = false;
+    let mut rig = Rig::new(off.clone(), Some(asr));
+    cohost_speaking(&mut rig).await;
+    rig.send(VoiceInput::Ptt(true)).await;
+    rig.hear(&silence(300), None).await;
+    rig.send(VoiceInput::Ptt(false)).await;
+    assert!(rig.actions().is_empty(), "barge-in is off: no pause");
+
+    let mut on = off.clone();
+    on.barge_in.enabled = true;
+    // The mode in a reconfiguration is ignored (VoiceInput::Mode switches it).
+    on.mode = MicMode::Vad;
+    rig.send(VoiceInput::Reconfigure(Box::new(on))).await;
+    rig.hear(&silence(200), None).await;
+    rig.send(VoiceInput::Ptt(true)).await;
+    // Two more blocks in: the press has been handled.
+    rig.hear(&silence(30), None).await;
+    let paused_at =
+        first_pause_ms(&rig).expect("barge-in on: the press over the co-host pauses it");
+    assert!(
+        paused_at >= 500,
+        "the audio clock ran on through the change: paused at {paused_at} ms"
+    );
+    rig.send(VoiceInput::Reconfigure(Box::new(off))).await;
+    rig.hear(&silence(30), None).await;
+    assert_eq!(
+        rig.actions(),
+        vec![
+            PlaybackAction::Pause,
+            PlaybackAction::Resume {
+                cause: ResumeCause::Reconfigured
+            }
+        ],
+        "turned off while paused: the co-host resumes at once: {:?}",
+        rig.decisions()
+    );
+}
+
+#[tokio::test]
+async fn switching_the_echo_mode_to_the_gate_mutes_the_mic_over_the_co_host() {
+    let asr = FakeAsr::says("can you hear me", 0);
+    let headphones = VoiceConfig {
+        echo: EchoMode::Headphones,
+        ..VoiceConfig::default()
+    };
+    let mut rig = Rig::new(headphones.clone(), Some(asr));
+    cohost_speaking(&mut rig).await;
+    let sentence = padded(&speech("Can you hear me?", "en"), 300, 1_000);
+    rig.hear(&sentence, None).await;
+    settle(&mut rig).await;
+    assert_eq!(submits(&rig), 1, "headphones: heard over the co-host");
+    let gate = VoiceConfig {
+        echo: EchoMode::Gate,
+        ..headphones.clone()
+    };
+    rig.send(VoiceInput::Reconfigure(Box::new(gate))).await;
+    rig.hear(&sentence, None).await;
+    settle(&mut rig).await;
+    assert_eq!(
+        submits(&rig),
+        1,
+        "the gate mutes the mic while the co-host speaks: {:?}",
+        rig.decisions()
+    );
+    rig.send(VoiceInput::Reconfigure(Box::new(headphones)))
+        .await;
+    rig.hear(&sentence, None).await;
+    settle(&mut rig).await;
+    assert_eq!(submits(&rig), 2, "back to headphones: heard again");
+}
+
+#[tokio::test]
+async fn a_raised_onset_minimum_keeps_a_clap_from_pausing_the_co_host() {
+    let asr = FakeAsr::says("unused", 5_000);
+    let config = barge_in_config(EchoMode::Headphones);
+    let mut rig = Rig::new(config.clone(), Some(asr));
+    cohost_speaking(&mut rig).await;
+    // A clap: 40 ms of noise (about −19 dBFS) that the VAD does not score as voice.
+    let clap = padded(&white_noise(40, 0.2, 9), 600, 1_000);
+    let pauses = |rig: &Rig| {
+        rig.actions()
+            .iter()
+            .filter(|action| **action == PlaybackAction::Pause)
+            .count()
+    };
+    rig.hear(&clap, None).await;
+    assert_eq!(
+        pauses(&rig),
+        1,
+        "over −50 dBFS the clap is an energy onset: {:?}",
+        rig.decisions()
+    );
+    let mut strict = config;
+    strict.onset.min_dbfs = -10.0;
+    rig.send(VoiceInput::Reconfigure(Box::new(strict))).await;
+    rig.hear(&clap, None).await;
+    assert_eq!(
+        pauses(&rig),
+        1,
+        "under a −10 dBFS minimum the same clap pauses nothing: {:?}",
+        rig.decisions()
+    );
+}
+
+#[cfg(feature = "aec")]
+#[tokio::test]
+async fn switching_to_the_canceller_takes_the_co_hosts_echo_out_of_the_mic() {
+    let asr = FakeAsr::says("what the mic heard", 0);
+    let headphones = VoiceConfig {
+        echo: EchoMode::Headphones,
+        ..VoiceConfig::default()
+    };
+    let mut rig = Rig::new(headphones.clone(), Some(asr.clone()));
+    let mut played = Vec::new();
+    for sentence in [
+        COHOST_SENTENCE,
+        "I heard there is a secret room behind the waterfall, so let us find it together.",
+        "Remember to keep your health above half before the boss fight begins.",
+    ] {
+        played.extend(speech(sentence, "en"));
+        played.extend(silence(600));
+    }
+    // The room gives the played audio back to the mic, 60 ms late, 6 dB down.
+    let mic = echo_path(&played, 60, 0.5);
+    rig.hear(&mic, Some(&played)).await;
+    settle(&mut rig).await;
+    let heard_without = asr.durations().len();
+    rig.send(VoiceInput::Reconfigure(Box::new(VoiceConfig {
+        echo: EchoMode::Aec,
+        ..headphones
+    })))
+    .await;
+    rig.hear(&mic, Some(&played)).await;
+    settle(&mut rig).await;
+    let heard_with = asr.durations().len() - heard_without;
+    eprintln!("echo as utterances: {heard_without} with headphones, {heard_with} with the AEC");
+    assert!(
+        heard_without >= 2,
+        "with headphones nothing cancels the room's echo: {heard_without} utterances"
+    );
+    assert!(
+        heard_with < heard_without,
+        "the canceller made by the switch removes the echo: {heard_with} vs {heard_without}"
+    );
+}

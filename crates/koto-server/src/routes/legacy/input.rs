@@ -12,6 +12,7 @@ use koto_core::turn::{InputKind, InputMeta};
 use koto_engine::{Submission, TurnRequest};
 use koto_protocol::legacy::SystemFrame;
 use koto_protocol::{ErrorCode, WireError};
+use koto_providers::audio::decode::DecodeLimits;
 use koto_relay::ClientFilter;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -64,6 +65,10 @@ where
 
     let limits = tasks.limits().clone();
     let mut upload = Upload::new(&limits);
+    // The ASR's bounds as they were at the upload's first frame: an upload under way when a
+    // lowered ASR_MAX_UPLOAD_BYTES or ASR_MAX_SECONDS is saved keeps the bounds it began with
+    // (its client was told nothing else); the next upload gets the new ones.
+    let mut asr_limits = None;
     // The upload's bounds start with its first frame: the original page opens this socket
     // ahead of the user's message, and an idle page must keep it. Pings find dead peers.
     let mut timer = UploadTimer::default();
@@ -125,10 +130,12 @@ where
         let step = match message {
             Message::Text(text) => {
                 timer.frame(&limits);
+                asr_limits.get_or_insert_with(|| state.asr.limits());
                 upload.on_text(text.as_str())
             }
             Message::Binary(bytes) => {
                 timer.frame(&limits);
+                asr_limits.get_or_insert_with(|| state.asr.limits());
                 upload.on_binary(&bytes)
             }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
@@ -149,7 +156,10 @@ where
         }
     };
     let started = match uploaded {
-        Ok(uploaded) => start_turn(&state, &tasks, &log, uploaded).await,
+        Ok(uploaded) => {
+            let asr_limits = asr_limits.unwrap_or_else(|| state.asr.limits());
+            start_turn(&state, &tasks, &log, uploaded, asr_limits).await
+        }
         Err(error) => Err(error),
     };
     let answer = match &started {
@@ -203,6 +213,7 @@ async fn start_turn(
     tasks: &LegacyTasks,
     log: &Arc<TaskLog>,
     uploaded: Uploaded,
+    asr_limits: DecodeLimits,
 ) -> Result<(), WireError> {
     let received_at = Instant::now();
     // A hyphenated UUID is 36 characters of [0-9a-f-]: always a valid sessionId.
@@ -225,6 +236,7 @@ async fn start_turn(
             let correlation_id = format!("{session}#audio");
             let transcript = crate::routes::audio::hear(
                 &state.asr,
+                asr_limits,
                 audio.bytes.into(),
                 audio.lang.clone(),
                 correlation_id,

@@ -29,7 +29,9 @@
 //!   `"error"` (a sentence) and `"code"` (CONTRACTS error code); then the server closes the
 //!   socket (1000). An audio upload is decoded and transcribed before that answer; its turn is an
 //!   `ASR_FINAL` with `meta.source = mic`. Its errors: `not_available` (`ASR_PROVIDER=off`),
-//!   `payload_too_large` (over `ASR_MAX_UPLOAD_BYTES` or `ASR_MAX_SECONDS`), `unsupported_audio`
+//!   `payload_too_large` (over `ASR_MAX_UPLOAD_BYTES` or `ASR_MAX_SECONDS` as they were at the
+//!   upload's first frame: a bound saved while it is under way applies from the next upload),
+//!   `unsupported_audio`
 //!   (not a format we decode, truncated, broken), `asr_failed` (the ASR failed or timed out),
 //!   `empty_content` (nothing was heard); none of them stores a turn.
 //! - malformed frames get a plain-text error (`Invalid JSON format`, `Error: …`) and the socket
