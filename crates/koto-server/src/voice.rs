@@ -510,12 +510,21 @@ async fn follow_cohost(
                         });
                     }
                 }
-                RelayFrame::Control(control)
+                RelayFrame::Control(control) => {
+                    // Every PAUSE and STOP reaches the player through these frames, whatever
+                    // path sent it: the canceller's reference follows the player.
+                    match control.action {
+                        ControlAction::Pause => sends.push(VoiceInput::CohostHeld(true)),
+                        ControlAction::Resume => sends.push(VoiceInput::CohostHeld(false)),
+                        ControlAction::StopAck => sends.push(VoiceInput::CohostFlushed),
+                        _ => {}
+                    }
                     if matches!(control.action, ControlAction::End | ControlAction::StopAck)
                         && speaking.remove(&control.session_id)
-                        && speaking.is_empty() =>
-                {
-                    sends.push(VoiceInput::CohostEnded);
+                        && speaking.is_empty()
+                    {
+                        sends.push(VoiceInput::CohostEnded);
+                    }
                 }
                 _ => {}
             }

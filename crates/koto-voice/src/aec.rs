@@ -28,6 +28,8 @@ pub struct EchoCanceller {
     near: Vec<i16>,
     /// The raw mic delayed by [`AEC_LATENCY`]: in step with what comes out.
     near_delayed: VecDeque<i16>,
+    /// The player holds (PAUSE): the queued reference waits instead of being rendered.
+    far_held: bool,
 }
 
 impl std::fmt::Debug for EchoCanceller {
@@ -68,6 +70,7 @@ impl EchoCanceller {
             far_resampler: None,
             near: Vec::with_capacity(AEC_FRAME),
             near_delayed: std::iter::repeat_n(0, AEC_LATENCY).collect(),
+            far_held: false,
         }
     }
 
@@ -89,6 +92,19 @@ impl EchoCanceller {
         self.far.extend(samples.iter().copied());
         let excess = self.far.len().saturating_sub(MAX_FAR_QUEUE);
         self.far.drain(..excess);
+    }
+
+    /// The player paused (`true`) or plays again. While it holds, the reference it holds is not
+    /// coming out of the speaker: rendering it would have the canceller hunt for an echo that
+    /// is not there, and suppress the streamer who just interrupted (double talk with a phantom).
+    pub fn hold_far(&mut self, held: bool) {
+        self.far_held = held;
+    }
+
+    /// The player dropped what it had not played (a STOP): so is the reference.
+    pub fn flush_far(&mut self) {
+        self.far.clear();
+        self.far_held = false;
     }
 
     /// Mic samples in, echo-cancelled samples out (whole 10 ms frames; a tail waits).
@@ -116,7 +132,11 @@ impl EchoCanceller {
             }
             // Silence when nothing plays keeps render and capture in step.
             for slot in render.iter_mut() {
-                *slot = self.far.pop_front().unwrap_or(0);
+                *slot = if self.far_held {
+                    0
+                } else {
+                    self.far.pop_front().unwrap_or(0)
+                };
             }
             rendered.extend_from_slice(&render);
             self.near_delayed.extend(self.near.iter().copied());

@@ -117,6 +117,11 @@ pub enum VoiceInput {
     CohostSentence(String),
     /// The co-host's reply ended or was stopped.
     CohostEnded,
+    /// The app's player holds (`true`: a PAUSE, from any path) or plays on: what it holds is not
+    /// playing, so it is not echo yet.
+    CohostHeld(bool),
+    /// The player dropped what it had not played (STOP_ACK): it never will be echo.
+    CohostFlushed,
     /// Push-to-talk pressed (`true`) or released.
     Ptt(bool),
     Mode(MicMode),
@@ -379,6 +384,20 @@ impl VoicePipeline {
                 self.spoken.push_back(text);
                 while self.spoken.len() > SPOKEN_KEPT {
                     self.spoken.pop_front();
+                }
+            }
+            VoiceInput::CohostHeld(held) => {
+                #[cfg(feature = "aec")]
+                if let Some(aec) = &mut self.aec {
+                    aec.hold_far(held);
+                }
+                let _ = held;
+            }
+            VoiceInput::CohostFlushed =>
+            {
+                #[cfg(feature = "aec")]
+                if let Some(aec) = &mut self.aec {
+                    aec.flush_far();
                 }
             }
             VoiceInput::CohostEnded => {

@@ -122,3 +122,40 @@ fn the_cancellers_latency_is_the_one_the_vad_is_told() {
         .all(|(a, b)| a == b);
     assert!(matches, "raw_out is the mic delayed by AEC_LATENCY");
 }
+
+#[test]
+fn a_held_reference_waits_and_a_flushed_one_is_never_rendered() {
+    let played = cohost_speech();
+    let block = ms_to_samples(10);
+    let mut aec = EchoCanceller::new();
+    aec.push_far(&played[..ms_to_samples(1_000)], RATE);
+    let render = |aec: &mut EchoCanceller, blocks: usize| {
+        let mut rendered = Vec::new();
+        for _ in 0..blocks {
+            aec.process_with_reference(
+                &silence(10),
+                &mut Vec::new(),
+                &mut rendered,
+                &mut Vec::new(),
+            );
+        }
+        rendered
+    };
+    assert_eq!(render(&mut aec, 10), played[..10 * block], "plays in order");
+    aec.hold_far(true);
+    assert!(
+        render(&mut aec, 30).iter().all(|&s| s == 0),
+        "paused: nothing comes out of the speaker"
+    );
+    aec.hold_far(false);
+    assert_eq!(
+        render(&mut aec, 10),
+        played[10 * block..20 * block],
+        "resumed where it held"
+    );
+    aec.flush_far();
+    assert!(
+        render(&mut aec, 90).iter().all(|&s| s == 0),
+        "stopped: the rest never plays"
+    );
+}
