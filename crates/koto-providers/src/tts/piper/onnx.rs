@@ -132,7 +132,7 @@ impl PiperOnnx {
         } else {
             file.model.clone()
         };
-        let threads = config.threads.unwrap_or_else(super::default_threads) as usize;
+        let threads = config.threads.unwrap_or_else(super::default_onnx_threads) as usize;
         let scales = [
             config.noise_scale.unwrap_or(file.noise_scale),
             config.length_scale.unwrap_or(file.length_scale),
@@ -518,6 +518,10 @@ fn load_session(
         .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
         .map_err(|error| failed(error.into()))?
         .with_intra_threads(threads)
+        .map_err(|error| failed(error.into()))?
+        // Idle pool threads sleep rather than spin: on two cores a spinning second thread
+        // takes the core the LLM stream, the relay and OBS need between runs.
+        .with_intra_op_spinning(false)
         .map_err(|error| failed(error.into()))?
         .with_inter_threads(1)
         .map_err(|error| failed(error.into()))?
