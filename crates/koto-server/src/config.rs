@@ -1692,6 +1692,7 @@ mod tidy {
         ("HINT_TTS_START", "a wire frame"),
         ("SPEECH_CHUNK", "a wire frame"),
         ("USER_INPUT", "a wire frame"),
+        ("AEC_LATENCY", "a constant of koto-voice's canceller"),
         ("REASONING_DELTA", "a wire frame (SHOW_REASONING)"),
         (
             "OLLAMA_KEEP_ALIVE",

@@ -94,6 +94,12 @@ impl EchoCanceller {
         self.far.drain(..excess);
     }
 
+    /// The mic's samples the cleaned output has not reached yet (the latency, then a partial
+    /// frame), oldest first: where the raw mic is quiet ahead of it, no voice can come out.
+    pub fn raw_ahead(&self) -> impl Iterator<Item = i16> + '_ {
+        self.near_delayed.iter().chain(&self.near).copied()
+    }
+
     /// The player paused (`true`) or plays again. While it holds, the reference it holds is not
     /// coming out of the speaker: rendering it would have the canceller hunt for an echo that
     /// is not there, and suppress the streamer who just interrupted (double talk with a phantom).

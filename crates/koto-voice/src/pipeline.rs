@@ -532,6 +532,11 @@ impl VoicePipeline {
                 self.energy_onsets(samples, gated);
                 let mut events = Vec::new();
                 self.vad.push_cleaned(&cleaned, &raw, &mut events);
+                #[cfg(feature = "aec")]
+                if let Some(aec) = self.aec.as_ref().filter(|_| !gated) {
+                    let ahead: Vec<i16> = aec.raw_ahead().collect();
+                    self.vad.hear_ahead(&ahead, &mut events);
+                }
                 if let Some(cut) = self.assembler.push(&cleaned) {
                     self.transcribe_final(cut, tasks, token);
                 }

@@ -94,6 +94,11 @@ impl MicQuiet {
             .is_some_and(|span| rms(&span) < self.threshold())
     }
 
+    /// Whether samples not on the clock yet (held ahead of it) hold no sound.
+    pub fn is_quiet_samples(&self, samples: &[i16]) -> bool {
+        rms(samples) < self.threshold()
+    }
+
     /// Where the last sound in `[from, to)` ends (to the slice), or `None` if it holds none.
     pub fn sound_end(&self, from: u64, to: u64) -> Option<u64> {
         let span = self.span(from, to)?;

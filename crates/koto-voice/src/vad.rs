@@ -320,6 +320,24 @@ impl Vad {
         }
     }
 
+    /// The raw mic the canceller holds beyond what `push_cleaned` was given (its latency and a
+    /// partial frame). A canceller only removes sound, so if that is quiet too the end of
+    /// speech need not wait for the canceller to return it: AEC3's 8 ms are not in the wait.
+    pub fn hear_ahead(&mut self, ahead: &[i16], events: &mut Vec<VadEvent>) {
+        if ahead.is_empty() || !self.logic.is_speaking() {
+            return;
+        }
+        let from = self.logic.next_frame * FRAME_SAMPLES as u64;
+        let now = from + self.pending.len() as u64;
+        let pending_quiet = self.pending.is_empty() || self.quiet.is_quiet(from, now);
+        if pending_quiet && self.quiet.is_quiet_samples(ahead) {
+            events.extend(
+                self.logic
+                    .quiet_until((now + ahead.len() as u64) / SAMPLES_PER_MS),
+            );
+        }
+    }
+
     fn decide_frame(&mut self, events: &mut Vec<VadEvent>) {
         let from = self.logic.next_frame * FRAME_SAMPLES as u64;
         let to = from + FRAME_SAMPLES as u64;

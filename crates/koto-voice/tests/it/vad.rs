@@ -195,8 +195,9 @@ fn speaking_softly_over_a_loud_fan_is_never_taken_for_silence() {
 
 #[cfg(feature = "aec")]
 #[test]
-fn through_the_canceller_the_end_is_where_the_mic_went_quiet() {
+fn through_the_canceller_the_end_is_where_the_mic_went_quiet_and_decided_as_soon() {
     use koto_voice::aec::{AEC_LATENCY, EchoCanceller};
+    let hangover = VadConfig::default().hangover_ms;
     for text in [
         "Can we try the hard mode tonight?",
         "Hello everyone, welcome back to the stream.",
@@ -206,19 +207,41 @@ fn through_the_canceller_the_end_is_where_the_mic_went_quiet() {
         mic.extend_from_slice(&clip);
         mic.extend(silence(1_500));
         let mut aec = EchoCanceller::new();
-        let (mut cleaned, mut raw) = (Vec::new(), Vec::new());
+        let mut vad = Vad::new(VadConfig::default());
+        let mut fed = 0;
+        let mut found = None;
         for block in mic.chunks(ms_to_samples(10)) {
+            let (mut cleaned, mut raw, mut events) = (Vec::new(), Vec::new(), Vec::new());
             aec.process_with_reference(block, &mut cleaned, &mut Vec::new(), &mut raw);
+            vad.push_cleaned(&cleaned, &raw, &mut events);
+            vad.hear_ahead(&aec.raw_ahead().collect::<Vec<_>>(), &mut events);
+            fed += block.len();
+            let end = events.iter().find_map(|e| match e {
+                VadEvent::SpeechEnd { end_ms, .. } => Some(*end_ms),
+                _ => None,
+            });
+            if let Some(end) = end {
+                found = Some((end, samples_to_ms(fed)));
+                break;
+            }
         }
-        // The cleaned clock runs AEC_LATENCY behind the mic.
-        let truth = 1_000 + last_sound_ms(&clip) + samples_to_ms(AEC_LATENCY);
-        let (end, _) = end_and_decision(&cleaned, Some(&raw)).expect("an end");
+        let (end, decided) = found.expect("an end");
+        // The end is dated on the cleaned clock, AEC_LATENCY behind the mic.
+        let sound_end = 1_000 + last_sound_ms(&clip);
+        let truth = sound_end + samples_to_ms(AEC_LATENCY);
         eprintln!(
-            "end through the canceller `{text}`: {:+} ms",
-            end as i64 - truth as i64
+            "through the canceller `{text}`: end {:+} ms, decided {} ms after the mic went quiet",
+            end as i64 - truth as i64,
+            decided - sound_end
         );
         // Judged on the cleaned signal alone, the canceller's residue carried it +22…+58 ms.
         assert!(end.abs_diff(truth) <= 10, "{text}: end {end} vs {truth}");
+        // Decided on the mic's own clock: the canceller's latency is not waited for.
+        assert!(
+            (hangover..hangover + 12).contains(&(decided - sound_end)),
+            "{text}: decided {} ms after the mic went quiet",
+            decided - sound_end
+        );
     }
 }
 
