@@ -46,9 +46,10 @@ pub fn default_threads() -> u32 {
 
 /// The in-process runtime's threads when none are configured: half the cores, but two on a
 /// two-core machine. Its pool does not spin (`load_session`), which is what made a thread per
-/// core slow above; measured on two cores (the bench's 41-word script, 32 turns): the first
-/// clause's synthesis in a turn p50 110 ms with two threads against 132 ms with one, first audio
-/// p95 199 against 211 ms, for 0.237 s of CPU per spoken second against 0.202 s.
+/// core slow above. Measured on two cores (the bench's 41-word script, 32 turns, one session):
+/// with two threads the first clause's synthesis in a turn took p50 107–134 ms and first audio
+/// p95 197–235 ms over four runs, against p50 132–145 ms and p95 211–240 ms over two runs with
+/// one, for ~0.24 s of CPU per spoken second against ~0.20 s.
 pub fn default_onnx_threads() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     default_threads().max(u32::try_from(cores.min(2)).unwrap_or(1))
