@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::{TOKEN, TestServer, serve};
+use crate::{TOKEN, TestServer, save_settings, serve};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -1084,19 +1084,6 @@ async fn send_audio_chunks(input: &mut Socket, pieces: &[&[u8]], first_id: usize
             .unwrap();
         assert_eq!(next_text(input).await, "File chunk received");
     }
-}
-
-async fn save_settings(app: &TestServer, body: Value) -> Value {
-    let response = app
-        .client
-        .put(format!("{}/settings", app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "saved");
-    response.json().await.unwrap()
 }
 
 /// `ASR_MAX_UPLOAD_BYTES` saved while the app runs is the bound of the next upload, on

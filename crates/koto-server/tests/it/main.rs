@@ -144,7 +144,27 @@ pub struct Frame {
     pub data: Value,
 }
 
-/// Reads a whole SSE response (until the server closes it) into frames; comments are skipped.
+/// `PUT /settings` as the panel sends it: the status and the answer.
+pub async fn put_settings(app: &TestServer, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .put(format!("{}/settings", app.base))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("settings answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("the answer is JSON"))
+}
+
+/// [`put_settings`] that must be accepted: the answer.
+pub async fn save_settings(app: &TestServer, body: Value) -> Value {
+    let (status, answer) = put_settings(app, body).await;
+    assert_eq!(status, 200, "saved: {answer}");
+    answer
+}
+
 /// One key's entry in a `GET /settings` view.
 pub fn settings_entry<'a>(view: &'a Value, key: &str) -> &'a Value {
     view["keys"]
@@ -155,6 +175,7 @@ pub fn settings_entry<'a>(view: &'a Value, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{key} listed"))
 }
 
+/// Reads a whole SSE response (until the server closes it) into frames; comments are skipped.
 pub async fn read_sse(response: reqwest::Response) -> Vec<Frame> {
     let text = response.text().await.expect("stream read");
     parse_sse(&text)

@@ -10,19 +10,8 @@ use koto_server::live_settings::{Choice, DesktopSettings};
 use koto_testkit::fake_openai::{FakeOpenAi, FakeResponse, FakeScript};
 use serde_json::{Value, json};
 
+use crate::put_settings as put;
 use crate::{TOKEN, TestServer, read_sse, serve, serve_with, settings_entry};
-
-async fn put(app: &TestServer, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .put(format!("{}/settings", app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
 
 async fn get(app: &TestServer, path: &str) -> Value {
     app.client

@@ -9,19 +9,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::put_settings as put;
 use crate::{TOKEN, TestServer, serve, settings_entry};
-
-async fn put(app: &TestServer, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .put(format!("{}/settings", app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
 
 async fn view(app: &TestServer) -> Value {
     app.client

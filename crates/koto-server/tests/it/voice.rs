@@ -15,7 +15,7 @@ use koto_voice::VoiceInput;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{TOKEN, TestServer, read_sse, serve};
+use crate::{TOKEN, TestServer, read_sse, save_settings, serve};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -523,20 +523,6 @@ async fn hands_free_speech_becomes_a_turn_and_silence_does_not() {
     app.shutdown().await;
 }
 
-/// `PUT /settings` as the panel sends it; the status and the answer.
-async fn save(app: &TestServer, body: Value) -> Value {
-    let response = app
-        .client
-        .put(format!("{}/settings", app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("settings answer");
-    assert_eq!(response.status(), 200, "saved");
-    response.json().await.expect("JSON")
-}
-
 /// The answer says every key of `keys` applied now and none waits for a restart.
 fn assert_applied_live(answer: &Value, keys: &[&str]) {
     assert_eq!(answer["restartRequired"], json!([]), "{answer}");
@@ -588,7 +574,7 @@ async fn saved_vad_settings_change_what_the_running_microphone_decides() {
         1,
         "a 5 s hangover joins the two sentences"
     );
-    let answer = save(&app, json!({"vad_hangover_ms": 300})).await;
+    let answer = save_settings(&app, json!({"vad_hangover_ms": 300})).await;
     assert_applied_live(&answer, &["vad_hangover_ms"]);
     hear_all(&app, &two_sentences()).await;
     assert_eq!(
@@ -596,7 +582,7 @@ async fn saved_vad_settings_change_what_the_running_microphone_decides() {
         3,
         "no restart: the 700 ms gap now ends the first sentence (1 + 2)"
     );
-    let answer = save(&app, json!({"vad_threshold": 0.99})).await;
+    let answer = save_settings(&app, json!({"vad_threshold": 0.99})).await;
     assert_applied_live(&answer, &["vad_threshold"]);
     hear_all(&app, &two_sentences()).await;
     assert_eq!(
@@ -648,7 +634,7 @@ async fn saving_voice_barge_in_turns_the_pause_on_and_off_mid_pause_resumes_the_
     assert!(!is_paused(&app, "live-vb"), "barge-in off: never paused");
     assert_eq!(health_mic(&app).await["pauses"], 0);
 
-    let answer = save(&app, json!({"voice_barge_in": true})).await;
+    let answer = save_settings(&app, json!({"voice_barge_in": true})).await;
     assert_applied_live(&answer, &["voice_barge_in"]);
     assert_eq!(health_mic(&app).await["bargeIn"], true);
     ptt(&app, true, "live-vb").await;
@@ -660,7 +646,7 @@ async fn saving_voice_barge_in_turns_the_pause_on_and_off_mid_pause_resumes_the_
     )
     .await;
 
-    let answer = save(&app, json!({"voice_barge_in": false})).await;
+    let answer = save_settings(&app, json!({"voice_barge_in": false})).await;
     assert_applied_live(&answer, &["voice_barge_in"]);
     wait_paused(
         &app,
@@ -693,7 +679,7 @@ async fn saving_echo_cancel_gate_mutes_the_running_microphone_over_the_co_host()
         1,
         "headphones: heard over the co-host"
     );
-    let answer = save(&app, json!({"echo_cancel": "gate"})).await;
+    let answer = save_settings(&app, json!({"echo_cancel": "gate"})).await;
     assert_applied_live(&answer, &["echo_cancel"]);
     assert_eq!(health_mic(&app).await["echoCancel"], "gate");
     hear_all(&app, &sentence).await;
@@ -726,7 +712,7 @@ async fn reply_ended(live: &mut Socket) -> bool {
 #[tokio::test]
 async fn a_saved_mic_device_reopens_the_capture_and_a_missing_one_is_the_start_warning() {
     let app = serve(&[("MIC_MODE", "vad"), ("ASR_PROVIDER", "mock")]).await;
-    let answer = save(&app, json!({"mic_device": "no such microphone"})).await;
+    let answer = save_settings(&app, json!({"mic_device": "no such microphone"})).await;
     assert_eq!(answer["restartRequired"], json!([]), "{answer}");
     assert!(
         answer["appliedNow"]
@@ -790,7 +776,7 @@ async fn a_saved_mic_device_reopens_the_capture_and_a_missing_one_is_the_start_w
 async fn a_saved_mic_mode_switches_the_running_microphone_as_the_panel_does() {
     let app = serve_voice_saved(&[], "mic_mode = \"off\"\n", "switched by a save").await;
     assert_eq!(health_mic(&app).await["state"], "off");
-    let answer = save(&app, json!({"mic_mode": "ptt"})).await;
+    let answer = save_settings(&app, json!({"mic_mode": "ptt"})).await;
     assert_applied_live(&answer, &["mic_mode"]);
     let mic = health_mic(&app).await;
     assert_eq!(
@@ -807,7 +793,7 @@ async fn a_saved_mic_mode_switches_the_running_microphone_as_the_panel_does() {
         input["content"], "switched by a save",
         "push-to-talk works now"
     );
-    let answer = save(&app, json!({"mic_mode": "off"})).await;
+    let answer = save_settings(&app, json!({"mic_mode": "off"})).await;
     assert_applied_live(&answer, &["mic_mode"]);
     assert_eq!(health_mic(&app).await["state"], "off");
     app.shutdown().await;
