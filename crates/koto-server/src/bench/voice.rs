@@ -8,6 +8,8 @@
 //! utterance is the next turn. Overhead is voice-to-voice minus what Kotodama cannot make
 //! faster, each measured on its own: the VAD's hangover (configured), the ASR on the same
 //! utterance (called directly), the LLM's first segment and the TTS's first chunk.
+//! The overhead per turn takes that turn's own TTS first chunk instead (its `done.stats`, from
+//! `GET /voice`), so espeak-ng's start-up spread is not counted as Kotodama's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
