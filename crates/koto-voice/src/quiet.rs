@@ -123,9 +123,5 @@ impl MicQuiet {
 }
 
 fn rms(samples: &[i16]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (energy / samples.len() as f64).sqrt()
+    f64::from(koto_providers::audio::mouth::rms(samples))
 }

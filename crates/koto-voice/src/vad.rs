@@ -390,10 +390,9 @@ impl Vad {
         self.detector.reset();
         self.pending.clear();
         self.warmup = WARMUP_FRAMES;
-        let now = self.logic.next_frame;
-        self.logic = VadLogic::new(self.logic.config);
-        self.logic.next_frame = now;
-        self.quiet.restart_at(now * FRAME_SAMPLES as u64);
+        self.set_config(self.logic.config);
+        self.quiet
+            .restart_at(self.logic.next_frame * FRAME_SAMPLES as u64);
     }
 
     /// New thresholds (a saved `VAD_*` key): the decisions start over on the same clock, as in
