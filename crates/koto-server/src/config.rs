@@ -124,6 +124,7 @@ pub const KEYS: &[KeySpec] = &[
     key("espeak_binary", "ESPEAK_BINARY", "", "The espeak-ng program (the voice, and Piper's phonemes); unset = `espeak-ng` in PATH, else where its installers put it (`C:\\Program Files\\eSpeak NG\\espeak-ng.exe`, `/opt/homebrew/bin`, `/usr/local/bin`, …)."),
     key("piper_onnxruntime", "PIPER_ONNXRUNTIME", "", "ONNX Runtime library for the in-process Piper (`libonnxruntime.so`, `onnxruntime.dll`); unset = `ORT_DYLIB_PATH`, next to the executable, or the `onnxruntime` package of `piper_python`. Loaded once: a change needs a restart."),
     key("piper_quantize", "PIPER_QUANTIZE", "int8", "`int8`: the in-process Piper runs an 8-bit copy of the voice, made once into <data_dir>/cache/piper by ONNX Runtime's quantizer (needs Python's `onnx` package): ~40 MB less memory, as fast or faster. `off`: the voice as it is."),
+    key("piper_stream", "PIPER_STREAM", "on", "`on`: the in-process Piper runs the voice cut in two (made once into <data_dir>/cache/piper by Python's `onnx` package) and streams each sentence as it is decoded: a first clause is heard ~40 ms sooner. `off`: each sentence is heard when it is whole."),
     key("piper_threads", "PIPER_THREADS", "0", "ONNX Runtime threads Piper synthesises with (0 = half the cores, at least 1 for the Python child and 2 in process, whose idle threads do not spin; 1–64). ONNX Runtime's own default, a thread per core, is slower on a small machine that also runs OBS."),
     key("asr_provider", "ASR_PROVIDER", "off", "Speech recognition for voice input (/chat/audio*, the original front end's recordings): `off`, `mock` (no model: ASR_MOCK_TEXT, or a description of the audio) or `openai` (any OpenAI-compatible /audio/transcriptions: scripts/asr-server.sh, whisper.cpp's server, OpenAI, Groq)."),
     key("asr_base_url", "ASR_BASE_URL", "http://127.0.0.1:8090/v1", "Base URL of the transcription server, including /v1 (scripts/asr-server.sh listens on 127.0.0.1:8090)."),
@@ -1068,6 +1069,7 @@ impl RawConfig {
                 "off" => false,
                 _ => return Err(self.invalid("piper_quantize", "expected int8 or off")),
             },
+            piper_stream: self.flag("piper_stream")?,
             // Set by `build` once the data directory is known.
             piper_cache_dir: None,
         })

@@ -92,6 +92,7 @@ const VOICE_KEYS: &[&str] = &[
     "piper_runtime",
     "piper_onnxruntime",
     "piper_quantize",
+    "piper_stream",
     "espeak_binary",
 ];
 const ASR_KEYS: &[&str] = &[

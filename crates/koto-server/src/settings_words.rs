@@ -100,6 +100,7 @@ const WORDS: &[(&str, Group, &str)] = &[
     ("piper_runtime", Group::Advanced, "Where Piper runs (onnx, python)"),
     ("piper_onnxruntime", Group::Advanced, "ONNX Runtime library for Piper"),
     ("piper_quantize", Group::Advanced, "Piper in 8 bits (int8, off)"),
+    ("piper_stream", Group::Advanced, "Piper streams each sentence as it is decoded"),
     ("redis_url", Group::Advanced, "Redis address (event streams)"),
     ("outbox_batch", Group::Advanced, "Outbox batch size"),
     ("outbox_retention_hours", Group::Advanced, "Outbox retention (hours)"),

@@ -199,6 +199,8 @@ pub struct TtsSettings {
     pub piper_onnxruntime: Option<PathBuf>,
     /// `PIPER_QUANTIZE=int8`: the in-process runtime runs an 8-bit copy of the voice.
     pub piper_quantize: bool,
+    /// `PIPER_STREAM=on`: the in-process runtime streams a sentence as it is decoded.
+    pub piper_stream: bool,
     /// Where those copies are kept (`<data_dir>/cache/piper`); `None`: next to the voice.
     pub piper_cache_dir: Option<PathBuf>,
     /// The espeak-ng program (`ESPEAK_BINARY`); `None`: found by [`EspeakTts::find_program`].
@@ -222,6 +224,7 @@ impl Default for TtsSettings {
             piper_runtime: PiperRuntime::default(),
             piper_onnxruntime: None,
             piper_quantize: true,
+            piper_stream: true,
             piper_cache_dir: None,
             espeak_program: None,
         }
@@ -271,6 +274,7 @@ pub async fn build_voice(settings: &TtsSettings) -> Result<Arc<dyn Voice>, Provi
             config.runtime = settings.piper_runtime;
             config.onnxruntime = settings.piper_onnxruntime.clone();
             config.quantize = settings.piper_quantize;
+            config.stream = settings.piper_stream;
             config.cache_dir = settings.piper_cache_dir.clone();
             if settings.rate > 0.0 {
                 // Piper's length scale is the inverse of a speed factor.

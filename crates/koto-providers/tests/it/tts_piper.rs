@@ -595,6 +595,108 @@ async fn piper_in_process_runs_an_int8_copy_made_once_and_reused() {
     let _ = std::fs::remove_dir_all(&cache);
 }
 
+/// The voice cut in two streams a sentence window by window, and the windows make the samples
+/// one whole run makes (up to the streamed run's gain): the halves are the voice, not a
+/// different one. Noise off on both, so the runs are deterministic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_in_process_streams_a_sentence_with_the_samples_of_a_whole_run() {
+    let cache = std::env::temp_dir().join(unique_marker("kotodama-piper-halves-"));
+    let config = PiperConfig {
+        cache_dir: Some(cache.clone()),
+        noise_scale: Some(0.0),
+        noise_w_scale: Some(0.0),
+        ..PiperConfig::default()
+    };
+    let start = |config: PiperConfig| async move {
+        match PiperEngine::start(&config, None).await {
+            Ok(PiperEngine::InProcess(voice)) => voice,
+            other => panic!("in-process Piper starts: {other:?}; run scripts/test.sh"),
+        }
+    };
+    let streamed = start(config.clone()).await;
+    assert!(streamed.streams(), "the default cuts the voice in two");
+    let halves = |suffix: &str| {
+        std::fs::read_dir(&cache)
+            .expect("the cache")
+            .filter_map(|entry| Some(entry.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter(|name| name.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(
+        (halves("coder.onnx"), halves(".int8.encoder.onnx")),
+        (2, 1),
+        "the 8-bit copy's encoder and decoder are in the cache"
+    );
+    let sentence = "Today we are going to build a castle out of tiny wooden blocks.";
+    let correlation = |a: &[i16], b: &[i16]| {
+        let dot = |x: &[i16], y: &[i16]| {
+            x.iter()
+                .zip(y)
+                .map(|(&p, &q)| f64::from(p) * f64::from(q))
+                .sum::<f64>()
+        };
+        dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+    };
+    // The 8-bit copy quantizes each run's input by its own range, so a window's samples differ
+    // a little more from one whole run's than the float voice's do.
+    for (quantize, at_least) in [(false, 0.9999), (true, 0.99)] {
+        let config = PiperConfig {
+            quantize,
+            ..config.clone()
+        };
+        let halves = start(config.clone()).await;
+        let whole = start(PiperConfig {
+            stream: false,
+            ..config
+        })
+        .await;
+        assert!(halves.streams() && !whole.streams());
+        let (streamed_blocks, error) = drain(halves.synthesize(request(sentence, "en"))).await;
+        assert_eq!(error, None);
+        let (whole_blocks, error) = drain(whole.synthesize(request(sentence, "en"))).await;
+        assert_eq!(error, None);
+        // ~3 s of speech: the first window (16 frames of 256 samples) comes on its own.
+        assert_eq!(
+            streamed_blocks[0].samples.len(),
+            16 * 256,
+            "the first window alone"
+        );
+        assert!(streamed_blocks.len() >= 4, "several windows");
+        let (a, b) = (samples_of(&streamed_blocks), samples_of(&whole_blocks));
+        assert_eq!(a.len(), b.len(), "the same length");
+        let correlation = correlation(&a, &b);
+        eprintln!("int8 {quantize}: correlation {correlation}");
+        assert!(
+            correlation > at_least,
+            "the windows make the whole run's samples (int8 {quantize}): correlation {correlation}"
+        );
+        let peak = a.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let bent = a.iter().filter(|s| s.unsigned_abs() > 26_214).count();
+        eprintln!("peak {peak}, {bent} of {} samples above the knee", a.len());
+        assert!(
+            (8_000..=32_767).contains(&peak) && bent * 1_000 < a.len(),
+            "a streamed run is loud enough without a known peak, and few samples are bent: \
+             peak {peak}, {bent} of {} above the knee",
+            a.len()
+        );
+    }
+
+    // A STOP between windows: the stream ends and the next sentence speaks.
+    let mut stream = streamed.synthesize(request(sentence, "en"));
+    first_block(&mut stream).await;
+    let before = streamed.terminated_runs();
+    drop(stream);
+    let (blocks, error) = drain(streamed.synthesize(request("Still here.", "en"))).await;
+    assert_eq!(error, None);
+    assert!(seconds(&blocks) > 0.3, "the next sentence speaks");
+    assert_eq!(
+        streamed.terminated_runs(),
+        before + 1,
+        "the dropped run was ended"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
 /// A language no Piper model is for is spoken by espeak-ng (its own Mandarin voice), never by
 /// the English model; English stays with Piper.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

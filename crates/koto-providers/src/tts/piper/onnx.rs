@@ -6,7 +6,9 @@
 //! without it gets a clear error naming the setting, or `PIPER_RUNTIME=python`.
 //!
 //! A request is phonemized ([`super::phonemes`]), then each sentence is one inference run on the
-//! voice's own inference thread, its audio streamed as soon as the run ends. Runs of one voice
+//! voice's own inference thread. A voice cut in two ([`super::split`], the default) streams a
+//! run's audio window by window as the decoder makes it; a whole voice hands it over when the
+//! run ends. Runs of one voice
 //! are serialised (one session, one run at a time, in request order). Dropping the stream (a STOP) sets the
 //! run's terminate flag, so ONNX Runtime abandons the inference within a node or two and the
 //! session is free for the next turn at once: nothing restarts, nothing reloads.
@@ -25,9 +27,28 @@ use ort::value::Tensor;
 use super::phonemes::{PhonemeIds, PhonemeType, Phonemizer};
 use super::{PiperConfig, VoiceFile};
 
-/// Samples per block handed downstream (~190 ms at 22 050 Hz): a run's audio is all there at
-/// once, so the size only bounds the copies.
+/// Samples per block handed downstream (~190 ms at 22 050 Hz): a whole run's audio is all there
+/// at once, so the size only bounds the copies.
 const BLOCK_SAMPLES: usize = 4_096;
+
+/// The first decoder window, in latent frames (256 samples each: ~190 ms at 22 050 Hz): long
+/// enough that the next, twice as long, is decoded (~20 ms) well before it has played.
+const FIRST_WINDOW: usize = 16;
+
+/// Windows grow to this many frames (~3 s): fewer runs, each far faster than its audio.
+const MAX_WINDOW: usize = 256;
+
+/// Latent frames decoded on each side of a window and thrown away: the decoder's reach. With 8,
+/// the windows' samples differ from one whole decode by an RMS of 6e-5 of full scale (joe voice).
+const WINDOW_CONTEXT: usize = 8;
+
+/// A streamed run is scaled before its peak is known: to this share of full scale at the
+/// loudest of its first window and the voice's recent peaks. A louder sample later in the run
+/// is bent under full scale above [`SOFT_KNEE`] rather than clipped.
+const STREAM_HEADROOM: f32 = 0.9;
+
+/// Where a streamed run's soft limit starts, as a share of full scale.
+const SOFT_KNEE: f32 = 0.8;
 
 /// The library's file name on this platform.
 #[cfg(target_os = "windows")]
@@ -65,6 +86,8 @@ struct LoadedVoice {
     library: PathBuf,
     /// The `.onnx` the session runs: the voice's own, or its 8-bit copy.
     weights: PathBuf,
+    /// Runs stream window by window (the weights are cut in two).
+    streams: bool,
     /// Runs abandoned because their utterance was dropped (diagnostics and tests).
     terminated: Arc<AtomicU64>,
 }
@@ -73,16 +96,36 @@ struct LoadedVoice {
 struct Job {
     ids: Vec<i64>,
     stop: Arc<Stop>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<i16>, ProviderError>>,
+    /// The run's audio as it is made (`Some`), then its end (`None`) or an error.
+    reply: RunSender,
+}
+
+/// One run's audio: blocks, then `Ok(None)` at its end or an error.
+type RunSender = tokio::sync::mpsc::UnboundedSender<Result<Option<Vec<i16>>, ProviderError>>;
+type RunReceiver = tokio::sync::mpsc::UnboundedReceiver<Result<Option<Vec<i16>>, ProviderError>>;
+
+/// The voice's sessions: whole, or its two halves ([`super::split`]).
+enum Model {
+    Whole(Session),
+    Halves {
+        encoder: Session,
+        decoder: Session,
+        /// The decoder's input.
+        latent: String,
+        /// The decoder takes the speaker too.
+        decoder_sid: bool,
+    },
 }
 
 /// What the inference thread owns.
 struct Inference {
-    session: Session,
+    model: Model,
     /// noise, length, noise_w: the `scales` input.
     scales: [f32; 3],
     /// `Some` for a multi-speaker voice (its `sid` input).
     speaker: Option<i64>,
+    /// The voice's recent loudest sample (raw model output), for scaling a streamed run.
+    recent_peak: f32,
     terminated: Arc<AtomicU64>,
 }
 
@@ -132,6 +175,22 @@ impl PiperOnnx {
         } else {
             file.model.clone()
         };
+        let halves = if config.stream {
+            match super::split::halves(config, &weights).await {
+                Ok(halves) => Some(halves),
+                Err(super::split::NotSplit::NoDecoder) => {
+                    tracing::info!(
+                        weights = %weights.display(),
+                        "this Piper voice has no decoder to cut at: each sentence is heard when it is whole"
+                    );
+                    None
+                }
+                Err(super::split::NotSplit::Failed(error)) => return Err(error),
+            }
+        } else {
+            None
+        };
+        let streams = halves.is_some();
         let threads = config.threads.unwrap_or_else(super::default_onnx_threads) as usize;
         let scales = [
             config.noise_scale.unwrap_or(file.noise_scale),
@@ -141,7 +200,10 @@ impl PiperOnnx {
         let terminated = Arc::new(AtomicU64::new(0));
         let jobs = spawn_inference_thread(
             environment,
-            weights.clone(),
+            Weights {
+                whole: weights.clone(),
+                halves,
+            },
             threads,
             scales,
             config.speaker,
@@ -157,6 +219,7 @@ impl PiperOnnx {
                 phonemizer,
                 library,
                 weights,
+                streams,
                 terminated,
             }),
         };
@@ -173,6 +236,7 @@ impl PiperOnnx {
             library = %voice.voice.library.display(),
             weights = %voice.voice.weights.display(),
             threads,
+            streams,
             warm_up_ms = started.elapsed().as_millis() as u64,
             "Piper is loaded in process"
         );
@@ -199,6 +263,11 @@ impl PiperOnnx {
     /// The weights the session runs (the voice's `.onnx`, or its 8-bit copy).
     pub fn weights(&self) -> &Path {
         &self.voice.weights
+    }
+
+    /// True when a sentence's audio streams as it is decoded ([`super::split`]).
+    pub fn streams(&self) -> bool {
+        self.voice.streams
     }
 
     /// How many runs a dropped stream (a STOP) has terminated mid-inference.
@@ -237,6 +306,7 @@ impl TtsProvider for PiperOnnx {
             text: Some(request.text),
             working: None,
             runs: VecDeque::new(),
+            run: None,
             blocks: VecDeque::new(),
             correlation_id: request.correlation_id,
         };
@@ -254,6 +324,8 @@ struct Utterance {
     /// The voice's working turn, from phonemizing to the last run (see `LoadedVoice::working`).
     working: Option<tokio::sync::OwnedMutexGuard<()>>,
     runs: VecDeque<Vec<char>>,
+    /// The audio of the run in progress, as the inference thread makes it.
+    run: Option<RunReceiver>,
     blocks: VecDeque<PcmBlock>,
     correlation_id: String,
 }
@@ -271,6 +343,41 @@ impl Utterance {
                     Err(error) => return Some((Err(error), self.finished())),
                 }
             }
+            if let Some(run) = &mut self.run {
+                match run.recv().await {
+                    Some(Ok(Some(samples))) => {
+                        let rate = self.voice.file.sample_rate;
+                        self.blocks = samples
+                            .chunks(BLOCK_SAMPLES)
+                            .map(|chunk| PcmBlock {
+                                sample_rate: rate,
+                                samples: chunk.to_vec(),
+                            })
+                            .collect();
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(correlationId = %self.correlation_id, %error, "piper failed");
+                        return Some((Err(error), self.finished()));
+                    }
+                    None => {
+                        return Some((
+                            Err(ProviderError::Protocol(
+                                "a Piper run panicked (the inference thread dropped it)".into(),
+                            )),
+                            self.finished(),
+                        ));
+                    }
+                    Some(Ok(None)) => {
+                        self.run = None;
+                        if self.runs.is_empty() {
+                            // The last run is done: the next utterance may start while its
+                            // blocks are still being read.
+                            self.working = None;
+                        }
+                    }
+                }
+                continue;
+            }
             let Some(phonemes) = self.runs.pop_front() else {
                 self.working = None;
                 return None;
@@ -279,7 +386,7 @@ impl Utterance {
             if unknown > 0 {
                 tracing::debug!(correlationId = %self.correlation_id, unknown, "phonemes this Piper voice does not know were dropped");
             }
-            let (reply, result) = tokio::sync::oneshot::channel();
+            let (reply, run) = tokio::sync::mpsc::unbounded_channel();
             let job = Job {
                 ids,
                 stop: self.stop.0.clone(),
@@ -293,35 +400,7 @@ impl Utterance {
                     self.finished(),
                 ));
             }
-            match result.await {
-                Ok(Ok(samples)) => {
-                    let rate = self.voice.file.sample_rate;
-                    self.blocks = samples
-                        .chunks(BLOCK_SAMPLES)
-                        .map(|chunk| PcmBlock {
-                            sample_rate: rate,
-                            samples: chunk.to_vec(),
-                        })
-                        .collect();
-                    if self.runs.is_empty() {
-                        // The last run is done: the next utterance may start while these
-                        // blocks are still being read.
-                        self.working = None;
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(correlationId = %self.correlation_id, %error, "piper failed");
-                    return Some((Err(error), self.finished()));
-                }
-                Err(_) => {
-                    return Some((
-                        Err(ProviderError::Protocol(
-                            "a Piper run panicked (the inference thread dropped it)".into(),
-                        )),
-                        self.finished(),
-                    ));
-                }
-            }
+            self.run = Some(run);
         }
     }
 
@@ -330,6 +409,7 @@ impl Utterance {
         self.working = None;
         self.text = None;
         self.runs.clear();
+        self.run = None;
         self.blocks.clear();
         self
     }
@@ -394,13 +474,46 @@ fn tensor<T>(made: ort::Result<T>) -> Result<T, ProviderError> {
     made.map_err(|error| ProviderError::Protocol(format!("Piper input: {error}")))
 }
 
+/// The weights the inference thread loads.
+struct Weights {
+    /// The whole voice (its own `.onnx` or the 8-bit copy).
+    whole: PathBuf,
+    /// Its two halves, when it streams.
+    halves: Option<super::split::Halves>,
+}
+
+impl Weights {
+    fn load(
+        &self,
+        environment: &ort::environment::Environment,
+        threads: usize,
+    ) -> Result<Model, ProviderError> {
+        let Some(halves) = &self.halves else {
+            return Ok(Model::Whole(load_session(
+                environment,
+                &self.whole,
+                threads,
+            )?));
+        };
+        let encoder = load_session(environment, &halves.encoder, threads)?;
+        let decoder = load_session(environment, &halves.decoder, threads)?;
+        let decoder_sid = decoder.inputs().iter().any(|input| input.name() == "sid");
+        Ok(Model::Halves {
+            encoder,
+            decoder,
+            latent: halves.latent.clone(),
+            decoder_sid,
+        })
+    }
+}
+
 /// Loads the session on a thread of its own and serves the voice's runs there, in order. One
 /// thread, not the blocking pool: the allocator keeps a cache per thread that ran inference
 /// (tens of MB each), and ONNX Runtime's per-thread state stays on one thread too. The thread
 /// ends, dropping the session, when the voice (every sender) is dropped.
 async fn spawn_inference_thread(
     environment: ort::environment::Environment,
-    model: PathBuf,
+    weights: Weights,
     threads: usize,
     scales: [f32; 3],
     speaker: Option<u32>,
@@ -411,19 +524,24 @@ async fn spawn_inference_thread(
     std::thread::Builder::new()
         .name("piper-onnx".into())
         .spawn(move || {
-            let session = match load_session(&environment, &model, threads) {
-                Ok(session) => session,
+            let model = match weights.load(&environment, threads) {
+                Ok(model) => model,
                 Err(error) => {
                     let _ = loaded.send(Err(error));
                     return;
                 }
             };
             // Multi-speaker voices have a `sid` input; Piper's default speaker is 0.
-            let has_sid = session.inputs().iter().any(|input| input.name() == "sid");
+            let first = match &model {
+                Model::Whole(session) => session,
+                Model::Halves { encoder, .. } => encoder,
+            };
+            let has_sid = first.inputs().iter().any(|input| input.name() == "sid");
             let mut inference = Inference {
-                session,
+                model,
                 scales,
                 speaker: has_sid.then(|| i64::from(speaker.unwrap_or(0))),
+                recent_peak: 0.0,
                 terminated,
             };
             // Loading parsed a copy of the model file that is free now.
@@ -438,11 +556,11 @@ async fn spawn_inference_thread(
                     Err(ProviderError::Protocol("stopped before it ran".into()))
                 } else {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        inference.run(job.ids, &job.stop)
+                        inference.run(job.ids, &job.stop, &job.reply)
                     }))
                     .unwrap_or_else(|_| Err(ProviderError::Protocol("a Piper run panicked".into())))
                 };
-                let _ = job.reply.send(result);
+                let _ = job.reply.send(result.map(|()| None));
                 return_freed_memory();
             }
             drop(inference);
@@ -460,44 +578,199 @@ async fn spawn_inference_thread(
     }
 }
 
+/// A run's inputs in ONNX Runtime's form.
+type Inputs<'a> = Vec<(
+    std::borrow::Cow<'a, str>,
+    ort::session::SessionInputValue<'a>,
+)>;
+
 impl Inference {
-    /// One inference run: ids → samples (peak-normalised, as Piper does, then 16-bit).
-    fn run(&mut self, ids: Vec<i64>, stop: &Stop) -> Result<Vec<i16>, ProviderError> {
+    /// One inference run: ids → samples sent to `reply` (16-bit; a whole run peak-normalised, as
+    /// Piper does, a streamed one scaled by [`Inference::stream_gain`]).
+    fn run(&mut self, ids: Vec<i64>, stop: &Stop, reply: &RunSender) -> Result<(), ProviderError> {
         let count = ids.len();
-        let mut inputs = ort::inputs! {
+        let mut inputs: Inputs<'_> = ort::inputs! {
             "input" => tensor(Tensor::from_array(([1usize, count], ids)))?,
             "input_lengths" => tensor(Tensor::from_array(([1usize], vec![count as i64])))?,
             "scales" => tensor(Tensor::from_array(([3usize], self.scales.to_vec())))?,
         };
         if let Some(speaker) = self.speaker {
-            inputs.push((
-                "sid".into(),
-                tensor(Tensor::from_array(([1usize], vec![speaker])))?.into(),
-            ));
+            inputs.push(speaker_input(speaker)?);
         }
-        let outputs = match &stop.options {
-            Some(options) => self.session.run_with_options(inputs, options),
-            None => self.session.run(inputs),
-        };
-        let outputs = outputs.map_err(|error| {
+        let terminated = &self.terminated;
+        let failed = |error: ort::Error| {
             if stop.stopped.load(Ordering::SeqCst) {
-                self.terminated.fetch_add(1, Ordering::Relaxed);
+                terminated.fetch_add(1, Ordering::Relaxed);
             }
             ProviderError::Protocol(format!("Piper inference failed: {error}"))
-        })?;
-        let (_, audio) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|error| ProviderError::Protocol(format!("Piper output: {error}")))?;
-        let peak = audio.iter().fold(0f32, |peak, s| peak.max(s.abs()));
-        if peak < 1e-8 {
-            return Ok(vec![0; audio.len()]);
+        };
+        match &mut self.model {
+            Model::Whole(session) => {
+                let outputs = run_session(session, inputs, stop).map_err(failed)?;
+                let audio = output_f32(&outputs)?.1;
+                let peak = peak_of(audio);
+                self.recent_peak = peak;
+                let gain = if peak < 1e-8 { 0.0 } else { 32_767.0 / peak };
+                let _ = reply.send(Ok(Some(to_pcm(audio, gain))));
+                Ok(())
+            }
+            Model::Halves {
+                encoder,
+                decoder,
+                latent,
+                decoder_sid,
+            } => {
+                let outputs = run_session(encoder, inputs, stop).map_err(failed)?;
+                let (shape, values) = output_f32(&outputs)?;
+                let [1, channels, frames] = shape[..] else {
+                    return Err(ProviderError::Protocol(format!(
+                        "the Piper encoder's latent has the shape {shape:?}, not [1, channels, frames]"
+                    )));
+                };
+                let (channels, frames) = (channels as usize, frames as usize);
+                let values = values.to_vec();
+                drop(outputs);
+                let speaker = self.speaker.filter(|_| *decoder_sid);
+                let mut gain = None;
+                let mut loudest = 0f32;
+                for window in windows(frames) {
+                    if stop.stopped.load(Ordering::SeqCst) || reply.is_closed() {
+                        self.terminated.fetch_add(1, Ordering::Relaxed);
+                        return Err(ProviderError::Protocol("stopped mid-sentence".into()));
+                    }
+                    let width = window.decode.len();
+                    let mut slice = Vec::with_capacity(channels * width);
+                    for channel in values.chunks_exact(frames) {
+                        slice.extend_from_slice(&channel[window.decode.clone()]);
+                    }
+                    let mut inputs: Inputs<'_> = vec![(
+                        latent.as_str().into(),
+                        tensor(Tensor::from_array(([1usize, channels, width], slice)))?.into(),
+                    )];
+                    if let Some(speaker) = speaker {
+                        inputs.push(speaker_input(speaker)?);
+                    }
+                    let outputs = run_session(decoder, inputs, stop).map_err(failed)?;
+                    let audio = output_f32(&outputs)?.1;
+                    if width == 0 || audio.len() % width != 0 {
+                        return Err(ProviderError::Protocol(format!(
+                            "the Piper decoder made {} samples of {width} frames",
+                            audio.len()
+                        )));
+                    }
+                    let hop = audio.len() / width;
+                    let kept = &audio[(window.keep.start - window.decode.start) * hop
+                        ..(window.keep.end - window.decode.start) * hop];
+                    let window_peak = peak_of(kept);
+                    loudest = loudest.max(window_peak);
+                    let gain = *gain.get_or_insert_with(|| {
+                        let peak = window_peak.max(self.recent_peak);
+                        if peak < 1e-8 {
+                            0.0
+                        } else {
+                            STREAM_HEADROOM * 32_767.0 / peak
+                        }
+                    });
+                    if reply.send(Ok(Some(to_pcm_limited(kept, gain)))).is_err() {
+                        return Ok(());
+                    }
+                }
+                // Quick to follow a louder sentence, slow to forget one.
+                self.recent_peak = loudest.max(0.8 * self.recent_peak + 0.2 * loudest);
+                Ok(())
+            }
         }
-        let gain = 32_767.0 / peak;
-        Ok(audio
-            .iter()
-            .map(|s| (s * gain).clamp(-32_768.0, 32_767.0) as i16)
-            .collect())
     }
+}
+
+/// A decoder window: the latent frames decoded, and those of them whose samples are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Window {
+    decode: std::ops::Range<usize>,
+    keep: std::ops::Range<usize>,
+}
+
+/// The windows covering `frames`: [`FIRST_WINDOW`] kept frames, then twice as many each time up
+/// to [`MAX_WINDOW`], each decoded with [`WINDOW_CONTEXT`] frames either side where there are.
+fn windows(frames: usize) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let (mut start, mut size) = (0, FIRST_WINDOW);
+    while start < frames {
+        let end = (start + size).min(frames);
+        windows.push(Window {
+            decode: start.saturating_sub(WINDOW_CONTEXT)..(end + WINDOW_CONTEXT).min(frames),
+            keep: start..end,
+        });
+        start = end;
+        size = (size * 2).min(MAX_WINDOW);
+    }
+    windows
+}
+
+fn speaker_input(
+    speaker: i64,
+) -> Result<
+    (
+        std::borrow::Cow<'static, str>,
+        ort::session::SessionInputValue<'static>,
+    ),
+    ProviderError,
+> {
+    Ok((
+        "sid".into(),
+        tensor(Tensor::from_array(([1usize], vec![speaker])))?.into(),
+    ))
+}
+
+fn run_session<'s>(
+    session: &'s mut Session,
+    inputs: Inputs<'_>,
+    stop: &'s Stop,
+) -> ort::Result<ort::session::SessionOutputs<'s>> {
+    match &stop.options {
+        Some(options) => session.run_with_options(inputs, options),
+        None => session.run(inputs),
+    }
+}
+
+/// The first output as floats, with its shape.
+fn output_f32<'o>(
+    outputs: &'o ort::session::SessionOutputs<'_>,
+) -> Result<(&'o [i64], &'o [f32]), ProviderError> {
+    outputs[0]
+        .try_extract_tensor::<f32>()
+        .map(|(shape, values)| (&shape[..], values))
+        .map_err(|error| ProviderError::Protocol(format!("Piper output: {error}")))
+}
+
+/// [`to_pcm`] with a soft knee: above [`SOFT_KNEE`] of full scale a sample is bent towards full
+/// scale (tanh), never past it, so a peak the gain did not foresee is not clipped.
+fn to_pcm_limited(audio: &[f32], gain: f32) -> Vec<i16> {
+    let headroom = 1.0 - SOFT_KNEE;
+    audio
+        .iter()
+        .map(|s| {
+            let level = s * gain / 32_767.0;
+            let bent = if level.abs() > SOFT_KNEE {
+                level.signum()
+                    * (SOFT_KNEE + headroom * ((level.abs() - SOFT_KNEE) / headroom).tanh())
+            } else {
+                level
+            };
+            (bent * 32_767.0) as i16
+        })
+        .collect()
+}
+
+fn peak_of(audio: &[f32]) -> f32 {
+    audio.iter().fold(0f32, |peak, s| peak.max(s.abs()))
+}
+
+fn to_pcm(audio: &[f32], gain: f32) -> Vec<i16> {
+    audio
+        .iter()
+        .map(|s| (s * gain).clamp(-32_768.0, 32_767.0) as i16)
+        .collect()
 }
 
 fn load_session(
@@ -644,4 +917,55 @@ fn library_in(directory: &Path) -> Option<PathBuf> {
                 .is_some_and(|name| name.starts_with(&format!("{LIBRARY}.")))
         })
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_frame_once_with_context_where_there_is_some() {
+        for frames in [0, 1, 15, 16, 17, 40, 48, 300, 1_000] {
+            let windows = windows(frames);
+            let mut next = 0;
+            for window in &windows {
+                assert_eq!(window.keep.start, next, "contiguous ({frames} frames)");
+                assert!(!window.keep.is_empty());
+                assert_eq!(
+                    window.decode.start,
+                    window.keep.start.saturating_sub(WINDOW_CONTEXT)
+                );
+                assert_eq!(
+                    window.decode.end,
+                    (window.keep.end + WINDOW_CONTEXT).min(frames)
+                );
+                next = window.keep.end;
+            }
+            assert_eq!(next, frames, "every frame kept once");
+        }
+        let sizes: Vec<usize> = windows(1_000).iter().map(|w| w.keep.len()).collect();
+        assert_eq!(sizes[..6], [16, 32, 64, 128, 256, 256], "grows to the cap");
+        assert_eq!(
+            windows(10),
+            [Window {
+                decode: 0..10,
+                keep: 0..10
+            }]
+        );
+    }
+
+    #[test]
+    fn a_streamed_run_bends_an_unforeseen_peak_under_full_scale() {
+        let gain = 32_767.0 * 3.0;
+        let pcm = to_pcm_limited(&[0.0, 0.1, 0.3, 0.5, 1.0, -1.0, -0.3], gain);
+        assert_eq!(pcm[..2], [0, 9_830], "below the knee: as scaled");
+        assert!(
+            pcm[2] > 26_214 && pcm[2] < 29_490,
+            "above it: bent below the scaled value"
+        );
+        assert!(pcm[2] < pcm[3] && pcm[3] < pcm[4], "still rising: {pcm:?}");
+        assert!(pcm[5] > i16::MIN, "never past full scale: {pcm:?}");
+        assert_eq!(pcm[6], -pcm[2], "symmetric");
+        assert_eq!(pcm[5], -pcm[4], "symmetric");
+    }
 }

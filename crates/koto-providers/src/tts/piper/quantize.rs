@@ -93,24 +93,14 @@ async fn quantize_into(
         .await
         .map_err(|error| failed(&file.model, &format!("cannot copy it to {work:?}: {error}")))?;
     let started = std::time::Instant::now();
-    let run = Command::new(&config.python)
-        .args(["-c", QUANTIZE])
-        .arg(&source)
-        .arg(&partial)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(QUANTIZE_TIMEOUT, run)
-        .await
-        .map_err(|_| failed(&file.model, &format!("it took over {QUANTIZE_TIMEOUT:?}")))?
-        .map_err(|error| {
-            failed(
-                &file.model,
-                &format!("cannot run {:?}: {error}", config.python),
-            )
-        })?;
+    let output = run_python(
+        config,
+        QUANTIZE,
+        &[source.as_os_str(), partial.as_os_str()],
+        QUANTIZE_TIMEOUT,
+    )
+    .await
+    .map_err(|why| failed(&file.model, &why))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let why = match output.status.code() {
@@ -144,8 +134,29 @@ async fn quantize_into(
     Ok(())
 }
 
+/// Runs `script` on the configured Python with `args`, its output kept, killed after `timeout`.
+pub(super) async fn run_python(
+    config: &PiperConfig,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    let run = Command::new(&config.python)
+        .args(["-c", script])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| format!("it took over {timeout:?}"))?
+        .map_err(|error| format!("cannot run {:?}: {error}", config.python))
+}
+
 /// True when `copy` exists and is newer than `source` (a voice replaced in place is redone).
-async fn is_fresh(copy: &Path, source: &Path) -> bool {
+pub(super) async fn is_fresh(copy: &Path, source: &Path) -> bool {
     let modified = |path: &Path| {
         let path = path.to_path_buf();
         async move {
@@ -167,7 +178,7 @@ fn failed(model: &Path, why: &str) -> ProviderError {
     ))
 }
 
-fn tail(text: &str) -> &str {
+pub(super) fn tail(text: &str) -> &str {
     let text = text.trim();
     let start = text.len().saturating_sub(600);
     let start = (start..text.len())
