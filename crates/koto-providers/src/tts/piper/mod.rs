@@ -13,6 +13,7 @@ mod phonemes;
 pub mod python;
 pub mod quantize;
 pub mod split;
+mod warm_espeak;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

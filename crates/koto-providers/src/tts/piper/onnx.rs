@@ -158,10 +158,7 @@ impl PiperOnnx {
                 )));
             }
         };
-        let phonemizer = Phonemizer {
-            program: config.espeak.clone(),
-            kind,
-        };
+        let phonemizer = Phonemizer::new(config.espeak.clone(), kind);
         let (library, environment) = runtime(config).await?;
         phonemizer.check().await?;
         let ids = PhonemeIds::from_config(&file.config).map_err(|why| {

@@ -3,11 +3,12 @@
 //! Piper voices of `phoneme_type: espeak` are trained on espeak-ng's IPA, clause by clause, with
 //! each clause's punctuation kept as a phoneme (`,` `.` `!` `?` `;` `:`) and the result
 //! decomposed (NFD) into one codepoint per phoneme. Piper gets the IPA from espeak-ng linked into
-//! its Python extension; we run the `espeak-ng` program instead (`-q --ipa`), one short process
-//! per clause, all of a segment's clauses at once. That keeps espeak-ng (GPL) out of our process,
-//! and a process per clause makes the clause ↔ punctuation pairing exact: espeak-ng prints one
-//! line per clause of its own and drops the punctuation, and its clauses are not ours ("Dr." and
-//! "e.g." end one), so one process for a whole sentence could not be paired back.
+//! its Python extension; we run the `espeak-ng` program instead (`-q --ipa`), which keeps
+//! espeak-ng (GPL) out of our process. Each of our clauses is phonemized on its own, so the
+//! clause ↔ punctuation pairing is exact: espeak-ng prints one line per clause of its own and
+//! drops the punctuation, and its clauses are not ours ("Dr." and "e.g." end one), so a whole
+//! sentence at once could not be paired back. The clauses go to one warm process per voice
+//! ([`super::warm_espeak`]), or, where that cannot work, to a short process each.
 //!
 //! The ids of a sentence are `^ _ (phoneme _)* $` (BOS, pad after each, EOS), as Piper builds
 //! them; phonemes the voice does not know are dropped (and counted in a debug log).
@@ -21,6 +22,8 @@ use futures_util::{StreamExt, stream};
 use koto_core::ProviderError;
 use tokio::process::Command;
 use unicode_normalization::UnicodeNormalization;
+
+use super::warm_espeak::WarmEspeak;
 
 /// espeak-ng processes of one segment running at once: a long paragraph of clauses must not
 /// fork dozens of processes on a two-core machine.
@@ -199,11 +202,25 @@ impl PhonemeIds {
 #[derive(Debug, Clone)]
 pub(crate) struct Phonemizer {
     /// The `espeak-ng` program (a name looked up in `PATH`, or a path).
-    pub program: PathBuf,
-    pub kind: PhonemeType,
+    program: PathBuf,
+    kind: PhonemeType,
+    /// The voice's warm espeak-ng, for `PhonemeType::Espeak`.
+    warm: Option<WarmEspeak>,
 }
 
 impl Phonemizer {
+    pub(crate) fn new(program: PathBuf, kind: PhonemeType) -> Self {
+        let warm = match &kind {
+            PhonemeType::Espeak { voice } => Some(WarmEspeak::new(&program, voice)),
+            PhonemeType::Text => None,
+        };
+        Phonemizer {
+            program,
+            kind,
+            warm,
+        }
+    }
+
     /// Checks that the program runs and knows the voice, so a missing espeak-ng fails at start.
     pub(crate) async fn check(&self) -> Result<(), ProviderError> {
         if let PhonemeType::Espeak { .. } = &self.kind {
@@ -270,6 +287,16 @@ impl Phonemizer {
         let PhonemeType::Espeak { voice } = &self.kind else {
             return Ok(String::new());
         };
+        if let Some(warm) = &self.warm
+            && let Some(ipa) = warm.ipa(text).await
+        {
+            return Ok(ipa);
+        }
+        self.espeak_ipa_alone(voice, text).await
+    }
+
+    /// `text` phonemized by a process of its own.
+    async fn espeak_ipa_alone(&self, voice: &str, text: &str) -> Result<String, ProviderError> {
         let output = Command::new(&self.program)
             .args(["-q", "--ipa", "-v", voice, "--"])
             .arg(text)
@@ -447,12 +474,12 @@ mod tests {
     /// phonemes, sentences are runs, and 2,000 characters without a break are bounded runs.
     #[tokio::test]
     async fn real_espeak_phonemes_keep_the_marks_and_bound_the_runs() {
-        let phonemizer = Phonemizer {
-            program: PathBuf::from("espeak-ng"),
-            kind: PhonemeType::Espeak {
+        let phonemizer = Phonemizer::new(
+            PathBuf::from("espeak-ng"),
+            PhonemeType::Espeak {
                 voice: "en-us".into(),
             },
-        };
+        );
         if phonemizer.check().await.is_err() {
             println!("SKIP: espeak-ng is not installed (scripts/test.sh installs it)");
             return;
