@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -25,21 +26,20 @@ const MARKS: [&str; 2] = ["zyquoxa", "zyquoxe"];
 /// A clause takes ~1.5 ms; a machine that stalls longer than this gets the per-clause process.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The warm process of one espeak-ng voice; cheap to clone (clones share it).
+/// The warm process of one espeak-ng voice; cheap to clone (clones share it). The process is
+/// owned by a task of its own that finishes every exchange it begins, so a caller dropped
+/// mid-clause (a STOP) never leaves half an answer in the pipe for the next clause to read.
 #[derive(Clone)]
 pub(crate) struct WarmEspeak {
     program: PathBuf,
     voice: String,
-    state: Arc<tokio::sync::Mutex<State>>,
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    /// Set for good once the warm process failed: every clause gets a process of its own.
+    off: Arc<AtomicBool>,
 }
 
-enum State {
-    /// Not started yet.
-    Cold,
-    Running(Box<Process>),
-    /// It failed once: every clause gets a process of its own.
-    Off,
-}
+/// A clause's line, and where its IPA goes (`None`: phonemize it another way).
+type Request = (String, tokio::sync::oneshot::Sender<Option<String>>);
 
 struct Process {
     /// Held so the process lives (and is killed on drop) with the handle.
@@ -57,58 +57,109 @@ impl std::fmt::Debug for WarmEspeak {
         f.debug_struct("WarmEspeak")
             .field("program", &self.program)
             .field("voice", &self.voice)
+            .field("off", &self.off.load(Ordering::Relaxed))
             .finish()
     }
 }
 
 impl WarmEspeak {
+    /// The handle, and the task that will start the process at the first clause. Needs a
+    /// tokio runtime; the task ends, killing the process, when every clone is dropped.
     pub(crate) fn new(program: &Path, voice: &str) -> Self {
-        WarmEspeak {
+        let (requests, queue) = tokio::sync::mpsc::unbounded_channel();
+        let warm = WarmEspeak {
             program: program.to_path_buf(),
             voice: voice.to_owned(),
-            state: Arc::new(tokio::sync::Mutex::new(State::Cold)),
+            requests,
+            off: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(warm.clone_for_task().serve(queue));
+        warm
+    }
+
+    /// What the task needs: everything but a sender (which would keep its queue open forever).
+    fn clone_for_task(&self) -> Server {
+        Server {
+            program: self.program.clone(),
+            voice: self.voice.clone(),
+            off: self.off.clone(),
         }
     }
 
     /// The IPA of `text` (one line per espeak-ng clause), or `None`: phonemize it another way.
     pub(crate) async fn ipa(&self, text: &str) -> Option<String> {
+        if self.off.load(Ordering::Relaxed) {
+            return None;
+        }
         let line = text.replace(['\n', '\r'], " ");
         let lower = line.to_lowercase();
         if MARKS.iter().any(|mark| lower.contains(&mark[..6])) {
             return None;
         }
-        let mut state = self.state.lock().await;
-        if let State::Cold = *state {
-            *state = match tokio::time::timeout(EXCHANGE_TIMEOUT, self.start()).await {
-                Ok(Ok(process)) => State::Running(Box::new(process)),
-                Ok(Err(why)) => self.off(&why),
-                Err(_) => self.off("it did not answer its marks in time"),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send((line, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    #[cfg(test)]
+    fn is_off(&self) -> bool {
+        self.off.load(Ordering::Relaxed)
+    }
+}
+
+/// The task that owns the process.
+struct Server {
+    program: PathBuf,
+    voice: String,
+    off: Arc<AtomicBool>,
+}
+
+impl Server {
+    async fn serve(self, mut queue: tokio::sync::mpsc::UnboundedReceiver<Request>) {
+        let mut process: Option<Process> = None;
+        while let Some((line, reply)) = queue.recv().await {
+            if self.off.load(Ordering::Relaxed) {
+                let _ = reply.send(None);
+                continue;
+            }
+            if process.is_none() {
+                match tokio::time::timeout(EXCHANGE_TIMEOUT, self.start()).await {
+                    Ok(Ok(started)) => process = Some(started),
+                    Ok(Err(why)) => self.turn_off(&why),
+                    Err(_) => self.turn_off("it did not answer its marks in time"),
+                }
+            }
+            let Some(running) = &mut process else {
+                let _ = reply.send(None);
+                continue;
             };
-        }
-        let State::Running(process) = &mut *state else {
-            return None;
-        };
-        match tokio::time::timeout(EXCHANGE_TIMEOUT, process.exchange(&line)).await {
-            Ok(Ok(ipa)) => Some(ipa),
-            Ok(Err(why)) => {
-                *state = self.off(&why);
-                None
+            let answer = match tokio::time::timeout(EXCHANGE_TIMEOUT, running.exchange(&line)).await
+            {
+                Ok(Ok(ipa)) => Some(ipa),
+                Ok(Err(why)) => {
+                    self.turn_off(&why);
+                    None
+                }
+                Err(_) => {
+                    self.turn_off(&format!("no answer within {EXCHANGE_TIMEOUT:?}"));
+                    None
+                }
+            };
+            if answer.is_none() {
+                process = None;
             }
-            Err(_) => {
-                *state = self.off(&format!("no answer within {EXCHANGE_TIMEOUT:?}"));
-                None
-            }
+            let _ = reply.send(answer);
         }
     }
 
-    fn off(&self, why: &str) -> State {
+    fn turn_off(&self, why: &str) {
+        self.off.store(true, Ordering::Relaxed);
         tracing::warn!(
             program = %self.program.display(),
             voice = %self.voice,
             why,
             "the warm espeak-ng process is off: each clause starts its own (~15 ms more)"
         );
-        State::Off
     }
 
     async fn start(&self) -> Result<Process, String> {
@@ -240,7 +291,19 @@ mod tests {
                 );
             }
         }
+        // Callers dropped mid-clause (a STOP) leave nothing behind for the next clause.
         let warm = WarmEspeak::new(Path::new("espeak-ng"), "en-us");
+        for round in 0..5 {
+            let dropped = format!("the dropped clause number {round}");
+            let _ = tokio::time::timeout(Duration::from_micros(50), warm.ipa(&dropped)).await;
+            let heard = warm.ipa("Welcome back").await;
+            assert_eq!(
+                heard.as_deref().map(str::trim_end),
+                Some(alone("en-us", "Welcome back").await.as_str()),
+                "round {round}: the next clause gets its own IPA"
+            );
+        }
+        assert!(!warm.is_off(), "still warm");
         assert_eq!(
             warm.ipa("say ZYQUOXA twice").await,
             None,
@@ -275,10 +338,7 @@ mod tests {
         for (what, program) in cases {
             let warm = WarmEspeak::new(&program, "en-us");
             assert_eq!(warm.ipa("hello").await, None, "{what}");
-            assert!(
-                matches!(*warm.state.lock().await, State::Off),
-                "{what}: off for good"
-            );
+            assert!(warm.is_off(), "{what}: off for good");
             assert_eq!(warm.ipa("hello").await, None, "{what}: and stays off");
         }
         // A program that answers in step is used (cat says each line back: its "IPA").
