@@ -7,7 +7,8 @@
 //! its own, as in [`super::speech`], after the turns so that the RSS is the product's), the
 //! overhead per turn beyond that turn's own TTS time (`done.stats.tts_first_chunk_ms`), first
 //! audio of the turn right after a STOP, CPU per spoken second, and the RSS of the whole process
-//! plus its children (the Python voice) after the last turn.
+//! plus its children (the Python voice, or the in-process voice's warm espeak-ng) after the last
+//! turn.
 //! The bench's own clients and the fake LLM run in the same process, so the RSS and CPU figures
 //! include them (a few MB, a few ms).
 

@@ -1,8 +1,9 @@
 //! Piper neural TTS, offline: a voice is a `.onnx` model with its `.onnx.json` config.
 //!
 //! Two runtimes speak the same voices:
-//! - [`onnx`] (default, `PIPER_RUNTIME=onnx`): in our process on ONNX Runtime, phonemized by the
-//!   `espeak-ng` program ([`phonemes`]). No Python, no restart on STOP (the run is terminated).
+//! - [`onnx`] (default, `PIPER_RUNTIME=onnx`): in our process on ONNX Runtime, phonemized by a
+//!   warm `espeak-ng` program ([`phonemes`]), each sentence streamed as it is decoded ([`split`]).
+//!   No Python, no restart on STOP (the run is terminated).
 //! - [`python`] (`PIPER_RUNTIME=python`): `piper-tts` in one warm Python child; for voices whose
 //!   phonemes only Piper's Python code makes (`pinyin`, Japanese, Hebrew), and as a fallback.
 //!
@@ -46,13 +47,20 @@ pub fn default_threads() -> u32 {
     u32::try_from(cores / 2).unwrap_or(u32::MAX).max(1)
 }
 
-/// The in-process runtime's threads when none are configured: half the cores, but two on a
-/// two-core machine. Its pool does not spin (`load_session`), which is what made a thread per
-/// core slow above. Measured on two cores (the bench's 41-word script, 32 turns, one session):
-/// with two threads the first clause's synthesis in a turn took p50 107–134 ms and first audio
-/// p95 197–235 ms over four runs, against p50 132–145 ms and p95 211–240 ms over two runs with
-/// one, for ~0.24 s of CPU per spoken second against ~0.20 s.
-pub fn default_onnx_threads() -> u32 {
+/// The in-process runtime's threads when none are configured. Its pool does not spin
+/// (`load_session`), which is what made a thread per core slow above. Measured on two cores (the
+/// bench's 41-word script, 32 turns and 20 barge-ins, one session):
+/// - a voice decoded whole (`PIPER_STREAM=off`): two threads on two cores, first audio p95
+///   197–235 ms over four runs against 211–240 ms with one, for ~0.24 s of CPU per spoken second
+///   against ~0.20 s;
+/// - a streamed voice: half the cores, one on two cores. Its windows are small, so a second
+///   thread helps little: first audio p95 136–151 ms with one thread against 148–160 ms with two
+///   (two runs each), ~0.17 s of CPU per spoken second against ~0.22 s, and total RSS 108–111 MB
+///   against 106–136 MB.
+pub fn default_onnx_threads(streams: bool) -> u32 {
+    if streams {
+        return default_threads();
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     default_threads().max(u32::try_from(cores.min(2)).unwrap_or(1))
 }

@@ -188,7 +188,9 @@ impl PiperOnnx {
             None
         };
         let streams = halves.is_some();
-        let threads = config.threads.unwrap_or_else(super::default_onnx_threads) as usize;
+        let threads = config
+            .threads
+            .unwrap_or_else(|| super::default_onnx_threads(streams)) as usize;
         let scales = [
             config.noise_scale.unwrap_or(file.noise_scale),
             config.length_scale.unwrap_or(file.length_scale),
