@@ -32,6 +32,10 @@ pub const SCRIPT: &str = "Welcome back, everyone! Today we are building a castle
 First, we lay the stone walls. Then we add two tall stone towers. After that, chat picks the \
 flag colour. Finally, we all celebrate together with big fireworks over the moat.";
 
+/// How long the voice rests before each direct call: about as long as it is idle in a turn, while
+/// the rest of the previous reply plays.
+const DIRECT_REST: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Serialize)]
 pub struct PiperScenario {
     pub runtime: String,
@@ -151,8 +155,13 @@ pub async fn run(runtime: &str, args: &PiperArgs) -> anyhow::Result<PiperScenari
     // The baselines come after the RSS reading: the direct TTS is a second voice in this
     // process, and what it leaves in the allocator is not the product's.
     let (llm_first_segment, _) = llm_direct_ms(&fake.base_url(), 20).await?;
-    let tts_first_chunk =
-        tts_first_chunk_ms(&tts_settings, &first_segment_text_of(SCRIPT), 20).await?;
+    let tts_first_chunk = tts_first_chunk_ms(
+        &tts_settings,
+        &first_segment_text_of(SCRIPT),
+        20,
+        DIRECT_REST,
+    )
+    .await?;
     let llm_p50 = percentiles(llm_first_segment.clone()).p50;
     let baseline = llm_p50 + percentiles(tts_first_chunk.clone()).p50;
     let per_turn = |after_stop_only: bool| -> Vec<f64> {

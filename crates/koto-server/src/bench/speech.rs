@@ -73,7 +73,8 @@ pub async fn run(provider: &str, args: &SpeechArgs) -> anyhow::Result<SpeechScen
 
     let (llm_first_segment, complete_direct) = llm_direct_ms(&fake.base_url(), 30).await?;
     let first_segment = first_segment_text();
-    let tts_first_chunk = tts_first_chunk_ms(&tts_settings, &first_segment, 30).await?;
+    let tts_first_chunk =
+        tts_first_chunk_ms(&tts_settings, &first_segment, 30, Duration::ZERO).await?;
     let baseline =
         percentiles(llm_first_segment.clone()).p50 + percentiles(tts_first_chunk.clone()).p50;
 
@@ -300,15 +301,19 @@ async fn llm_complete_trial(
     Ok(at)
 }
 
-/// The configured voice called directly: time to its first chunk of the first segment.
+/// The configured voice called directly: time to its first chunk of the first segment, each
+/// call `rest` after the last one ended (a turn meets a voice that has been idle while the
+/// previous reply played; back to back, a neural voice's weights are still in the CPU's caches).
 pub(super) async fn tts_first_chunk_ms(
     settings: &koto_providers::tts::voice::TtsSettings,
     text: &str,
     n: usize,
+    rest: Duration,
 ) -> anyhow::Result<Vec<f64>> {
     let voice = build_voice(settings).await?;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
+        tokio::time::sleep(rest).await;
         let started = Instant::now();
         let mut chunks = voice.speak(TtsRequest {
             text: text.to_owned(),

@@ -133,8 +133,13 @@ pub async fn run(args: &VoiceArgs) -> anyhow::Result<VoiceScenario> {
         asr_direct.push(ms(started.elapsed()));
     }
     let (llm_first_segment, _) = llm_direct_ms(&fake.base_url(), 20).await?;
-    let tts_first_chunk =
-        tts_first_chunk_ms(&tts_settings, &first_segment_text_of(REPLY), 20).await?;
+    let tts_first_chunk = tts_first_chunk_ms(
+        &tts_settings,
+        &first_segment_text_of(REPLY),
+        20,
+        Duration::ZERO,
+    )
+    .await?;
     let hearing_baseline = HANGOVER_MS as f64 + percentiles(asr_direct.clone()).p50;
     let answer_baseline =
         percentiles(llm_first_segment.clone()).p50 + percentiles(tts_first_chunk.clone()).p50;
