@@ -277,7 +277,11 @@ fn onnx_config() -> PiperConfig {
 }
 
 async fn in_process() -> PiperOnnx {
-    match PiperEngine::start(&onnx_config(), None).await {
+    in_process_with(&onnx_config()).await
+}
+
+async fn in_process_with(config: &PiperConfig) -> PiperOnnx {
+    match PiperEngine::start(config, None).await {
         Ok(PiperEngine::InProcess(voice)) => voice,
         Ok(other) => panic!("the default runtime is in process, got {other:?}"),
         Err(error) => panic!(
@@ -408,6 +412,36 @@ async fn piper_in_process_stop_terminates_the_run_and_the_next_turn_speaks() {
     );
 }
 
+/// A 2,000-character sentence with no break, given to the voice whole (the segmenter would have
+/// cut it at `max_chars`): no stall — its first audio comes while the rest is still being
+/// decoded (minutes of speech, in runs cut at word gaps) — and dropping the stream ends it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piper_in_process_streams_a_2000_character_sentence_and_stops_inside_it() {
+    let voice = in_process().await;
+    assert!(voice.streams(), "the default voice streams");
+    let words = "castle stones and towers rise above the quiet moat ";
+    let long: String = words
+        .repeat(2_000 / words.len() + 1)
+        .chars()
+        .take(2_000)
+        .collect();
+    let mut stream = voice.synthesize(request(&long, "en"));
+    let first = first_block(&mut stream).await;
+    assert!(!first.samples.is_empty(), "the first window is audio");
+    let terminated_before = voice.terminated_runs();
+    drop(stream);
+    tokio::time::timeout(GUARD, async {
+        while voice.terminated_runs() == terminated_before {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the drop lands inside the sentence: it was streamed, not decoded whole");
+    let (blocks, error) = drain(voice.synthesize(request("And we are back.", "en"))).await;
+    assert_eq!(error, None);
+    assert!(seconds(&blocks) > 0.3, "the next sentence speaks");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn piper_in_process_says_nothing_for_punctuation_alone() {
     // Emoji and markup never reach a voice: the segmenter drops them (koto-core's markup tests).
@@ -520,13 +554,7 @@ async fn piper_in_process_runs_an_int8_copy_made_once_and_reused() {
         cache_dir: Some(cache.clone()),
         ..PiperConfig::default()
     };
-    let start = |config: PiperConfig| async move {
-        match PiperEngine::start(&config, None).await {
-            Ok(PiperEngine::InProcess(voice)) => voice,
-            other => panic!("in-process Piper starts: {other:?}; run scripts/test.sh"),
-        }
-    };
-    let voice = start(config.clone()).await;
+    let voice = in_process_with(&config).await;
     let copy = voice.weights().to_path_buf();
     assert!(
         copy.starts_with(&cache),
@@ -551,14 +579,14 @@ async fn piper_in_process_runs_an_int8_copy_made_once_and_reused() {
     );
     drop(voice);
 
-    let again = start(config.clone()).await;
+    let again = in_process_with(&config).await;
     assert_eq!(again.weights(), copy, "the same copy");
     assert_eq!(
         std::fs::metadata(&copy).and_then(|m| m.modified()).ok(),
         Some(made),
         "reused, not made again"
     );
-    let plain = start(PiperConfig {
+    let plain = in_process_with(&PiperConfig {
         quantize: false,
         ..config.clone()
     })
@@ -607,13 +635,7 @@ async fn piper_in_process_streams_a_sentence_with_the_samples_of_a_whole_run() {
         noise_w_scale: Some(0.0),
         ..PiperConfig::default()
     };
-    let start = |config: PiperConfig| async move {
-        match PiperEngine::start(&config, None).await {
-            Ok(PiperEngine::InProcess(voice)) => voice,
-            other => panic!("in-process Piper starts: {other:?}; run scripts/test.sh"),
-        }
-    };
-    let streamed = start(config.clone()).await;
+    let streamed = in_process_with(&config).await;
     assert!(streamed.streams(), "the default cuts the voice in two");
     let halves = |suffix: &str| {
         std::fs::read_dir(&cache)
@@ -644,8 +666,8 @@ async fn piper_in_process_streams_a_sentence_with_the_samples_of_a_whole_run() {
             quantize,
             ..config.clone()
         };
-        let halves = start(config.clone()).await;
-        let whole = start(PiperConfig {
+        let halves = in_process_with(&config).await;
+        let whole = in_process_with(&PiperConfig {
             stream: false,
             ..config
         })
