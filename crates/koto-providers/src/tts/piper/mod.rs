@@ -56,7 +56,8 @@ pub fn default_threads() -> u32 {
 /// - a streamed voice: half the cores, one on two cores. Its windows are small, so a second
 ///   thread helps little: first audio p95 136–151 ms with one thread against 148–160 ms with two
 ///   (two runs each), ~0.17 s of CPU per spoken second against ~0.22 s, and total RSS 108–111 MB
-///   against 106–136 MB.
+///   against 106–136 MB; on a faster two-core host, p95 102.6–104.4 ms with one (four runs)
+///   against 104.2 ms with two, 0.125 s of CPU per spoken second against 0.151 s.
 pub fn default_onnx_threads(streams: bool) -> u32 {
     if streams {
         return default_threads();

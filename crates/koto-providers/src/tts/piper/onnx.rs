@@ -336,9 +336,20 @@ impl Utterance {
                 return Some((Ok(block), self));
             }
             if let Some(text) = self.text.take() {
+                let asked = std::time::Instant::now();
                 self.working = Some(self.voice.working.clone().lock_owned().await);
+                let waited = asked.elapsed();
                 match self.voice.phonemizer.runs(&text).await {
-                    Ok(runs) => self.runs = runs.into(),
+                    Ok(runs) => {
+                        // With "piper sentence started", where a clause's first audio goes.
+                        tracing::debug!(
+                            correlationId = %self.correlation_id,
+                            waited_for_the_voice_ms = waited.as_secs_f64() * 1e3,
+                            phonemized_ms = (asked.elapsed() - waited).as_secs_f64() * 1e3,
+                            "piper text phonemized"
+                        );
+                        self.runs = runs.into();
+                    }
                     Err(error) => return Some((Err(error), self.finished())),
                 }
             }
@@ -619,7 +630,9 @@ impl Inference {
                 latent,
                 decoder_sid,
             } => {
+                let started = std::time::Instant::now();
                 let outputs = run_session(encoder, inputs, stop).map_err(failed)?;
+                let encoded = started.elapsed();
                 let (shape, values) = output_f32(&outputs)?;
                 let [1, channels, frames] = shape[..] else {
                     return Err(ProviderError::Protocol(format!(
@@ -672,6 +685,16 @@ impl Inference {
                     });
                     if reply.send(Ok(Some(to_pcm_limited(kept, gain)))).is_err() {
                         return Ok(());
+                    }
+                    if window.keep.start == 0 {
+                        // The encoder runs whole before the first window is decoded.
+                        tracing::debug!(
+                            ids = count,
+                            frames,
+                            encoder_ms = encoded.as_secs_f64() * 1e3,
+                            first_window_ms = (started.elapsed() - encoded).as_secs_f64() * 1e3,
+                            "piper sentence started"
+                        );
                     }
                 }
                 // Quick to follow a louder sentence, slow to forget one.
